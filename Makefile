@@ -1,0 +1,33 @@
+# Everything a fresh machine needs, from only Python 3.11+ and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export RUNTIME__DLTHUB_TELEMETRY := false
+
+.PHONY: demo test notebook bench install clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cekura-sessions demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+notebook: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[notebook]'
+	test -f demo.duckdb || $(BIN)/cekura-sessions demo
+	$(BIN)/jupyter lab notebooks/session_analysis.ipynb
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/night.py
+
+clean:
+	rm -rf $(VENV) demo.duckdb demo.duckdb.lock .cekura-demo-pipeline .pytest_cache

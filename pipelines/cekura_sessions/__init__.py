@@ -1,0 +1,1 @@
+"""cekura-sessions: Cekura scenario-improvement sessions into DuckDB, nightly."""

@@ -1,0 +1,306 @@
+"""HTTP access to Cekura's API: auth header, status classification, retry policy, list shapes.
+
+Retries live here and only here (tenacity); the underlying urllib3 adapter never retries, so
+attempts are never multiplied by a second layer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import orjson
+import requests
+import tenacity
+from requests.adapters import HTTPAdapter
+
+from cekura_sessions import settings
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """Base class: something went wrong talking to the API."""
+
+
+class AuthError(ApiError):
+    """The key was refused: no request can succeed, so the whole run stops."""
+
+
+class ProjectError(ApiError):
+    """This request can never succeed as asked (403, 404, 400): fail the project, not the run."""
+
+
+class RetryableError(ApiError):
+    """A transient failure worth another attempt; `retry_after` is the server's hint in seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class MalformedBody(RetryableError):
+    """200 with a body that is not the JSON the spec promises; retried, then fails the project."""
+
+
+class InsecureUrlError(ApiError):
+    """The key would travel in clear text to a host other than this machine."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    max_wait_seconds: float = 30.0  # cap on any one wait, Retry-After included
+    max_total_wait_seconds: float = 120.0  # cap on the waits of one request
+    backoff_initial_seconds: float = 0.5
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 60.0
+
+
+@dataclass
+class RequestStats:
+    """Counters shared by every worker thread of one run."""
+
+    requests: int = 0
+    retries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+
+class BackoffGate:
+    """Makes every worker pause when any of them is told to slow down (429), so the
+    API sees the whole client back off instead of a thundering herd of retries."""
+
+    def __init__(self) -> None:
+        self._resume_at = 0.0
+        self._lock = threading.Lock()
+
+    def hold_until(self, seconds_from_now: float) -> None:
+        with self._lock:
+            self._resume_at = max(self._resume_at, time.monotonic() + seconds_from_now)
+
+    def wait(self) -> None:
+        with self._lock:
+            delay = self._resume_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def check_base_url(base_url: str) -> str:
+    """Return the normalised base URL, or raise with a message that says what to fix."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"base URL {base_url!r} is not an http(s) URL; use something like {settings.DEFAULT_BASE_URL}"
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise InsecureUrlError(
+            f"refusing to send the API key over plain http to {parts.hostname}; use https"
+        )
+    return base_url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None when absent,
+    unparsable, zero or in the past, so the caller falls back to exponential backoff."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return seconds if seconds > 0 else None
+
+
+def classify_response(response: requests.Response) -> None:
+    """Raise the error class that says what to do with a non-2xx answer; return on success."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    where = urlsplit(response.url).path
+    if status == 401:
+        # the key is missing or wrong: every other request would fail the same way
+        raise AuthError("the API refused the key (HTTP 401); check CEKURA_API_KEY")
+    if status == 429:
+        # rate limited: wait as long as the server asks, then try again
+        raise RetryableError(
+            f"rate limited (HTTP 429) on {where}",
+            parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if status == 408 or status >= 500:
+        # request timeout or server trouble: usually transient
+        raise RetryableError(
+            f"HTTP {status} on {where}", parse_retry_after(response.headers.get("Retry-After"))
+        )
+    # 400, 403, 404 and the rest of 4xx: asking again will not change the answer
+    raise ProjectError(f"HTTP {status} on {where}")
+
+
+class _Wait(tenacity.wait.wait_base):
+    """Retry-After when the server gives a positive one, else exponential backoff with jitter;
+    both capped, so one hint cannot stall the night."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+        self._backoff = tenacity.wait_random_exponential(
+            multiplier=policy.backoff_initial_seconds, max=policy.max_wait_seconds
+        )
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        hint = getattr(error, "retry_after", None)
+        if hint:
+            return min(hint, self._policy.max_wait_seconds)
+        return self._backoff(retry_state)
+
+
+class CekuraClient:
+    """One client per run; safe to share between worker threads."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        policy: RetryPolicy | None = None,
+        stats: RequestStats | None = None,
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise ValueError("the API key is empty; set CEKURA_API_KEY")
+        self.base_url = check_base_url(base_url)
+        self._api_key = api_key.strip()
+        self.policy = policy or RetryPolicy()
+        self.stats = stats or RequestStats()
+        self.gate = BackoffGate()
+        self._local = threading.local()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"CekuraClient(base_url={self.base_url!r})"
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        body = self._get_json(settings.PROJECTS_PATH, {})
+        if not isinstance(body, list):
+            raise MalformedBody("the projects list is not a JSON array")
+        return body
+
+    def list_sessions(self, project_id: int) -> list[Any]:
+        """Every session of one project, whichever list shape the API answers with."""
+        body = self._get_json(settings.SESSIONS_PATH, {"project_id": project_id})
+        if isinstance(body, list):
+            return body
+        rows = _page_results(body)
+        expected = body.get("count")
+        while body.get("next"):
+            next_url = self._same_origin(body["next"])
+            body = self._get_json(next_url, None)
+            rows.extend(_page_results(body))
+        if isinstance(expected, int) and expected != len(rows):
+            # the listing moved under us while paging: a retry of the whole listing is safer
+            raise MalformedBody(f"paged listing returned {len(rows)} rows, count said {expected}")
+        return rows
+
+    def _same_origin(self, url: str) -> str:
+        absolute = urljoin(self.base_url + "/", url)
+        if urlsplit(absolute)[:2] != urlsplit(self.base_url)[:2]:
+            # never send the key to another host, whatever `next` says
+            raise MalformedBody(f"pagination link leaves {self.base_url}")
+        return absolute
+
+    def _get_json(self, path_or_url: str, params: dict[str, Any] | None) -> Any:
+        url = path_or_url if path_or_url.startswith("http") else self.base_url + path_or_url
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(
+                (RetryableError, requests.ConnectionError, requests.Timeout)
+            ),
+            wait=_Wait(self.policy),
+            stop=tenacity.stop_after_attempt(self.policy.max_attempts)
+            | tenacity.stop_before_delay(self.policy.max_total_wait_seconds),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        return retrying(self._get_once, url, params)
+
+    def _get_once(self, url: str, params: dict[str, Any] | None) -> Any:
+        self.gate.wait()
+        self.stats.count_request()
+        response = self._session().get(
+            url,
+            params=params,
+            timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds),
+        )
+        classify_response(response)
+        content_type = response.headers.get("Content-Type", "")
+        if "json" not in content_type:
+            raise MalformedBody(f"answer is {content_type or 'untyped'}, not JSON")
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as error:
+            raise MalformedBody(f"answer is not valid JSON ({error})") from None
+
+    def _before_sleep(self, retry_state: tenacity.RetryCallState) -> None:
+        self.stats.count_retry()
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        delay = retry_state.upcoming_sleep
+        if isinstance(error, RetryableError) and error.retry_after:
+            # a 429's Retry-After applies to the whole client, not this worker alone
+            self.gate.hold_until(delay)
+        log.warning(
+            "attempt %d failed (%s); retrying in %.1f s",
+            retry_state.attempt_number,
+            describe_error(error),
+            delay,
+        )
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=4)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers[settings.API_KEY_HEADER] = self._api_key
+            session.headers["Accept"] = "application/json"
+            self._local.session = session
+        return session
+
+
+def _page_results(body: Any) -> list[Any]:
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise MalformedBody("answer is neither a JSON array nor a page with `results`")
+    return list(body["results"])
+
+
+def describe_error(error: BaseException | None) -> str:
+    """One line for people; requests' own texts are shortened to their kind."""
+    if error is None:
+        return "unknown error"
+    if isinstance(error, requests.Timeout):
+        return "timed out"
+    if isinstance(error, requests.ConnectionError):
+        return "connection failed"
+    return str(error)

@@ -1,0 +1,58 @@
+"""`cekura-sessions demo`: the whole nightly job against the bundled fake API on loopback."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+
+from cekura_sessions import settings
+from cekura_sessions.fake_api import FakeCekuraApi
+from cekura_sessions.fake_data import DataSpec, generate
+from cekura_sessions.pipeline import RunConfig, run
+
+DEMO_KEY = "demo-key"
+
+
+def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int) -> int:
+    dataset = generate(DataSpec(projects=projects, sessions_per_project=sessions_per_project, seed=seed))
+    started = time.monotonic()
+    with FakeCekuraApi(dataset, api_key=DEMO_KEY) as api:
+        outcome = run(
+            RunConfig(
+                db_path=db_path,
+                api_key=DEMO_KEY,
+                base_url=api.url,
+                # the demo keeps its dlt state beside its database, apart from the nightly pipeline's
+                pipelines_dir=str(db_path.resolve().parent / ".cekura-demo-pipeline"),
+            )
+        )
+    seconds = time.monotonic() - started
+    report = outcome.report
+    print(f"demo: fake Cekura API with {len(dataset.projects)} projects -> {db_path}")
+    print(
+        f"loaded {report.sessions_written} sessions from {len(report.projects_ok)} projects "
+        f"in {seconds:.1f} s ({report.stats.requests} requests)"
+    )
+    if outcome.exit_code != 0:
+        print(f"exit {outcome.exit_code}: {outcome.message}")
+        return outcome.exit_code
+    _print_completion(db_path)
+    print(f"query it: duckdb {db_path} \"select * from {settings.ANALYTICS_SCHEMA}.project_completion_rates\"")
+    return 0
+
+
+def _print_completion(db_path: Path) -> None:
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        rows = con.execute(
+            f"""
+            select project_id, coalesce(project_name, '?'), sessions_total, sessions_completed, completion_rate
+            from {settings.ANALYTICS_SCHEMA}.project_completion_rates
+            order by project_id
+            """
+        ).fetchall()
+    print(f"{'project':>8}  {'name':<28} {'sessions':>8} {'completed':>9} {'rate':>6}")
+    for project_id, name, total, completed, rate in rows:
+        shown = "-" if rate is None else f"{rate:.0%}"
+        print(f"{project_id:>8}  {name[:28]:<28} {total:>8} {completed:>9} {shown:>6}")

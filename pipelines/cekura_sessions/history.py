@@ -1,0 +1,104 @@
+"""Status history: every observed change of a session (status, updated_at, project), kept across
+nights in `cekura_raw.session_status_history`.
+
+Written after each load by comparing the sessions just loaded with the latest observation of each.
+The comparison is idempotent, so a run killed between its load and this step is caught up by
+the next run. Only projects whose listing succeeded in this run can record a disappearance.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from cekura_sessions import settings
+from cekura_sessions.run_report import RunReport
+
+_RAW = settings.RAW_SCHEMA
+_HISTORY = f"{_RAW}.{settings.STATUS_HISTORY_TABLE}"
+
+_DDL = f"""
+create schema if not exists {_RAW};
+create table if not exists {_HISTORY} (
+    session_id bigint not null,
+    project_id bigint not null,
+    status text,
+    updated_at text,
+    observed_at timestamptz not null,
+    run_id text not null,
+    is_deleted boolean not null
+);
+"""
+
+_SYNC = f"""
+insert into {_HISTORY}
+with latest as (
+    select *
+    from {_HISTORY}
+    qualify row_number() over (partition by session_id order by observed_at desc) = 1
+),
+
+listed_projects as (
+    select project_id
+    from {_RAW}.{settings.PROJECT_LISTINGS_TABLE}
+    where run_id = $run_id
+),
+
+current_sessions as (
+    select
+        id as session_id,
+        project_id,
+        status,
+        updated_at,
+    from {_RAW}.{settings.SESSIONS_TABLE}
+    where project_id in (select project_id from listed_projects)
+),
+
+changed as (
+    select
+        c.session_id,
+        c.project_id,
+        c.status,
+        c.updated_at,
+        false as is_deleted,
+    from current_sessions as c
+    left join latest as l using (session_id)
+    where l.session_id is null
+        or l.is_deleted
+        or l.status is distinct from c.status
+        or l.updated_at is distinct from c.updated_at
+        or l.project_id is distinct from c.project_id
+),
+
+vanished as (
+    select
+        l.session_id,
+        l.project_id,
+        l.status,
+        l.updated_at,
+        true as is_deleted,
+    from latest as l
+    where not l.is_deleted
+        and l.project_id in (select project_id from listed_projects)
+        and l.session_id not in (select id from {_RAW}.{settings.SESSIONS_TABLE})
+)
+
+select session_id, project_id, status, updated_at, $observed_at, $run_id, is_deleted
+from (select * from changed union all select * from vanished)
+"""
+
+
+def record_changes(con: duckdb.DuckDBPyConnection, report: RunReport) -> int:
+    """Append this run's observed changes; returns how many were recorded."""
+    con.execute(_DDL)
+    if not _table_exists(con, settings.SESSIONS_TABLE) or not _table_exists(con, settings.PROJECT_LISTINGS_TABLE):
+        return 0
+    con.execute(_SYNC, {"run_id": report.run_id, "observed_at": report.started_at})
+    return con.fetchone()[0]
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    found = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [_RAW, table],
+    ).fetchone()
+    return bool(found and found[0])

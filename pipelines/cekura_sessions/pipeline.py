@@ -1,0 +1,266 @@
+"""One nightly run: lock, leftover packages, extract -> normalize -> load, status history,
+models, checks, run ledger, exit code."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dlt
+import duckdb
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.pipeline import LoadInfo
+
+from cekura_sessions import history, ledger, models, settings
+from cekura_sessions.client import ApiError, AuthError, InsecureUrlError, describe_error
+from cekura_sessions.run_lock import LockHeld, run_lock
+from cekura_sessions.run_report import RunReport
+from cekura_sessions.source import cekura
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_FATAL = 2
+EXIT_LOCKED = 3
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    db_path: Path
+    api_key: str | None = None  # None: dlt resolves it ([sources.cekura] api_key)
+    base_url: str | None = None  # None: dlt config, else the default
+    project_ids: list[int] | None = None
+    build_models: bool = True
+    concurrency: int = 8
+    db_wait_seconds: float = 30.0
+    pipelines_dir: str | None = None  # None: dlt's default, so `dlt pipeline cekura_sessions ...` works
+
+
+@dataclass
+class RunOutcome:
+    exit_code: int
+    report: RunReport
+    message: str = ""
+    model_rows: dict[str, int] = field(default_factory=dict)
+    checks: list[models.CheckResult] = field(default_factory=list)
+
+
+class FatalError(Exception):
+    """Nothing could be loaded; the message says what to do."""
+
+
+class DatabaseBusy(Exception):
+    """Another process holds the DuckDB file."""
+
+
+def run(config: RunConfig) -> RunOutcome:
+    report = RunReport()
+    db_path = config.db_path.resolve()
+    try:
+        _check_db_path(db_path)
+        with run_lock(db_path, report.run_id):
+            return _locked_run(config, db_path, report)
+    except LockHeld as error:
+        return RunOutcome(EXIT_LOCKED, report, f"{error}; nothing was touched")
+    except DatabaseBusy as error:
+        return RunOutcome(EXIT_LOCKED, report, str(error))
+    except FatalError as error:
+        return RunOutcome(EXIT_FATAL, report, str(error))
+
+
+def _locked_run(config: RunConfig, db_path: Path, report: RunReport) -> RunOutcome:
+    with connect(db_path, config.db_wait_seconds) as con:
+        ledger.record_start(con, report)
+    outcome = RunOutcome(EXIT_FATAL, report)
+    try:
+        _load(config, db_path, report)
+        outcome = _after_load(config, db_path, report)
+    except FatalError as error:
+        outcome.message = str(error)
+        raise
+    finally:
+        _record_finish(config, db_path, outcome)
+    return outcome
+
+
+def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
+    pipeline = make_pipeline(db_path, config.pipelines_dir)
+    finish_leftover_packages(pipeline)
+    with connect(db_path, config.db_wait_seconds) as con:
+        known = known_digests(con)
+    try:
+        source = cekura(
+            **_source_overrides(config),
+            project_ids=config.project_ids,
+            concurrency=config.concurrency,
+            report=report,
+            known_digests=known,
+        )
+        pipeline.extract(source, loader_file_format="parquet")
+        pipeline.normalize()
+        return pipeline.load()
+    except Exception as error:  # dlt wraps every step's failure; find what really happened
+        raise FatalError(_fatal_message(error)) from None
+
+
+def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutcome:
+    outcome = RunOutcome(EXIT_OK, report)
+    if report.projects_failed and not report.projects_ok:
+        raise FatalError(f"no project could be loaded: {report.failed_summary()}")
+    with connect(db_path, config.db_wait_seconds) as con:
+        history.record_changes(con, report)
+        if config.build_models:
+            try:
+                outcome.model_rows = models.build_models(con)
+            except models.ModelBuildError as error:
+                outcome.exit_code, outcome.message = EXIT_PARTIAL, str(error)
+                return outcome
+            outcome.checks = models.run_checks(con)
+    problems = _problems(report, outcome.checks)
+    if problems:
+        outcome.exit_code, outcome.message = EXIT_PARTIAL, "; ".join(problems)
+    return outcome
+
+
+def _problems(report: RunReport, checks: list[models.CheckResult]) -> list[str]:
+    problems = []
+    if report.projects_failed:
+        problems.append(f"{len(report.projects_failed)} project(s) failed ({report.failed_summary()})")
+    if report.rows_rejected:
+        problems.append(
+            f"{report.rows_rejected} session row(s) broke the API contract and were set aside in "
+            f"{settings.RAW_SCHEMA}.{settings.REJECTED_ROWS_TABLE}"
+        )
+    failed_checks = [c.name for c in checks if not c.passed and c.severity == "error"]
+    if failed_checks:
+        problems.append(f"data check(s) failed: {', '.join(failed_checks)}")
+    return problems
+
+
+def _record_finish(config: RunConfig, db_path: Path, outcome: RunOutcome) -> None:
+    status = {EXIT_OK: "succeeded", EXIT_PARTIAL: "partial"}.get(outcome.exit_code, "failed")
+    try:
+        with connect(db_path, config.db_wait_seconds) as con:
+            ledger.record_finish(con, outcome.report, status, outcome.exit_code, outcome.message or None)
+    except (DatabaseBusy, duckdb.Error) as error:
+        log.error("could not record the run's end in the ledger: %s", error)
+
+
+def make_pipeline(db_path: Path, pipelines_dir: str | None) -> dlt.Pipeline:
+    # without this, merge keeps a full copy of every load in cekura_raw_staging (GOTCHAS.md)
+    os.environ.setdefault("LOAD__TRUNCATE_STAGING_DATASET", "true")
+    return dlt.pipeline(
+        pipeline_name=settings.PIPELINE_NAME,
+        destination=dlt.destinations.duckdb(str(db_path)),
+        dataset_name=settings.RAW_SCHEMA,
+        pipelines_dir=pipelines_dir,
+    )
+
+
+def finish_leftover_packages(pipeline: dlt.Pipeline) -> None:
+    """Complete what a killed run left behind before extracting anything new; a plain
+    `pipeline.run()` would stop there (dlt #3227)."""
+    if not pipeline.has_pending_data:
+        return
+    log.warning("completing load packages left by an interrupted run")
+    try:
+        pipeline.normalize()
+        pipeline.load()
+    except Exception as error:  # noqa: BLE001 - a package we cannot finish must not block every later night
+        log.error("could not complete the leftover packages (%s); discarding them", _root_cause(error))
+        pipeline.drop_pending_packages()
+
+
+def known_digests(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    """The fingerprint of each project's last loaded listing, read from the database itself,
+    so a fresh or replaced database file always gets a full load."""
+    table = f"{settings.RAW_SCHEMA}.{settings.PROJECT_LISTINGS_TABLE}"
+    try:
+        rows = con.execute(f"select project_id, listing_digest from {table} where listing_digest is not null").fetchall()
+    except duckdb.CatalogException:
+        return {}
+    return dict(rows)
+
+
+class connect:
+    """A DuckDB connection that waits a bounded time for a file another process holds."""
+
+    def __init__(self, db_path: Path, wait_seconds: float) -> None:
+        self._db_path, self._wait_seconds = db_path, wait_seconds
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self._wait_seconds
+        while True:
+            try:
+                self._con = duckdb.connect(str(self._db_path))
+                return self._con
+            except duckdb.IOException as error:
+                holder = _lock_holder(str(error))
+                if holder is None:
+                    raise FatalError(f"cannot open {self._db_path}: {_first_line(error)}") from None
+                if time.monotonic() >= deadline:
+                    raise DatabaseBusy(
+                        f"{self._db_path} is held by {holder}; close that program (a notebook kernel or "
+                        "the DuckDB CLI) or raise --db-wait"
+                    ) from None
+                time.sleep(0.5)
+
+    def __exit__(self, *exc: object) -> None:
+        self._con.close()
+
+
+def _lock_holder(message: str) -> str | None:
+    if "lock" not in message.lower():
+        return None
+    found = re.search(r"held in (.+?) \(PID (\d+)\)", message)
+    return f"{found.group(1)} (PID {found.group(2)})" if found else "another process"
+
+
+def _check_db_path(db_path: Path) -> None:
+    folder = db_path.parent
+    if not folder.is_dir():
+        raise FatalError(f"the folder of the database, {folder}, does not exist; create it or set CEKURA_DB")
+    if not os.access(folder, os.W_OK) or (db_path.exists() and not os.access(db_path, os.W_OK)):
+        raise FatalError(f"cannot write {db_path}; choose a writable path with --db or CEKURA_DB")
+
+
+def _source_overrides(config: RunConfig) -> dict[str, str]:
+    overrides = {}
+    if config.api_key is not None:
+        overrides["api_key"] = config.api_key
+    if config.base_url is not None:
+        overrides["base_url"] = config.base_url
+    return overrides
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    seen = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        inner = getattr(error, "exception", None) or error.__cause__ or error.__context__
+        if inner is None:
+            break
+        if isinstance(error, (ApiError, ConfigFieldMissingException)):
+            break
+        error = inner
+    return error
+
+
+def _fatal_message(error: BaseException) -> str:
+    cause = _root_cause(error)
+    if isinstance(cause, ConfigFieldMissingException):
+        return "no API key: set CEKURA_API_KEY (or api_key under [sources.cekura] in .dlt/secrets.toml)"
+    if isinstance(cause, (AuthError, InsecureUrlError)):
+        return str(cause)
+    if isinstance(cause, ValueError) and "API key" in str(cause) or "base URL" in str(cause):
+        return str(cause)
+    return f"nothing loaded: {describe_error(cause)}"
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -1,0 +1,220 @@
+"""Rows as the API delivers them -> validated columns -> Arrow tables.
+
+Arrow tables go straight to dlt's parquet writer, skipping dlt's row-by-row normalizer, which
+is where most of a large night's time would otherwise go (see GOTCHAS.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from cekura_sessions import settings
+
+SESSION_FIELDS = ("id", "title", "project", "scenario_ids", "status", "created_at", "updated_at", "message_count")
+
+SESSIONS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        ("title", pa.string()),
+        ("project", pa.int64()),
+        ("status", pa.string()),
+        ("created_at", pa.string()),
+        ("updated_at", pa.string()),
+        ("message_count", pa.string()),
+        pa.field("project_id", pa.int64(), nullable=False),
+        (settings.TOMBSTONE_COLUMN, pa.bool_()),
+    ]
+)
+SCENARIO_IDS_SCHEMA = pa.schema(
+    [
+        pa.field("session_id", pa.int64(), nullable=False),
+        pa.field("project_id", pa.int64(), nullable=False),
+        pa.field("position", pa.int64(), nullable=False),
+        ("value", pa.int64()),
+        (settings.TOMBSTONE_COLUMN, pa.bool_()),
+    ]
+)
+PROJECTS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        ("name", pa.string()),
+        ("organization_id", pa.int64()),
+        ("organization_name", pa.string()),
+        ("timezone", pa.string()),
+        ("is_deleted", pa.bool_()),
+        ("created_at", pa.string()),
+        ("updated_at", pa.string()),
+    ]
+)
+
+
+def is_integer(value: Any) -> bool:
+    # bool is an int subclass in Python, but `true` is not an id
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def session_rejection(row: Any) -> str | None:
+    """Why this row breaks the contract, or None when it may load as delivered."""
+    if not isinstance(row, dict):
+        return "row is not a JSON object"
+    if "id" not in row:
+        return "id is missing"
+    if not is_integer(row["id"]):
+        return f"id is not an integer: {row['id']!r:.40}"
+    for name in ("created_at", "updated_at"):
+        if not _is_timestamp(row.get(name)):
+            return f"{name} is not an ISO-8601 timestamp: {row.get(name)!r:.40}"
+    scenario_ids = row.get("scenario_ids")
+    if scenario_ids is not None:
+        if not isinstance(scenario_ids, list):
+            return f"scenario_ids is not a list: {scenario_ids!r:.40}"
+        if not all(is_integer(value) for value in scenario_ids):
+            return "scenario_ids holds something other than integers"
+    if row.get("project") is not None and not is_integer(row["project"]):
+        return f"project is not an integer: {row['project']!r:.40}"
+    for name in ("title", "status"):
+        if row.get(name) is not None and not isinstance(row[name], str):
+            return f"{name} is not a string: {row[name]!r:.40}"
+    message_count = row.get("message_count")
+    if message_count is not None and not isinstance(message_count, (str, int)):
+        return f"message_count is neither a string nor a number: {message_count!r:.40}"
+    return None
+
+
+def listing_digest(rows: list[Any]) -> str:
+    """A fingerprint of a project's listing that ignores the order sessions arrive in."""
+    ordered = sorted(rows, key=lambda row: repr(row.get("id")) if isinstance(row, dict) else "")
+    return hashlib.blake2b(orjson.dumps(ordered, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+
+@dataclass
+class SessionBatch:
+    """Column buffers for the sessions table and its scenario-id child table."""
+
+    sessions: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in SESSIONS_SCHEMA.names})
+    scenario_ids: dict[str, list[Any]] = field(
+        default_factory=lambda: {n: [] for n in SCENARIO_IDS_SCHEMA.names}
+    )
+    extra_fields: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.sessions["id"])
+
+    def add_session(self, project_id: int, row: dict[str, Any]) -> None:
+        columns = self.sessions
+        session_id = row["id"]
+        columns["id"].append(session_id)
+        columns["title"].append(row.get("title"))
+        columns["project"].append(row.get("project"))
+        columns["status"].append(row.get("status"))
+        columns["created_at"].append(row["created_at"])
+        columns["updated_at"].append(row["updated_at"])
+        message_count = row.get("message_count")
+        # the spec says string; an integer is the same fact, kept in the same text column
+        columns["message_count"].append(None if message_count is None else str(message_count))
+        columns["project_id"].append(project_id)
+        columns[settings.TOMBSTONE_COLUMN].append(None)
+        self._add_extra_fields(row, len(columns["id"]) - 1)
+        for position, value in enumerate(row.get("scenario_ids") or ()):
+            self._add_scenario_id(session_id, project_id, position, value, None)
+
+    def add_tombstone(self, project_id: int) -> None:
+        """A marker row that makes the merge clear a project whose listing is now empty;
+        dlt deletes by it and never inserts it (hard_delete)."""
+        columns = self.sessions
+        for name in SESSIONS_SCHEMA.names:
+            columns[name].append(None)
+        columns["id"][-1] = -project_id
+        columns["project_id"][-1] = project_id
+        columns[settings.TOMBSTONE_COLUMN][-1] = True
+        for values in self.extra_fields.values():
+            values.append(None)
+        self._add_scenario_id(-project_id, project_id, 0, None, True)
+
+    def _add_scenario_id(self, session_id: int, project_id: int, position: int, value: Any, tomb: bool | None) -> None:
+        columns = self.scenario_ids
+        columns["session_id"].append(session_id)
+        columns["project_id"].append(project_id)
+        columns["position"].append(position)
+        columns["value"].append(value)
+        columns[settings.TOMBSTONE_COLUMN].append(tomb)
+
+    def _add_extra_fields(self, row: dict[str, Any], index: int) -> None:
+        for name, value in row.items():
+            if name in SESSION_FIELDS:
+                continue
+            values = self.extra_fields.setdefault(name, [None] * index)
+            values.append(value)
+        for values in self.extra_fields.values():
+            if len(values) == index:
+                values.append(None)
+
+    def sessions_table(self) -> pa.Table:
+        table = pa.Table.from_pydict(self.sessions, schema=SESSIONS_SCHEMA)
+        for name, values in self.extra_fields.items():
+            table = table.append_column(name, _extra_column(values))
+        return table
+
+    def scenario_ids_table(self) -> pa.Table:
+        return pa.Table.from_pydict(self.scenario_ids, schema=SCENARIO_IDS_SCHEMA)
+
+
+def _extra_column(values: list[Any]) -> pa.Array:
+    """A field the spec does not know: native type when Arrow can say it plainly, JSON text otherwise."""
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        array = None
+    if array is None or pa.types.is_nested(array.type) or pa.types.is_null(array.type):
+        array = pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+    return array
+
+
+def projects_table(projects: list[dict[str, Any]]) -> pa.Table:
+    """Only the contract's allow-list of project fields; members, emails, webhooks and keys stay behind."""
+    columns: dict[str, list[Any]] = {name: [] for name in PROJECTS_SCHEMA.names}
+    for project in projects:
+        organization = project.get("organization") if isinstance(project.get("organization"), dict) else {}
+        columns["id"].append(project["id"])
+        columns["name"].append(_text(project.get("name")))
+        columns["organization_id"].append(_int_or_none(organization.get("id", project.get("organization_id"))))
+        columns["organization_name"].append(_text(organization.get("name")))
+        columns["timezone"].append(_text(project.get("timezone")))
+        columns["is_deleted"].append(bool(project.get("is_deleted")))
+        columns["created_at"].append(_text(project.get("created_at")))
+        columns["updated_at"].append(_text(project.get("updated_at")))
+    return pa.Table.from_pydict(columns, schema=PROJECTS_SCHEMA)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if is_integer(value) else None
+
+
+def rejected_row(run_id: str, project_id: int | None, row: Any, reason: str, at: datetime) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "project_id": project_id,
+        "raw_json": orjson.dumps(row, default=str).decode(),
+        "reason": reason,
+        "rejected_at": at,
+    }

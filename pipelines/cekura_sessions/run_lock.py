@@ -1,0 +1,48 @@
+"""One run at a time per database: an flock on `<db>.lock`, released by the kernel even on kill -9."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+class LockHeld(Exception):
+    """Another run holds the lock; the message names it."""
+
+
+def lock_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".lock")
+
+
+@contextmanager
+def run_lock(db_path: Path, run_id: str) -> Iterator[None]:
+    path = lock_path(db_path)
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockHeld(f"another run holds {path} ({_holder(path)})") from None
+        handle.seek(0)
+        handle.truncate()
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id,
+                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        handle.write(json.dumps(holder))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing the descriptor releases the flock
+
+
+def _holder(path: Path) -> str:
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+        return f"pid {holder['pid']} on {holder['host']}, run {holder['run_id']} since {holder['since']}"
+    except (OSError, ValueError, KeyError):
+        return "holder unknown"

@@ -1,0 +1,26 @@
+"""What one run did, filled in by the source as it goes and read by the pipeline at the end."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from cekura_sessions.client import RequestStats
+
+
+@dataclass
+class RunReport:
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    projects_ok: list[int] = field(default_factory=list)
+    projects_unchanged: list[int] = field(default_factory=list)
+    projects_failed: dict[int, str] = field(default_factory=dict)
+    sessions_listed: int = 0
+    sessions_written: int = 0
+    rows_rejected: int = 0
+    new_fields: set[str] = field(default_factory=set)
+    stats: RequestStats = field(default_factory=RequestStats)
+
+    def failed_summary(self) -> str:
+        return "; ".join(f"project {pid}: {why}" for pid, why in sorted(self.projects_failed.items()))

@@ -1,0 +1,48 @@
+"""Constants shared by every module: endpoints, defaults, names from the contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_BASE_URL = "https://api.cekura.ai"
+DEFAULT_DB = "cekura.duckdb"
+DEMO_DB = "demo.duckdb"
+API_KEY_HEADER = "X-CEKURA-API-KEY"
+
+PROJECTS_PATH = "/user/v1/projects/"
+SESSIONS_PATH = "/test_framework/v1/scenario-improvement-sessions/"
+
+PIPELINE_NAME = "cekura_sessions"
+RAW_SCHEMA = "cekura_raw"
+ANALYTICS_SCHEMA = "analytics"
+
+PROJECTS_TABLE = "projects"
+SESSIONS_TABLE = "scenario_improvement_sessions"
+SCENARIO_IDS_TABLE = "scenario_improvement_sessions__scenario_ids"
+PROJECT_LISTINGS_TABLE = "project_listings"
+STATUS_HISTORY_TABLE = "session_status_history"
+REJECTED_ROWS_TABLE = "rejected_rows"
+RUNS_TABLE = "pipeline_runs"
+
+SESSION_STATUSES = ("pending", "in_progress", "completed", "cancelled", "failed")
+TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+
+# Only these project fields ever reach the database: members, emails, webhook URLs
+# and key-like fields are dropped at the source.
+PROJECT_COLUMNS = (
+    "id",
+    "name",
+    "organization_id",
+    "organization_name",
+    "timezone",
+    "is_deleted",
+    "created_at",
+    "updated_at",
+)
+
+# sql/ lives at the repository root; the package is installed editable (see Makefile).
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+# Marker column of the rows that clear a project whose listing became empty (dlt hard_delete):
+# always NULL in the stored rows.
+TOMBSTONE_COLUMN = "_cekura_tombstone"

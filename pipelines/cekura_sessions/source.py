@@ -1,0 +1,196 @@
+"""The dlt source `cekura`: projects, and every listed project's scenario-improvement sessions.
+
+A project's listing is the unit of replacement. The sessions endpoint has no server-side filter
+(and one incremental cursor shared by all projects skips rows, dlt #2429), so each project's
+full list is read every night; a listing identical to the one already loaded writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import dlt
+import pyarrow as pa
+from dlt.sources import DltResource
+
+from cekura_sessions import records, settings
+from cekura_sessions.client import AuthError, CekuraClient, describe_error
+from cekura_sessions.run_report import RunReport
+
+log = logging.getLogger(__name__)
+
+FLUSH_ROWS = 20_000
+
+# Every project's rows are replaced as a whole (merge_key project_id); the primary key also
+# removes a session that moved to another project.
+_MERGE = {"disposition": "merge", "strategy": "delete-insert"}
+_TOMBSTONE_HINT = {settings.TOMBSTONE_COLUMN: {"data_type": "bool", "hard_delete": True}}
+
+_TABLE_HINTS: dict[str, Any] = {
+    settings.SCENARIO_IDS_TABLE: dlt.mark.make_hints(
+        table_name=settings.SCENARIO_IDS_TABLE,
+        write_disposition=_MERGE,
+        primary_key=["session_id", "position"],
+        merge_key="project_id",
+        columns=_TOMBSTONE_HINT,
+    ),
+    settings.PROJECT_LISTINGS_TABLE: dlt.mark.make_hints(
+        table_name=settings.PROJECT_LISTINGS_TABLE,
+        write_disposition=_MERGE,
+        primary_key="project_id",
+    ),
+    settings.REJECTED_ROWS_TABLE: dlt.mark.make_hints(
+        table_name=settings.REJECTED_ROWS_TABLE,
+        write_disposition="append",
+        columns={"project_id": {"data_type": "bigint"}, "rejected_at": {"data_type": "timestamp"}},
+    ),
+}
+
+
+@dlt.source(name="cekura", section="cekura", max_table_nesting=0)
+def cekura(
+    api_key: str = dlt.secrets.value,
+    base_url: str = settings.DEFAULT_BASE_URL,
+    project_ids: list[int] | None = None,
+    concurrency: int = 8,
+    report: RunReport | None = None,
+    known_digests: dict[int, str] | None = None,
+) -> tuple[DltResource, DltResource]:
+    report = report or RunReport()
+    client = CekuraClient(base_url, api_key, stats=report.stats)
+    listed = projects(client)
+    sessions = scenario_improvement_sessions(
+        client, report, project_ids or None, max(1, concurrency), known_digests or {}
+    )
+    return listed, listed | sessions
+
+
+@dlt.resource(name=settings.PROJECTS_TABLE, primary_key="id", write_disposition=_MERGE)
+def projects(client: CekuraClient) -> Iterator[pa.Table]:
+    valid = [p for p in client.list_projects() if isinstance(p, dict) and records.is_integer(p.get("id"))]
+    yield records.projects_table(valid)
+
+
+@dlt.transformer(
+    name=settings.SESSIONS_TABLE,
+    primary_key="id",
+    merge_key="project_id",
+    write_disposition=_MERGE,
+    columns=_TOMBSTONE_HINT,
+)
+def scenario_improvement_sessions(
+    listed_projects: pa.Table,
+    client: CekuraClient,
+    report: RunReport,
+    project_ids: list[int] | None,
+    concurrency: int,
+    known_digests: dict[int, str],
+) -> Iterator[Any]:
+    wanted = project_ids or _active_project_ids(listed_projects)
+    batch = records.SessionBatch()
+    listings: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for project_id, rows, error in _fetch_listings(client, wanted, concurrency):
+        if error is not None:
+            report.projects_failed[project_id] = error
+            continue
+        listing = _add_listing(batch, rejected, report, project_id, rows, known_digests.get(project_id))
+        listings.append(listing)
+        if len(batch) >= FLUSH_ROWS:
+            yield from _flush(batch)
+            batch = records.SessionBatch()
+    if len(batch):
+        yield from _flush(batch)
+    if rejected:
+        yield dlt.mark.with_hints(rejected, _TABLE_HINTS[settings.REJECTED_ROWS_TABLE], create_table_variant=True)
+    if listings:
+        yield _to_table(settings.PROJECT_LISTINGS_TABLE, pa.Table.from_pylist(listings))
+    if report.new_fields:
+        log.info("sessions carry fields the spec does not list, loaded as new columns: %s", ", ".join(sorted(report.new_fields)))
+
+
+def _active_project_ids(listed_projects: pa.Table) -> list[int]:
+    ids = listed_projects.column("id").to_pylist()
+    deleted = listed_projects.column("is_deleted").to_pylist()
+    return [pid for pid, is_deleted in zip(ids, deleted) if not is_deleted]
+
+
+def _add_listing(
+    batch: records.SessionBatch,
+    rejected: list[dict[str, Any]],
+    report: RunReport,
+    project_id: int,
+    rows: list[Any],
+    known_digest: str | None,
+) -> dict[str, Any]:
+    """Queue one project's listing unless it is unchanged; return its project_listings row."""
+    digest = records.listing_digest(rows)
+    report.projects_ok.append(project_id)
+    report.sessions_listed += len(rows)
+    if digest == known_digest:
+        report.projects_unchanged.append(project_id)
+    else:
+        reasons = [(row, records.session_rejection(row)) for row in rows]
+        valid = [row for row, reason in reasons if reason is None]
+        for row, reason in reasons:
+            if reason is not None:
+                rejected.append(records.rejected_row(report.run_id, project_id, row, reason, report.started_at))
+        for row in valid:
+            batch.add_session(project_id, row)
+            report.new_fields.update(key for key in row if key not in records.SESSION_FIELDS)
+        if not valid:
+            batch.add_tombstone(project_id)
+        report.sessions_written += len(valid)
+        report.rows_rejected += len(rows) - len(valid)
+        if len(valid) < len(rows):
+            # never remember a listing with rejected rows: it is read again, and reported, every night
+            digest = None
+    return {
+        "project_id": project_id,
+        "listing_digest": digest,
+        "sessions_listed": len(rows),
+        "listed_at": report.started_at,
+        "run_id": report.run_id,
+    }
+
+
+def _flush(batch: records.SessionBatch) -> Iterator[Any]:
+    yield batch.sessions_table()
+    yield _to_table(settings.SCENARIO_IDS_TABLE, batch.scenario_ids_table())
+
+
+def _to_table(table_name: str, item: Any) -> Any:
+    return dlt.mark.with_hints(item, _TABLE_HINTS[table_name], create_table_variant=True)
+
+
+def _fetch_listings(
+    client: CekuraClient, project_ids: list[int], concurrency: int
+) -> Iterator[tuple[int, list[Any], str | None]]:
+    """(project id, rows, error) for each project, in order, with at most `concurrency`
+    requests in flight and a bounded number of finished listings held in memory."""
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cekura-fetch") as pool:
+        pending: list[tuple[int, Future[list[Any]]]] = []
+        queue = iter(project_ids)
+        try:
+            for project_id in queue:
+                pending.append((project_id, pool.submit(client.list_sessions, project_id)))
+                if len(pending) >= 2 * concurrency:
+                    yield _result(*pending.pop(0))
+            while pending:
+                yield _result(*pending.pop(0))
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
+def _result(project_id: int, future: Future[list[Any]]) -> tuple[int, list[Any], str | None]:
+    try:
+        return project_id, future.result(), None
+    except AuthError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure of one project fails that project only
+        log.warning("project %s failed: %s", project_id, describe_error(error))
+        return project_id, [], describe_error(error)
