@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -203,22 +204,18 @@ class CekuraClient:
         return f"CekuraClient(base_url={self.base_url!r})"
 
     def list_projects(self) -> list[dict[str, Any]]:
-        body = self._get_json(settings.PROJECTS_PATH, {})
-        if not isinstance(body, list):
-            raise MalformedBody("the projects list is not a JSON array")
-        return body
+        return self._get_json(settings.PROJECTS_PATH, {}, _as_array)
 
     def list_sessions(self, project_id: int) -> list[Any]:
         """Every session of one project, whichever list shape the API answers with."""
-        body = self._get_json(settings.SESSIONS_PATH, {"project_id": project_id})
+        body = self._get_json(settings.SESSIONS_PATH, {"project_id": project_id}, _as_array_or_page)
         if isinstance(body, list):
             return body
-        rows = _page_results(body)
+        rows = list(body["results"])
         expected = body.get("count")
         while body.get("next"):
-            next_url = self._same_origin(body["next"])
-            body = self._get_json(next_url, None)
-            rows.extend(_page_results(body))
+            body = self._get_json(self._same_origin(body["next"]), None, _as_page)
+            rows.extend(body["results"])
         if isinstance(expected, int) and expected != len(rows):
             # the listing moved under us while paging: a retry of the whole listing is safer
             raise MalformedBody(f"paged listing returned {len(rows)} rows, count said {expected}")
@@ -231,7 +228,8 @@ class CekuraClient:
             raise MalformedBody(f"pagination link leaves {self.base_url}")
         return absolute
 
-    def _get_json(self, path_or_url: str, params: dict[str, Any] | None) -> Any:
+    def _get_json(self, path_or_url: str, params: dict[str, Any] | None, shape: Callable[[Any], Any]) -> Any:
+        """GET and parse; a body of the wrong shape counts as a failed attempt and is retried."""
         url = path_or_url if path_or_url.startswith("http") else self.base_url + path_or_url
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(
@@ -243,7 +241,7 @@ class CekuraClient:
             before_sleep=self._before_sleep,
             reraise=True,
         )
-        return retrying(self._get_once, url, params)
+        return retrying(lambda: shape(self._get_once(url, params)))
 
     def _get_once(self, url: str, params: dict[str, Any] | None) -> Any:
         self.gate.wait()
@@ -289,10 +287,24 @@ class CekuraClient:
         return session
 
 
-def _page_results(body: Any) -> list[Any]:
+def _as_array(body: Any) -> list[Any]:
+    if not isinstance(body, list):
+        raise MalformedBody("answer is not a JSON array")
+    return body
+
+
+def _as_page(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise MalformedBody("answer is not a page with `results`")
+    return body
+
+
+def _as_array_or_page(body: Any) -> list[Any] | dict[str, Any]:
+    if isinstance(body, list):
+        return body
     if not isinstance(body, dict) or not isinstance(body.get("results"), list):
         raise MalformedBody("answer is neither a JSON array nor a page with `results`")
-    return list(body["results"])
+    return body
 
 
 def describe_error(error: BaseException | None) -> str:

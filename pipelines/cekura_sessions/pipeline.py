@@ -16,7 +16,7 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 
 from cekura_sessions import history, ledger, models, settings
-from cekura_sessions.client import ApiError, AuthError, InsecureUrlError, describe_error
+from cekura_sessions.client import ApiError, AuthError, InsecureUrlError, RetryPolicy, describe_error
 from cekura_sessions.run_lock import LockHeld, run_lock
 from cekura_sessions.run_report import RunReport
 from cekura_sessions.source import cekura
@@ -39,6 +39,7 @@ class RunConfig:
     concurrency: int = 8
     db_wait_seconds: float = 30.0
     pipelines_dir: str | None = None  # None: dlt's default, so `dlt pipeline cekura_sessions ...` works
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 @dataclass
@@ -98,6 +99,7 @@ def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
             **_source_overrides(config),
             project_ids=config.project_ids,
             concurrency=config.concurrency,
+            retry=config.retry,
             report=report,
             known_digests=known,
         )

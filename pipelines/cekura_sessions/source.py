@@ -17,7 +17,7 @@ import pyarrow as pa
 from dlt.sources import DltResource
 
 from cekura_sessions import records, settings
-from cekura_sessions.client import AuthError, CekuraClient, describe_error
+from cekura_sessions.client import AuthError, CekuraClient, RetryPolicy, describe_error
 from cekura_sessions.run_report import RunReport
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,12 @@ def cekura(
     base_url: str = settings.DEFAULT_BASE_URL,
     project_ids: list[int] | None = None,
     concurrency: int = 8,
+    retry: RetryPolicy | None = None,
     report: RunReport | None = None,
     known_digests: dict[int, str] | None = None,
 ) -> tuple[DltResource, DltResource]:
     report = report or RunReport()
-    client = CekuraClient(base_url, api_key, stats=report.stats)
+    client = CekuraClient(base_url, api_key, policy=retry, stats=report.stats)
     listed = projects(client)
     sessions = scenario_improvement_sessions(
         client, report, project_ids or None, max(1, concurrency), known_digests or {}

@@ -1,0 +1,238 @@
+"""The nightly run end to end: real fake-API server, real dlt pipeline, real DuckDB file."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import expected
+from cekura_sessions.fake_api import FakeCekuraApi, Faults
+from cekura_sessions.fake_data import DataSpec, generate
+from conftest import API_KEY, TEST_RETRY
+
+
+def _read(db_path: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(db_path), read_only=True)
+
+
+def _assert_raw_equals(db_path: Path, dataset, project_ids=None) -> None:
+    with _read(db_path) as con:
+        got_sessions = expected.loaded_sessions(con)
+        want_sessions = expected.sessions(dataset, project_ids)
+        assert got_sessions == want_sessions, (
+            f"missing {sorted(want_sessions - got_sessions)[:3]}, extra {sorted(got_sessions - want_sessions)[:3]}"
+        )
+        got_ids = expected.loaded_scenario_ids(con)
+        want_ids = expected.scenario_ids(dataset, project_ids)
+        assert got_ids == want_ids, f"{len(got_ids)} scenario-id rows, want {len(want_ids)}"
+        assert expected.loaded_projects(con) == expected.projects(dataset)
+
+
+def test_run_loads_every_listed_project_exactly(run_night, dataset, db_path):
+    outcome = run_night()
+
+    assert outcome.exit_code == 0, outcome.message
+    _assert_raw_equals(db_path, dataset)
+    listed = expected.listed_project_ids(dataset)
+    assert sorted(outcome.report.projects_ok) == sorted(listed)
+    assert outcome.report.sessions_written == sum(len(dataset.sessions[p]) for p in listed)
+
+
+def test_run_keeps_only_allowed_project_columns(run_night, db_path):
+    run_night()
+
+    with _read(db_path) as con:
+        columns = [c for (c,) in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'cekura_raw' and table_name = 'projects' order by ordinal_position"
+        ).fetchall()]
+    assert columns == expected.PROJECT_COLUMNS
+    raw_bytes = db_path.read_bytes()
+    assert b"@example.com" not in raw_bytes, "a member email reached the database file"
+    assert b"webhook" not in raw_bytes.lower()
+
+
+def test_rerun_on_unchanged_data_changes_nothing(run_night, db_path):
+    run_night()
+    with _read(db_path) as con:
+        before = expected.snapshot(con)
+
+    outcome = run_night()
+
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report.sessions_written == 0
+    assert len(outcome.report.projects_unchanged) == len(outcome.report.projects_ok)
+    with _read(db_path) as con:
+        assert expected.snapshot(con) == before
+
+
+def test_next_night_leaves_exactly_the_new_state(run_night, api, dataset, db_path):
+    run_night()
+    tomorrow = dataset.next_night(seed=2)
+    api.dataset = tomorrow
+
+    outcome = run_night()
+
+    assert outcome.exit_code == 0, outcome.message
+    _assert_raw_equals(db_path, tomorrow)
+
+
+def test_project_dropping_to_zero_sessions_loses_its_rows(run_night, api, dataset, db_path):
+    run_night()
+    emptied = next(p for p in expected.listed_project_ids(dataset) if dataset.sessions[p])
+    dataset.sessions[emptied] = []
+    api.dataset = dataset
+
+    assert run_night().exit_code == 0
+    with _read(db_path) as con:
+        assert expected.loaded_sessions(con, f"project_id = {emptied}") == set()
+        assert expected.loaded_scenario_ids(con, f"project_id = {emptied}") == []
+    _assert_raw_equals(db_path, dataset)
+
+
+def test_paginated_listing_loads_the_same_rows(dataset, db_path, tmp_path, run_night):
+    with FakeCekuraApi(dataset, api_key=API_KEY, page_size=7) as paged:
+        outcome = run_night(base_url=paged.url)
+        pages = paged.request_count(endpoint="sessions")
+
+    assert outcome.exit_code == 0, outcome.message
+    _assert_raw_equals(db_path, dataset)
+    assert pages > len(expected.listed_project_ids(dataset)), "the listing was not actually paginated"
+
+
+def test_configured_project_ids_load_only_those(run_night, dataset, db_path):
+    chosen = expected.listed_project_ids(dataset)[:2]
+
+    outcome = run_night(project_ids=chosen)
+
+    assert outcome.exit_code == 0, outcome.message
+    _assert_raw_equals(db_path, dataset, chosen)
+
+
+TRANSIENT_FAULTS = [
+    pytest.param(["500", "502", "503"], id="5xx"),
+    pytest.param(["408"], id="408"),
+    pytest.param(["429:0", "429:1"], id="429-retry-after-seconds-and-zero"),
+    pytest.param(["429:http-date"], id="429-retry-after-http-date"),
+    pytest.param(["drop", "drop"], id="dropped-connection"),
+    pytest.param(["slow:3"], id="slow-past-read-timeout"),
+    pytest.param(["truncated"], id="truncated-json"),
+    pytest.param(["html"], id="html-with-200"),
+    pytest.param(["object"], id="object-instead-of-array"),
+]
+
+
+@pytest.mark.parametrize("faults", TRANSIENT_FAULTS)
+def test_transient_faults_end_with_exact_data(run_night, api, dataset, db_path, faults):
+    victim = expected.listed_project_ids(dataset)[0]
+    api.faults = Faults(script={("sessions", victim): list(faults)})
+
+    outcome = run_night()
+
+    assert outcome.exit_code == 0, outcome.message
+    _assert_raw_equals(db_path, dataset)
+    assert outcome.report.stats.retries == len(faults)
+    if not faults[0].startswith("slow"):  # the server logs a slow answer only once it has slept
+        attempts = api.request_count(endpoint="sessions", project_id=victim)
+        assert attempts == len(faults) + 1, f"{attempts} attempts for {faults}"
+
+
+def test_transient_fault_on_projects_list_is_retried(run_night, api, dataset, db_path):
+    api.faults = Faults(script={("projects", None): ["503", "drop"]})
+
+    outcome = run_night()
+
+    assert outcome.exit_code == 0, outcome.message
+    _assert_raw_equals(db_path, dataset)
+
+
+def test_project_that_keeps_failing_keeps_its_rows_and_others_move_on(run_night, api, dataset, db_path):
+    run_night()
+    victim, *others = expected.listed_project_ids(dataset)
+    with _read(db_path) as con:
+        victim_rows = expected.loaded_sessions(con, f"project_id = {victim}")
+        victim_ids = expected.loaded_scenario_ids(con, f"project_id = {victim}")
+    tomorrow = dataset.next_night(seed=3)
+    api.dataset = tomorrow
+    api.faults = Faults(always={victim: "500"})
+    api.reset_log()
+
+    outcome = run_night()
+
+    assert outcome.exit_code == 1
+    assert f"project {victim}" in outcome.message
+    assert api.request_count(endpoint="sessions", project_id=victim) == TEST_RETRY.max_attempts
+    with _read(db_path) as con:
+        assert expected.loaded_sessions(con, f"project_id = {victim}") == victim_rows
+        assert expected.loaded_scenario_ids(con, f"project_id = {victim}") == victim_ids
+        assert expected.loaded_sessions(con, f"project_id <> {victim}") == expected.sessions(tomorrow, others)
+
+
+@pytest.mark.parametrize("status", ["403", "404"])
+def test_forbidden_or_missing_project_fails_without_retrying(run_night, api, dataset, status):
+    victim = expected.listed_project_ids(dataset)[1]
+    api.faults = Faults(always={victim: status})
+
+    outcome = run_night()
+
+    assert outcome.exit_code == 1
+    assert api.request_count(endpoint="sessions", project_id=victim) == 1
+    assert f"HTTP {status}" in outcome.report.projects_failed[victim]
+
+
+def test_bad_key_is_fatal_and_loads_nothing(run_night, db_path):
+    outcome = run_night(api_key="wrong-key")
+
+    assert outcome.exit_code == 2
+    assert "401" in outcome.message and "CEKURA_API_KEY" in outcome.message
+    with _read(db_path) as con:
+        tables = con.execute(
+            "select count(*) from information_schema.tables where table_name = 'scenario_improvement_sessions'"
+        ).fetchone()[0]
+    assert tables == 0
+
+
+def test_unreachable_api_is_fatal(run_night):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+
+    outcome = run_night(base_url=f"http://127.0.0.1:{closed_port}")
+
+    assert outcome.exit_code == 2
+    assert "nothing loaded" in outcome.message
+
+
+def test_every_project_failing_is_fatal(run_night, api, dataset):
+    api.faults = Faults(always={pid: "404" for pid in expected.listed_project_ids(dataset)})
+
+    outcome = run_night()
+
+    assert outcome.exit_code == 2
+    assert "no project could be loaded" in outcome.message
+
+
+def test_total_attempts_stay_within_the_cap_under_random_faults(run_night, api, dataset, db_path):
+    api.faults = Faults(random_rate=0.3, random_seed=5)
+
+    outcome = run_night()
+
+    requests_made = api.request_count()
+    listed = len(expected.listed_project_ids(dataset))
+    assert requests_made <= (listed + 1) * TEST_RETRY.max_attempts
+    assert outcome.report.stats.requests == requests_made
+    if outcome.exit_code == 0:
+        _assert_raw_equals(db_path, dataset)
+    else:
+        assert outcome.exit_code == 1, outcome.message
+
+
+def test_large_generated_dataset_with_clean_data_loads(db_path, tmp_path, run_night):
+    big = generate(DataSpec(projects=40, sessions_per_project=120, seed=3, oddities=False))
+    with FakeCekuraApi(big, api_key=API_KEY) as server:
+        outcome = run_night(base_url=server.url)
+    assert outcome.exit_code == 0, outcome.message
+    _assert_raw_equals(db_path, big)
