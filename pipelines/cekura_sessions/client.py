@@ -144,7 +144,8 @@ def classify_response(response: requests.Response) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
-    where = urlsplit(response.url).path
+    parts = urlsplit(response.url)
+    where = parts.path + (f"?{parts.query}" if parts.query else "")
     if status == 401:
         # the key is missing or wrong: every other request would fail the same way
         raise AuthError("the API refused the key (HTTP 401); check CEKURA_API_KEY")
@@ -238,7 +239,7 @@ class CekuraClient:
             wait=_Wait(self.policy),
             stop=tenacity.stop_after_attempt(self.policy.max_attempts)
             | tenacity.stop_before_delay(self.policy.max_total_wait_seconds),
-            before_sleep=self._before_sleep,
+            before_sleep=lambda state: self._before_sleep(state, _label(url, params)),
             reraise=True,
         )
         return retrying(lambda: shape(self._get_once(url, params)))
@@ -260,7 +261,7 @@ class CekuraClient:
         except orjson.JSONDecodeError as error:
             raise MalformedBody(f"answer is not valid JSON ({error})") from None
 
-    def _before_sleep(self, retry_state: tenacity.RetryCallState) -> None:
+    def _before_sleep(self, retry_state: tenacity.RetryCallState, label: str) -> None:
         self.stats.count_retry()
         error = retry_state.outcome.exception() if retry_state.outcome else None
         delay = retry_state.upcoming_sleep
@@ -268,7 +269,8 @@ class CekuraClient:
             # a 429's Retry-After applies to the whole client, not this worker alone
             self.gate.hold_until(delay)
         log.warning(
-            "attempt %d failed (%s); retrying in %.1f s",
+            "%s: attempt %d failed (%s); retrying in %.1f s",
+            label,
             retry_state.attempt_number,
             describe_error(error),
             delay,
@@ -285,6 +287,12 @@ class CekuraClient:
             session.headers["Accept"] = "application/json"
             self._local.session = session
         return session
+
+
+def _label(url: str, params: dict[str, Any] | None) -> str:
+    path = urlsplit(url).path
+    query = "&".join(f"{k}={v}" for k, v in (params or {}).items()) or urlsplit(url).query
+    return f"GET {path}" + (f"?{query}" if query else "")
 
 
 def _as_array(body: Any) -> list[Any]:

@@ -49,8 +49,13 @@ def setup_logging(level: str = "INFO", log_format: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # dlt configures its own logger; route it through ours so format and masking apply
+    adopt_dlt_logger()
+
+
+def adopt_dlt_logger() -> None:
+    """dlt installs its own handler and format when a pipeline is created; route its records
+    through ours instead, so the format, the level and the masking apply to them too."""
     dlt_logger = logging.getLogger("dlt")
     dlt_logger.handlers[:] = []
     dlt_logger.propagate = True
-    dlt_logger.setLevel(max(logging.getLevelName(level), logging.WARNING))
+    dlt_logger.setLevel(max(logging.getLogger().level, logging.WARNING))

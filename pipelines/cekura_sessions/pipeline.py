@@ -15,7 +15,7 @@ import duckdb
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 
-from cekura_sessions import history, ledger, models, settings
+from cekura_sessions import history, ledger, logs, models, settings
 from cekura_sessions.client import ApiError, AuthError, InsecureUrlError, RetryPolicy, describe_error
 from cekura_sessions.run_lock import LockHeld, run_lock
 from cekura_sessions.run_report import RunReport
@@ -104,7 +104,9 @@ def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
             known_digests=known,
         )
         pipeline.extract(source, loader_file_format="parquet")
+        _checkpoint("normalize", db_path)
         pipeline.normalize()
+        _checkpoint("load", db_path)
         return pipeline.load()
     except Exception as error:  # dlt wraps every step's failure; find what really happened
         raise FatalError(_fatal_message(error)) from None
@@ -116,6 +118,7 @@ def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
         raise FatalError(f"no project could be loaded: {report.failed_summary()}")
     with connect(db_path, config.db_wait_seconds) as con:
         history.record_changes(con, report)
+        _checkpoint("models", db_path)
         if config.build_models:
             try:
                 outcome.model_rows = models.build_models(con)
@@ -153,15 +156,25 @@ def _record_finish(config: RunConfig, db_path: Path, outcome: RunOutcome) -> Non
         log.error("could not record the run's end in the ledger: %s", error)
 
 
+def _checkpoint(stage: str, db_path: Path) -> None:
+    """Crash-test hook: with CEKURA_SESSIONS_PAUSE_AT=<stage> the run announces itself in
+    `<db>.paused-<stage>` and waits there, so a test can kill -9 it at a known moment."""
+    if os.environ.get("CEKURA_SESSIONS_PAUSE_AT") == stage:
+        db_path.with_name(f"{db_path.name}.paused-{stage}").touch()
+        time.sleep(600)
+
+
 def make_pipeline(db_path: Path, pipelines_dir: str | None) -> dlt.Pipeline:
     # without this, merge keeps a full copy of every load in cekura_raw_staging (GOTCHAS.md)
     os.environ.setdefault("LOAD__TRUNCATE_STAGING_DATASET", "true")
-    return dlt.pipeline(
+    pipeline = dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
         destination=dlt.destinations.duckdb(str(db_path)),
         dataset_name=settings.RAW_SCHEMA,
         pipelines_dir=pipelines_dir,
     )
+    logs.adopt_dlt_logger()
+    return pipeline
 
 
 def finish_leftover_packages(pipeline: dlt.Pipeline) -> None:

@@ -54,6 +54,17 @@ PROJECTS_SCHEMA = pa.schema(
 )
 
 
+PROJECT_LISTINGS_SCHEMA = pa.schema(
+    [
+        pa.field("project_id", pa.int64(), nullable=False),
+        ("listing_digest", pa.string()),
+        ("sessions_listed", pa.int64()),
+        ("listed_at", pa.timestamp("us", tz="UTC")),
+        ("run_id", pa.string()),
+    ]
+)
+
+
 def is_integer(value: Any) -> bool:
     # bool is an int subclass in Python, but `true` is not an id
     return isinstance(value, int) and not isinstance(value, bool)

@@ -108,7 +108,7 @@ def scenario_improvement_sessions(
     if rejected:
         yield dlt.mark.with_hints(rejected, _TABLE_HINTS[settings.REJECTED_ROWS_TABLE], create_table_variant=True)
     if listings:
-        yield _to_table(settings.PROJECT_LISTINGS_TABLE, pa.Table.from_pylist(listings))
+        yield _to_table(settings.PROJECT_LISTINGS_TABLE, pa.Table.from_pylist(listings, schema=records.PROJECT_LISTINGS_SCHEMA))
     if report.new_fields:
         log.info("sessions carry fields the spec does not list, loaded as new columns: %s", ", ".join(sorted(report.new_fields)))
 

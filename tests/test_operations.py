@@ -1,0 +1,179 @@
+"""Nightly operation: lock, held database, crash recovery, history, ledger, status."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import expected
+from cekura_sessions import cli
+from cekura_sessions.fake_api import Faults
+from cekura_sessions.run_lock import lock_path
+from conftest import API_KEY
+
+CLI = [sys.executable, "-m", "cekura_sessions.cli"]
+
+
+def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CEKURA_")}
+    env.update(CEKURA_API_KEY=API_KEY, RUNTIME__DLTHUB_TELEMETRY="false", DLT_DATA_DIR=str(tmp_path / "dlt-data"))
+    env.update(extra)
+    return env
+
+
+def _run_cli(tmp_path: Path, api, db_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, "run", "--base-url", api.url, "--db", str(db_path), "--db-wait", "1", *args],
+        env=_cli_env(tmp_path, **env), capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_second_run_exits_3_while_the_lock_is_held(run_night, db_path):
+    run_night()
+    before = db_path.read_bytes()
+    with open(lock_path(db_path), "a+") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        outcome = run_night()
+    assert outcome.exit_code == 3
+    assert "another run holds" in outcome.message and "nothing was touched" in outcome.message
+    assert db_path.read_bytes() == before
+
+
+def test_database_held_by_another_process_gives_one_clear_line(tmp_path, api, db_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(db_path)!r}); print('ok', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        result = _run_cli(tmp_path, api, db_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 3, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("cekura-sessions:")]
+    assert len(lines) == 1 and "is held by" in lines[0] and f"PID {holder.pid}" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("stage", ["extract", "normalize", "load", "models"])
+def test_killed_run_is_recovered_by_the_next_night(tmp_path, api, dataset, db_path, stage):
+    victim = expected.listed_project_ids(dataset)[-1]
+    env = {} if stage == "extract" else {"CEKURA_SESSIONS_PAUSE_AT": stage}
+    if stage == "extract":
+        api.faults = Faults(script={("sessions", victim): ["slow:60"]})
+    process = subprocess.Popen(
+        [*CLI, "run", "--base-url", api.url, "--db", str(db_path)],
+        env=_cli_env(tmp_path, **env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    marker = db_path.with_name(f"{db_path.name}.paused-{stage}")
+    _wait_for(lambda: marker.exists() if stage != "extract" else api.request_count(endpoint="sessions") >= 3)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+    tomorrow = dataset.next_night(seed=4)
+    api.dataset = tomorrow
+    api.faults = Faults()
+    result = _run_cli(tmp_path, api, db_path)
+
+    assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        assert expected.loaded_sessions(con) == expected.sessions(tomorrow)
+        assert expected.loaded_scenario_ids(con) == expected.scenario_ids(tomorrow)
+        runs = con.execute("select status, finished_at is null from cekura_raw.pipeline_runs order by started_at").fetchall()
+        model_sessions = con.execute("select count(*) from analytics.sessions").fetchone()[0]
+    assert runs == [("running", True), ("succeeded", False)]
+    assert model_sessions == len(expected.sessions(tomorrow))
+
+
+def _wait_for(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the run never reached the point to kill it"
+        time.sleep(0.1)
+
+
+def test_two_nights_record_status_history(run_night, api, dataset, db_path):
+    first = run_night()
+    tomorrow = dataset.next_night(seed=6)
+    api.dataset = tomorrow
+    second = run_night()
+    assert (first.exit_code, second.exit_code) == (0, 0)
+
+    want = _expected_periods(dataset, tomorrow, first.report.started_at, second.report.started_at)
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        got = set(con.execute(
+            "select session_id, project_id, status, observed_from, observed_to from analytics.session_status_changes"
+        ).fetchall())
+    assert got == want, f"missing {sorted(want - got)[:3]}, extra {sorted(got - want)[:3]}"
+
+
+def _expected_periods(night1, night2, t1: datetime, t2: datetime) -> set[tuple]:
+    """Status periods after two nights, from the two datasets in plain Python."""
+    def states(dataset):
+        return {s["id"]: (pid, s.get("status"))
+                for pid in expected.listed_project_ids(dataset) for s in dataset.sessions.get(pid, [])}
+    before, after = states(night1), states(night2)
+    periods = set()
+    for sid, (pid, status) in before.items():
+        if sid not in after:
+            periods.add((sid, pid, status, t1, t2))  # vanished on night 2
+        elif after[sid] != (pid, status):
+            periods.add((sid, pid, status, t1, t2))
+            periods.add((sid, *after[sid], t2, None))
+        else:
+            periods.add((sid, pid, status, t1, None))
+    for sid, (pid, status) in after.items():
+        if sid not in before:
+            periods.add((sid, pid, status, t2, None))
+    return periods
+
+
+def test_ledger_records_each_run(run_night, api, dataset, db_path):
+    run_night()
+    victim = expected.listed_project_ids(dataset)[0]
+    api.faults = Faults(always={victim: "404"})
+    api.dataset = dataset.next_night(seed=8)
+    partial = run_night()
+
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        rows = con.execute(
+            "select run_id, status, exit_code, projects_ok, projects_failed::varchar, sessions_loaded, http_requests, error "
+            "from cekura_raw.pipeline_runs order by started_at"
+        ).fetchall()
+    assert [r[1:3] for r in rows] == [("succeeded", 0), ("partial", 1)]
+    run_id, _, _, ok, failed, loaded, requests_made, error = rows[1]
+    assert run_id == partial.report.run_id
+    assert ok == len(expected.listed_project_ids(dataset)) - 1
+    assert str(victim) in failed and "404" in failed
+    assert loaded == partial.report.sessions_written
+    assert requests_made == partial.report.stats.requests
+    assert f"project {victim}" in error
+
+
+def test_status_exit_code_flips_when_data_is_older_than_the_limit(run_night, db_path, capsys):
+    run_night()
+    assert cli.main(["status", "--db", str(db_path)]) == 0
+    out = capsys.readouterr().out
+    assert "succeeded" in out
+
+    with duckdb.connect(str(db_path)) as con:
+        con.execute("update cekura_raw.pipeline_runs set finished_at = ?", [datetime.now(timezone.utc) - timedelta(hours=30)])
+    assert cli.main(["status", "--db", str(db_path)]) == 1
+    assert "h old" in capsys.readouterr().err
+    assert cli.main(["status", "--db", str(db_path), "--max-age-hours", "48"]) == 0
+
+
+def test_status_without_any_successful_run_fails(run_night, db_path, capsys):
+    run_night(api_key="wrong-key")
+    assert cli.main(["status", "--db", str(db_path)]) == 1
+    assert "no run has succeeded" in capsys.readouterr().err
