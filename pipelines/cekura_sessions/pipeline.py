@@ -15,7 +15,7 @@ import duckdb
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 
-from cekura_sessions import history, ledger, logs, models, settings
+from cekura_sessions import history, ledger, logs, models, settings, stored
 from cekura_sessions.client import ApiError, AuthError, InsecureUrlError, RetryPolicy, describe_error
 from cekura_sessions.run_lock import LockHeld, run_lock
 from cekura_sessions.run_report import RunReport
@@ -92,22 +92,24 @@ def _locked_run(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
 def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
     pipeline = make_pipeline(db_path, config.pipelines_dir)
     finish_leftover_packages(pipeline)
-    with connect(db_path, config.db_wait_seconds) as con:
-        known = known_digests(con)
     try:
-        source = cekura(
-            **_source_overrides(config),
-            project_ids=config.project_ids,
-            concurrency=config.concurrency,
-            retry=config.retry,
-            report=report,
-            known_digests=known,
-        )
-        pipeline.extract(source, loader_file_format="parquet")
+        with connect(db_path, config.db_wait_seconds) as con:
+            source = cekura(
+                **_source_overrides(config),
+                project_ids=config.project_ids,
+                concurrency=config.concurrency,
+                retry=config.retry,
+                report=report,
+                known_digests=stored.known_digests(con),
+                previous_sessions=stored.StoredSessions(con),
+            )
+            pipeline.extract(source, loader_file_format="parquet")
         _checkpoint("normalize", db_path)
         pipeline.normalize()
         _checkpoint("load", db_path)
         return pipeline.load()
+    except (FatalError, DatabaseBusy):
+        raise
     except Exception as error:  # dlt wraps every step's failure; find what really happened
         raise FatalError(_fatal_message(error)) from None
 
@@ -189,17 +191,6 @@ def finish_leftover_packages(pipeline: dlt.Pipeline) -> None:
     except Exception as error:  # noqa: BLE001 - a package we cannot finish must not block every later night
         log.error("could not complete the leftover packages (%s); discarding them", _root_cause(error))
         pipeline.drop_pending_packages()
-
-
-def known_digests(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
-    """The fingerprint of each project's last loaded listing, read from the database itself,
-    so a fresh or replaced database file always gets a full load."""
-    table = f"{settings.RAW_SCHEMA}.{settings.PROJECT_LISTINGS_TABLE}"
-    try:
-        rows = con.execute(f"select project_id, listing_digest from {table} where listing_digest is not null").fetchall()
-    except duckdb.CatalogException:
-        return {}
-    return dict(rows)
 
 
 class connect:

@@ -8,7 +8,7 @@ full list is read every night; a listing identical to the one already loaded wri
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +23,9 @@ from cekura_sessions.run_report import RunReport
 log = logging.getLogger(__name__)
 
 FLUSH_ROWS = 20_000
+
+# (project id, session ids) -> those sessions as last stored, in the API's shape
+PreviousSessions = Callable[[int, list[int]], list[dict[str, Any]]]
 
 # Every project's rows are replaced as a whole (merge_key project_id); the primary key also
 # removes a session that moved to another project.
@@ -59,12 +62,13 @@ def cekura(
     retry: RetryPolicy | None = None,
     report: RunReport | None = None,
     known_digests: dict[int, str] | None = None,
+    previous_sessions: PreviousSessions | None = None,
 ) -> tuple[DltResource, DltResource]:
     report = report or RunReport()
     client = CekuraClient(base_url, api_key, policy=retry, stats=report.stats)
     listed = projects(client)
     sessions = scenario_improvement_sessions(
-        client, report, project_ids or None, max(1, concurrency), known_digests or {}
+        client, report, project_ids or None, max(1, concurrency), known_digests or {}, previous_sessions
     )
     return listed, listed | sessions
 
@@ -89,6 +93,7 @@ def scenario_improvement_sessions(
     project_ids: list[int] | None,
     concurrency: int,
     known_digests: dict[int, str],
+    previous_sessions: PreviousSessions | None,
 ) -> Iterator[Any]:
     wanted = project_ids or _active_project_ids(listed_projects)
     batch = records.SessionBatch()
@@ -98,8 +103,11 @@ def scenario_improvement_sessions(
         if error is not None:
             report.projects_failed[project_id] = error
             continue
-        listing = _add_listing(batch, rejected, report, project_id, rows, known_digests.get(project_id))
-        listings.append(listing)
+        listing = _add_listing(
+            batch, rejected, report, project_id, rows, known_digests.get(project_id), previous_sessions
+        )
+        if listing is not None:
+            listings.append(listing)
         if len(batch) >= FLUSH_ROWS:
             yield from _flush(batch)
             batch = records.SessionBatch()
@@ -126,29 +134,45 @@ def _add_listing(
     project_id: int,
     rows: list[Any],
     known_digest: str | None,
-) -> dict[str, Any]:
-    """Queue one project's listing unless it is unchanged; return its project_listings row."""
+    previous_sessions: PreviousSessions | None,
+) -> dict[str, Any] | None:
+    """Queue one project's listing unless it is unchanged; return its project_listings row,
+    or None when the listing cannot be trusted to replace what is stored."""
     digest = records.listing_digest(rows)
+    if digest == known_digest:
+        _listing_ok(report, project_id, rows, unchanged=True)
+        return _listing_row(report, project_id, rows, digest)
+    reasons = [(row, records.session_rejection(row)) for row in rows]
+    valid = [row for row, reason in reasons if reason is None]
+    broken = [(row, reason) for row, reason in reasons if reason is not None]
+    rejected.extend(records.rejected_row(report.run_id, project_id, row, why, report.started_at) for row, why in broken)
+    report.rows_rejected += len(broken)
+    if any(not (isinstance(row, dict) and records.is_integer(row.get("id"))) for row, _ in broken):
+        # a row we cannot identify could be any stored session: replacing the project's rows
+        # might delete it, so the project keeps what it had, as if its listing had failed
+        report.projects_failed[project_id] = "rows without an integer id (see rejected_rows); its rows were kept"
+        return None
+    # a session whose new version breaks the contract keeps its last good version
+    carried = previous_sessions(project_id, [row["id"] for row, _ in broken]) if broken and previous_sessions else []
+    for row in valid + carried:
+        batch.add_session(project_id, row)
+        report.new_fields.update(key for key in row if key not in records.SESSION_FIELDS)
+    if not valid and not carried:
+        batch.add_tombstone(project_id)
+    report.sessions_written += len(valid)
+    _listing_ok(report, project_id, rows, unchanged=False)
+    # a listing with rejected rows is never remembered: it is read again, and reported, every night
+    return _listing_row(report, project_id, rows, None if broken else digest)
+
+
+def _listing_ok(report: RunReport, project_id: int, rows: list[Any], unchanged: bool) -> None:
     report.projects_ok.append(project_id)
     report.sessions_listed += len(rows)
-    if digest == known_digest:
+    if unchanged:
         report.projects_unchanged.append(project_id)
-    else:
-        reasons = [(row, records.session_rejection(row)) for row in rows]
-        valid = [row for row, reason in reasons if reason is None]
-        for row, reason in reasons:
-            if reason is not None:
-                rejected.append(records.rejected_row(report.run_id, project_id, row, reason, report.started_at))
-        for row in valid:
-            batch.add_session(project_id, row)
-            report.new_fields.update(key for key in row if key not in records.SESSION_FIELDS)
-        if not valid:
-            batch.add_tombstone(project_id)
-        report.sessions_written += len(valid)
-        report.rows_rejected += len(rows) - len(valid)
-        if len(valid) < len(rows):
-            # never remember a listing with rejected rows: it is read again, and reported, every night
-            digest = None
+
+
+def _listing_row(report: RunReport, project_id: int, rows: list[Any], digest: str | None) -> dict[str, Any]:
     return {
         "project_id": project_id,
         "listing_digest": digest,

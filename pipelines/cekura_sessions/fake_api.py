@@ -1,0 +1,585 @@
+"""The faithful fake Cekura API: a real HTTP server on loopback, with fault switches.
+
+It answers the two endpoints the pipeline reads, exactly as ``cekura-api/openapi-subset.json``
+describes them (projects with nested members and emails; sessions as delivered, oddities and
+all), plus the shapes the contract says to expect from Cekura's other list endpoints (DRF
+pagination). Faults are scripted per endpoint, pinned to a project, or drawn at random from a
+seeded generator, so a test can say exactly which request fails and how.
+
+Order of work per request: latency, network faults (``drop``, ``slow:<s>``), routing of unknown
+paths (404), auth (401), status and content faults, then the normal answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.utils
+import logging
+import math
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any, NamedTuple
+from urllib.parse import SplitResult, parse_qs, parse_qsl, urlencode, urlsplit
+
+import orjson
+
+from cekura_sessions.fake_data import DataSpec, FakeDataset, generate
+from cekura_sessions.settings import API_KEY_HEADER, PROJECTS_PATH, SESSIONS_PATH
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8765
+DEMO_API_KEY = "demo-key"
+
+STATUS_FAULTS = ("500", "502", "503", "408", "403", "404")
+CONTENT_FAULTS = ("truncated", "html", "object", "no_results", "bad_rows")
+BAD_ROW_ID_BASE = 900_000_000  # ids of bad_rows rows: far above anything fake_data hands out
+
+_ERROR_DETAIL = {
+    "500": "A server error occurred.",
+    "502": "Bad gateway.",
+    "503": "Service temporarily unavailable.",
+    "408": "Request timeout.",
+    "403": "You do not have permission to perform this action.",
+    "404": "Not found.",
+    "429": "Request was throttled. Expected available in 1 second.",
+}
+_HTML_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>\n"
+
+
+def validate_fault(fault: str) -> str:
+    """The fault itself if it is one this server knows, else ValueError."""
+    if fault in STATUS_FAULTS or fault in CONTENT_FAULTS or fault in ("429", "drop"):
+        return fault
+    if fault.startswith("429:"):
+        return fault
+    if fault.startswith("slow:"):
+        try:
+            if float(fault[5:]) >= 0:
+                return fault
+        except ValueError:
+            pass
+    raise ValueError(f"unknown fault {fault!r}")
+
+
+@dataclass
+class Faults:
+    # deterministic scripted faults: key is ("projects", None) or ("sessions", project_id); each
+    # request to that endpoint consumes the next fault in the list, then answers normally
+    script: dict[tuple[str, int | None], list[str]] = field(default_factory=dict)
+    always: dict[int, str] = field(default_factory=dict)  # project_id -> fault on every sessions request
+    random_rate: float = 0.0  # share of requests (both endpoints) that get a random fault from random_kinds
+    random_kinds: tuple[str, ...] = ("500", "502", "503", "drop")
+    random_seed: int = 1
+    latency_ms: float = 0.0  # added to every answer
+    rate_limit_rate: float = 0.0  # share of requests (both endpoints) answered 429 with Retry-After 1
+
+    def __post_init__(self) -> None:
+        for faults in self.script.values():
+            for fault in faults:
+                validate_fault(fault)
+        for fault in (*self.always.values(), *self.random_kinds):
+            validate_fault(fault)
+
+
+class RequestRecord(NamedTuple):
+    endpoint: str  # "projects" / "sessions" / "other"
+    project_id: int | None
+    page: int | None
+    status: int | str  # HTTP status, or "drop"
+    fault: str | None
+    at: float  # time.monotonic() when the answer went out
+
+
+class _Answer(NamedTuple):
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    rows: list[Any] | None = None  # the list behind a 200 answer (for content faults)
+    envelope: dict[str, Any] | None = None  # pagination fields of a paginated 200 answer
+
+
+def _json(status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()) -> _Answer:
+    return _Answer(status, orjson.dumps(payload), headers=headers)
+
+
+def _detail(status: int, detail: str, headers: tuple[tuple[str, str], ...] = ()) -> _Answer:
+    return _json(status, {"detail": detail}, headers)
+
+
+def _int_param(value: str | None) -> int | None:
+    """Django-style integer parsing: surrounding whitespace allowed, anything else is None."""
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+class _Served:
+    """One dataset and the encoded bodies cut from it; replaced whole when the dataset changes.
+
+    Swapping one object keeps a request that is already running consistent: it reads either the
+    old dataset and its bodies, or the new ones, never a mix.
+    """
+
+    def __init__(self, dataset: FakeDataset) -> None:
+        self.dataset = dataset
+        self.project_ids = {p.get("id") for p in dataset.projects}
+        self.bodies: dict[tuple[Any, ...], bytes] = {}  # racing fills write equal bytes: no lock
+
+    def projects_body(self, organization_id: int | None) -> bytes:
+        key = ("projects", organization_id)
+        body = self.bodies.get(key)
+        if body is None:
+            body = orjson.dumps(self.projects(organization_id))
+            self.bodies[key] = body
+        return body
+
+    def projects(self, organization_id: int | None) -> list[dict]:
+        if organization_id is None:
+            return self.dataset.projects
+        return [p for p in self.dataset.projects if (p.get("organization") or {}).get("id") == organization_id]
+
+    def sessions(self, project_id: int) -> list[dict]:
+        return self.dataset.sessions.get(project_id, [])
+
+    def sessions_body(self, project_id: int) -> bytes:
+        key = ("sessions", project_id)
+        body = self.bodies.get(key)
+        if body is None:
+            body = orjson.dumps(self.sessions(project_id))
+            self.bodies[key] = body
+        return body
+
+    def page_results(self, project_id: int, page: int, page_size: int) -> bytes:
+        key = ("page", project_id, page, page_size)
+        body = self.bodies.get(key)
+        if body is None:
+            start = (page - 1) * page_size
+            body = orjson.dumps(self.sessions(project_id)[start : start + page_size])
+            self.bodies[key] = body
+        return body
+
+
+class FakeCekuraApi:
+    """The fake API server; ``with FakeCekuraApi(dataset) as api: requests.get(api.url + ...)``."""
+
+    def __init__(
+        self,
+        dataset: FakeDataset,
+        api_key: str = "test-key",
+        page_size: int | None = None,
+        faults: Faults | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self.page_size = page_size
+        self.requests_log: list[RequestRecord] = []
+        self._log_lock = threading.Lock()
+        self._fault_lock = threading.Lock()
+        self._served = _Served(dataset)
+        self.faults = faults or Faults()
+        # Bind now so url is known before start(); serving starts in start().
+        self._server = _Server((host, port), _Handler, self)
+        self.host, self.port = self._server.server_address[:2]
+        self.url = f"http://{self.host}:{self.port}"
+        self._thread: threading.Thread | None = None
+
+    # --- state that tests swap -----------------------------------------------------------------
+
+    @property
+    def dataset(self) -> FakeDataset:
+        return self._served.dataset
+
+    @dataset.setter
+    def dataset(self, dataset: FakeDataset) -> None:
+        self._served = _Served(dataset)
+
+    def invalidate_cache(self) -> None:
+        """Re-encode bodies from the current dataset (after mutating it in place)."""
+        self._served = _Served(self._served.dataset)
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        with self._fault_lock:
+            self._faults = faults
+            self._rng = random.Random(faults.random_seed)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> FakeCekuraApi:
+        if self._thread is None:
+            # A short poll keeps stop() quick: shutdown() waits for the loop's next poll.
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-cekura-api", daemon=True
+            )
+            self._thread.start()
+            log.debug("fake Cekura API serving at %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+        # Keep-alive connections outlive the listening socket; end them so clients see it.
+        self._server.close_connections()
+
+    def __enter__(self) -> FakeCekuraApi:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- request log ---------------------------------------------------------------------------
+
+    def request_count(self, endpoint: str | None = None, project_id: int | None = None) -> int:
+        with self._log_lock:
+            return sum(
+                1
+                for r in self.requests_log
+                if (endpoint is None or r.endpoint == endpoint) and (project_id is None or r.project_id == project_id)
+            )
+
+    def reset_log(self) -> None:
+        with self._log_lock:
+            self.requests_log.clear()
+
+    def _record(self, endpoint: str, project_id: int | None, page: int | None, status: int | str, fault: str | None) -> None:
+        with self._log_lock:
+            self.requests_log.append(RequestRecord(endpoint, project_id, page, status, fault, time.monotonic()))
+
+    # --- faults --------------------------------------------------------------------------------
+
+    def _next_fault(self, endpoint: str, project_id: int | None) -> str | None:
+        """The fault for this request: scripted, then always, then random."""
+        if endpoint == "other":
+            return None
+        with self._fault_lock:
+            faults = self._faults
+            # Draw for every request so the random sequence does not depend on the script.
+            draw, kind_draw = self._rng.random(), self._rng.random()
+            script = faults.script.get((endpoint, project_id if endpoint == "sessions" else None))
+            if script:
+                return script.pop(0)
+            if endpoint == "sessions" and project_id in faults.always:
+                return faults.always[project_id]
+            if draw < faults.rate_limit_rate:
+                return "429"
+            if draw < faults.rate_limit_rate + faults.random_rate and faults.random_kinds:
+                return faults.random_kinds[int(kind_draw * len(faults.random_kinds))]
+        return None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128  # benchmarks open many connections at once
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: FakeCekuraApi) -> None:
+        self.api = api
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-answer (timeouts, drops) is normal here, not a traceback.
+        log.debug("fake API connection error from %s", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # keep-alive + Nagle stalls every answer ~40 ms (GOTCHAS.md)
+    server_version = "FakeCekura/1.0"
+    timeout = 120  # idle keep-alive connections end eventually
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    # --- routing -------------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._discard_body()
+        api = self.server.api
+        split = urlsplit(self.path)
+        endpoint = {PROJECTS_PATH: "projects", SESSIONS_PATH: "sessions"}.get(split.path, "other")
+        # Django's QueryDict returns the last value of a repeated parameter.
+        params = dict(parse_qsl(split.query, keep_blank_values=True))
+        project_id = _int_param(params.get("project_id")) if endpoint == "sessions" else None
+        page = self._page_of(endpoint, params)
+        fault = api._next_fault(endpoint, project_id)
+        latency = api.faults.latency_ms
+        if latency:
+            time.sleep(latency / 1000)
+        if fault == "drop":
+            self.close_connection = True
+            api._record(endpoint, project_id, page, "drop", fault)
+            return
+        if fault is not None and fault.startswith("slow:"):
+            time.sleep(float(fault[5:]))
+        answer = self._answer(endpoint, split, params, project_id, fault)
+        self._send(answer)
+        api._record(endpoint, project_id, page, answer.status, fault)
+
+    def _not_allowed(self) -> None:
+        self._discard_body()
+        path = urlsplit(self.path).path
+        if path in (PROJECTS_PATH, SESSIONS_PATH):
+            answer = _detail(405, f'Method "{self.command}" not allowed.', (("Allow", "GET"),))
+        else:
+            answer = _detail(404, "Not found.")
+        self._send(answer)
+        endpoint = {PROJECTS_PATH: "projects", SESSIONS_PATH: "sessions"}.get(path, "other")
+        self.server.api._record(endpoint, None, None, answer.status, None)
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _not_allowed
+
+    def _page_of(self, endpoint: str, params: dict[str, str]) -> int | None:
+        if endpoint != "sessions" or self.server.api.page_size is None:
+            return None
+        return _int_param(params.get("page", "1"))
+
+    def _answer(
+        self, endpoint: str, split: SplitResult, params: dict[str, str], project_id: int | None, fault: str | None
+    ) -> _Answer:
+        api = self.server.api
+        if endpoint == "other":
+            return _detail(404, "Not found.")
+        if self.headers.get(API_KEY_HEADER) != api.api_key:
+            return _detail(401, "Invalid API key.")
+        if fault is not None and (fault in STATUS_FAULTS or fault.startswith("429")):
+            return _status_fault(fault)
+        served = api._served
+        if endpoint == "projects":
+            answer = self._projects(served, params)
+        else:
+            answer = self._sessions(served, split, params, project_id)
+        if fault in CONTENT_FAULTS and answer.status == 200:
+            return _content_fault(fault, answer, project_id)
+        return answer
+
+    # --- endpoints -----------------------------------------------------------------------------
+
+    def _projects(self, served: _Served, params: dict[str, str]) -> _Answer:
+        # The spec's only filter; the list is never paginated ("There is no pagination").
+        org_param = params.get("organization_id")
+        organization_id = _int_param(org_param)
+        if org_param is not None and organization_id is None:
+            return _json(400, {"organization_id": ["A valid integer is required."]})
+        return _Answer(200, served.projects_body(organization_id), rows=served.projects(organization_id))
+
+    def _sessions(
+        self, served: _Served, split: SplitResult, params: dict[str, str], project_id: int | None
+    ) -> _Answer:
+        if project_id is None:
+            return _detail(400, "project_id is required")
+        if project_id not in served.project_ids:
+            return _detail(404, "Not found.")
+        page_size = self.server.api.page_size
+        if page_size is None:
+            return _Answer(200, served.sessions_body(project_id), rows=served.sessions(project_id))
+        return self._paginated(served, split, params, project_id, page_size)
+
+    def _paginated(
+        self, served: _Served, split: SplitResult, params: dict[str, str], project_id: int, default_size: int
+    ) -> _Answer:
+        """DRF PageNumberPagination: 1-based ``page``, client ``page_size``, absolute next/previous."""
+        requested = _int_param(params.get("page_size"))
+        size = requested if requested is not None and requested > 0 else default_size
+        rows = served.sessions(project_id)
+        pages = max(1, math.ceil(len(rows) / size))
+        page = _int_param(params.get("page", "1"))
+        if page is None or not 1 <= page <= pages:
+            return _detail(404, "Invalid page.")
+        base = f"http://{self.headers.get('Host') or self.server.api.url[7:]}{split.path}"
+        envelope = {
+            "count": len(rows),
+            "next": _page_url(base, split.query, page + 1) if page < pages else None,
+            "previous": _page_url(base, split.query, page - 1) if page > 1 else None,
+        }
+        results = served.page_results(project_id, page, size)
+        body = orjson.dumps(envelope)[:-1] + b',"results":' + results + b"}"
+        start = (page - 1) * size
+        return _Answer(200, body, rows=rows[start : start + size], envelope=envelope)
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def _send(self, answer: _Answer) -> None:
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer.body)
+
+    def _discard_body(self) -> None:
+        length = _int_param(self.headers.get("Content-Length"))
+        if length:
+            self.rfile.read(length)
+
+
+def _page_url(base: str, query: str, page: int) -> str:
+    """DRF's replace_query_param / remove_query_param: other params kept, sorted; page 1 has no page."""
+    params = parse_qs(query, keep_blank_values=True)
+    if page == 1:
+        params.pop("page", None)
+    else:
+        params["page"] = [str(page)]
+    return f"{base}?{urlencode(sorted(params.items()), doseq=True)}"
+
+
+def _status_fault(fault: str) -> _Answer:
+    if fault.startswith("429"):
+        retry_after = fault[4:] if fault.startswith("429:") else "1"
+        if retry_after == "http-date":
+            # Whole seconds only: +2 s lands 1-2 s ahead once the fraction is cut off.
+            retry_after = email.utils.formatdate(time.time() + 2, usegmt=True)
+        return _detail(429, _ERROR_DETAIL["429"], (("Retry-After", retry_after),))
+    return _detail(int(fault), _ERROR_DETAIL[fault])
+
+
+def _content_fault(fault: str, answer: _Answer, project_id: int | None) -> _Answer:
+    if fault == "truncated":
+        return _Answer(200, answer.body[: len(answer.body) // 2])
+    if fault == "html":
+        return _Answer(200, _HTML_PAGE, content_type="text/html; charset=utf-8")
+    if fault == "object":
+        return _json(200, {"detail": "ok"})
+    rows = answer.rows or []
+    if fault == "no_results":
+        return _json(200, {"count": len(rows), "next": None, "previous": None})
+    bad = bad_rows(project_id)
+    if answer.envelope is not None:
+        return _json(200, {**answer.envelope, "results": bad + rows})
+    return _json(200, bad + rows)
+
+
+def bad_rows(project_id: int | None) -> list[dict]:
+    """Rows that break the contract, served by the ``bad_rows`` fault ahead of the normal rows."""
+    template = {
+        "id": BAD_ROW_ID_BASE,
+        "title": "bad row",
+        "project": project_id,
+        "scenario_ids": [1],
+        "status": "completed",
+        "created_at": "2026-09-02T00:00:00Z",
+        "updated_at": "2026-09-02T00:10:00Z",
+        "message_count": 3,
+    }
+    no_id = {k: v for k, v in template.items() if k != "id"}
+    return [
+        no_id,
+        {**template, "id": "abc"},
+        {**template, "id": BAD_ROW_ID_BASE + 1, "created_at": "not a date"},
+        {**template, "id": BAD_ROW_ID_BASE + 2, "scenario_ids": "1,2,3"},
+        {**template, "id": BAD_ROW_ID_BASE + 3, "scenario_ids": [1, {"x": 2}]},
+    ]
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``cekura-sessions fake-api``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--projects", type=int, default=DataSpec.projects, help="projects to generate")
+    parser.add_argument("--sessions-per-project", type=int, default=DataSpec.sessions_per_project, help="sessions per project")
+    parser.add_argument("--seed", type=int, default=DataSpec.seed, help="data seed")
+    parser.add_argument("--api-key", default=DEMO_API_KEY, help=f"the key clients must send (default: {DEMO_API_KEY})")
+    parser.add_argument("--page-size", type=int, default=None, help="paginate sessions DRF-style (default: plain arrays)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests answered 500/502/503 or dropped")
+    parser.add_argument(
+        "--fail-project",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="project id whose sessions always answer 500 (repeatable)",
+    )
+    parser.add_argument(
+        "--rate-limit-429", type=float, default=0.0, metavar="SHARE", help="share of requests answered 429 (Retry-After: 1)"
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve generated data until Ctrl-C (or SIGTERM)."""
+    dataset = generate(DataSpec(projects=args.projects, sessions_per_project=args.sessions_per_project, seed=args.seed))
+    faults = Faults(
+        always={pid: "500" for pid in args.fail_project},
+        random_rate=args.fault_rate,
+        latency_ms=args.latency_ms,
+        rate_limit_rate=args.rate_limit_429,
+    )
+    try:
+        api = FakeCekuraApi(
+            dataset, api_key=args.api_key, page_size=args.page_size, faults=faults, host=args.host, port=args.port
+        )
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    previous = _stop_on_sigterm()
+    with api:
+        print(f"fake Cekura API at {api.url}  ({API_KEY_HEADER}: {args.api_key})  Ctrl-C stops it", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _stop_on_sigterm() -> Any:
+    """Make SIGTERM stop serve() like Ctrl-C; returns the previous handler (None off the main thread)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, interrupt)

@@ -1,0 +1,58 @@
+"""Reads what earlier runs stored, for the next extract: listing fingerprints and the last good
+version of sessions whose new version is rejected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from cekura_sessions import settings
+
+_RAW = settings.RAW_SCHEMA
+
+
+def known_digests(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    """The fingerprint of each project's last loaded listing, read from the database itself,
+    so a fresh or replaced database file always gets a full load."""
+    try:
+        rows = con.execute(
+            f"select project_id, listing_digest from {_RAW}.{settings.PROJECT_LISTINGS_TABLE} "
+            "where listing_digest is not null"
+        ).fetchall()
+    except duckdb.CatalogException:
+        return {}
+    return dict(rows)
+
+
+class StoredSessions:
+    """`(project id, session ids) -> sessions in the API's shape`, as last loaded."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+
+    def __call__(self, project_id: int, session_ids: list[int]) -> list[dict[str, Any]]:
+        if not session_ids:
+            return []
+        cursor = self._con.cursor()  # the extract may call from another thread
+        try:
+            result = cursor.execute(
+                f"""
+                select
+                    s.id, s.title, s.project, s.status, s.created_at, s.updated_at, s.message_count,
+                    (
+                        select list(c.value order by c.position)
+                        from {_RAW}.{settings.SCENARIO_IDS_TABLE} as c
+                        where c.session_id = s.id and c.project_id = s.project_id
+                    ) as scenario_ids,
+                from {_RAW}.{settings.SESSIONS_TABLE} as s
+                where s.project_id = ? and s.id in (select unnest(?::bigint[]))
+                """,
+                [project_id, session_ids],
+            )
+            names = [column[0] for column in result.description]
+            return [dict(zip(names, row)) for row in result.fetchall()]
+        except duckdb.CatalogException:
+            return []
+        finally:
+            cursor.close()
