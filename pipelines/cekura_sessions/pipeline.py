@@ -59,8 +59,9 @@ class DatabaseBusy(Exception):
     """Another process holds the DuckDB file."""
 
 
-def run(config: RunConfig) -> RunOutcome:
-    report = RunReport()
+def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
+    """One run; pass `report` to watch its progress from another thread."""
+    report = report or RunReport()
     db_path = config.db_path.resolve()
     try:
         _check_db_path(db_path)

@@ -13,6 +13,7 @@ from cekura_sessions.client import RequestStats
 class RunReport:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    projects_wanted: int = 0
     projects_ok: list[int] = field(default_factory=list)
     projects_unchanged: list[int] = field(default_factory=list)
     projects_failed: dict[int, str] = field(default_factory=dict)
@@ -21,6 +22,10 @@ class RunReport:
     rows_rejected: int = 0
     new_fields: set[str] = field(default_factory=set)
     stats: RequestStats = field(default_factory=RequestStats)
+
+    @property
+    def projects_done(self) -> int:
+        return len(self.projects_ok) + len(self.projects_failed)
 
     def failed_summary(self) -> str:
         return "; ".join(f"project {pid}: {why}" for pid, why in sorted(self.projects_failed.items()))

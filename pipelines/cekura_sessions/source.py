@@ -96,6 +96,7 @@ def scenario_improvement_sessions(
     previous_sessions: PreviousSessions | None,
 ) -> Iterator[Any]:
     wanted = project_ids or _active_project_ids(listed_projects)
+    report.projects_wanted = len(wanted)
     batch = records.SessionBatch()
     listings: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []

@@ -1,0 +1,174 @@
+"""Build the SQL models in `sql/` against DuckDB and run the data checks in `sql/checks/`.
+
+Layout of `sql/`:
+- `staging/_raw_tables.sql`: `create table if not exists` for the raw tables staging reads,
+  run first so the models build before (or without) a load.
+- `staging/*.sql`: views over `cekura_raw`, one per raw table.
+- `marts/<model>.sql`: each creates the table `analytics.<model>` (the file stem is the name).
+- `checks/<what_must_hold>.sql`: line 1 `-- severity: error|warning`, line 2 `-- <description>`,
+  then a SELECT returning the offending rows; zero rows is a pass.
+
+The build order is derived from the `analytics.<name>` references in each file, so a new
+mart file is picked up without touching this module.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from cekura_sessions.settings import ANALYTICS_SCHEMA, RAW_SCHEMA, SQL_DIR
+
+log = logging.getLogger(__name__)
+
+RAW_TABLES_FILE = "_raw_tables.sql"
+SEVERITIES = ("error", "warning")
+
+_LINE_COMMENT = re.compile(r"--[^\n]*")
+_REFERENCE = re.compile(rf'\b{ANALYTICS_SCHEMA}\s*\.\s*"?([A-Za-z_][A-Za-z0-9_]*)"?', re.IGNORECASE)
+_SEVERITY_LINE = re.compile(r"--\s*severity:\s*(\w+)\s*$", re.IGNORECASE)
+
+
+class ModelBuildError(Exception):
+    """A model file failed (or the files cannot be ordered); nothing of the build was kept."""
+
+    def __init__(self, file: str, message: str) -> None:
+        self.file = file
+        self.message = " ".join(message.split())  # DuckDB's messages span lines; keep one
+        super().__init__(f"{file}: {self.message}")
+
+
+class CheckError(duckdb.Error):
+    """A check file is malformed or its SQL does not run (a duckdb.Error, named by its file)."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    severity: str
+    description: str
+    offending_rows: int
+
+    @property
+    def passed(self) -> bool:
+        """True when the check found no offending rows, whatever its severity."""
+        return self.offending_rows == 0
+
+
+def model_files(sql_dir: Path = SQL_DIR) -> list[Path]:
+    """Staging files, then mart files, each layer in dependency order (ties alphabetical)."""
+    staging = sorted(p for p in (sql_dir / "staging").glob("*.sql") if not p.name.startswith("_"))
+    marts = sorted((sql_dir / "marts").glob("*.sql"))
+    return _dependency_order(staging) + _dependency_order(marts)
+
+
+def build_models(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> dict[str, int]:
+    """Rebuild every model in one transaction; return {mart name: row count}.
+
+    On any failure the transaction is rolled back, so the previous models stay as they were,
+    and ModelBuildError names the failing file with DuckDB's message on one line.
+    """
+    started = time.monotonic()
+    files = model_files(sql_dir)
+    marts = [path.stem for path in files if path.parent.name == "marts"]
+    try:
+        con.execute("begin transaction")
+    except duckdb.Error as exc:  # e.g. the caller left a transaction open: not ours to end
+        raise ModelBuildError("begin transaction", str(exc)) from exc
+    current = f"staging/{RAW_TABLES_FILE}"
+    try:
+        con.execute(f"create schema if not exists {RAW_SCHEMA}")
+        con.execute(f"create schema if not exists {ANALYTICS_SCHEMA}")
+        con.execute((sql_dir / "staging" / RAW_TABLES_FILE).read_text())
+        for path in files:
+            current = _relative(path, sql_dir)
+            con.execute(path.read_text())
+        counts = {}
+        for name in marts:
+            current = f"marts/{name}.sql"
+            counts[name] = _row_count(con, f"{ANALYTICS_SCHEMA}.{name}")
+        current = "commit"
+        con.execute("commit")
+    except duckdb.Error as exc:
+        _rollback(con)
+        raise ModelBuildError(current, str(exc)) from exc
+    except BaseException:
+        _rollback(con)
+        raise
+    log.info("built %d models from %s in %.2f s: %s", len(files), sql_dir, time.monotonic() - started, counts)
+    return counts
+
+
+def run_checks(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> list[CheckResult]:
+    """Run every check file, alphabetically; each result says how many rows broke the rule."""
+    return [_run_check(con, path) for path in sorted((sql_dir / "checks").glob("*.sql"))]
+
+
+def _run_check(con: duckdb.DuckDBPyConnection, path: Path) -> CheckResult:
+    severity, description, query = _parse_check(path)
+    try:
+        # the newline keeps a trailing line comment from swallowing the closing parenthesis
+        row = con.execute(f"select count(*) from (\n{query}\n)").fetchone()
+    except duckdb.Error as exc:
+        raise CheckError(f"checks/{path.name}: {' '.join(str(exc).split())}") from exc
+    return CheckResult(path.stem, severity, description, int(row[0]))
+
+
+def _parse_check(path: Path) -> tuple[str, str, str]:
+    lines = path.read_text().splitlines()
+    match = _SEVERITY_LINE.fullmatch(lines[0].strip()) if lines else None
+    if match is None or match.group(1).lower() not in SEVERITIES:
+        raise CheckError(f"checks/{path.name}: line 1 must be '-- severity: error|warning'")
+    if len(lines) < 2 or not lines[1].startswith("--") or not lines[1].strip("- \t"):
+        raise CheckError(f"checks/{path.name}: line 2 must be '-- <one-sentence description>'")
+    query = "\n".join(lines[2:]).strip().rstrip(";")
+    return match.group(1).lower(), lines[1].lstrip("-").strip(), query
+
+
+def _dependency_order(paths: list[Path]) -> list[Path]:
+    """Topological order of `paths` by their analytics.<stem> references (Kahn, ties by name)."""
+    by_name = {path.stem: path for path in paths}
+    needs = {name: _references(path) & by_name.keys() - {name} for name, path in by_name.items()}
+    ready = [name for name, deps in needs.items() if not deps]
+    heapq.heapify(ready)
+    ordered: list[str] = []
+    while ready:
+        name = heapq.heappop(ready)
+        ordered.append(name)
+        for other, deps in needs.items():
+            if name in deps:
+                deps.discard(name)
+                if not deps:
+                    heapq.heappush(ready, other)
+    stuck = sorted(set(by_name) - set(ordered))
+    if stuck:
+        files = ", ".join(_relative(by_name[name], by_name[name].parents[1]) for name in stuck)
+        raise ModelBuildError(files, "these files reference each other in a cycle")
+    return [by_name[name] for name in ordered]
+
+
+def _references(path: Path) -> set[str]:
+    sql = _LINE_COMMENT.sub("", path.read_text())
+    return {name.lower() for name in _REFERENCE.findall(sql)}
+
+
+def _row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"select count(*) from {table}").fetchone()
+    return int(row[0])
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("rollback")
+    except duckdb.Error:
+        pass  # a failed commit has already ended the transaction
+
+
+def _relative(path: Path, sql_dir: Path) -> str:
+    return path.relative_to(sql_dir).as_posix()

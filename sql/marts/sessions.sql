@@ -1,0 +1,48 @@
+-- sessions: every scenario-improvement session that exists upstream, with its project's name,
+-- its scenario count and its duration.
+-- Grain: one row per session. Key: session_id.
+-- duration_seconds is NULL where either timestamp is NULL or updated_at < created_at (clock skew;
+-- the check sessions_updated_at_not_before_created_at lists those sessions).
+
+create or replace table analytics.sessions as
+
+with sessions as (
+    select * from analytics.stg_sessions
+),
+
+projects as (
+    select * from analytics.stg_projects
+),
+
+scenario_counts as (
+    select
+        session_id,
+        count(*) as scenario_count,
+    from analytics.stg_session_scenario_ids
+    group by session_id
+),
+
+final as (
+    select
+        sessions.session_id,
+        sessions.project_id,
+        projects.project_name,
+        sessions.title,
+        sessions.status,
+        sessions.created_at,
+        sessions.updated_at,
+        sessions.message_count,
+        coalesce(scenario_counts.scenario_count, 0) as scenario_count,
+        case
+            when sessions.updated_at >= sessions.created_at
+                then (epoch_us(sessions.updated_at) - epoch_us(sessions.created_at)) / 1e6
+        end::double as duration_seconds,
+        coalesce(sessions.status in ('completed', 'failed', 'cancelled'), false) as is_terminal,
+    from sessions
+    left join projects
+        on sessions.project_id = projects.project_id
+    left join scenario_counts
+        on sessions.session_id = scenario_counts.session_id
+)
+
+select * from final

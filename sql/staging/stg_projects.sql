@@ -1,0 +1,42 @@
+-- stg_projects: Cekura projects as loaded, renamed and cast; deleted projects included.
+-- Grain: one row per project listed by /user/v1/projects/. Key: project_id.
+-- Timestamps arrive as ISO-8601 text with any offset (or none: read as UTC); unparsable -> NULL.
+
+create or replace view analytics.stg_projects as
+
+with source as (
+    select
+        id,
+        name,
+        organization_id,
+        organization_name,
+        timezone,
+        is_deleted,
+        upper(trim(created_at)) as created_at_text,
+        upper(trim(updated_at)) as updated_at_text,
+    from cekura_raw.projects
+),
+
+final as (
+    select
+        id as project_id,
+        name as project_name,
+        organization_id,
+        organization_name,
+        timezone,
+        is_deleted,
+        -- with an offset: cast as is; without one: read as UTC, never in the session's TimeZone
+        case
+            when regexp_matches(created_at_text, '[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$')
+                then try_cast(created_at_text as timestamptz)
+            else timezone('UTC', try_cast(created_at_text as timestamp))
+        end as created_at,
+        case
+            when regexp_matches(updated_at_text, '[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$')
+                then try_cast(updated_at_text as timestamptz)
+            else timezone('UTC', try_cast(updated_at_text as timestamp))
+        end as updated_at,
+    from source
+)
+
+select * from final

@@ -1,0 +1,707 @@
+"""The SQL models against a real DuckDB file, checked against plain-Python expectations.
+
+Every expected value is computed here from the raw rows in raw_data.py (datetime, zoneinfo,
+statistics, a hand-written quantile), never by running the SQL under test.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pytest
+
+import raw_data
+from cekura_sessions.models import ModelBuildError, build_models, model_files
+from cekura_sessions.settings import SQL_DIR
+from raw_data import CLEAN, VARIED, RawData, parse_message_count, parse_timestamp
+
+ENUM = ("pending", "in_progress", "completed", "cancelled", "failed")
+TERMINAL = ("completed", "failed", "cancelled")
+MARTS = (
+    "sessions",
+    "session_scenarios",
+    "project_completion_rates",
+    "daily_completion_rates",
+    "session_durations",
+    "scenario_stats",
+)
+ARCHITECTURE_MD = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+
+
+# --- plain-Python expectations -------------------------------------------------------------
+
+
+def quantile_cont(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks, position q * (n - 1)."""
+    xs = sorted(values)
+    if not xs:
+        return None
+    position = q * (len(xs) - 1)
+    lo, hi = math.floor(position), math.ceil(position)
+    return xs[lo] + (xs[hi] - xs[lo]) * (position - lo)
+
+
+def local_day(created_at: datetime, zone_name: str | None) -> date:
+    try:
+        zone = ZoneInfo(zone_name) if zone_name else timezone.utc
+    except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
+        zone = timezone.utc
+    return created_at.astimezone(zone).date()
+
+
+def duration(row: dict[str, Any]) -> float | None:
+    created, updated = parse_timestamp(row["created_at"]), parse_timestamp(row["updated_at"])
+    if created is None or updated is None or updated < created:
+        return None
+    return (updated - created).total_seconds()
+
+
+def expected_sessions(data: RawData) -> dict[int, dict[str, Any]]:
+    names = {p["id"]: p["name"] for p in data.projects}
+    list_lengths = Counter(r["session_id"] for r in data.scenario_ids)
+    return {
+        s["id"]: {
+            "session_id": s["id"],
+            "project_id": s["project_id"],
+            "project_name": names.get(s["project_id"]),
+            "title": s["title"],
+            "status": s["status"],
+            "created_at": parse_timestamp(s["created_at"]),
+            "updated_at": parse_timestamp(s["updated_at"]),
+            "message_count": parse_message_count(s["message_count"]),
+            "scenario_count": list_lengths[s["id"]],
+            "duration_seconds": duration(s),
+            "is_terminal": s["status"] in TERMINAL,
+        }
+        for s in data.sessions
+    }
+
+
+def expected_session_scenarios(data: RawData) -> dict[tuple[int, int], dict[str, Any]]:
+    return {
+        (r["session_id"], r["position"]): {
+            "session_id": r["session_id"],
+            "project_id": r["project_id"],
+            "scenario_id": r["value"],
+            "position": r["position"],
+        }
+        for r in data.scenario_ids
+    }
+
+
+def expected_project_completion_rates(data: RawData) -> dict[int, dict[str, Any]]:
+    out = {}
+    for p in data.projects:
+        if p["is_deleted"] is True:
+            continue
+        statuses = [s["status"] for s in data.sessions if s["project_id"] == p["id"]]
+        n = Counter(statuses)
+        total = len(statuses)
+        terminal = n["completed"] + n["failed"] + n["cancelled"]
+        out[p["id"]] = {
+            "project_id": p["id"],
+            "project_name": p["name"],
+            "sessions_total": total,
+            "sessions_completed": n["completed"],
+            "sessions_failed": n["failed"],
+            "sessions_cancelled": n["cancelled"],
+            "sessions_in_progress": n["in_progress"],
+            "sessions_pending": n["pending"],
+            "sessions_other": sum(1 for status in statuses if status not in ENUM),
+            "completion_rate": n["completed"] / total if total else None,
+            "terminal_completion_rate": n["completed"] / terminal if terminal else None,
+        }
+    return out
+
+
+def expected_daily_completion_rates(data: RawData) -> dict[tuple[int, date], dict[str, Any]]:
+    zones = {p["id"]: p["timezone"] for p in data.projects}
+    statuses: dict[tuple[int, date], list[str | None]] = defaultdict(list)
+    for s in data.sessions:
+        created = parse_timestamp(s["created_at"])
+        if created is not None:
+            day = local_day(created, zones.get(s["project_id"]))
+            statuses[(s["project_id"], day)].append(s["status"])
+    return {
+        (project_id, day): {
+            "project_id": project_id,
+            "day": day,
+            "sessions_total": len(group),
+            "sessions_completed": group.count("completed"),
+            "completion_rate": group.count("completed") / len(group),
+        }
+        for (project_id, day), group in statuses.items()
+    }
+
+
+def expected_session_durations(data: RawData) -> dict[tuple[int, str], dict[str, Any]]:
+    groups: dict[tuple[int, str], list[float | None]] = defaultdict(list)
+    for s in data.sessions:
+        if s["status"] in TERMINAL:
+            groups[(s["project_id"], s["status"])].append(duration(s))
+    out = {}
+    for (project_id, status), durations in groups.items():
+        known = [d for d in durations if d is not None]
+        out[(project_id, status)] = {
+            "project_id": project_id,
+            "status": status,
+            "sessions": len(durations),
+            "avg_seconds": statistics.fmean(known) if known else None,
+            "p50_seconds": quantile_cont(known, 0.5),
+            "p90_seconds": quantile_cont(known, 0.9),
+            "max_seconds": max(known) if known else None,
+        }
+    return out
+
+
+def expected_scenario_stats(data: RawData) -> dict[tuple[int, int], dict[str, Any]]:
+    sessions = {s["id"]: s for s in data.sessions}
+    members: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for r in data.scenario_ids:
+        if r["value"] is not None and r["session_id"] in sessions:
+            members[(r["project_id"], r["value"])].add(r["session_id"])
+    out = {}
+    for (project_id, scenario_id), ids in members.items():
+        completed = sum(1 for i in ids if sessions[i]["status"] == "completed")
+        created = [parse_timestamp(sessions[i]["created_at"]) for i in ids]
+        out[(project_id, scenario_id)] = {
+            "project_id": project_id,
+            "scenario_id": scenario_id,
+            "sessions": len(ids),
+            "sessions_completed": completed,
+            "completion_rate": completed / len(ids),
+            "last_session_at": max((c for c in created if c is not None), default=None),
+        }
+    return out
+
+
+# --- helpers and fixtures ------------------------------------------------------------------
+
+
+def fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+    cursor = con.execute(sql, params or [])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def keyed(rows: list[dict], *key: str) -> dict:
+    out = {}
+    for row in rows:
+        k = row[key[0]] if len(key) == 1 else tuple(row[c] for c in key)
+        assert k not in out, f"duplicate key {k}"
+        out[k] = row
+    return out
+
+
+def fresh_db(path: Path, data: RawData | None = None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path))
+    if data is not None:
+        raw_data.create_raw_tables(con)
+        raw_data.load(con, data)
+    return con
+
+
+@dataclass
+class Built:
+    con: duckdb.DuckDBPyConnection
+    counts: dict[str, int]
+
+
+def table_counts(con: duckdb.DuckDBPyConnection, names: tuple[str, ...] = MARTS) -> dict:
+    return {n: con.execute(f"select count(*) from analytics.{n}").fetchone()[0] for n in names}
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("UTC", id="session-tz-utc"),
+        # the connection's TimeZone must not change a parsed timestamp or a local day
+        pytest.param("Asia/Tokyo", id="session-tz-tokyo"),
+    ],
+)
+def varied(request, tmp_path_factory) -> Built:
+    con = fresh_db(tmp_path_factory.mktemp("varied") / "cekura.duckdb", VARIED)
+    con.execute(f"set TimeZone = '{request.param}'")
+    yield Built(con, build_models(con))
+    con.close()
+
+
+# --- order and layout ----------------------------------------------------------------------
+
+
+def test_model_files_staging_first_then_marts_after_their_references():
+    files = model_files()
+    names = [p.stem for p in files]
+    layers = [p.parent.name for p in files]
+    assert layers == sorted(layers, key=["staging", "marts"].index), names
+    assert {"stg_projects", "stg_sessions", "stg_session_scenario_ids", *MARTS} <= set(names), names
+    for i, path in enumerate(files):
+        text = re.sub(r"--[^\n]*", "", path.read_text())
+        for ref in set(re.findall(r"analytics\.(\w+)", text)) - {path.stem}:
+            assert ref in names[:i], f"{path.name} references analytics.{ref}, built later: {names}"
+
+
+def test_model_files_picks_up_a_new_mart_by_its_references(tmp_path):
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    # sorts first alphabetically, but reads two marts, so it must come after both
+    (sql_dir / "marts" / "a_status_counts.sql").write_text(
+        "-- a_status_counts: test mart. Grain: one row per status. Key: status.\n"
+        "create or replace table analytics.a_status_counts as\n"
+        "with final as (\n"
+        "    select status, count(*) as sessions, from analytics.sessions\n"
+        "    where session_id in (select session_id from analytics.scenario_stats)\n"
+        "    group by status\n"
+        ")\n"
+        "select * from final\n"
+    )
+    names = [p.stem for p in model_files(sql_dir)]
+    assert names.index("a_status_counts") > names.index("sessions"), names
+    assert names.index("a_status_counts") > names.index("scenario_stats"), names
+    con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
+    counts = build_models(con, sql_dir)
+    want = len({s["status"] for s in VARIED.sessions})
+    assert counts["a_status_counts"] == want, counts
+
+
+def test_model_files_cycle_raises(tmp_path):
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    (sql_dir / "marts" / "x_one.sql").write_text("create table analytics.x_one as from analytics.x_two")
+    (sql_dir / "marts" / "x_two.sql").write_text("create table analytics.x_two as from analytics.x_one")
+    with pytest.raises(ModelBuildError, match=r"marts/x_one\.sql, marts/x_two\.sql: .*cycle"):
+        model_files(sql_dir)
+
+
+def _architecture_columns(table: str) -> list[tuple[str, str]]:
+    text = ARCHITECTURE_MD.read_text()
+    block = re.search(rf"^`{table}` \(.*?\n((?::|  ).*?)(?:\n\n|\Z)", text, re.M | re.S)
+    assert block, f"architecture.md has no raw-layout entry for {table}"
+    return [(name, kind.upper()) for name, kind in re.findall(r"`(\w+)` ([A-Z]+)", block.group(1))]
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        pytest.param("projects", id="projects"),
+        pytest.param("scenario_improvement_sessions", id="sessions"),
+        pytest.param("scenario_improvement_sessions__scenario_ids", id="scenario_ids"),
+        pytest.param("session_status_history", id="session_status_history"),
+    ],
+)
+def test_raw_tables_ddl_matches_architecture_doc(tmp_path, table):
+    duckdb_names = {"TEXT": "VARCHAR", "TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
+    want = [(n, duckdb_names.get(t, t)) for n, t in _architecture_columns(table)]
+    con = fresh_db(tmp_path / "cekura.duckdb", RawData())
+    got = con.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = 'cekura_raw' and table_name = ? order by ordinal_position",
+        [table],
+    ).fetchall()
+    assert got == want, f"sql/staging/_raw_tables.sql vs docs/architecture.md for {table}"
+
+
+@pytest.mark.parametrize(
+    "view, columns",
+    [
+        pytest.param(
+            "stg_projects",
+            ["project_id", "project_name", "organization_id", "organization_name", "timezone",
+             "is_deleted", "created_at", "updated_at"],
+            id="stg_projects",
+        ),
+        pytest.param(
+            "stg_sessions",
+            ["session_id", "project_id", "reported_project_id", "title", "status", "created_at",
+             "updated_at", "message_count"],
+            id="stg_sessions",
+        ),
+        pytest.param(
+            "stg_session_scenario_ids",
+            ["session_id", "project_id", "position", "scenario_id"],
+            id="stg_session_scenario_ids",
+        ),
+    ],
+)
+def test_staging_is_a_view_with_explicit_columns(varied, view, columns):
+    kind = varied.con.execute(
+        "select table_type from information_schema.tables "
+        "where table_schema = 'analytics' and table_name = ?",
+        [view],
+    ).fetchone()
+    assert kind == ("VIEW",), f"analytics.{view}: {kind}"
+    got = [d[0] for d in varied.con.execute(f"select * from analytics.{view} limit 0").description]
+    assert got == columns, f"analytics.{view} columns"
+
+
+@pytest.mark.parametrize(
+    "model, types",
+    [
+        pytest.param(
+            "sessions",
+            {"created_at": "TIMESTAMP WITH TIME ZONE", "updated_at": "TIMESTAMP WITH TIME ZONE",
+             "message_count": "INTEGER", "duration_seconds": "DOUBLE", "is_terminal": "BOOLEAN"},
+            id="sessions",
+        ),
+        pytest.param("session_scenarios", {"scenario_id": "BIGINT"}, id="session_scenarios"),
+        pytest.param("daily_completion_rates", {"day": "DATE"}, id="daily_completion_rates"),
+        pytest.param(
+            "project_completion_rates",
+            {"completion_rate": "DOUBLE", "terminal_completion_rate": "DOUBLE"},
+            id="project_completion_rates",
+        ),
+        pytest.param("session_durations", {"p90_seconds": "DOUBLE"}, id="session_durations"),
+        pytest.param(
+            "scenario_stats",
+            {"last_session_at": "TIMESTAMP WITH TIME ZONE"},
+            id="scenario_stats",
+        ),
+    ],
+)
+def test_marts_are_tables_with_contract_types(varied, model, types):
+    kind = varied.con.execute(
+        "select table_type from information_schema.tables "
+        "where table_schema = 'analytics' and table_name = ?",
+        [model],
+    ).fetchone()
+    assert kind == ("BASE TABLE",), f"analytics.{model}: {kind}"
+    got = dict(
+        varied.con.execute(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = 'analytics' and table_name = ?",
+            [model],
+        ).fetchall()
+    )
+    assert {c: got.get(c) for c in types} == types, f"analytics.{model} column types"
+
+
+# --- every model against Python ------------------------------------------------------------
+
+
+def test_build_models_returns_each_marts_row_count(varied):
+    want = {
+        "sessions": len(expected_sessions(VARIED)),
+        "session_scenarios": len(expected_session_scenarios(VARIED)),
+        "project_completion_rates": len(expected_project_completion_rates(VARIED)),
+        "daily_completion_rates": len(expected_daily_completion_rates(VARIED)),
+        "session_durations": len(expected_session_durations(VARIED)),
+        "scenario_stats": len(expected_scenario_stats(VARIED)),
+    }
+    mart_files = {p.stem for p in (SQL_DIR / "marts").glob("*.sql")}
+    assert varied.counts.keys() == mart_files, "one count per mart file"
+    assert {m: varied.counts[m] for m in MARTS} == want
+    assert table_counts(varied.con) == want
+
+
+def test_stg_projects_match_python(varied):
+    got = keyed(fetch(varied.con, "select * from analytics.stg_projects"), "project_id")
+    want = {
+        p["id"]: {
+            "project_id": p["id"],
+            "project_name": p["name"],
+            "organization_id": p["organization_id"],
+            "organization_name": p["organization_name"],
+            "timezone": p["timezone"],
+            "is_deleted": p["is_deleted"],
+            "created_at": parse_timestamp(p["created_at"]),
+            "updated_at": parse_timestamp(p["updated_at"]),
+        }
+        for p in VARIED.projects
+    }
+    assert got == want
+
+
+def test_sessions_match_python(varied):
+    got = keyed(fetch(varied.con, "select * from analytics.sessions"), "session_id")
+    want = expected_sessions(VARIED)
+    assert got.keys() == want.keys()
+    for session_id, row in want.items():
+        assert got[session_id] == row, f"session {session_id}"
+
+
+def test_session_scenarios_match_python(varied):
+    got = keyed(fetch(varied.con, "select * from analytics.session_scenarios"), "session_id", "position")
+    want = expected_session_scenarios(VARIED)
+    assert got.keys() == want.keys()
+    for key, row in want.items():
+        assert got[key] == row, f"session_scenarios {key}"
+
+
+def test_project_completion_rates_match_python(varied):
+    got = keyed(fetch(varied.con, "select * from analytics.project_completion_rates"), "project_id")
+    want = expected_project_completion_rates(VARIED)
+    assert got.keys() == want.keys(), "one row per project not deleted, with or without sessions"
+    for project_id, row in want.items():
+        assert got[project_id] == row, f"project {project_id}"
+
+
+def test_daily_completion_rates_match_python(varied):
+    got = keyed(fetch(varied.con, "select * from analytics.daily_completion_rates"), "project_id", "day")
+    want = expected_daily_completion_rates(VARIED)
+    assert got.keys() == want.keys()
+    for key, row in want.items():
+        assert got[key] == row, f"daily {key}"
+
+
+def test_session_durations_match_python(varied):
+    got = keyed(fetch(varied.con, "select * from analytics.session_durations"), "project_id", "status")
+    want = expected_session_durations(VARIED)
+    assert got.keys() == want.keys()
+    for key, row in want.items():
+        floats = ("avg_seconds", "p50_seconds", "p90_seconds")
+        # avg and interpolation may round differently in the last bit: 1e-12 relative
+        assert {c: got[key][c] for c in row if c not in floats} == {
+            c: row[c] for c in row if c not in floats
+        }, f"durations {key}"
+        for c in floats:
+            assert got[key][c] == pytest.approx(row[c], rel=1e-12), f"durations {key} {c}"
+
+
+def test_scenario_stats_match_python(varied):
+    got = keyed(fetch(varied.con, "select * from analytics.scenario_stats"), "project_id", "scenario_id")
+    want = expected_scenario_stats(VARIED)
+    assert got.keys() == want.keys()
+    for key, row in want.items():
+        assert got[key] == row, f"scenario_stats {key}"
+
+
+# --- edge cases, spelled out ---------------------------------------------------------------
+
+UTC = timezone.utc
+
+
+@pytest.mark.parametrize(
+    "session_id, column, want",
+    [
+        pytest.param(1002, "message_count", None, id="null-message-count"),
+        pytest.param(1004, "message_count", None, id="non-numeric-message-count"),
+        pytest.param(1008, "message_count", None, id="decimal-message-count-not-rounded"),
+        pytest.param(1010, "message_count", None, id="message-count-beyond-integer"),
+        pytest.param(1005, "message_count", 3, id="padded-message-count"),
+        pytest.param(1006, "duration_seconds", None, id="negative-duration-is-null"),
+        pytest.param(1011, "duration_seconds", None, id="missing-updated-at-null-duration"),
+        pytest.param(1009, "duration_seconds", 0.0, id="zero-duration-kept"),
+        pytest.param(1002, "duration_seconds", 125.5, id="fractional-duration"),
+        pytest.param(1007, "duration_seconds", 30.530865, id="microsecond-duration"),
+        pytest.param(1004, "created_at", datetime(2024, 3, 3, tzinfo=UTC), id="offset-minus-0800"),
+        pytest.param(1003, "created_at", datetime(2024, 3, 2, 8, tzinfo=UTC), id="offset-plus-0530"),
+        pytest.param(1010, "created_at", datetime(2024, 3, 6, 12, tzinfo=UTC), id="no-offset-is-utc"),
+        pytest.param(1019, "created_at", None, id="unparsable-created-at"),
+        pytest.param(1012, "status", "archived", id="unknown-status-kept"),
+        pytest.param(1025, "is_terminal", False, id="uppercase-status-not-terminal"),
+        pytest.param(1020, "is_terminal", False, id="null-status-not-terminal"),
+        pytest.param(1003, "scenario_count", 3, id="repeated-id-counts-twice"),
+        pytest.param(1004, "scenario_count", 0, id="empty-list"),
+        pytest.param(1005, "scenario_count", 0, id="null-list"),
+        pytest.param(1017, "scenario_count", 2, id="null-element-counts"),
+        pytest.param(1009, "project_id", 101, id="null-delivered-project-uses-listing"),
+        pytest.param(1032, "project_name", "Retired bot", id="deleted-projects-name"),
+    ],
+)
+def test_sessions_edge_case(varied, session_id, column, want):
+    (got,) = varied.con.execute(
+        f"select {column} from analytics.sessions where session_id = ?", [session_id]
+    ).fetchone()
+    assert got == want, f"session {session_id} {column}"
+
+
+def test_repeated_scenario_id_gives_two_rows_but_one_session(varied):
+    rows = fetch(
+        varied.con,
+        "select position from analytics.session_scenarios "
+        "where session_id = 1003 and scenario_id = 2 order by position",
+    )
+    assert rows == [{"position": 0}, {"position": 1}]
+    want = {r["session_id"] for r in VARIED.scenario_ids if (r["project_id"], r["value"]) == (101, 2)}
+    assert want == {1001, 1002, 1003, 1008}, "test data changed"
+    (got,) = varied.con.execute(
+        "select sessions from analytics.scenario_stats where project_id = 101 and scenario_id = 2"
+    ).fetchone()
+    assert got == len(want)
+
+
+def test_unknown_and_null_statuses_count_in_total_and_other(varied):
+    got = fetch(
+        varied.con,
+        "select project_id, sessions_total, sessions_other from analytics.project_completion_rates "
+        "where project_id in (101, 102, 103) order by project_id",
+    )
+    want = []
+    for project_id in (101, 102, 103):
+        statuses = [s["status"] for s in VARIED.sessions if s["project_id"] == project_id]
+        other = [s for s in statuses if s not in ENUM]
+        want.append(
+            {"project_id": project_id, "sessions_total": len(statuses), "sessions_other": len(other)}
+        )
+    assert [w["sessions_other"] for w in want] == [1, 1, 1], "test data changed"
+    assert got == want
+
+
+AT_2350, AT_0010 = "2024-03-01T23:50:00Z", "2024-03-02T00:10:00Z"
+MAR_1, MAR_2 = date(2024, 3, 1), date(2024, 3, 2)
+
+
+@pytest.mark.parametrize(
+    "project_id, zone, created, local_date",
+    [
+        pytest.param(101, "America/New_York", AT_2350, MAR_1, id="america-new-york"),
+        pytest.param(102, "Asia/Kolkata", AT_2350, MAR_2, id="asia-kolkata"),
+        pytest.param(103, "Australia/Sydney", AT_2350, MAR_2, id="australia-sydney"),
+        pytest.param(104, "Pacific/Kiritimati", AT_2350, MAR_2, id="pacific-kiritimati"),
+        pytest.param(108, "Europe/Berlin", AT_2350, MAR_2, id="deleted-project-berlin"),
+        pytest.param(105, "Mars/Olympus_Mons", AT_2350, MAR_1, id="unknown-zone-2350"),
+        pytest.param(105, "Mars/Olympus_Mons", AT_0010, MAR_2, id="unknown-zone-0010"),
+        pytest.param(106, None, AT_2350, MAR_1, id="null-zone-2350"),
+        pytest.param(106, None, AT_0010, MAR_2, id="null-zone-0010"),
+        pytest.param(109, "", AT_0010, MAR_2, id="empty-zone-0010"),
+    ],
+)
+def test_daily_day_is_created_at_in_project_zone_utc_fallback(
+    varied, project_id, zone, created, local_date
+):
+    created_at = parse_timestamp(created)
+    (session,) = [
+        s for s in VARIED.sessions
+        if s["project_id"] == project_id and parse_timestamp(s["created_at"]) == created_at
+    ]
+    (project,) = [p for p in VARIED.projects if p["id"] == project_id]
+    assert project["timezone"] == zone, "test data changed"
+    assert local_day(created_at, zone) == local_date, "zoneinfo disagrees with the spelled-out date"
+    same_day = [
+        s for s in VARIED.sessions
+        if s["project_id"] == project_id
+        and (c := parse_timestamp(s["created_at"])) is not None
+        and local_day(c, zone) == local_date
+    ]
+    got = varied.con.execute(
+        "select sessions_total from analytics.daily_completion_rates where project_id = ? and day = ?",
+        [project_id, local_date],
+    ).fetchall()
+    assert got == [(len(same_day),)], f"session {session['id']} in {zone!r} belongs to {local_date}"
+
+
+# --- building on thin or missing data ------------------------------------------------------
+
+
+def test_empty_database_builds_every_model_with_zero_rows(tmp_path):
+    con = fresh_db(tmp_path / "cekura.duckdb")  # no raw tables at all: no load has run
+    counts = build_models(con)
+    assert counts == {p.stem: 0 for p in (SQL_DIR / "marts").glob("*.sql")}
+    assert table_counts(con) == {name: 0 for name in MARTS}
+
+
+def test_projects_without_sessions_have_zero_counts_and_null_rates(tmp_path):
+    data = RawData(projects=VARIED.projects)
+    con = fresh_db(tmp_path / "cekura.duckdb", data)
+    build_models(con)
+    got = keyed(fetch(con, "select * from analytics.project_completion_rates"), "project_id")
+    counts = ("total", "completed", "failed", "cancelled", "in_progress", "pending", "other")
+    want = {
+        p["id"]: {
+            "project_id": p["id"],
+            "project_name": p["name"],
+            **{f"sessions_{c}": 0 for c in counts},
+            "completion_rate": None,
+            "terminal_completion_rate": None,
+        }
+        for p in data.projects
+        if p["is_deleted"] is not True
+    }
+    assert got == want
+    assert table_counts(con, ("sessions", "daily_completion_rates", "session_durations")) == {
+        "sessions": 0, "daily_completion_rates": 0, "session_durations": 0,
+    }
+
+
+def test_all_scenario_lists_empty_and_nested_table_never_created(tmp_path):
+    con = fresh_db(tmp_path / "cekura.duckdb", RawData(VARIED.projects, VARIED.sessions))
+    # dlt creates no nested table for a list that is always empty (dlt #2390, #2964)
+    con.execute("drop table cekura_raw.scenario_improvement_sessions__scenario_ids")
+    counts = build_models(con)
+    assert (counts["session_scenarios"], counts["scenario_stats"]) == (0, 0), counts
+    assert counts["sessions"] == len(VARIED.sessions), counts
+    got = con.execute("select distinct scenario_count from analytics.sessions").fetchall()
+    assert got == [(0,)]
+
+
+def test_build_models_twice_gives_the_same_tables(tmp_path):
+    con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
+    first = build_models(con)
+    snapshot = {m: sorted(map(repr, con.execute(f"from analytics.{m}").fetchall())) for m in MARTS}
+    assert build_models(con) == first
+    again = {m: sorted(map(repr, con.execute(f"from analytics.{m}").fetchall())) for m in MARTS}
+    assert again == snapshot
+
+
+# --- a failed build keeps the previous models ----------------------------------------------
+
+EXTRA = RawData(
+    sessions=[raw_data.session(9001, 101, "completed", "2024-04-01T00:00:00Z", "2024-04-01T00:01:00Z")],
+)
+EXTRA.scenario_ids = raw_data.explode(EXTRA.sessions, {9001: [1, 77]})
+
+
+@pytest.mark.parametrize(
+    "broken_file, error",
+    [
+        # sessions and session_scenarios are rebuilt with the new rows before this one fails
+        pytest.param("marts/scenario_stats.sql", "Binder Error", id="last-mart-fails"),
+        pytest.param("staging/stg_sessions.sql", "Binder Error", id="staging-view-fails"),
+    ],
+)
+def test_failed_build_keeps_previous_models(tmp_path, broken_file, error):
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
+    before = build_models(con, sql_dir)
+    view_before = con.execute("select count(*) from analytics.stg_sessions").fetchone()
+
+    path = sql_dir / broken_file
+    path.write_text(path.read_text().replace("select * from final", "select no_such_column from final"))
+    raw_data.load(con, EXTRA)  # a rebuild would change the counts
+    with pytest.raises(ModelBuildError) as caught:
+        build_models(con, sql_dir)
+
+    message = str(caught.value)
+    assert message.startswith(f"{broken_file}: {error}"), message
+    assert "no_such_column" in message and "\n" not in message, message
+    assert caught.value.file == broken_file
+    assert table_counts(con, tuple(before)) == before, "a failed build must leave the previous tables"
+    new_rows = "select count(*) from analytics.session_scenarios where session_id = 9001"
+    assert con.execute(new_rows).fetchone() == (0,)
+    # the previous view definition is back, so it still reads raw (now with one more session)
+    assert con.execute("select count(*) from analytics.stg_sessions").fetchone() == (view_before[0] + 1,)
+    # the connection is usable and a fixed build goes through
+    shutil.copy(SQL_DIR / broken_file, path)
+    assert build_models(con, sql_dir)["sessions"] == before["sessions"] + 1
+
+
+def test_build_error_names_a_missing_model_table(tmp_path):
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    (sql_dir / "marts" / "misnamed.sql").write_text(
+        "create or replace table analytics.other_name as select 1 as x"
+    )
+    con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
+    with pytest.raises(ModelBuildError, match=r"^marts/misnamed\.sql: Catalog Error"):
+        build_models(con, sql_dir)
+    assert con.execute(
+        "select count(*) from information_schema.tables where table_schema = 'analytics'"
+    ).fetchone() == (0,), "nothing of the failed first build is kept"
+
+
+def test_clean_data_builds_too(tmp_path):
+    con = fresh_db(tmp_path / "cekura.duckdb", CLEAN)
+    counts = build_models(con)
+    assert counts["sessions"] == len(CLEAN.sessions)
+    assert counts["project_completion_rates"] == sum(1 for p in CLEAN.projects if not p["is_deleted"])
