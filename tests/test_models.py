@@ -6,27 +6,30 @@ statistics, a hand-written quantile), never by running the SQL under test.
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
-import statistics
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
 
 import raw_data
+from model_expectations import (
+    ENUM,
+    expected_daily_completion_rates,
+    expected_project_completion_rates,
+    expected_scenario_stats,
+    expected_session_durations,
+    expected_session_scenarios,
+    expected_sessions,
+    local_day,
+)
 from cekura_sessions.models import ModelBuildError, build_models, model_files
 from cekura_sessions.settings import SQL_DIR
-from raw_data import CLEAN, VARIED, RawData, parse_message_count, parse_timestamp
+from raw_data import CLEAN, VARIED, RawData, parse_timestamp
 
-ENUM = ("pending", "in_progress", "completed", "cancelled", "failed")
-TERMINAL = ("completed", "failed", "cancelled")
 MARTS = (
     "sessions",
     "session_scenarios",
@@ -36,153 +39,6 @@ MARTS = (
     "scenario_stats",
 )
 ARCHITECTURE_MD = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
-
-
-# --- plain-Python expectations -------------------------------------------------------------
-
-
-def quantile_cont(values: list[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks, position q * (n - 1)."""
-    xs = sorted(values)
-    if not xs:
-        return None
-    position = q * (len(xs) - 1)
-    lo, hi = math.floor(position), math.ceil(position)
-    return xs[lo] + (xs[hi] - xs[lo]) * (position - lo)
-
-
-def local_day(created_at: datetime, zone_name: str | None) -> date:
-    try:
-        zone = ZoneInfo(zone_name) if zone_name else timezone.utc
-    except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
-        zone = timezone.utc
-    return created_at.astimezone(zone).date()
-
-
-def duration(row: dict[str, Any]) -> float | None:
-    created, updated = parse_timestamp(row["created_at"]), parse_timestamp(row["updated_at"])
-    if created is None or updated is None or updated < created:
-        return None
-    return (updated - created).total_seconds()
-
-
-def expected_sessions(data: RawData) -> dict[int, dict[str, Any]]:
-    names = {p["id"]: p["name"] for p in data.projects}
-    list_lengths = Counter(r["session_id"] for r in data.scenario_ids)
-    return {
-        s["id"]: {
-            "session_id": s["id"],
-            "project_id": s["project_id"],
-            "project_name": names.get(s["project_id"]),
-            "title": s["title"],
-            "status": s["status"],
-            "created_at": parse_timestamp(s["created_at"]),
-            "updated_at": parse_timestamp(s["updated_at"]),
-            "message_count": parse_message_count(s["message_count"]),
-            "scenario_count": list_lengths[s["id"]],
-            "duration_seconds": duration(s),
-            "is_terminal": s["status"] in TERMINAL,
-        }
-        for s in data.sessions
-    }
-
-
-def expected_session_scenarios(data: RawData) -> dict[tuple[int, int], dict[str, Any]]:
-    return {
-        (r["session_id"], r["position"]): {
-            "session_id": r["session_id"],
-            "project_id": r["project_id"],
-            "scenario_id": r["value"],
-            "position": r["position"],
-        }
-        for r in data.scenario_ids
-    }
-
-
-def expected_project_completion_rates(data: RawData) -> dict[int, dict[str, Any]]:
-    out = {}
-    for p in data.projects:
-        if p["is_deleted"] is True:
-            continue
-        statuses = [s["status"] for s in data.sessions if s["project_id"] == p["id"]]
-        n = Counter(statuses)
-        total = len(statuses)
-        terminal = n["completed"] + n["failed"] + n["cancelled"]
-        out[p["id"]] = {
-            "project_id": p["id"],
-            "project_name": p["name"],
-            "sessions_total": total,
-            "sessions_completed": n["completed"],
-            "sessions_failed": n["failed"],
-            "sessions_cancelled": n["cancelled"],
-            "sessions_in_progress": n["in_progress"],
-            "sessions_pending": n["pending"],
-            "sessions_other": sum(1 for status in statuses if status not in ENUM),
-            "completion_rate": n["completed"] / total if total else None,
-            "terminal_completion_rate": n["completed"] / terminal if terminal else None,
-        }
-    return out
-
-
-def expected_daily_completion_rates(data: RawData) -> dict[tuple[int, date], dict[str, Any]]:
-    zones = {p["id"]: p["timezone"] for p in data.projects}
-    statuses: dict[tuple[int, date], list[str | None]] = defaultdict(list)
-    for s in data.sessions:
-        created = parse_timestamp(s["created_at"])
-        if created is not None:
-            day = local_day(created, zones.get(s["project_id"]))
-            statuses[(s["project_id"], day)].append(s["status"])
-    return {
-        (project_id, day): {
-            "project_id": project_id,
-            "day": day,
-            "sessions_total": len(group),
-            "sessions_completed": group.count("completed"),
-            "completion_rate": group.count("completed") / len(group),
-        }
-        for (project_id, day), group in statuses.items()
-    }
-
-
-def expected_session_durations(data: RawData) -> dict[tuple[int, str], dict[str, Any]]:
-    groups: dict[tuple[int, str], list[float | None]] = defaultdict(list)
-    for s in data.sessions:
-        if s["status"] in TERMINAL:
-            groups[(s["project_id"], s["status"])].append(duration(s))
-    out = {}
-    for (project_id, status), durations in groups.items():
-        known = [d for d in durations if d is not None]
-        out[(project_id, status)] = {
-            "project_id": project_id,
-            "status": status,
-            "sessions": len(durations),
-            "avg_seconds": statistics.fmean(known) if known else None,
-            "p50_seconds": quantile_cont(known, 0.5),
-            "p90_seconds": quantile_cont(known, 0.9),
-            "max_seconds": max(known) if known else None,
-        }
-    return out
-
-
-def expected_scenario_stats(data: RawData) -> dict[tuple[int, int], dict[str, Any]]:
-    sessions = {s["id"]: s for s in data.sessions}
-    members: dict[tuple[int, int], set[int]] = defaultdict(set)
-    for r in data.scenario_ids:
-        if r["value"] is not None and r["session_id"] in sessions:
-            members[(r["project_id"], r["value"])].add(r["session_id"])
-    out = {}
-    for (project_id, scenario_id), ids in members.items():
-        completed = sum(1 for i in ids if sessions[i]["status"] == "completed")
-        created = [parse_timestamp(sessions[i]["created_at"]) for i in ids]
-        out[(project_id, scenario_id)] = {
-            "project_id": project_id,
-            "scenario_id": scenario_id,
-            "sessions": len(ids),
-            "sessions_completed": completed,
-            "completion_rate": completed / len(ids),
-            "last_session_at": max((c for c in created if c is not None), default=None),
-        }
-    return out
 
 
 # --- helpers and fixtures ------------------------------------------------------------------

@@ -10,10 +10,14 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cekura_sessions import settings
 from cekura_sessions.logs import setup_logging
 from cekura_sessions.pipeline import EXIT_FATAL, EXIT_OK, RunConfig, RunOutcome
+
+if TYPE_CHECKING:
+    from cekura_sessions.run_report import RunReport
 
 log = logging.getLogger("cekura_sessions")
 
@@ -133,12 +137,12 @@ def _run(args: argparse.Namespace) -> int:
 class _Progress:
     """A one-line progress display on interactive terminals; silent under cron and in logs."""
 
-    def __init__(self, report: "RunReport", enabled: bool) -> None:
+    def __init__(self, report: RunReport, enabled: bool) -> None:
         self._report, self._enabled = report, enabled
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._show, daemon=True)
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self._enabled:
             self._thread.start()
         return self
