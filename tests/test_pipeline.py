@@ -236,3 +236,58 @@ def test_large_generated_dataset_with_clean_data_loads(db_path, tmp_path, run_ni
         outcome = run_night(base_url=server.url)
     assert outcome.exit_code == 0, outcome.message
     _assert_raw_equals(db_path, big)
+
+
+def test_fresh_database_with_only_empty_lists_gets_typed_tables(dataset, db_path, run_night):
+    for sessions in dataset.sessions.values():
+        for session in sessions:
+            session["scenario_ids"] = []
+            session["message_count"] = None
+    with FakeCekuraApi(dataset, api_key=API_KEY) as server:
+        outcome = run_night(base_url=server.url)
+
+    assert outcome.exit_code == 0, outcome.message
+    with _read(db_path) as con:
+        columns = dict(con.execute(
+            "select table_name || '.' || column_name, data_type from information_schema.columns "
+            "where table_schema = 'cekura_raw' and table_name like 'scenario_improvement_sessions%'"
+        ).fetchall())
+        assert con.execute("select count(*) from analytics.session_scenarios").fetchone()[0] == 0
+    assert columns["scenario_improvement_sessions__scenario_ids.value"] == "BIGINT"
+    assert columns["scenario_improvement_sessions__scenario_ids.session_id"] == "BIGINT"
+    assert columns["scenario_improvement_sessions.message_count"] == "VARCHAR"
+
+
+def test_leftover_packages_of_another_database_are_not_loaded_here(tmp_path, api, dataset, run_night, caplog):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    other_db = tmp_path / "other.duckdb"
+    env = {**os.environ, "CEKURA_API_KEY": API_KEY, "CEKURA_SESSIONS_PAUSE_AT": "load",
+           "DLT_DATA_DIR": str(tmp_path / "dlt")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cekura_sessions.cli", "run", "--base-url", api.url, "--db", str(other_db)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    marker = other_db.with_name("other.duckdb.paused-load")
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    tomorrow = dataset.next_night(seed=12)
+    api.dataset = tomorrow
+
+    pipelines_dir = tmp_path / "dlt" / "pipelines"
+    assert list((pipelines_dir / "cekura_sessions" / "load" / "normalized").iterdir()), "no leftover package to test with"
+
+    mine = tmp_path / "mine.duckdb"
+    outcome = run_night(db_path=mine, pipelines_dir=str(pipelines_dir))
+
+    assert outcome.exit_code == 0, outcome.message
+    _assert_raw_equals(mine, tomorrow)
+    assert f"discarding load packages left for {other_db}" in caplog.text

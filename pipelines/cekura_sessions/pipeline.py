@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def _locked_run(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
 
 def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
     pipeline = make_pipeline(db_path, config.pipelines_dir)
-    finish_leftover_packages(pipeline)
+    finish_leftover_packages(pipeline, db_path)
     try:
         with connect(db_path, config.db_wait_seconds) as con:
             source = cekura(
@@ -180,10 +181,18 @@ def make_pipeline(db_path: Path, pipelines_dir: str | None) -> dlt.Pipeline:
     return pipeline
 
 
-def finish_leftover_packages(pipeline: dlt.Pipeline) -> None:
+def finish_leftover_packages(pipeline: dlt.Pipeline, db_path: Path) -> None:
     """Complete what a killed run left behind before extracting anything new; a plain
     `pipeline.run()` would stop there (dlt #3227)."""
+    marker = Path(pipeline.working_dir) / "cekura_db_path"
+    previous_db = marker.read_text(encoding="utf-8") if marker.exists() else str(db_path)
+    marker.write_text(str(db_path), encoding="utf-8")
     if not pipeline.has_pending_data:
+        return
+    if previous_db != str(db_path):
+        # the pipeline folder is shared by name; never load another database's leftovers here
+        log.warning("discarding load packages left for %s (this run loads %s)", previous_db, db_path)
+        _discard_pending(pipeline)
         return
     log.warning("completing load packages left by an interrupted run")
     try:
@@ -191,6 +200,14 @@ def finish_leftover_packages(pipeline: dlt.Pipeline) -> None:
         pipeline.load()
     except Exception as error:  # noqa: BLE001 - a package we cannot finish must not block every later night
         log.error("could not complete the leftover packages (%s); discarding them", _root_cause(error))
+        _discard_pending(pipeline)
+
+
+def _discard_pending(pipeline: dlt.Pipeline) -> None:
+    # abort_packages, its successor, finishes the abort through load(), which would write to
+    # this run's database; dropping touches only the pipeline folder
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         pipeline.drop_pending_packages()
 
 
