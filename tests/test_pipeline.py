@@ -291,3 +291,19 @@ def test_leftover_packages_of_another_database_are_not_loaded_here(tmp_path, api
     assert outcome.exit_code == 0, outcome.message
     _assert_raw_equals(mine, tomorrow)
     assert f"discarding load packages left for {other_db}" in caplog.text
+
+
+def test_a_429_pauses_every_worker_not_just_the_one_told(db_path, run_night):
+    many = generate(DataSpec(projects=16, sessions_per_project=5, seed=4, oddities=False))
+    first = expected.listed_project_ids(many)[0]
+    faults = Faults(script={("sessions", first): ["429:1"]}, latency_ms=40)
+    with FakeCekuraApi(many, api_key=API_KEY, faults=faults) as server:
+        outcome = run_night(base_url=server.url, concurrency=4)
+        log = list(server.requests_log)
+
+    assert outcome.exit_code == 0, outcome.message
+    told = next(r.at for r in log if r.status == 429)
+    # requests already in flight may land just after the 429; none may start during the pause
+    during_pause = [r for r in log if told + 0.15 < r.at < told + 0.9]
+    assert during_pause == [], f"{len(during_pause)} requests arrived while the client should have paused"
+    assert any(r.at >= told + 0.9 for r in log), "the run ended before the pause could be observed"

@@ -46,6 +46,10 @@ class RetryableError(ApiError):
         self.retry_after = retry_after
 
 
+class RateLimited(RetryableError):
+    """HTTP 429: the whole client slows down, not just the worker that was told."""
+
+
 class MalformedBody(RetryableError):
     """200 with a body that is not the JSON the spec promises; retried, then fails the project."""
 
@@ -151,7 +155,7 @@ def classify_response(response: requests.Response) -> None:
         raise AuthError("the API refused the key (HTTP 401); check CEKURA_API_KEY")
     if status == 429:
         # rate limited: wait as long as the server asks, then try again
-        raise RetryableError(
+        raise RateLimited(
             f"rate limited (HTTP 429) on {where}",
             parse_retry_after(response.headers.get("Retry-After")),
         )
@@ -265,8 +269,8 @@ class CekuraClient:
         self.stats.count_retry()
         error = retry_state.outcome.exception() if retry_state.outcome else None
         delay = retry_state.upcoming_sleep
-        if isinstance(error, RetryableError) and error.retry_after:
-            # a 429's Retry-After applies to the whole client, not this worker alone
+        if isinstance(error, RateLimited):
+            # the limit is the key's, not this worker's: every worker waits out the same pause
             self.gate.hold_until(delay)
         log.warning(
             "%s: attempt %d failed (%s); retrying in %.1f s",
