@@ -294,7 +294,7 @@ def test_leftover_packages_of_another_database_are_not_loaded_here(tmp_path, api
 
 
 def test_a_429_pauses_every_worker_not_just_the_one_told(db_path, run_night):
-    many = generate(DataSpec(projects=16, sessions_per_project=5, seed=4, oddities=False))
+    many = generate(DataSpec(projects=60, sessions_per_project=5, seed=4, oddities=False))
     first = expected.listed_project_ids(many)[0]
     faults = Faults(script={("sessions", first): ["429:1"]}, latency_ms=40)
     with FakeCekuraApi(many, api_key=API_KEY, faults=faults) as server:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import dlt
@@ -195,20 +195,25 @@ def _to_table(table_name: str, item: Any) -> Any:
 def _fetch_listings(
     client: CekuraClient, project_ids: list[int], concurrency: int
 ) -> Iterator[tuple[int, list[Any], str | None]]:
-    """(project id, rows, error) for each project, in order, with at most `concurrency`
-    requests in flight and a bounded number of finished listings held in memory."""
+    """(project id, rows, error) for each project as it completes, with at most `concurrency`
+    requests in flight and a bounded number of finished listings held in memory; a slow
+    project does not hold up the others."""
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cekura-fetch") as pool:
-        pending: list[tuple[int, Future[list[Any]]]] = []
         queue = iter(project_ids)
+        running: dict[Future[list[Any]], int] = {}
         try:
-            for project_id in queue:
-                pending.append((project_id, pool.submit(client.list_sessions, project_id)))
-                if len(pending) >= 2 * concurrency:
-                    yield _result(*pending.pop(0))
-            while pending:
-                yield _result(*pending.pop(0))
+            while True:
+                for project_id in queue:
+                    running[pool.submit(client.list_sessions, project_id)] = project_id
+                    if len(running) >= 2 * concurrency:
+                        break
+                if not running:
+                    return
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield _result(running.pop(future), future)
         finally:
-            for _, future in pending:
+            for future in running:
                 future.cancel()
 
 
