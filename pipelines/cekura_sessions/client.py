@@ -54,7 +54,11 @@ class MalformedBody(RetryableError):
     """200 with a body that is not the JSON the spec promises; retried, then fails the project."""
 
 
-class InsecureUrlError(ApiError):
+class ConfigError(ValueError):
+    """The client cannot be set up as configured; the message says what to fix."""
+
+
+class InsecureUrlError(ConfigError):
     """The key would travel in clear text to a host other than this machine."""
 
 
@@ -108,7 +112,7 @@ def check_base_url(base_url: str) -> str:
     """Return the normalised base URL, or raise with a message that says what to fix."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
+        raise ConfigError(
             f"base URL {base_url!r} is not an http(s) URL; use something like {settings.DEFAULT_BASE_URL}"
         )
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
@@ -197,7 +201,7 @@ class CekuraClient:
         stats: RequestStats | None = None,
     ) -> None:
         if not api_key or not api_key.strip():
-            raise ValueError("the API key is empty; set CEKURA_API_KEY")
+            raise ConfigError("the API key is empty; set CEKURA_API_KEY")
         self.base_url = check_base_url(base_url)
         self._api_key = api_key.strip()
         self.policy = policy or RetryPolicy()

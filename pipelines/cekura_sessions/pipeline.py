@@ -17,7 +17,7 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 
 from cekura_sessions import history, ledger, logs, models, settings, stored
-from cekura_sessions.client import ApiError, AuthError, InsecureUrlError, RetryPolicy, describe_error
+from cekura_sessions.client import ApiError, AuthError, ConfigError, RetryPolicy, describe_error
 from cekura_sessions.run_lock import LockHeld, run_lock
 from cekura_sessions.run_report import RunReport
 from cekura_sessions.source import cekura
@@ -113,7 +113,7 @@ def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
     except (FatalError, DatabaseBusy):
         raise
     except Exception as error:  # dlt wraps every step's failure; find what really happened
-        raise FatalError(_fatal_message(error)) from None
+        raise FatalError(_fatal_message(error, config.base_url or "the configured API")) from None
 
 
 def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutcome:
@@ -269,21 +269,19 @@ def _root_cause(error: BaseException) -> BaseException:
         inner = getattr(error, "exception", None) or error.__cause__ or error.__context__
         if inner is None:
             break
-        if isinstance(error, (ApiError, ConfigFieldMissingException)):
+        if isinstance(error, (ApiError, ConfigError, ConfigFieldMissingException)):
             break
         error = inner
     return error
 
 
-def _fatal_message(error: BaseException) -> str:
+def _fatal_message(error: BaseException, api: str) -> str:
     cause = _root_cause(error)
     if isinstance(cause, ConfigFieldMissingException):
         return "no API key: set CEKURA_API_KEY (or api_key under [sources.cekura] in .dlt/secrets.toml)"
-    if isinstance(cause, (AuthError, InsecureUrlError)):
+    if isinstance(cause, (AuthError, ConfigError)):
         return str(cause)
-    if isinstance(cause, ValueError) and "API key" in str(cause) or "base URL" in str(cause):
-        return str(cause)
-    return f"nothing loaded: {describe_error(cause)}"
+    return f"nothing loaded: listing projects at {api} failed ({describe_error(cause)}); check the URL and the network"
 
 
 def _first_line(error: BaseException) -> str:
