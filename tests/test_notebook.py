@@ -1,0 +1,164 @@
+"""The analysis notebook: ships without outputs, runs top to bottom on a fresh demo database, and
+never holds the DuckDB file while its kernel stays open."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbformat import NotebookNode
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "session_analysis.ipynb"
+# completion rate per project, daily rate of the largest projects, durations, top scenarios
+FIGURES = 4
+CELL_TIMEOUT_SECONDS = 60
+
+
+def _code_cells(nb: NotebookNode) -> list[NotebookNode]:
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def _images(nb: NotebookNode) -> list[int]:
+    """Index of the code cell of every image/png output."""
+    return [
+        index
+        for index, cell in enumerate(_code_cells(nb))
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
+
+
+def _kernel_manager() -> AsyncKernelManager:
+    """python3 of this interpreter's environment: its own kernelspec, or ipykernel's built-in one
+    (argv = sys.executable). A user-level python3 kernelspec may point at another Python."""
+    env_kernels = Path(sys.prefix) / "share" / "jupyter" / "kernels"
+    specs = KernelSpecManager(kernel_dirs=[str(env_kernels)], ensure_native_kernel=True)
+    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=specs)
+
+
+def _kernel_env(**overrides: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in {"CEKURA_DB", "MPLBACKEND"}}
+    return {**env, "RUNTIME__DLTHUB_TELEMETRY": "false", **overrides}
+
+
+def _build_demo(workdir: Path) -> Path:
+    db = workdir / "demo.duckdb"
+    result = subprocess.run(
+        [sys.executable, "-m", "cekura_sessions.cli", "demo", "--db", str(db),
+         "--projects", "8", "--sessions-per-project", "60"],
+        cwd=workdir, env=_kernel_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, f"demo exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return db
+
+
+def _client(nb: NotebookNode, cwd: Path) -> NotebookClient:
+    return NotebookClient(
+        nb, km=_kernel_manager(), timeout=CELL_TIMEOUT_SECONDS, shutdown_kernel="immediate",
+        resources={"metadata": {"path": str(cwd)}},
+    )
+
+
+def _run_in_kernel(client: NotebookClient, code: str) -> str:
+    """Run code in the client's live kernel and return its stdout (the notebook is left as run)."""
+    cell = nbformat.v4.new_code_cell(code)
+    executed = client.nb
+    client.nb = nbformat.v4.new_notebook(cells=[cell])  # execute_cell stores the cell at its index
+    try:
+        client.execute_cell(cell, 0)
+    finally:
+        client.nb = executed
+    return "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build_demo(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture(scope="module")
+def live_run(demo_db: Path) -> Iterator[NotebookClient]:
+    """The notebook executed with CEKURA_DB = the demo database; its kernel stays alive."""
+    client = _client(nbformat.read(NOTEBOOK, as_version=4), NOTEBOOK.parent)
+    with client.setup_kernel(env=_kernel_env(CEKURA_DB=str(demo_db)), cleanup_kc=True):
+        for index, cell in enumerate(client.nb.cells):
+            client.execute_cell(cell, index)
+        yield client
+
+
+def test_notebook_committed_without_outputs() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    dirty = [
+        (index, cell.execution_count, len(cell.outputs))
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (cell.execution_count is not None or cell.outputs)
+    ]
+    assert dirty == [], f"(cell, execution_count, outputs) of cells not cleared: {dirty}"
+    assert nb.metadata.kernelspec.name == "python3", nb.metadata.kernelspec
+
+
+def test_notebook_reads_analytics_only_read_only() -> None:
+    source = "\n".join(cell.source for cell in _code_cells(nbformat.read(NOTEBOOK, as_version=4)))
+    connects = re.findall(r"duckdb\.connect\([^)]*\)", source)
+    assert connects and all("read_only=True" in call for call in connects), connects
+    tables = re.findall(r"\b(?:from|join)\s+(\w+)\.(\w+)\b(?!\s+import)", source, flags=re.IGNORECASE)
+    schemas = {schema for schema, _ in tables}
+    assert schemas == {"analytics"}, f"schemas read: {schemas}"
+
+
+def test_notebook_runs_with_one_image_per_figure(live_run: NotebookClient) -> None:
+    images = _images(live_run.nb)
+    shows = [
+        index
+        for index, cell in enumerate(_code_cells(live_run.nb))
+        for _ in re.findall(r"plt\.show\(\)", cell.source)
+    ]
+    assert len(images) == FIGURES, f"image outputs in code cells {images}, want {FIGURES}"
+    assert images == shows, f"cells of images {images} != cells of plt.show() calls {shows}"
+
+
+def test_notebook_kernel_is_this_environment(live_run: NotebookClient) -> None:
+    got = _run_in_kernel(live_run, "import sys; print(sys.prefix)").strip()
+    assert Path(got).resolve() == Path(sys.prefix).resolve(), f"kernel runs {got}, tests run {sys.prefix}"
+
+
+def test_notebook_kernel_alive_does_not_hold_database(live_run: NotebookClient, demo_db: Path) -> None:
+    assert live_run.km is not None and live_run.km.has_kernel, "the kernel should still be running"
+    writer = "import duckdb, sys; duckdb.connect(sys.argv[1]).execute('create table t(x int)')"
+    write = subprocess.run(
+        [sys.executable, "-c", writer, str(demo_db)], capture_output=True, text=True, timeout=60
+    )
+    assert write.returncode == 0, f"writer blocked while the kernel is alive:\n{write.stderr}"
+    # and the kernel still reads after the file changed under it
+    count_sql = "select count(*) from analytics.sessions"
+    got = _run_in_kernel(live_run, f"print(int(query({count_sql!r}).iloc[0, 0]))")
+    with duckdb.connect(str(demo_db), read_only=True) as con:
+        want = con.execute(count_sql).fetchone()[0]
+    assert int(got) == want > 0, f"kernel counted {got!r}, the file holds {want}"
+
+
+def test_notebook_finds_demo_db_in_repo_root_by_default(demo_db: Path, tmp_path: Path) -> None:
+    """Out of the box: no CEKURA_DB, the kernel runs in notebooks/, demo.duckdb is in the repo root."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    shutil.copy(NOTEBOOK, notebooks / NOTEBOOK.name)
+    shutil.copy(demo_db, tmp_path / "demo.duckdb")
+    client = _client(nbformat.read(notebooks / NOTEBOOK.name, as_version=4), notebooks)
+    with client.setup_kernel(env=_kernel_env(), cleanup_kc=True):
+        for index, cell in enumerate(client.nb.cells):
+            client.execute_cell(cell, index)
+        got = _run_in_kernel(client, "print(DB)").strip()
+    assert Path(got) == (tmp_path / "demo.duckdb").resolve(), got
+    assert len(_images(client.nb)) == FIGURES
