@@ -23,7 +23,7 @@ test: $(STAMP)
 
 notebook: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[notebook]'
-	test -f demo.duckdb || $(BIN)/cekura-sessions demo
+	test -n "$$CEKURA_DB" || test -f demo.duckdb || $(BIN)/cekura-sessions demo
 	$(BIN)/jupyter lab notebooks/session_analysis.ipynb
 
 bench: $(STAMP)

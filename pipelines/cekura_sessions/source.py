@@ -32,7 +32,16 @@ PreviousSessions = Callable[[int, list[int]], list[dict[str, Any]]]
 _MERGE = {"disposition": "merge", "strategy": "delete-insert"}
 _TOMBSTONE_HINT = {settings.TOMBSTONE_COLUMN: {"data_type": "bool", "hard_delete": True}}
 
+# Each table the sessions resource writes carries its own complete hints, so no table inherits
+# another's keys or marker column.
 _TABLE_HINTS: dict[str, Any] = {
+    settings.SESSIONS_TABLE: dlt.mark.make_hints(
+        table_name=settings.SESSIONS_TABLE,
+        write_disposition=_MERGE,
+        primary_key="id",
+        merge_key="project_id",
+        columns=_TOMBSTONE_HINT,
+    ),
     settings.SCENARIO_IDS_TABLE: dlt.mark.make_hints(
         table_name=settings.SCENARIO_IDS_TABLE,
         write_disposition=_MERGE,
@@ -79,13 +88,7 @@ def projects(client: CekuraClient) -> Iterator[pa.Table]:
     yield records.projects_table(valid)
 
 
-@dlt.transformer(
-    name=settings.SESSIONS_TABLE,
-    primary_key="id",
-    merge_key="project_id",
-    write_disposition=_MERGE,
-    columns=_TOMBSTONE_HINT,
-)
+@dlt.transformer(name=settings.SESSIONS_TABLE, write_disposition=_MERGE)
 def scenario_improvement_sessions(
     listed_projects: pa.Table,
     client: CekuraClient,
@@ -184,7 +187,7 @@ def _listing_row(report: RunReport, project_id: int, rows: list[Any], digest: st
 
 
 def _flush(batch: records.SessionBatch) -> Iterator[Any]:
-    yield batch.sessions_table()
+    yield _to_table(settings.SESSIONS_TABLE, batch.sessions_table())
     yield _to_table(settings.SCENARIO_IDS_TABLE, batch.scenario_ids_table())
 
 
