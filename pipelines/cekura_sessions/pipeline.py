@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dlt
 import duckdb
+import requests
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 
@@ -86,6 +87,11 @@ def _locked_run(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
     except FatalError as error:
         outcome.message = str(error)
         raise
+    except Exception as error:
+        # a bug or an environment problem: one line for people, the traceback for --log-level DEBUG
+        log.debug("run %s failed", report.run_id, exc_info=True)
+        outcome.message = f"unexpected {type(error).__name__}: {_first_line(error)} (rerun with --log-level DEBUG for details)"
+        raise FatalError(outcome.message) from None
     finally:
         _record_finish(config, db_path, outcome)
     return outcome
@@ -269,7 +275,7 @@ def _root_cause(error: BaseException) -> BaseException:
         inner = getattr(error, "exception", None) or error.__cause__ or error.__context__
         if inner is None:
             break
-        if isinstance(error, (ApiError, ConfigError, ConfigFieldMissingException)):
+        if isinstance(error, (ApiError, ConfigError, ConfigFieldMissingException, requests.RequestException)):
             break
         error = inner
     return error
@@ -281,7 +287,11 @@ def _fatal_message(error: BaseException, api: str) -> str:
         return "no API key: set CEKURA_API_KEY (or api_key under [sources.cekura] in .dlt/secrets.toml)"
     if isinstance(cause, (AuthError, ConfigError)):
         return str(cause)
-    return f"nothing loaded: listing projects at {api} failed ({describe_error(cause)}); check the URL and the network"
+    if isinstance(cause, (ApiError, requests.RequestException)):
+        return f"nothing loaded: listing projects at {api} failed ({describe_error(cause)}); check the URL and the network"
+    step = getattr(error, "step", "load")
+    log.debug("the %s step failed", step, exc_info=error)
+    return f"nothing loaded: dlt's {step} step failed ({type(cause).__name__}: {_first_line(cause)})"
 
 
 def _first_line(error: BaseException) -> str:
