@@ -3,7 +3,7 @@ expectations computed from the generated data (never from the SQL under test).""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import duckdb
 import pytest

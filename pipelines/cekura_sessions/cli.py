@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cekura_sessions import settings
-from cekura_sessions.logs import setup_logging
+from cekura_sessions import logs, settings
 from cekura_sessions.pipeline import EXIT_FATAL, EXIT_OK, RunConfig, RunOutcome
 
 if TYPE_CHECKING:
@@ -29,7 +28,7 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    setup_logging(args.log_level, args.log_format)
+    logs.setup_logging(args.log_level, args.log_format)
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     try:
         return args.handler(args)
@@ -112,6 +111,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     api_key = os.environ.get("CEKURA_API_KEY")
+    logs.register_secret(api_key)
+    logs.register_secret(os.environ.get("SOURCES__CEKURA__API_KEY"))
     if api_key is not None and not api_key.strip():
         raise UsageError("CEKURA_API_KEY is set but empty; set it to your Cekura API key")
     config = RunConfig(

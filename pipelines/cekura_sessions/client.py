@@ -110,15 +110,17 @@ class BackoffGate:
 
 def check_base_url(base_url: str) -> str:
     """Return the normalised base URL, or raise with a message that says what to fix."""
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(base_url)
+        hostname = parts.hostname
+    except ValueError:  # such as an unclosed IPv6 bracket
+        hostname = None
+    if hostname is None or parts.scheme not in ("http", "https"):
         raise ConfigError(
             f"base URL {base_url!r} is not an http(s) URL; use something like {settings.DEFAULT_BASE_URL}"
         )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise InsecureUrlError(
-            f"refusing to send the API key over plain http to {parts.hostname}; use https"
-        )
+    if parts.scheme == "http" and not _is_loopback(hostname):
+        raise InsecureUrlError(f"refusing to send the API key over plain http to {hostname}; use https")
     return base_url.rstrip("/")
 
 

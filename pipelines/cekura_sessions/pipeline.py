@@ -19,7 +19,7 @@ from dlt.common.pipeline import LoadInfo
 
 from cekura_sessions import history, ledger, logs, models, settings, stored
 from cekura_sessions.client import ApiError, AuthError, ConfigError, RetryPolicy, describe_error
-from cekura_sessions.run_lock import LockHeld, run_lock
+from cekura_sessions.run_lock import LockHeld, LockUnavailable, run_lock
 from cekura_sessions.run_report import RunReport
 from cekura_sessions.source import cekura
 
@@ -34,7 +34,7 @@ EXIT_LOCKED = 3
 @dataclass(frozen=True)
 class RunConfig:
     db_path: Path
-    api_key: str | None = None  # None: dlt resolves it ([sources.cekura] api_key)
+    api_key: str | None = field(default=None, repr=False)  # None: dlt resolves it ([sources.cekura] api_key)
     base_url: str | None = None  # None: dlt config, else the default
     project_ids: list[int] | None = None
     build_models: bool = True
@@ -64,6 +64,7 @@ class DatabaseBusy(Exception):
 def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
     """One run; pass `report` to watch its progress from another thread."""
     report = report or RunReport()
+    logs.register_secret(config.api_key)
     db_path = config.db_path.resolve()
     try:
         _check_db_path(db_path)
@@ -73,7 +74,7 @@ def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
         return RunOutcome(EXIT_LOCKED, report, f"{error}; nothing was touched")
     except DatabaseBusy as error:
         return RunOutcome(EXIT_LOCKED, report, str(error))
-    except FatalError as error:
+    except (FatalError, LockUnavailable) as error:
         return RunOutcome(EXIT_FATAL, report, str(error))
 
 

@@ -7,14 +7,18 @@ is where most of a large night's time would otherwise go (see GOTCHAS.md).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 import pyarrow as pa
+from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from cekura_sessions import settings
+
+_NAMING = NamingConvention()
 
 SESSION_FIELDS = ("id", "title", "project", "scenario_ids", "status", "created_at", "updated_at", "message_count")
 
@@ -65,17 +69,24 @@ PROJECT_LISTINGS_SCHEMA = pa.schema(
 )
 
 
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
+# RFC 3339 date-time (what the spec's `format: date-time` means), offset optional; Python's
+# fromisoformat alone also takes week dates and basic forms that DuckDB cannot read
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?")
+
+
 def is_integer(value: Any) -> bool:
-    # bool is an int subclass in Python, but `true` is not an id
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer that fits BIGINT; bool is an int subclass in Python, but `true` is not an id."""
+    return isinstance(value, int) and not isinstance(value, bool) and _BIGINT_MIN <= value <= _BIGINT_MAX
 
 
 def _is_timestamp(value: Any) -> bool:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _DATE_TIME.fullmatch(value):
         return False
     try:
         datetime.fromisoformat(value)
-    except ValueError:
+    except ValueError:  # well-formed but impossible, such as month 13
         return False
     return True
 
@@ -103,8 +114,8 @@ def session_rejection(row: Any) -> str | None:
         if row.get(name) is not None and not isinstance(row[name], str):
             return f"{name} is not a string: {row[name]!r:.40}"
     message_count = row.get("message_count")
-    if message_count is not None and not isinstance(message_count, (str, int)):
-        return f"message_count is neither a string nor a number: {message_count!r:.40}"
+    if message_count is not None and not (isinstance(message_count, str) or is_integer(message_count)):
+        return f"message_count is neither a string nor an integer: {message_count!r:.40}"
     return None
 
 
@@ -179,7 +190,7 @@ class SessionBatch:
     def sessions_table(self) -> pa.Table:
         table = pa.Table.from_pydict(self.sessions, schema=SESSIONS_SCHEMA)
         for name, values in self.extra_fields.items():
-            table = table.append_column(name, _extra_column(values))
+            table = table.append_column(extra_column_name(name, table.column_names), _extra_column(values))
         return table
 
     def scenario_ids_table(self) -> pa.Table:
@@ -187,14 +198,27 @@ class SessionBatch:
 
 
 def _extra_column(values: list[Any]) -> pa.Array:
-    """A field the spec does not know: native type when Arrow can say it plainly, JSON text otherwise."""
-    try:
-        array = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        array = None
-    if array is None or pa.types.is_nested(array.type) or pa.types.is_null(array.type):
-        array = pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
-    return array
+    """A field the spec does not know, as text (strings as delivered, anything else as JSON):
+    its type may change from one night to the next without breaking the load."""
+    return pa.array(
+        [v if isinstance(v, str) or v is None else orjson.dumps(v, default=str).decode() for v in values],
+        pa.string(),
+    )
+
+
+def extra_column_name(field_name: str, taken: list[str]) -> str:
+    """The column for a field the spec does not know; one whose name would land on a column
+    already there once dlt normalizes it (`project_id`, `createdAt`) gets an `_extra` suffix."""
+    normalized = _NAMING.normalize_identifier(field_name)
+    taken_normalized = {_NAMING.normalize_identifier(name) for name in taken}
+    if normalized not in taken_normalized:
+        return field_name
+    suffix = 1
+    candidate = f"{normalized}_extra"
+    while candidate in taken_normalized:
+        suffix += 1
+        candidate = f"{normalized}_extra{suffix}"
+    return candidate
 
 
 def projects_table(projects: list[dict[str, Any]]) -> pa.Table:

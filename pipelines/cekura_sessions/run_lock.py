@@ -16,6 +16,10 @@ class LockHeld(Exception):
     """Another run holds the lock; the message names it."""
 
 
+class LockUnavailable(Exception):
+    """The lock file cannot be created next to the database."""
+
+
 def lock_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".lock")
 
@@ -23,7 +27,10 @@ def lock_path(db_path: Path) -> Path:
 @contextmanager
 def run_lock(db_path: Path, run_id: str) -> Iterator[None]:
     path = lock_path(db_path)
-    handle = open(path, "a+", encoding="utf-8")
+    try:
+        handle = open(path, "a+", encoding="utf-8")
+    except OSError as error:
+        raise LockUnavailable(f"cannot write {path} ({error.strerror}); choose a writable path with --db or CEKURA_DB") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

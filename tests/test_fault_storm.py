@@ -1,0 +1,85 @@
+"""A fault storm: 100 projects, 30% of requests failing at random, and a burst of 429s.
+
+The run must end with every row exact, within the attempt cap, and in a time that the
+Retry-After waits explain: a 429 pauses every worker together (client.BackoffGate), so the
+burst's waits overlap instead of adding up.
+"""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+import pytest
+
+import expected
+from cekura_sessions.client import RetryPolicy
+from cekura_sessions.fake_api import FakeCekuraApi, Faults
+from cekura_sessions.fake_data import DataSpec, generate
+from conftest import API_KEY
+
+PROJECTS = 100
+CONCURRENCY = 8
+BURST_PROJECTS = 6  # the first projects listed: they are all in flight in the first wave
+BURST = ["429:1", "429:1"]  # each burst project is told twice to wait 1 s
+OVERHEAD_SECONDS = 10.0  # loading 2,000 rows with 30% of requests failing, on a busy machine
+
+STORM_RETRY = RetryPolicy(
+    max_attempts=10,
+    max_wait_seconds=2.0,
+    max_total_wait_seconds=30.0,
+    backoff_initial_seconds=0.01,
+    connect_timeout_seconds=2.0,
+    read_timeout_seconds=2.0,
+)
+
+
+@pytest.fixture
+def storm_dataset():
+    return generate(DataSpec(projects=PROJECTS, sessions_per_project=20, seed=21, oddities=False))
+
+
+def test_fault_storm_ends_exact_within_the_attempt_cap_and_retry_after_budget(run_night, storm_dataset, db_path):
+    listed = expected.listed_project_ids(storm_dataset)
+    burst = listed[:BURST_PROJECTS]
+    faults = Faults(
+        random_rate=0.3,
+        random_kinds=("500", "502", "503", "drop"),
+        random_seed=13,
+        script={("sessions", pid): list(BURST) for pid in burst},
+    )
+    with FakeCekuraApi(storm_dataset, api_key=API_KEY, faults=faults) as server:
+        started = time.monotonic()
+        outcome = run_night(base_url=server.url, retry=STORM_RETRY, concurrency=CONCURRENCY)
+        wall = time.monotonic() - started
+        log = list(server.requests_log)
+
+    assert outcome.exit_code == 0, outcome.message
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        got = expected.loaded_sessions(con)
+        assert got == expected.sessions(storm_dataset), f"{len(got)} session rows"
+        assert expected.loaded_scenario_ids(con) == expected.scenario_ids(storm_dataset)
+        assert expected.loaded_projects(con) == expected.projects(storm_dataset)
+
+    # the storm really happened, and every failed attempt was retried exactly once
+    faulted = [r for r in log if r.fault is not None]
+    assert len(faulted) >= 0.2 * len(log), f"only {len(faulted)} of {len(log)} requests faulted"
+    assert len(log) <= (len(listed) + 1) * STORM_RETRY.max_attempts, f"{len(log)} requests"
+    assert outcome.report.stats.requests == len(log)
+    assert outcome.report.stats.retries == len(log) - (len(listed) + 1)
+
+    # each burst project waited as long as Retry-After asked, every time
+    for pid in burst:
+        times = [r.at for r in log if r.endpoint == "sessions" and r.project_id == pid]
+        faults_seen = [r.fault for r in log if r.endpoint == "sessions" and r.project_id == pid]
+        assert faults_seen[: len(BURST)] == BURST, faults_seen
+        gaps = [later - earlier for earlier, later in zip(times, times[1:])][: len(BURST)]
+        assert all(gap >= 0.99 for gap in gaps), f"project {pid} retried after {gaps} s"
+
+    longest_chain = float(len(BURST))  # one project's Retry-After waits, back to back
+    all_waits = float(len(BURST) * BURST_PROJECTS)
+    upper = longest_chain + all_waits / CONCURRENCY + OVERHEAD_SECONDS
+    assert longest_chain <= wall <= upper, (
+        f"run took {wall:.1f} s; Retry-After explains {longest_chain:.0f} s to {upper:.1f} s "
+        f"({all_waits:.0f} s of waits in all would mean the burst's waits were taken one after another)"
+    )
