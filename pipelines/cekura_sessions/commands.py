@@ -39,10 +39,11 @@ def check(db_path: Path) -> int:
             results = models.run_checks(con)
     except duckdb.Error as error:
         return _fail(f"cannot run the checks on {db_path}: {str(error).splitlines()[0]}; run `cekura-sessions models` first")
-    print(f"{'check':<44} {'severity':<8} {'offending rows':>14}  result")
+    width = max([len(r.name) for r in results] + [5])
+    print(f"{'check':<{width}} {'severity':<8} {'offending rows':>14}  result")
     for result in results:
         verdict = "ok" if result.passed else ("FAIL" if result.severity == "error" else "warn")
-        print(f"{result.name:<44} {result.severity:<8} {result.offending_rows:>14}  {verdict}")
+        print(f"{result.name:<{width}} {result.severity:<8} {result.offending_rows:>14}  {verdict}")
     failed = [r.name for r in results if not r.passed and r.severity == "error"]
     if failed:
         print(f"cekura-sessions: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)

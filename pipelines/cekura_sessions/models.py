@@ -101,7 +101,7 @@ def build_models(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> dic
     except BaseException:
         _rollback(con)
         raise
-    log.info("built %d models in %.2f s (%d session rows)", len(files), time.monotonic() - started, counts.get("sessions", 0))
+    log.info("built %d models in %.2f s (%d session rows)", len(marts), time.monotonic() - started, counts.get("sessions", 0))
     return counts
 
 
