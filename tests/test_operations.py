@@ -177,3 +177,38 @@ def test_status_without_any_successful_run_fails(run_night, db_path, capsys):
     run_night(api_key="wrong-key")
     assert cli.main(["status", "--db", str(db_path)]) == 1
     assert "no run has succeeded" in capsys.readouterr().err
+
+
+def test_check_command_exits_non_zero_when_an_error_check_fails(run_night, db_path, capsys):
+    run_night()
+    assert cli.main(["check", "--db", str(db_path)]) == 0
+    with duckdb.connect(str(db_path)) as con:
+        # a duplicated session breaks the model's key
+        con.execute("insert into analytics.sessions select * from analytics.sessions limit 1")
+    capsys.readouterr()
+
+    assert cli.main(["check", "--db", str(db_path)]) == 1
+    captured = capsys.readouterr()
+    assert "sessions_key_unique_not_null" in captured.err
+    row = next(line for line in captured.out.splitlines() if line.startswith("sessions_key_unique_not_null"))
+    assert row.split()[-2:] == ["2", "FAIL"], row  # both rows that share the key are offending
+
+
+def test_models_command_rebuilds_from_raw(run_night, db_path, capsys):
+    run_night(build_models=False)
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        raw_sessions = con.execute("select count(*) from cekura_raw.scenario_improvement_sessions").fetchone()[0]
+
+    assert cli.main(["models", "--db", str(db_path)]) == 0
+
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        assert con.execute("select count(*) from analytics.sessions").fetchone()[0] == raw_sessions
+    assert f"sessions {raw_sessions:>30} rows".split() == next(
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("sessions ")
+    ).split()
+
+
+@pytest.mark.parametrize("command", ["models", "check", "status"])
+def test_read_side_commands_on_a_missing_database_say_so(tmp_path, capsys, command):
+    assert cli.main([command, "--db", str(tmp_path / "none.duckdb")]) == 2
+    assert "does not exist" in capsys.readouterr().err
