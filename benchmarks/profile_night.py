@@ -1,0 +1,341 @@
+"""Where a night of the pipeline spends its time: stage timers, a pyinstrument profile, and the
+source's per-row steps timed in isolation. For the lead's decisions, not a test.
+
+    .venv/bin/pip install pyinstrument        # profiling only; not a project dependency
+    .venv/bin/python benchmarks/profile_night.py [--projects 500] [--page-size 100] [--latency-ms 0] [--out bench-results/profile]
+
+The fake API runs in its own subprocess (as in night.py). In this process, against data of the
+M shape (500 projects x 400 sessions, clean):
+
+1. fetch only: the project's CekuraClient.list_sessions over every project with 8 threads (as the
+   source does), against the floor's fetch (16 threads, http.client keep-alive, orjson);
+2. the source's per-row steps on the fetched listings, each timed alone on one core:
+   listing_digest, session_rejection, SessionBatch.add_session, the Arrow tables;
+3. one full night and one no-change night of ``pipeline.run`` with stage timers, each under
+   pyinstrument (which samples the main thread: the fetch threads show up as the main thread
+   waiting on their futures). Text and HTML profiles go to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import night  # noqa: E402  (the benchmark's server handle)
+
+
+def best_of(n: int, fn: Any) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def fetch_with_client(url: str, project_ids: list[int], concurrency: int) -> list[list[Any]]:
+    from cekura_sessions.client import CekuraClient
+
+    client = CekuraClient(url, night.API_KEY)
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(client.list_sessions, project_ids))
+
+
+def fetch_floor(url: str, project_ids: list[int], workers: int, paged: bool) -> list[list[Any]]:
+    import http.client
+    from urllib.parse import urlsplit
+
+    import orjson
+
+    from cekura_sessions.settings import API_KEY_HEADER, SESSIONS_PATH
+
+    parts = urlsplit(url)
+    local = threading.local()
+    headers = {API_KEY_HEADER: night.API_KEY, "Accept": "application/json"}
+
+    def get(path: str) -> Any:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return orjson.loads(response.read())
+
+    def fetch(pid: int) -> list[Any]:
+        body = get(f"{SESSIONS_PATH}?project_id={pid}")
+        if not isinstance(body, dict):
+            return body
+        rows = list(body["results"])
+        while body["next"]:
+            nxt = urlsplit(body["next"])
+            body = get(f"{nxt.path}?{nxt.query}")
+            rows.extend(body["results"])
+        return rows
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fetch, project_ids))
+
+
+def per_row_steps(listings: list[tuple[int, list[Any]]]) -> dict[str, float]:
+    import pyarrow as pa
+
+    from cekura_sessions import records
+
+    sessions = sum(len(rows) for _, rows in listings)
+    out: dict[str, float] = {}
+    out["listing_digest"] = best_of(3, lambda: [records.listing_digest(rows) for _, rows in listings])
+    out["session_rejection"] = best_of(3, lambda: [records.session_rejection(r) for _, rows in listings for r in rows])
+
+    def add_all() -> records.SessionBatch:
+        batch = records.SessionBatch()
+        for pid, rows in listings:
+            for row in rows:
+                batch.add_session(pid, row)
+        return batch
+
+    out["SessionBatch.add_session"] = best_of(3, add_all)
+    batch = add_all()
+    out["Arrow tables from the batch"] = best_of(3, lambda: (batch.sessions_table(), batch.scenario_ids_table()))
+    # for comparison: Arrow straight from the parsed rows (what the floor does)
+    schema = pa.schema([("id", pa.int64()), ("title", pa.string()), ("project", pa.int64()),
+                        ("scenario_ids", pa.list_(pa.int64())), ("status", pa.string()), ("created_at", pa.string()),
+                        ("updated_at", pa.string()), ("message_count", pa.int64())])
+    out["(floor) pa.Table.from_pylist per listing"] = best_of(3, lambda: [pa.Table.from_pylist(rows, schema=schema) for _, rows in listings])
+
+    def arrow_fast_path() -> None:
+        """A sketch of a vectorized source: strict Arrow conversion per listing (raises on a wrong
+        type, so a listing that breaks the contract would fall back to the row-by-row path),
+        timestamps validated by a cast, the scenario-id child table built with list kernels."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        for pid, rows in listings:
+            table = pa.Table.from_pylist(rows, schema=schema)
+            for name in ("created_at", "updated_at"):
+                pc.cast(table.column(name), pa.timestamp("us", "UTC"))  # raises on a bad timestamp
+            ids = table.column("scenario_ids").combine_chunks()
+            parents = pc.list_parent_indices(ids)
+            offsets = ids.offsets.to_numpy()
+            position = np.arange(len(parents)) - np.repeat(offsets[:-1], np.diff(offsets))
+            pa.table({"session_id": pc.take(table.column("id"), parents), "position": position,
+                      "value": pc.list_flatten(ids)})
+            table.drop_columns(["scenario_ids"]).append_column("project_id", pa.array(np.full(len(table), pid)))
+
+    out["(proposal) Arrow fast path: validate + both tables"] = best_of(3, arrow_fast_path)
+    import hashlib
+
+    import orjson
+
+    bodies = [orjson.dumps(rows) for _, rows in listings]
+    out["(proposal) digest of the raw body bytes"] = best_of(3, lambda: [hashlib.blake2b(b, digest_size=16).hexdigest() for b in bodies])
+    out["sessions"] = sessions
+    return out
+
+
+class StageMeter:
+    """Seconds and peak RSS per stage of a run, and the time of every SQL statement dlt sends to DuckDB."""
+
+    STAGES = (("dlt.Pipeline", "extract"), ("dlt.Pipeline", "normalize"), ("dlt.Pipeline", "load"),
+              ("history", "record_changes"), ("models", "build_models"), ("models", "run_checks"))
+
+    def __init__(self) -> None:
+        import dlt
+        from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
+
+        from cekura_sessions import history, models
+
+        self.seconds: dict[str, float] = {}
+        self.peak_mb: dict[str, float] = {}
+        self.sql: list[tuple[float, str]] = []
+        self.stage = "other"
+        self._owners = {"dlt.Pipeline": dlt.Pipeline, "history": history, "models": models}
+        self._saved: list[tuple[Any, str, Any]] = []
+        self._stop = threading.Event()
+        for owner_name, name in self.STAGES:
+            self._wrap(self._owners[owner_name], name)
+        original_query = DuckDbSqlClient.execute_query
+        meter = self
+        from contextlib import contextmanager
+
+        @contextmanager
+        def timed_query(client: Any, query: Any, *a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            with original_query(client, query, *a, **k) as cursor:
+                meter.sql.append((time.perf_counter() - t0, " ".join(str(query).split())))
+                yield cursor
+
+        self._saved.append((DuckDbSqlClient, "execute_query", original_query))
+        DuckDbSqlClient.execute_query = timed_query
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _wrap(self, owner: Any, name: str) -> None:
+        original = getattr(owner, name, None)
+        if original is None:
+            return
+        meter = self
+
+        def wrapper(*a: Any, **k: Any) -> Any:
+            previous, meter.stage = meter.stage, name
+            t0 = time.perf_counter()
+            try:
+                return original(*a, **k)
+            finally:
+                meter.seconds[name] = meter.seconds.get(name, 0.0) + time.perf_counter() - t0
+                meter.stage = previous
+
+        self._saved.append((owner, name, original))
+        setattr(owner, name, wrapper)
+
+    def _sample(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while not self._stop.is_set():
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * page / 2**20
+            stage = self.stage
+            self.peak_mb[stage] = max(self.peak_mb.get(stage, 0.0), rss)
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sampler.join()
+        for owner, name, original in reversed(self._saved):
+            setattr(owner, name, original)
+
+
+def storage(db: Path) -> list[tuple[str, float, int]]:
+    """(schema.table, MB of distinct blocks, rows) for every table, and the file's used/free blocks."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        tables = con.execute(
+            "select schema_name, table_name, estimated_size from duckdb_tables() order by 1, 2"
+        ).fetchall()
+        out = []
+        for schema, table, rows in tables:
+            blocks = con.execute(
+                f"select count(distinct block_id) from pragma_storage_info('{schema}.{table}') where persistent"
+            ).fetchone()[0]
+            out.append((f"{schema}.{table}", blocks * 256 / 1024, rows))  # 256 KiB blocks
+        size = con.execute("select block_size, total_blocks, used_blocks, free_blocks, wal_size from pragma_database_size()").fetchone()
+        out.append((f"file: block_size {size[0]}, total {size[1]}, used {size[2]}, free {size[3]} blocks, wal {size[4]}", 0.0, 0))
+        return out
+    finally:
+        con.close()
+
+
+def measured_night(label: str, db: Path, pipelines_dir: Path, url: str, out: Path, profile: bool) -> dict[str, Any]:
+    from cekura_sessions import pipeline
+    from cekura_sessions.logs import setup_logging
+
+    setup_logging("WARNING", "text")
+    meter = StageMeter()
+    config = pipeline.RunConfig(db_path=db, api_key=night.API_KEY, base_url=url, pipelines_dir=str(pipelines_dir))
+    profiler = None
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.002)
+        profiler.start()
+    t0 = time.perf_counter()
+    try:
+        outcome = pipeline.run(config)
+    finally:
+        total = time.perf_counter() - t0
+        if profiler is not None:
+            profiler.stop()
+        meter.close()
+    if profiler is not None:
+        (out / f"{label}.txt").write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+        (out / f"{label}-all.txt").write_text(profiler.output_text(unicode=True, color=False, show_all=True))
+        (out / f"{label}.html").write_text(profiler.output_html())
+    with open(out / f"{label}-sql.txt", "w") as f:
+        for seconds, text in meter.sql:
+            f.write(f"{seconds:.4f}  {text}\n\n")
+    return {"total": total, "exit_code": outcome.exit_code, "seconds": meter.seconds, "peak_mb": meter.peak_mb,
+            "sql": sorted(meter.sql, reverse=True), "storage": storage(db)}
+
+
+def print_night(label: str, night_result: dict[str, Any]) -> None:
+    print(f"\n{label}: {night_result['total']:.2f} s (exit {night_result['exit_code']})")
+    print(f"  {'stage':<16} {'seconds':>8} {'peak RSS MB':>12}")
+    for stage in ("other", "extract", "normalize", "load", "record_changes", "build_models", "run_checks"):
+        print(f"  {stage:<16} {night_result['seconds'].get(stage, 0.0):8.2f} {night_result['peak_mb'].get(stage, 0.0):12.0f}")
+    sql = night_result["sql"]
+    print(f"  dlt's SQL in DuckDB: {len(sql)} statements, {sum(t for t, _ in sql):.2f} s; the slowest:")
+    for seconds, text in sql[:8]:
+        print(f"    {seconds:6.3f}  {text[:150]}")
+    print("  storage after the night (MB of 256 KiB blocks, rows):")
+    for name, mb, rows in night_result["storage"]:
+        print(f"    {mb:7.2f}  {rows:>9}  {name}" if mb or rows else f"    {name}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--projects", type=int, default=500)
+    parser.add_argument("--sessions-per-project", type=int, default=400)
+    parser.add_argument("--page-size", type=int, default=None)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--out", default="bench-results/profile")
+    parser.add_argument("--fetch-only", action="store_true", help="only step 1 (e.g. with --page-size 100 or --latency-ms 20)")
+    parser.add_argument("--nights-only", action="store_true", help="only step 3 (peak RSS per stage of a fresh process)")
+    parser.add_argument("--no-pyinstrument", action="store_true", help="step 3 without the pyinstrument nights")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scale = night.Scale("P", args.projects, args.sessions_per_project, latency_ms=args.latency_ms, page_size=args.page_size)
+    work = Path(tempfile.mkdtemp(prefix="cekura-profile-"))
+    server = night.Server(scale, work / "server.log")
+    try:
+        from cekura_sessions.client import CekuraClient
+
+        project_ids = [p["id"] for p in CekuraClient(server.url, night.API_KEY).list_projects()]
+        print(f"{len(project_ids)} projects, {server.expected['sessions']:,} sessions")
+        if args.nights_only:
+            return nights(args, server, work, out)
+        fetch_with_client(server.url, project_ids[:20], 8)  # warm
+        t_client = best_of(3, lambda: fetch_with_client(server.url, project_ids, 8))
+        t_client16 = best_of(3, lambda: fetch_with_client(server.url, project_ids, 16))
+        t_floor = best_of(3, lambda: fetch_floor(server.url, project_ids, 16, bool(args.page_size)))
+        print("\nfetch + parse only (best of 3):")
+        print(f"  CekuraClient.list_sessions, 8 threads (the source's default) {t_client:6.2f} s")
+        print(f"  CekuraClient.list_sessions, 16 threads                      {t_client16:6.2f} s")
+        print(f"  floor fetch: http.client + orjson, 16 threads               {t_floor:6.2f} s")
+        if args.fetch_only:
+            return 0
+        listings = list(zip(project_ids, fetch_with_client(server.url, project_ids, 8)))
+        steps = per_row_steps(listings)
+        print(f"\nthe source's per-row steps on {steps.pop('sessions'):,} fetched sessions (one thread, best of 3):")
+        for name, seconds in steps.items():
+            print(f"  {name:<45} {seconds:6.2f} s")
+        del listings
+        return nights(args, server, work, out)
+    finally:
+        server.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def nights(args: argparse.Namespace, server: Any, work: Path, out: Path) -> int:
+    for label in ("full-night", "nochange-night"):
+        print_night(label, measured_night(label, work / "p.duckdb", work / "dlt", server.url, out, profile=False))
+    if not args.no_pyinstrument:
+        for label in ("full-night", "nochange-night"):
+            measured_night(label + "-pyinstrument", work / "q.duckdb", work / "dlt-q", server.url, out, profile=True)
+        print(f"\npyinstrument profiles (main thread): {out}/*-pyinstrument.txt, -all.txt, .html")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
