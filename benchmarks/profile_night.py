@@ -10,7 +10,7 @@ M shape (500 projects x 400 sessions, clean):
 1. fetch only: the project's CekuraClient.list_sessions over every project with 8 threads (as the
    source does), against the floor's fetch (16 threads, http.client keep-alive, orjson);
 2. the source's per-row steps on the fetched listings, each timed alone on one core:
-   listing_digest, session_rejection, SessionBatch.add_session, the Arrow tables;
+   session_rejection, SessionBatch.add_sessions, the Arrow tables;
 3. one full night and one no-change night of ``pipeline.run`` with stage timers, each under
    pyinstrument (which samples the main thread: the fetch threads show up as the main thread
    waiting on their futures). Text and HTML profiles go to --out.
@@ -94,17 +94,15 @@ def per_row_steps(listings: list[tuple[int, list[Any]]]) -> dict[str, float]:
 
     sessions = sum(len(rows) for _, rows in listings)
     out: dict[str, float] = {}
-    out["listing_digest"] = best_of(3, lambda: [records.listing_digest(rows) for _, rows in listings])
     out["session_rejection"] = best_of(3, lambda: [records.session_rejection(r) for _, rows in listings for r in rows])
 
     def add_all() -> records.SessionBatch:
         batch = records.SessionBatch()
         for pid, rows in listings:
-            for row in rows:
-                batch.add_session(pid, row)
+            batch.add_sessions(pid, rows)
         return batch
 
-    out["SessionBatch.add_session"] = best_of(3, add_all)
+    out["SessionBatch.add_sessions"] = best_of(3, add_all)
     batch = add_all()
     out["Arrow tables from the batch"] = best_of(3, lambda: (batch.sessions_table(), batch.scenario_ids_table()))
     # for comparison: Arrow straight from the parsed rows (what the floor does)

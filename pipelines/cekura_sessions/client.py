@@ -6,6 +6,7 @@ attempts are never multiplied by a second layer.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import threading
@@ -60,6 +61,15 @@ class ConfigError(ValueError):
 
 class InsecureUrlError(ConfigError):
     """The key would travel in clear text to a host other than this machine."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One project's sessions, and a fingerprint of the answer's bytes: an identical answer
+    means an unchanged listing, which the load can skip."""
+
+    rows: list[Any]
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -217,20 +227,21 @@ class CekuraClient:
     def list_projects(self) -> list[dict[str, Any]]:
         return self._get_json(settings.PROJECTS_PATH, {}, _as_array)
 
-    def list_sessions(self, project_id: int) -> list[Any]:
+    def list_sessions(self, project_id: int) -> Listing:
         """Every session of one project, whichever list shape the API answers with."""
-        body = self._get_json(settings.SESSIONS_PATH, {"project_id": project_id}, _as_array_or_page)
+        fingerprint = hashlib.blake2b(digest_size=16)
+        body = self._get_json(settings.SESSIONS_PATH, {"project_id": project_id}, _as_array_or_page, fingerprint)
         if isinstance(body, list):
-            return body
+            return Listing(body, fingerprint.hexdigest())
         rows = list(body["results"])
         expected = body.get("count")
         while body.get("next"):
-            body = self._get_json(self._same_origin(body["next"]), None, _as_page)
+            body = self._get_json(self._same_origin(body["next"]), None, _as_page, fingerprint)
             rows.extend(body["results"])
         if isinstance(expected, int) and expected != len(rows):
             # the listing moved under us while paging: a retry of the whole listing is safer
             raise MalformedBody(f"paged listing returned {len(rows)} rows, count said {expected}")
-        return rows
+        return Listing(rows, fingerprint.hexdigest())
 
     def _same_origin(self, url: str) -> str:
         absolute = urljoin(self.base_url + "/", url)
@@ -239,8 +250,15 @@ class CekuraClient:
             raise MalformedBody(f"pagination link leaves {self.base_url}")
         return absolute
 
-    def _get_json(self, path_or_url: str, params: dict[str, Any] | None, shape: Callable[[Any], Any]) -> Any:
-        """GET and parse; a body of the wrong shape counts as a failed attempt and is retried."""
+    def _get_json(
+        self,
+        path_or_url: str,
+        params: dict[str, Any] | None,
+        shape: Callable[[Any], Any],
+        fingerprint: Any = None,
+    ) -> Any:
+        """GET and parse; a body of the wrong shape counts as a failed attempt and is retried.
+        The accepted answer's bytes go into `fingerprint` (a hashlib object) when one is given."""
         url = path_or_url if path_or_url.startswith("http") else self.base_url + path_or_url
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(
@@ -252,9 +270,16 @@ class CekuraClient:
             before_sleep=lambda state: self._before_sleep(state, _label(url, params)),
             reraise=True,
         )
-        return retrying(lambda: shape(self._get_once(url, params)))
+        return retrying(self._get_accepted, url, params, shape, fingerprint)
 
-    def _get_once(self, url: str, params: dict[str, Any] | None) -> Any:
+    def _get_accepted(self, url: str, params: dict[str, Any] | None, shape: Callable[[Any], Any], fingerprint: Any) -> Any:
+        body, content = self._get_once(url, params)
+        accepted = shape(body)
+        if fingerprint is not None:
+            fingerprint.update(content)
+        return accepted
+
+    def _get_once(self, url: str, params: dict[str, Any] | None) -> tuple[Any, bytes]:
         self.gate.wait()
         self.stats.count_request()
         response = self._session().get(
@@ -267,7 +292,7 @@ class CekuraClient:
         if "json" not in content_type:
             raise MalformedBody(f"answer is {content_type or 'untyped'}, not JSON")
         try:
-            return orjson.loads(response.content)
+            return orjson.loads(response.content), response.content
         except orjson.JSONDecodeError as error:
             raise MalformedBody(f"answer is not valid JSON ({error})") from None
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 from dlt.sources import DltResource
 
 from cekura_sessions import records, settings
-from cekura_sessions.client import AuthError, CekuraClient, RetryPolicy, describe_error
+from cekura_sessions.client import AuthError, CekuraClient, Listing, RetryPolicy, describe_error
 from cekura_sessions.run_report import RunReport
 
 log = logging.getLogger(__name__)
@@ -111,18 +111,20 @@ def scenario_improvement_sessions(
     wanted = project_ids or _active_project_ids(listed_projects)
     report.projects_wanted = len(wanted)
     batch = records.SessionBatch()
+    seen_extra_fields: set[str] = set()
     listings: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
-    for project_id, rows, error in _fetch_listings(client, wanted, concurrency):
-        if error is not None:
+    for project_id, fetched, error in _fetch_listings(client, wanted, concurrency):
+        if fetched is None:
             report.projects_failed[project_id] = error
             continue
         listing = _add_listing(
-            batch, rejected, report, project_id, rows, known_digests.get(project_id), previous_sessions
+            batch, rejected, report, project_id, fetched, known_digests.get(project_id), previous_sessions
         )
         if listing is not None:
             listings.append(listing)
         if len(batch) >= FLUSH_ROWS:
+            seen_extra_fields.update(batch.extra_fields)
             yield from _flush(batch)
             batch = records.SessionBatch()
     if len(batch):
@@ -131,8 +133,10 @@ def scenario_improvement_sessions(
         yield dlt.mark.with_hints(rejected, _TABLE_HINTS[settings.REJECTED_ROWS_TABLE], create_table_variant=True)
     if listings:
         yield _to_table(settings.PROJECT_LISTINGS_TABLE, pa.Table.from_pylist(listings, schema=records.PROJECT_LISTINGS_SCHEMA))
+    report.new_fields = seen_extra_fields | set(batch.extra_fields)
     if report.new_fields:
-        log.info("sessions carry fields the spec does not list, loaded as new columns: %s", ", ".join(sorted(report.new_fields)))
+        log.info("sessions carry fields the spec does not list, loaded as new columns: %s",
+                 ", ".join(sorted(report.new_fields)))
 
 
 def _active_project_ids(listed_projects: pa.Table) -> list[int]:
@@ -146,13 +150,13 @@ def _add_listing(
     rejected: list[dict[str, Any]],
     report: RunReport,
     project_id: int,
-    rows: list[Any],
+    fetched: Listing,
     known_digest: str | None,
     previous_sessions: PreviousSessions | None,
 ) -> dict[str, Any] | None:
     """Queue one project's listing unless it is unchanged; return its project_listings row,
     or None when the listing cannot be trusted to replace what is stored."""
-    digest = records.listing_digest(rows)
+    rows, digest = fetched.rows, fetched.fingerprint
     if digest == known_digest:
         _listing_ok(report, project_id, rows, unchanged=True)
         return _listing_row(report, project_id, rows, digest)
@@ -168,9 +172,7 @@ def _add_listing(
         return None
     # a session whose new version breaks the contract keeps its last good version
     carried = previous_sessions(project_id, [row["id"] for row, _ in broken]) if broken and previous_sessions else []
-    for row in valid + carried:
-        batch.add_session(project_id, row)
-        report.new_fields.update(key for key in row if key not in records.SESSION_FIELDS)
+    batch.add_sessions(project_id, valid + carried)
     if not valid and not carried:
         batch.add_tombstone(project_id)
     report.sessions_written += len(valid)
@@ -207,13 +209,13 @@ def _to_table(table_name: str, item: Any) -> Any:
 
 def _fetch_listings(
     client: CekuraClient, project_ids: list[int], concurrency: int
-) -> Iterator[tuple[int, list[Any], str | None]]:
-    """(project id, rows, error) for each project as it completes, with at most `concurrency`
+) -> Iterator[tuple[int, Listing | None, str | None]]:
+    """(project id, listing or None, error) for each project as it completes, with at most `concurrency`
     requests in flight and a bounded number of finished listings held in memory; a slow
     project does not hold up the others."""
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cekura-fetch") as pool:
         queue = iter(project_ids)
-        running: dict[Future[list[Any]], int] = {}
+        running: dict[Future[Listing], int] = {}
         try:
             while True:
                 for project_id in queue:
@@ -230,11 +232,11 @@ def _fetch_listings(
                 future.cancel()
 
 
-def _result(project_id: int, future: Future[list[Any]]) -> tuple[int, list[Any], str | None]:
+def _result(project_id: int, future: Future[Listing]) -> tuple[int, Listing | None, str | None]:
     try:
         return project_id, future.result(), None
     except AuthError:
         raise
     except Exception as error:  # noqa: BLE001 - any failure of one project fails that project only
         log.warning("project %s failed: %s", project_id, describe_error(error))
-        return project_id, [], describe_error(error)
+        return project_id, None, describe_error(error)
