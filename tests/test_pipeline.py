@@ -327,3 +327,15 @@ def test_a_night_where_every_project_changed_is_not_quadratic(db_path, run_night
     assert outcome.report.sessions_written > 15_000
     _assert_raw_equals(db_path, night2)
     assert seconds < 8, f"a changed night of 20,000 sessions took {seconds:.1f} s"
+
+
+def test_dlt_config_supplies_key_and_project_ids_when_no_alias_is_set(run_night, dataset, db_path, monkeypatch):
+    chosen = expected.listed_project_ids(dataset)[1:3]
+    monkeypatch.setenv("SOURCES__CEKURA__API_KEY", API_KEY)
+    monkeypatch.setenv("SOURCES__CEKURA__PROJECT_IDS", str(chosen))
+
+    outcome = run_night(api_key=None)
+
+    assert outcome.exit_code == 0, outcome.message
+    assert sorted(outcome.report.projects_ok) == sorted(chosen)
+    _assert_raw_equals(db_path, dataset, chosen)

@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
 def _add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="DuckDB file (CEKURA_DB; default cekura.duckdb)")
     parser.add_argument("--no-models", action="store_true", help="load only; do not rebuild the models")
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help=f"requests in flight at once (default {settings.DEFAULT_CONCURRENCY})")
     parser.add_argument("--db-wait", type=float, default=30.0, metavar="SECONDS",
                         help="how long to wait for a DuckDB file another program holds (default 30)")
 
@@ -108,7 +109,7 @@ def _project_ids(args: argparse.Namespace) -> list[int] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.concurrency < 1:
+    if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     api_key = os.environ.get("CEKURA_API_KEY")
     logs.register_secret(api_key)

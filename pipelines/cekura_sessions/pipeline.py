@@ -10,6 +10,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dlt
 import duckdb
@@ -38,7 +39,7 @@ class RunConfig:
     base_url: str | None = None  # None: dlt config, else the default
     project_ids: list[int] | None = None
     build_models: bool = True
-    concurrency: int = 8
+    concurrency: int | None = None  # None: dlt config, else settings.DEFAULT_CONCURRENCY
     db_wait_seconds: float = 30.0
     pipelines_dir: str | None = None  # None: dlt's default, so `dlt pipeline cekura_sessions ...` works
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -105,8 +106,6 @@ def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
         with connect(db_path, config.db_wait_seconds) as con:
             source = cekura(
                 **_source_overrides(config),
-                project_ids=config.project_ids,
-                concurrency=config.concurrency,
                 retry=config.retry,
                 report=report,
                 known_digests=stored.known_digests(con),
@@ -260,13 +259,16 @@ def _check_db_path(db_path: Path) -> None:
         raise FatalError(f"cannot write {db_path}; choose a writable path with --db or CEKURA_DB")
 
 
-def _source_overrides(config: RunConfig) -> dict[str, str]:
-    overrides = {}
-    if config.api_key is not None:
-        overrides["api_key"] = config.api_key
-    if config.base_url is not None:
-        overrides["base_url"] = config.base_url
-    return overrides
+def _source_overrides(config: RunConfig) -> dict[str, Any]:
+    """What the command line or the CEKURA_* aliases set; the rest dlt resolves from its own
+    config ([sources.cekura] in .dlt/, SOURCES__CEKURA__* variables) or the defaults."""
+    given = {
+        "api_key": config.api_key,
+        "base_url": config.base_url,
+        "project_ids": config.project_ids,
+        "concurrency": config.concurrency,
+    }
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _root_cause(error: BaseException) -> BaseException:

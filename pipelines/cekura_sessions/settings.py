@@ -6,6 +6,7 @@ from pathlib import Path
 
 DEFAULT_BASE_URL = "https://api.cekura.ai"
 DEFAULT_DB = "cekura.duckdb"
+DEFAULT_CONCURRENCY = 16  # requests in flight; a 429 pauses them all
 DEMO_DB = "demo.duckdb"
 API_KEY_HEADER = "X-CEKURA-API-KEY"
 

@@ -77,7 +77,7 @@ def cekura(
     api_key: str = dlt.secrets.value,
     base_url: str = settings.DEFAULT_BASE_URL,
     project_ids: list[int] | None = None,
-    concurrency: int = 8,
+    concurrency: int = settings.DEFAULT_CONCURRENCY,
     retry: RetryPolicy | None = None,
     report: RunReport | None = None,
     known_digests: dict[int, str] | None = None,
