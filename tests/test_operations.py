@@ -212,3 +212,23 @@ def test_models_command_rebuilds_from_raw(run_night, db_path, capsys):
 def test_read_side_commands_on_a_missing_database_say_so(tmp_path, capsys, command):
     assert cli.main([command, "--db", str(tmp_path / "none.duckdb")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_models_are_rebuilt_only_when_their_inputs_changed(run_night, api, dataset, db_path):
+    first = run_night()
+    assert first.model_rows["sessions"] == len(expected.sessions(dataset))
+
+    quiet = run_night()
+    assert quiet.exit_code == 0 and quiet.model_rows == {}, "a night with no change rebuilt the models"
+    assert [c.name for c in quiet.checks], "the checks must still run"
+
+    with duckdb.connect(str(db_path)) as con:
+        con.execute("drop table analytics.scenario_stats")
+    assert run_night().model_rows, "a missing model was not rebuilt"
+
+    tomorrow = dataset.next_night(seed=13)
+    api.dataset = tomorrow
+    changed = run_night()
+    assert changed.model_rows["sessions"] == len(expected.sessions(tomorrow))
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        assert con.execute("select count(*) from analytics.sessions").fetchone()[0] == len(expected.sessions(tomorrow))
