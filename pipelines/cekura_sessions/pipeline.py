@@ -17,6 +17,7 @@ import duckdb
 import requests
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from cekura_sessions import history, ledger, logs, models, settings, stored
 from cekura_sessions.client import ApiError, AuthError, ConfigError, RetryPolicy, describe_error
@@ -187,9 +188,10 @@ def _checkpoint(stage: str, db_path: Path) -> None:
 def make_pipeline(db_path: Path, pipelines_dir: str | None) -> dlt.Pipeline:
     # without this, merge keeps a full copy of every load in cekura_raw_staging (GOTCHAS.md)
     os.environ.setdefault("LOAD__TRUNCATE_STAGING_DATASET", "true")
+    credentials = DuckDbCredentials(str(db_path), global_config=dict(settings.DUCKDB_CONFIG))
     pipeline = dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
-        destination=dlt.destinations.duckdb(str(db_path)),
+        destination=dlt.destinations.duckdb(credentials),
         dataset_name=settings.RAW_SCHEMA,
         pipelines_dir=pipelines_dir,
     )
@@ -237,7 +239,7 @@ class connect:
         deadline = time.monotonic() + self._wait_seconds
         while True:
             try:
-                self._con = duckdb.connect(str(self._db_path))
+                self._con = duckdb.connect(str(self._db_path), config=dict(settings.DUCKDB_CONFIG))
                 return self._con
             except duckdb.IOException as error:
                 holder = _lock_holder(str(error))
