@@ -13,7 +13,7 @@ Scales (generated with ``DataSpec(projects, sessions_per_project, seed=7, odditi
 Clients, each measured in a fresh subprocess (so peak RSS is that client's alone):
 
     pipeline   ``cekura_sessions.pipeline.run`` (what ``cekura-sessions run`` calls): a full night into
-               an empty database, models and checks included, default concurrency (8)
+               an empty database, models and checks included, default concurrency (16)
     nochange   a second night of the same pipeline on the database the full night left, with the API
                serving exactly the same data
     rest_api   dlt's declarative ``rest_api`` source set up as a user would: projects as the parent,
@@ -572,11 +572,13 @@ class Measurement:
 
 
 def measure(scale: Scale, client: str, rnd: int, server: Server, work: Path, db: Path, pipelines_dir: Path,
-            concurrency: int = 8, expected: dict[str, int] | None = None) -> Measurement:
+            concurrency: int | None = None, expected: dict[str, int] | None = None) -> Measurement:
     result_path = work / f"{client}-r{rnd}.json"
     log_path = work / f"{client}-r{rnd}.log"
     command = [sys.executable, __file__, "--client", client, "--url", server.url, "--db", str(db),
-               "--pipelines-dir", str(pipelines_dir), "--result", str(result_path), "--concurrency", str(concurrency)]
+               "--pipelines-dir", str(pipelines_dir), "--result", str(result_path)]
+    if concurrency is not None:
+        command += ["--concurrency", str(concurrency)]
     if scale.page_size:
         command.append("--paged")
     server.ask("reset")
@@ -986,7 +988,7 @@ def main() -> int:
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--pipelines-dir", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
-    parser.add_argument("--concurrency", type=int, default=8, help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--paged", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 

@@ -19,7 +19,7 @@ from cekura_sessions import settings
 _NAMING = NamingConvention()
 
 SESSION_FIELDS = ("id", "title", "project", "scenario_ids", "status", "created_at", "updated_at", "message_count")
-_SESSION_FIELD_SET = frozenset(SESSION_FIELDS)
+SESSION_FIELD_SET = frozenset(SESSION_FIELDS)
 
 SESSIONS_SCHEMA = pa.schema(
     [
@@ -136,9 +136,14 @@ class SessionBatch:
         default_factory=lambda: {n: [] for n in SCENARIO_IDS_SCHEMA.names}
     )
     extra_fields: dict[str, list[Any]] = field(default_factory=dict)
+    # listings converted whole by arrow_listing: (sessions, scenario ids)
+    tables: list[tuple[pa.Table, pa.Table]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.sessions["id"])
+        return len(self.sessions["id"]) + sum(sessions.num_rows for sessions, _ in self.tables)
+
+    def add_tables(self, sessions: pa.Table, scenario_ids: pa.Table) -> None:
+        self.tables.append((sessions, scenario_ids))
 
     def add_sessions(self, project_id: int, rows: list[dict[str, Any]]) -> None:
         """Append one listing's valid rows, column by column (a listing at a time is several
@@ -186,20 +191,22 @@ class SessionBatch:
         for values in self.extra_fields.values():
             values.extend([None] * len(rows))
         for offset, row in enumerate(rows):
-            if row.keys() <= _SESSION_FIELD_SET:
+            if row.keys() <= SESSION_FIELD_SET:
                 continue
             for name, value in row.items():
-                if name not in _SESSION_FIELD_SET:
+                if name not in SESSION_FIELD_SET:
                     self.extra_fields.setdefault(name, [None] * end)[start + offset] = value
 
     def sessions_table(self) -> pa.Table:
         table = pa.Table.from_pydict(self.sessions, schema=SESSIONS_SCHEMA)
         for name, values in self.extra_fields.items():
             table = table.append_column(extra_column_name(name, table.column_names), _extra_column(values))
-        return table
+        # fields only some rows carry become columns that are NULL in the others
+        return pa.concat_tables([table, *(sessions for sessions, _ in self.tables)], promote_options="default")
 
     def scenario_ids_table(self) -> pa.Table:
-        return pa.Table.from_pydict(self.scenario_ids, schema=SCENARIO_IDS_SCHEMA)
+        table = pa.Table.from_pydict(self.scenario_ids, schema=SCENARIO_IDS_SCHEMA)
+        return pa.concat_tables([table, *(ids for _, ids in self.tables)])
 
 
 def _extra_column(values: list[Any]) -> pa.Array:

@@ -16,7 +16,7 @@ import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
-from cekura_sessions import records, settings
+from cekura_sessions import arrow_listing, records, settings
 from cekura_sessions.client import AuthError, CekuraClient, Listing, RetryPolicy, describe_error
 from cekura_sessions.run_report import RunReport
 
@@ -159,6 +159,12 @@ def _add_listing(
     rows, digest = fetched.rows, fetched.fingerprint
     if digest == known_digest:
         _listing_ok(report, project_id, rows, unchanged=True)
+        return _listing_row(report, project_id, rows, digest)
+    plain = arrow_listing.plain_listing_tables(project_id, rows)
+    if plain is not None:
+        batch.add_tables(*plain)
+        report.sessions_written += len(rows)
+        _listing_ok(report, project_id, rows, unchanged=False)
         return _listing_row(report, project_id, rows, digest)
     reasons = [(row, records.session_rejection(row)) for row in rows]
     valid = [row for row, reason in reasons if reason is None]
