@@ -63,3 +63,17 @@ def test_missing_id_or_non_object_takes_the_row_by_row_path():
     assert arrow_listing.plain_listing_tables(7, [dict(GOOD), without_id]) is None
     assert arrow_listing.plain_listing_tables(7, [dict(GOOD), [1, 2]]) is None
     assert arrow_listing.plain_listing_tables(7, []) is None
+
+
+def test_batch_mixing_both_paths_keeps_extra_fields_on_their_rows():
+    batch = records.SessionBatch()
+    plain = arrow_listing.plain_listing_tables(1, [dict(GOOD)])
+    batch.add_tables(*plain)
+    batch.add_sessions(2, [{**GOOD, "id": 2, "score": 5}, {**GOOD, "id": 3}])
+    batch.add_tables(*arrow_listing.plain_listing_tables(4, [{**GOOD, "id": 4}]))
+
+    table = batch.sessions_table()
+
+    scores = dict(zip(table["id"].to_pylist(), table["score"].to_pylist()))
+    assert scores == {1: None, 2: "5", 3: None, 4: None}
+    assert len(batch) == 4 == table.num_rows

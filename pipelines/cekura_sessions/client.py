@@ -66,9 +66,10 @@ class InsecureUrlError(ConfigError):
 @dataclass(frozen=True)
 class Listing:
     """One project's sessions, and a fingerprint of the answer's bytes: an identical answer
-    means an unchanged listing, which the load can skip."""
+    means an unchanged listing, which the load can skip. `rows` is None when the answer was
+    byte for byte the one already loaded (it is then not even parsed)."""
 
-    rows: list[Any]
+    rows: list[Any] | None
     fingerprint: str
 
 
@@ -227,10 +228,14 @@ class CekuraClient:
     def list_projects(self) -> list[dict[str, Any]]:
         return self._get_json(settings.PROJECTS_PATH, {}, _as_array)
 
-    def list_sessions(self, project_id: int) -> Listing:
+    def list_sessions(self, project_id: int, known_fingerprint: str | None = None) -> Listing:
         """Every session of one project, whichever list shape the API answers with."""
         fingerprint = hashlib.blake2b(digest_size=16)
-        body = self._get_json(settings.SESSIONS_PATH, {"project_id": project_id}, _as_array_or_page, fingerprint)
+        body = self._get_json(
+            settings.SESSIONS_PATH, {"project_id": project_id}, _as_array_or_page, fingerprint, known_fingerprint
+        )
+        if body is _UNCHANGED:
+            return Listing(None, fingerprint.hexdigest())
         if isinstance(body, list):
             return Listing(body, fingerprint.hexdigest())
         rows = list(body["results"])
@@ -256,9 +261,11 @@ class CekuraClient:
         params: dict[str, Any] | None,
         shape: Callable[[Any], Any],
         fingerprint: Any = None,
+        unchanged_if: str | None = None,
     ) -> Any:
         """GET and parse; a body of the wrong shape counts as a failed attempt and is retried.
-        The accepted answer's bytes go into `fingerprint` (a hashlib object) when one is given."""
+        The accepted answer's bytes go into `fingerprint` (a hashlib object) when one is given;
+        an answer whose fingerprint is `unchanged_if` is not parsed: _UNCHANGED is returned."""
         url = path_or_url if path_or_url.startswith("http") else self.base_url + path_or_url
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(
@@ -270,16 +277,33 @@ class CekuraClient:
             before_sleep=lambda state: self._before_sleep(state, _label(url, params)),
             reraise=True,
         )
-        return retrying(self._get_accepted, url, params, shape, fingerprint)
+        return retrying(self._get_accepted, url, params, shape, fingerprint, unchanged_if)
 
-    def _get_accepted(self, url: str, params: dict[str, Any] | None, shape: Callable[[Any], Any], fingerprint: Any) -> Any:
-        body, content = self._get_once(url, params)
+    def _get_accepted(
+        self,
+        url: str,
+        params: dict[str, Any] | None,
+        shape: Callable[[Any], Any],
+        fingerprint: Any,
+        unchanged_if: str | None,
+    ) -> Any:
+        content = self._get_once(url, params)
+        if unchanged_if is not None and fingerprint is not None:
+            candidate = fingerprint.copy()
+            candidate.update(content)
+            if candidate.hexdigest() == unchanged_if:
+                fingerprint.update(content)
+                return _UNCHANGED
+        try:
+            body = orjson.loads(content)
+        except orjson.JSONDecodeError as error:
+            raise MalformedBody(f"answer is not valid JSON ({error})") from None
         accepted = shape(body)
         if fingerprint is not None:
             fingerprint.update(content)
         return accepted
 
-    def _get_once(self, url: str, params: dict[str, Any] | None) -> tuple[Any, bytes]:
+    def _get_once(self, url: str, params: dict[str, Any] | None) -> bytes:
         self.gate.wait()
         self.stats.count_request()
         response = self._session().get(
@@ -291,10 +315,7 @@ class CekuraClient:
         content_type = response.headers.get("Content-Type", "")
         if "json" not in content_type:
             raise MalformedBody(f"answer is {content_type or 'untyped'}, not JSON")
-        try:
-            return orjson.loads(response.content), response.content
-        except orjson.JSONDecodeError as error:
-            raise MalformedBody(f"answer is not valid JSON ({error})") from None
+        return response.content
 
     def _before_sleep(self, retry_state: tenacity.RetryCallState, label: str) -> None:
         self.stats.count_retry()
@@ -322,6 +343,9 @@ class CekuraClient:
             session.headers["Accept"] = "application/json"
             self._local.session = session
         return session
+
+
+_UNCHANGED = object()  # an answer identical to the one already loaded
 
 
 def _label(url: str, params: dict[str, Any] | None) -> str:

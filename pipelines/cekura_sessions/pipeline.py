@@ -109,7 +109,7 @@ def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
                 **_source_overrides(config),
                 retry=config.retry,
                 report=report,
-                known_digests=stored.known_digests(con),
+                known_listings=stored.known_listings(con),
                 previous_sessions=stored.StoredSessions(con),
             )
             pipeline.extract(source, loader_file_format="parquet")
@@ -287,7 +287,8 @@ def _root_cause(error: BaseException) -> BaseException:
     seen = set()
     while id(error) not in seen:
         seen.add(id(error))
-        inner = getattr(error, "exception", None) or error.__cause__ or error.__context__
+        # explicit causes only: an implicit __context__ is often a StopIteration of dlt's generators
+        inner = getattr(error, "exception", None) or error.__cause__
         if inner is None:
             break
         if isinstance(error, (ApiError, ConfigError, ConfigFieldMissingException, requests.RequestException)):

@@ -148,8 +148,8 @@ class SessionBatch:
     def add_sessions(self, project_id: int, rows: list[dict[str, Any]]) -> None:
         """Append one listing's valid rows, column by column (a listing at a time is several
         times faster than a row at a time in Python)."""
-        start, count = len(self), len(rows)
         columns = self.sessions
+        start, count = len(columns["id"]), len(rows)
         columns["id"].extend([row["id"] for row in rows])
         for name in ("title", "project", "status", "created_at", "updated_at"):
             columns[name].extend([row.get(name) for row in rows])

@@ -19,6 +19,7 @@ from dlt.sources import DltResource
 from cekura_sessions import arrow_listing, records, settings
 from cekura_sessions.client import AuthError, CekuraClient, Listing, RetryPolicy, describe_error
 from cekura_sessions.run_report import RunReport
+from cekura_sessions.stored import KnownListing
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +81,14 @@ def cekura(
     concurrency: int = settings.DEFAULT_CONCURRENCY,
     retry: RetryPolicy | None = None,
     report: RunReport | None = None,
-    known_digests: dict[int, str] | None = None,
+    known_listings: dict[int, KnownListing] | None = None,
     previous_sessions: PreviousSessions | None = None,
 ) -> tuple[DltResource, DltResource]:
     report = report or RunReport()
     client = CekuraClient(base_url, api_key, policy=retry, stats=report.stats)
     listed = projects(client)
     sessions = scenario_improvement_sessions(
-        client, report, project_ids or None, max(1, concurrency), known_digests or {}, previous_sessions
+        client, report, project_ids or None, max(1, concurrency), known_listings or {}, previous_sessions
     )
     return listed, listed | sessions
 
@@ -105,7 +106,7 @@ def scenario_improvement_sessions(
     report: RunReport,
     project_ids: list[int] | None,
     concurrency: int,
-    known_digests: dict[int, str],
+    known_listings: dict[int, KnownListing],
     previous_sessions: PreviousSessions | None,
 ) -> Iterator[Any]:
     wanted = project_ids or _active_project_ids(listed_projects)
@@ -114,12 +115,12 @@ def scenario_improvement_sessions(
     seen_extra_fields: set[str] = set()
     listings: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
-    for project_id, fetched, error in _fetch_listings(client, wanted, concurrency):
+    for project_id, fetched, error in _fetch_listings(client, wanted, concurrency, known_listings):
         if fetched is None:
             report.projects_failed[project_id] = error
             continue
         listing = _add_listing(
-            batch, rejected, report, project_id, fetched, known_digests.get(project_id), previous_sessions
+            batch, rejected, report, project_id, fetched, known_listings.get(project_id), previous_sessions
         )
         if listing is not None:
             listings.append(listing)
@@ -151,21 +152,24 @@ def _add_listing(
     report: RunReport,
     project_id: int,
     fetched: Listing,
-    known_digest: str | None,
+    known: KnownListing | None,
     previous_sessions: PreviousSessions | None,
 ) -> dict[str, Any] | None:
     """Queue one project's listing unless it is unchanged; return its project_listings row,
     or None when the listing cannot be trusted to replace what is stored."""
     rows, digest = fetched.rows, fetched.fingerprint
-    if digest == known_digest:
-        _listing_ok(report, project_id, rows, unchanged=True)
-        return _listing_row(report, project_id, rows, digest)
+    if rows is None or (known is not None and digest == known.fingerprint):
+        count = known.sessions if known is not None else len(rows or ())
+        report.projects_ok.append(project_id)
+        report.projects_unchanged.append(project_id)
+        report.sessions_listed += count
+        return _listing_row(report, project_id, count, digest)
     plain = arrow_listing.plain_listing_tables(project_id, rows)
     if plain is not None:
         batch.add_tables(*plain)
         report.sessions_written += len(rows)
-        _listing_ok(report, project_id, rows, unchanged=False)
-        return _listing_row(report, project_id, rows, digest)
+        _listing_ok(report, project_id, rows)
+        return _listing_row(report, project_id, len(rows), digest)
     reasons = [(row, records.session_rejection(row)) for row in rows]
     valid = [row for row, reason in reasons if reason is None]
     broken = [(row, reason) for row, reason in reasons if reason is not None]
@@ -182,23 +186,21 @@ def _add_listing(
     if not valid and not carried:
         batch.add_tombstone(project_id)
     report.sessions_written += len(valid)
-    _listing_ok(report, project_id, rows, unchanged=False)
+    _listing_ok(report, project_id, rows)
     # a listing with rejected rows is never remembered: it is read again, and reported, every night
-    return _listing_row(report, project_id, rows, None if broken else digest)
+    return _listing_row(report, project_id, len(rows), None if broken else digest)
 
 
-def _listing_ok(report: RunReport, project_id: int, rows: list[Any], unchanged: bool) -> None:
+def _listing_ok(report: RunReport, project_id: int, rows: list[Any]) -> None:
     report.projects_ok.append(project_id)
     report.sessions_listed += len(rows)
-    if unchanged:
-        report.projects_unchanged.append(project_id)
 
 
-def _listing_row(report: RunReport, project_id: int, rows: list[Any], digest: str | None) -> dict[str, Any]:
+def _listing_row(report: RunReport, project_id: int, sessions: int, digest: str | None) -> dict[str, Any]:
     return {
         "project_id": project_id,
         "listing_digest": digest,
-        "sessions_listed": len(rows),
+        "sessions_listed": sessions,
         "listed_at": report.started_at,
         "run_id": report.run_id,
     }
@@ -214,7 +216,7 @@ def _to_table(table_name: str, item: Any) -> Any:
 
 
 def _fetch_listings(
-    client: CekuraClient, project_ids: list[int], concurrency: int
+    client: CekuraClient, project_ids: list[int], concurrency: int, known: dict[int, KnownListing]
 ) -> Iterator[tuple[int, Listing | None, str | None]]:
     """(project id, listing or None, error) for each project as it completes, with at most `concurrency`
     requests in flight and a bounded number of finished listings held in memory; a slow
@@ -225,7 +227,8 @@ def _fetch_listings(
         try:
             while True:
                 for project_id in queue:
-                    running[pool.submit(client.list_sessions, project_id)] = project_id
+                    fingerprint = known[project_id].fingerprint if project_id in known else None
+                    running[pool.submit(client.list_sessions, project_id, fingerprint)] = project_id
                     if len(running) >= 2 * concurrency:
                         break
                 if not running:

@@ -3,7 +3,7 @@ version of sessions whose new version is rejected."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -12,17 +12,22 @@ from cekura_sessions import settings
 _RAW = settings.RAW_SCHEMA
 
 
-def known_digests(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
-    """The fingerprint of each project's last loaded listing, read from the database itself,
-    so a fresh or replaced database file always gets a full load."""
+class KnownListing(NamedTuple):
+    fingerprint: str
+    sessions: int
+
+
+def known_listings(con: duckdb.DuckDBPyConnection) -> dict[int, KnownListing]:
+    """The fingerprint and size of each project's last loaded listing, read from the database
+    itself, so a fresh or replaced database file always gets a full load."""
     try:
         rows = con.execute(
-            f"select project_id, listing_digest from {_RAW}.{settings.PROJECT_LISTINGS_TABLE} "
+            f"select project_id, listing_digest, sessions_listed from {_RAW}.{settings.PROJECT_LISTINGS_TABLE} "
             "where listing_digest is not null"
         ).fetchall()
     except duckdb.CatalogException:
         return {}
-    return dict(rows)
+    return {project_id: KnownListing(digest, sessions) for project_id, digest, sessions in rows}
 
 
 class StoredSessions:
