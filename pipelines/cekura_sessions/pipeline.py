@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dlt
 import duckdb
 import requests
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from cekura_sessions import history, ledger, logs, models, settings, stored
 from cekura_sessions.client import ApiError, AuthError, ConfigError, RetryPolicy, describe_error
+from cekura_sessions.database import DatabaseBusy, DatabaseUnavailable, connect, first_line
+from cekura_sessions.dlt_pipeline import finish_leftover_packages, make_pipeline
 from cekura_sessions.run_lock import LockHeld, LockUnavailable, run_lock
 from cekura_sessions.run_report import RunReport
 from cekura_sessions.source import cekura
@@ -59,10 +57,6 @@ class FatalError(Exception):
     """Nothing could be loaded; the message says what to do."""
 
 
-class DatabaseBusy(Exception):
-    """Another process holds the DuckDB file."""
-
-
 def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
     """One run; pass `report` to watch its progress from another thread."""
     report = report or RunReport()
@@ -76,7 +70,7 @@ def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
         return RunOutcome(EXIT_LOCKED, report, f"{error}; nothing was touched")
     except DatabaseBusy as error:
         return RunOutcome(EXIT_LOCKED, report, str(error))
-    except (FatalError, LockUnavailable) as error:
+    except (FatalError, LockUnavailable, DatabaseUnavailable) as error:
         return RunOutcome(EXIT_FATAL, report, str(error))
 
 
@@ -87,13 +81,13 @@ def _locked_run(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
     try:
         _load(config, db_path, report)
         outcome = _after_load(config, db_path, report)
-    except FatalError as error:
+    except (FatalError, DatabaseBusy, DatabaseUnavailable) as error:
         outcome.message = str(error)
         raise
     except Exception as error:
         # a bug or an environment problem: one line for people, the traceback for --log-level DEBUG
         log.debug("run %s failed", report.run_id, exc_info=True)
-        outcome.message = f"unexpected {type(error).__name__}: {_first_line(error)} (rerun with --log-level DEBUG for details)"
+        outcome.message = f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --log-level DEBUG for details)"
         raise FatalError(outcome.message) from None
     finally:
         _record_finish(config, db_path, outcome)
@@ -117,7 +111,7 @@ def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
         pipeline.normalize()
         _checkpoint("load", db_path)
         return pipeline.load()
-    except (FatalError, DatabaseBusy):
+    except (FatalError, DatabaseBusy, DatabaseUnavailable):
         raise
     except Exception as error:  # dlt wraps every step's failure; find what really happened
         raise FatalError(_fatal_message(error, config.base_url or "the configured API")) from None
@@ -185,84 +179,6 @@ def _checkpoint(stage: str, db_path: Path) -> None:
         time.sleep(600)
 
 
-def make_pipeline(db_path: Path, pipelines_dir: str | None) -> dlt.Pipeline:
-    # without this, merge keeps a full copy of every load in cekura_raw_staging (GOTCHAS.md)
-    os.environ.setdefault("LOAD__TRUNCATE_STAGING_DATASET", "true")
-    credentials = DuckDbCredentials(str(db_path), global_config=dict(settings.DUCKDB_CONFIG))
-    pipeline = dlt.pipeline(
-        pipeline_name=settings.PIPELINE_NAME,
-        destination=dlt.destinations.duckdb(credentials),
-        dataset_name=settings.RAW_SCHEMA,
-        pipelines_dir=pipelines_dir,
-    )
-    logs.adopt_dlt_logger()
-    return pipeline
-
-
-def finish_leftover_packages(pipeline: dlt.Pipeline, db_path: Path) -> None:
-    """Complete what a killed run left behind before extracting anything new; a plain
-    `pipeline.run()` would stop there (dlt #3227)."""
-    marker = Path(pipeline.working_dir) / "cekura_db_path"
-    previous_db = marker.read_text(encoding="utf-8") if marker.exists() else str(db_path)
-    marker.write_text(str(db_path), encoding="utf-8")
-    if not pipeline.has_pending_data:
-        return
-    if previous_db != str(db_path):
-        # the pipeline folder is shared by name; never load another database's leftovers here
-        log.warning("discarding load packages left for %s (this run loads %s)", previous_db, db_path)
-        _discard_pending(pipeline)
-        return
-    log.warning("completing load packages left by an interrupted run")
-    try:
-        pipeline.normalize()
-        pipeline.load()
-    except Exception as error:  # noqa: BLE001 - a package we cannot finish must not block every later night
-        log.error("could not complete the leftover packages (%s); discarding them", _root_cause(error))
-        _discard_pending(pipeline)
-
-
-def _discard_pending(pipeline: dlt.Pipeline) -> None:
-    # abort_packages, its successor, finishes the abort through load(), which would write to
-    # this run's database; dropping touches only the pipeline folder
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pipeline.drop_pending_packages()
-
-
-class connect:
-    """A DuckDB connection that waits a bounded time for a file another process holds."""
-
-    def __init__(self, db_path: Path, wait_seconds: float) -> None:
-        self._db_path, self._wait_seconds = db_path, wait_seconds
-
-    def __enter__(self) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self._wait_seconds
-        while True:
-            try:
-                self._con = duckdb.connect(str(self._db_path), config=dict(settings.DUCKDB_CONFIG))
-                return self._con
-            except duckdb.IOException as error:
-                holder = _lock_holder(str(error))
-                if holder is None:
-                    raise FatalError(f"cannot open {self._db_path}: {_first_line(error)}") from None
-                if time.monotonic() >= deadline:
-                    raise DatabaseBusy(
-                        f"{self._db_path} is held by {holder}; close that program (a notebook kernel or "
-                        "the DuckDB CLI) or raise --db-wait"
-                    ) from None
-                time.sleep(0.5)
-
-    def __exit__(self, *exc: object) -> None:
-        self._con.close()
-
-
-def _lock_holder(message: str) -> str | None:
-    if "lock" not in message.lower():
-        return None
-    found = re.search(r"held in (.+?) \(PID (\d+)\)", message)
-    return f"{found.group(1)} (PID {found.group(2)})" if found else "another process"
-
-
 def _check_db_path(db_path: Path) -> None:
     folder = db_path.parent
     if not folder.is_dir():
@@ -307,8 +223,6 @@ def _fatal_message(error: BaseException, api: str) -> str:
         return f"nothing loaded: listing projects at {api} failed ({describe_error(cause)}); check the URL and the network"
     step = getattr(error, "step", "load")
     log.debug("the %s step failed", step, exc_info=error)
-    return f"nothing loaded: dlt's {step} step failed ({type(cause).__name__}: {_first_line(cause)})"
+    return f"nothing loaded: dlt's {step} step failed ({type(cause).__name__}: {first_line(cause)})"
 
 
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

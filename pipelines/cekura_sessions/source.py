@@ -43,6 +43,8 @@ def _replace_listed_projects(row_key: str) -> dict[str, str]:
             f" OR {row_key} IN (SELECT {row_key} FROM {{staging_table}})"
         ),
     }
+
+
 _TOMBSTONE_HINT = {settings.TOMBSTONE_COLUMN: {"data_type": "bool", "hard_delete": True}}
 
 # Each table the sessions resource writes carries its own complete hints, so no table inherits
@@ -95,6 +97,7 @@ def cekura(
 
 @dlt.resource(name=settings.PROJECTS_TABLE, primary_key="id", write_disposition=_MERGE)
 def projects(client: CekuraClient) -> Iterator[pa.Table]:
+    """Every project the key can see, allow-listed columns only."""
     valid = [p for p in client.list_projects() if isinstance(p, dict) and records.is_integer(p.get("id"))]
     yield records.projects_table(valid)
 
@@ -109,6 +112,8 @@ def scenario_improvement_sessions(
     known_listings: dict[int, KnownListing],
     previous_sessions: PreviousSessions | None,
 ) -> Iterator[Any]:
+    """Each listed project's sessions, with the scenario-id child table, the listings'
+    fingerprints and any rejected rows, as Arrow tables flushed every FLUSH_ROWS sessions."""
     wanted = project_ids or _active_project_ids(listed_projects)
     report.projects_wanted = len(wanted)
     batch = records.SessionBatch()
@@ -131,7 +136,7 @@ def scenario_improvement_sessions(
     if len(batch):
         yield from _flush(batch)
     if rejected:
-        yield dlt.mark.with_hints(rejected, _TABLE_HINTS[settings.REJECTED_ROWS_TABLE], create_table_variant=True)
+        yield _to_table(settings.REJECTED_ROWS_TABLE, rejected)
     if listings:
         yield _to_table(settings.PROJECT_LISTINGS_TABLE, pa.Table.from_pylist(listings, schema=records.PROJECT_LISTINGS_SCHEMA))
     report.new_fields = seen_extra_fields | set(batch.extra_fields)
@@ -160,16 +165,32 @@ def _add_listing(
     rows, digest = fetched.rows, fetched.fingerprint
     if rows is None or (known is not None and digest == known.fingerprint):
         count = known.sessions if known is not None else len(rows or ())
-        report.projects_ok.append(project_id)
-        report.projects_unchanged.append(project_id)
-        report.sessions_listed += count
+        _listing_ok(report, project_id, count, unchanged=True)
         return _listing_row(report, project_id, count, digest)
     plain = arrow_listing.plain_listing_tables(project_id, rows)
     if plain is not None:
         batch.add_tables(*plain)
         report.sessions_written += len(rows)
-        _listing_ok(report, project_id, rows)
-        return _listing_row(report, project_id, len(rows), digest)
+    else:
+        rejected_count = _add_row_by_row(batch, rejected, report, project_id, rows, previous_sessions)
+        if rejected_count is None:
+            return None
+        if rejected_count:
+            digest = None  # never remembered: the listing is read again, and reported, every night
+    _listing_ok(report, project_id, len(rows), unchanged=False)
+    return _listing_row(report, project_id, len(rows), digest)
+
+
+def _add_row_by_row(
+    batch: records.SessionBatch,
+    rejected: list[dict[str, Any]],
+    report: RunReport,
+    project_id: int,
+    rows: list[Any],
+    previous_sessions: PreviousSessions | None,
+) -> int | None:
+    """Queue the valid rows, set the others aside; the number set aside, or None when the
+    project must keep what it has."""
     reasons = [(row, records.session_rejection(row)) for row in rows]
     valid = [row for row, reason in reasons if reason is None]
     broken = [(row, reason) for row, reason in reasons if reason is not None]
@@ -186,14 +207,14 @@ def _add_listing(
     if not valid and not carried:
         batch.add_tombstone(project_id)
     report.sessions_written += len(valid)
-    _listing_ok(report, project_id, rows)
-    # a listing with rejected rows is never remembered: it is read again, and reported, every night
-    return _listing_row(report, project_id, len(rows), None if broken else digest)
+    return len(broken)
 
 
-def _listing_ok(report: RunReport, project_id: int, rows: list[Any]) -> None:
+def _listing_ok(report: RunReport, project_id: int, sessions: int, unchanged: bool) -> None:
     report.projects_ok.append(project_id)
-    report.sessions_listed += len(rows)
+    report.sessions_listed += sessions
+    if unchanged:
+        report.projects_unchanged.append(project_id)
 
 
 def _listing_row(report: RunReport, project_id: int, sessions: int, digest: str | None) -> dict[str, Any]:
