@@ -39,7 +39,10 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int)
         print(f"exit {outcome.exit_code}: {outcome.message}")
         return outcome.exit_code
     _print_completion(db_path)
-    print(f"query it: duckdb {db_path} \"select * from {settings.ANALYTICS_SCHEMA}.project_completion_rates\"")
+    print(
+        f"query it: .venv/bin/python -c \"import duckdb; print(duckdb.connect('{db_path}', read_only=True)"
+        f".sql('select * from {settings.ANALYTICS_SCHEMA}.sessions limit 5'))\""
+    )
     return 0
 
 
