@@ -232,3 +232,35 @@ def test_models_are_rebuilt_only_when_their_inputs_changed(run_night, api, datas
     assert changed.model_rows["sessions"] == len(expected.sessions(tomorrow))
     with duckdb.connect(str(db_path), read_only=True) as con:
         assert con.execute("select count(*) from analytics.sessions").fetchone()[0] == len(expected.sessions(tomorrow))
+
+
+def test_run_killed_inside_the_model_build_leaves_the_previous_models_whole(tmp_path, run_night, api, dataset, db_path):
+    first = run_night()
+    assert first.exit_code == 0
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        before = {m: con.execute(f"select count(*) from analytics.{m}").fetchone()[0]
+                  for m in ("sessions", "session_scenarios", "project_completion_rates", "scenario_stats")}
+    tomorrow = dataset.next_night(seed=14)
+    assert len(expected.sessions(tomorrow)) != before["sessions"], "the nights must differ for this test to mean anything"
+    api.dataset = tomorrow
+    marker = db_path.with_name(f"{db_path.name}.paused-models-mid")
+    process = subprocess.Popen(
+        [*CLI, "run", "--base-url", api.url, "--db", str(db_path)],
+        env=_cli_env(tmp_path, DLT_DATA_DIR=str(tmp_path / "pipelines"), CEKURA_SESSIONS_PAUSE_AT="models-mid",
+                     CEKURA_SESSIONS_PAUSE_MARKER=str(marker)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    _wait_for(marker.exists)
+    os.kill(process.pid, signal.SIGKILL)  # analytics.sessions is rebuilt, the other models not yet
+    process.wait()
+
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        after_kill = {m: con.execute(f"select count(*) from analytics.{m}").fetchone()[0] for m in before}
+        raw_sessions = expected.loaded_sessions(con)
+    assert after_kill == before, "a killed build left some models rebuilt and others not"
+    assert raw_sessions == expected.sessions(tomorrow), "the load before the build should have committed"
+
+    result = _run_cli(tmp_path, api, db_path, DLT_DATA_DIR=str(tmp_path / "pipelines"))
+    assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        assert con.execute("select count(*) from analytics.sessions").fetchone()[0] == len(expected.sessions(tomorrow))

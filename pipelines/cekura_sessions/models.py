@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 
+from cekura_sessions import crash_points
 from cekura_sessions.settings import (
     ANALYTICS_SCHEMA,
     PROJECTS_TABLE,
@@ -135,6 +136,8 @@ def build_models(
         for path in files:
             current = _relative(path, sql_dir)
             con.execute(path.read_text())
+            if path.stem == "sessions":
+                crash_points.pause_here("models-mid")  # tests kill -9 here, inside the transaction
         counts = {}
         for name in marts:
             current = f"marts/{name}.sql"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import requests
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 
-from cekura_sessions import history, ledger, logs, models, settings, stored
+from cekura_sessions import crash_points, history, ledger, logs, models, settings, stored
 from cekura_sessions.client import ApiError, AuthError, ConfigError, RetryPolicy, describe_error
 from cekura_sessions.database import DatabaseBusy, DatabaseUnavailable, connect, first_line
 from cekura_sessions.dlt_pipeline import finish_leftover_packages, make_pipeline
@@ -172,11 +171,7 @@ def _record_finish(config: RunConfig, db_path: Path, outcome: RunOutcome) -> Non
 
 
 def _checkpoint(stage: str, db_path: Path) -> None:
-    """Crash-test hook: with CEKURA_SESSIONS_PAUSE_AT=<stage> the run announces itself in
-    `<db>.paused-<stage>` and waits there, so a test can kill -9 it at a known moment."""
-    if os.environ.get("CEKURA_SESSIONS_PAUSE_AT") == stage:
-        db_path.with_name(f"{db_path.name}.paused-{stage}").touch()
-        time.sleep(600)
+    crash_points.pause_here(stage, db_path.with_name(f"{db_path.name}.paused-{stage}"))
 
 
 def _check_db_path(db_path: Path) -> None:
