@@ -1,8 +1,9 @@
 """Build the SQL models in `sql/` against DuckDB and run the data checks in `sql/checks/`.
 
 Layout of `sql/`:
-- `staging/_raw_tables.sql`: `create table if not exists` for the raw tables staging reads,
-  run first so the models build before (or without) a load.
+- `staging/_*.sql`, run first in name order: `_macros.sql` (shared SQL macros such as
+  `analytics.iso_timestamp`) and `_raw_tables.sql` (`create table if not exists` for the raw
+  tables staging reads, so the models build before, or without, a load).
 - `staging/*.sql`: views over `cekura_raw`, one per raw table.
 - `marts/<model>.sql`: each creates the table `analytics.<model>` (the file stem is the name).
 - `checks/<what_must_hold>.sql`: line 1 `-- severity: error|warning`, line 2 `-- <description>`,
@@ -81,6 +82,11 @@ def model_files(sql_dir: Path = SQL_DIR) -> list[Path]:
     return _dependency_order(staging) + _dependency_order(marts)
 
 
+def _setup_files(sql_dir: Path) -> list[Path]:
+    """`staging/_*.sql`: run before the models, in name order."""
+    return sorted((sql_dir / "staging").glob("_*.sql"))
+
+
 def inputs_fingerprint(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> str:
     """A fingerprint of everything the models are built from: the SQL files and the content of
     the raw tables they read (order-independent row hashes: about 40 ms at 200,000 sessions)."""
@@ -132,7 +138,9 @@ def build_models(
     try:
         con.execute(f"create schema if not exists {RAW_SCHEMA}")
         con.execute(f"create schema if not exists {ANALYTICS_SCHEMA}")
-        con.execute((sql_dir / "staging" / RAW_TABLES_FILE).read_text())
+        for path in _setup_files(sql_dir):  # raw tables a fresh database lacks, shared macros
+            current = _relative(path, sql_dir)
+            con.execute(path.read_text())
         for path in files:
             current = _relative(path, sql_dir)
             con.execute(path.read_text())

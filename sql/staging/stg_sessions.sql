@@ -28,17 +28,8 @@ final as (
         project as reported_project_id,
         title,
         status,
-        -- with an offset: cast as is; without one: read as UTC, never in the session's TimeZone
-        case
-            when regexp_matches(created_at_text, '[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$')
-                then try_cast(created_at_text as timestamptz)
-            else timezone('UTC', try_cast(created_at_text as timestamp))
-        end as created_at,
-        case
-            when regexp_matches(updated_at_text, '[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$')
-                then try_cast(updated_at_text as timestamptz)
-            else timezone('UTC', try_cast(updated_at_text as timestamp))
-        end as updated_at,
+        analytics.iso_timestamp(created_at_text) as created_at,
+        analytics.iso_timestamp(updated_at_text) as updated_at,
         case
             when regexp_full_match(trim(message_count), '[+-]?[0-9]+')
                 then try_cast(trim(message_count) as integer)
