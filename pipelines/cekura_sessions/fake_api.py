@@ -22,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
@@ -137,13 +138,15 @@ class _Served:
         self.project_ids = {p.get("id") for p in dataset.projects}
         self.bodies: dict[tuple[Any, ...], bytes] = {}  # racing fills write equal bytes: no lock
 
-    def projects_body(self, organization_id: int | None) -> bytes:
-        key = ("projects", organization_id)
+    def _cached(self, key: tuple[Any, ...], rows: Callable[[], list[dict]]) -> bytes:
         body = self.bodies.get(key)
         if body is None:
-            body = orjson.dumps(self.projects(organization_id))
+            body = orjson.dumps(rows())
             self.bodies[key] = body
         return body
+
+    def projects_body(self, organization_id: int | None) -> bytes:
+        return self._cached(("projects", organization_id), lambda: self.projects(organization_id))
 
     def projects(self, organization_id: int | None) -> list[dict]:
         if organization_id is None:
@@ -154,21 +157,13 @@ class _Served:
         return self.dataset.sessions.get(project_id, [])
 
     def sessions_body(self, project_id: int) -> bytes:
-        key = ("sessions", project_id)
-        body = self.bodies.get(key)
-        if body is None:
-            body = orjson.dumps(self.sessions(project_id))
-            self.bodies[key] = body
-        return body
+        return self._cached(("sessions", project_id), lambda: self.sessions(project_id))
 
     def page_results(self, project_id: int, page: int, page_size: int) -> bytes:
-        key = ("page", project_id, page, page_size)
-        body = self.bodies.get(key)
-        if body is None:
-            start = (page - 1) * page_size
-            body = orjson.dumps(self.sessions(project_id)[start : start + page_size])
-            self.bodies[key] = body
-        return body
+        start = (page - 1) * page_size
+        return self._cached(
+            ("page", project_id, page, page_size), lambda: self.sessions(project_id)[start : start + page_size]
+        )
 
 
 class FakeCekuraApi:

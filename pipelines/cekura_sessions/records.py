@@ -43,6 +43,8 @@ SCENARIO_IDS_SCHEMA = pa.schema(
         (settings.TOMBSTONE_COLUMN, pa.bool_()),
     ]
 )
+# The contract's allow-list: only these project fields ever reach the database; members, emails,
+# webhook URLs and key-like fields stay behind.
 PROJECTS_SCHEMA = pa.schema(
     [
         pa.field("id", pa.int64(), nullable=False),

@@ -30,20 +30,6 @@ REJECTED_ROWS_TABLE = "rejected_rows"
 RUNS_TABLE = "pipeline_runs"
 
 SESSION_STATUSES = ("pending", "in_progress", "completed", "cancelled", "failed")
-TERMINAL_STATUSES = ("completed", "failed", "cancelled")
-
-# Only these project fields ever reach the database: members, emails, webhook URLs
-# and key-like fields are dropped at the source.
-PROJECT_COLUMNS = (
-    "id",
-    "name",
-    "organization_id",
-    "organization_name",
-    "timezone",
-    "is_deleted",
-    "created_at",
-    "updated_at",
-)
 
 # sql/ lives at the repository root; the package is installed editable (see Makefile).
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
