@@ -1,7 +1,7 @@
 """HTTP access to Cekura's API: auth header, status classification, retry policy, list shapes.
 
-Retries live here and only here (tenacity); the underlying urllib3 adapter never retries, so
-attempts are never multiplied by a second layer.
+Retries live here and only here (tenacity); the transport never retries, so attempts are never
+multiplied by a second layer.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import orjson
-import requests
 import tenacity
-from requests.adapters import HTTPAdapter
 
 from cekura_sessions import settings
+from cekura_sessions.transport import Answer, ConnectionFailed, Transport
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,10 @@ class RetryableError(ApiError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Unreachable(RetryableError):
+    """No answer at all: the connection failed or timed out."""
 
 
 class RateLimited(RetryableError):
@@ -160,12 +163,12 @@ def parse_retry_after(value: str | None) -> float | None:
     return seconds if seconds > 0 else None
 
 
-def classify_response(response: requests.Response) -> None:
+def classify_response(url: str, response: Answer) -> None:
     """Raise the error class that says what to do with a non-2xx answer; return on success."""
-    status = response.status_code
+    status = response.status
     if 200 <= status < 300:
         return
-    parts = urlsplit(response.url)
+    parts = urlsplit(url)
     where = parts.path + (f"?{parts.query}" if parts.query else "")
     if status == 401:
         # the key is missing or wrong: every other request would fail the same way
@@ -212,6 +215,7 @@ class CekuraClient:
         api_key: str,
         policy: RetryPolicy | None = None,
         stats: RequestStats | None = None,
+        connections: int = settings.DEFAULT_CONCURRENCY,
     ) -> None:
         if not api_key or not api_key.strip():
             raise ConfigError("the API key is empty; set CEKURA_API_KEY")
@@ -220,7 +224,13 @@ class CekuraClient:
         self.policy = policy or RetryPolicy()
         self.stats = stats or RequestStats()
         self.gate = BackoffGate()
-        self._local = threading.local()
+        self._transport = Transport(
+            self.base_url,
+            {settings.API_KEY_HEADER: self._api_key, "Accept": "application/json"},
+            connections,
+            self.policy.connect_timeout_seconds,
+            self.policy.read_timeout_seconds,
+        )
 
     def __repr__(self) -> str:  # never show the key
         return f"CekuraClient(base_url={self.base_url!r})"
@@ -268,9 +278,7 @@ class CekuraClient:
         an answer whose fingerprint is `unchanged_if` is not parsed: _UNCHANGED is returned."""
         url = path_or_url if path_or_url.startswith("http") else self.base_url + path_or_url
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(
-                (RetryableError, requests.ConnectionError, requests.Timeout)
-            ),
+            retry=tenacity.retry_if_exception_type(RetryableError),
             wait=_Wait(self.policy),
             stop=tenacity.stop_after_attempt(self.policy.max_attempts)
             | tenacity.stop_before_delay(self.policy.max_total_wait_seconds),
@@ -306,12 +314,11 @@ class CekuraClient:
     def _get_once(self, url: str, params: dict[str, Any] | None) -> bytes:
         self.gate.wait()
         self.stats.count_request()
-        response = self._session().get(
-            url,
-            params=params,
-            timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds),
-        )
-        classify_response(response)
+        try:
+            response = self._transport.get(url, params)
+        except ConnectionFailed as error:
+            raise Unreachable(str(error)) from None
+        classify_response(url, response)
         content_type = response.headers.get("Content-Type", "")
         if "json" not in content_type:
             raise MalformedBody(f"answer is {content_type or 'untyped'}, not JSON")
@@ -331,18 +338,6 @@ class CekuraClient:
             describe_error(error),
             delay,
         )
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=4)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers[settings.API_KEY_HEADER] = self._api_key
-            session.headers["Accept"] = "application/json"
-            self._local.session = session
-        return session
 
 
 _UNCHANGED = object()  # an answer identical to the one already loaded
@@ -375,11 +370,7 @@ def _as_array_or_page(body: Any) -> list[Any] | dict[str, Any]:
 
 
 def describe_error(error: BaseException | None) -> str:
-    """One line for people; requests' own texts are shortened to their kind."""
+    """One line for people."""
     if error is None:
         return "unknown error"
-    if isinstance(error, requests.Timeout):
-        return "timed out"
-    if isinstance(error, requests.ConnectionError):
-        return "connection failed"
     return str(error)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import requests
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 
@@ -202,7 +201,7 @@ def _root_cause(error: BaseException) -> BaseException:
         inner = getattr(error, "exception", None) or error.__cause__
         if inner is None:
             break
-        if isinstance(error, (ApiError, ConfigError, ConfigFieldMissingException, requests.RequestException)):
+        if isinstance(error, (ApiError, ConfigError, ConfigFieldMissingException)):
             break
         error = inner
     return error
@@ -214,7 +213,7 @@ def _fatal_message(error: BaseException, api: str) -> str:
         return "no API key: set CEKURA_API_KEY (or api_key under [sources.cekura] in .dlt/secrets.toml)"
     if isinstance(cause, (AuthError, ConfigError)):
         return str(cause)
-    if isinstance(cause, (ApiError, requests.RequestException)):
+    if isinstance(cause, ApiError):
         return f"nothing loaded: listing projects at {api} failed ({describe_error(cause)}); check the URL and the network"
     step = getattr(error, "step", "load")
     log.debug("the %s step failed", step, exc_info=error)

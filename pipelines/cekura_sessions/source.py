@@ -87,7 +87,7 @@ def cekura(
     previous_sessions: PreviousSessions | None = None,
 ) -> tuple[DltResource, DltResource]:
     report = report or RunReport()
-    client = CekuraClient(base_url, api_key, policy=retry, stats=report.stats)
+    client = CekuraClient(base_url, api_key, policy=retry, stats=report.stats, connections=max(1, concurrency))
     listed = projects(client)
     sessions = scenario_improvement_sessions(
         client, report, project_ids or None, max(1, concurrency), known_listings or {}, previous_sessions

@@ -1,0 +1,79 @@
+"""One GET over a pool of keep-alive connections (urllib3), shared by every worker thread.
+
+urllib3 directly rather than requests: at 500 listings, requests' per-request machinery cost
+twice the fetch time of the same pool used bare (benchmarks/README.md). What requests gave for
+free is kept: the system's proxy settings (HTTPS_PROXY, NO_PROXY, ...), certificate checks
+against certifi's bundle unless REQUESTS_CA_BUNDLE or SSL_CERT_FILE names another, and gzip.
+Retries are the caller's (tenacity); here a failed attempt is one exception.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import urllib3
+from urllib3.exceptions import HTTPError, TimeoutError as Urllib3Timeout
+
+
+class ConnectionFailed(Exception):
+    """No answer: the connection failed or timed out. The message is short and key-free."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: urllib3.HTTPHeaderDict
+    content: bytes
+
+
+class Transport:
+    def __init__(self, base_url: str, headers: dict[str, str], connections: int,
+                 connect_timeout: float, read_timeout: float) -> None:
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._pool = _pool_manager(base_url, {**headers, "Accept-Encoding": "gzip"}, max(1, connections))
+
+    def get(self, url: str, params: dict[str, object] | None = None) -> Answer:
+        try:
+            response = self._pool.request(
+                "GET", url, fields=params, timeout=self._timeout,
+                retries=False,  # tenacity decides; a second retry layer would multiply attempts
+                redirect=False,  # a redirect is an answer to classify, never a way to carry the key elsewhere
+                preload_content=True,
+            )
+        except Urllib3Timeout:
+            raise ConnectionFailed("timed out") from None
+        except HTTPError:
+            raise ConnectionFailed("connection failed") from None
+        return Answer(response.status, response.headers, response.data)
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+def _pool_manager(base_url: str, headers: dict[str, str], connections: int) -> urllib3.PoolManager:
+    ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or _certifi_bundle()
+    options = {"num_pools": 4, "maxsize": connections, "block": False, "headers": headers, "ca_certs": ca_certs}
+    proxy = _proxy_for(base_url)
+    if proxy:
+        # an https target is tunnelled (CONNECT): the proxy never sees the key
+        return urllib3.ProxyManager(proxy, **options)
+    return urllib3.PoolManager(**options)
+
+
+def _proxy_for(base_url: str) -> str | None:
+    parts = urlsplit(base_url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+def _certifi_bundle() -> str | None:
+    try:
+        import certifi
+    except ImportError:  # the system's default store
+        return None
+    return certifi.where()
