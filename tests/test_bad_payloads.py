@@ -298,6 +298,74 @@ def test_integer_beyond_bigint_is_set_aside_not_fatal(load, api, dataset, db_pat
         _assert_projects_hold(db_path, clean, [victim])
 
 
+# --- a session id listed twice in one night ---------------------------------------------------
+# Ids are unique upstream, so the load declares its staged rows deduplicated; a repeat must be
+# set aside by the source, never loaded twice nor picked at random by the merge.
+
+
+def _ids_loaded_more_than_once(db_path: Path) -> list[tuple]:
+    with _read(db_path) as con:
+        return con.execute(
+            "select id, count(*) from cekura_raw.scenario_improvement_sessions group by id having count(*) > 1"
+        ).fetchall() + con.execute(
+            "select session_id, position, count(*) from cekura_raw.scenario_improvement_sessions__scenario_ids "
+            "group by all having count(*) > 1"
+        ).fetchall()
+
+
+@pytest.mark.parametrize("page_size", [pytest.param(None, id="array"), pytest.param(7, id="paged")])
+def test_session_repeated_in_its_listing_loads_once(load, dataset, db_path, page_size):
+    victim, *others = expected.listed_project_ids(dataset)
+    clean = copy.deepcopy(dataset)
+    first = dataset.sessions[victim][0]
+    repeat = {**first, "title": "a second copy", "scenario_ids": [5, 6, 7, 8, 9]}
+    dataset.sessions[victim].append(repeat)  # on the last page when paged
+
+    with FakeCekuraApi(dataset, api_key=API_KEY, page_size=page_size) as server:
+        outcome = load(base_url=server.url)
+
+    assert outcome.exit_code == 1, outcome.message
+    assert outcome.report.projects_failed == {}
+    rejected = _rejected(db_path)
+    assert [(r[1], json.loads(r[2])) for r in rejected] == [(victim, repeat)], rejected
+    assert "more than once" in rejected[0][3], rejected[0][3]
+    assert _ids_loaded_more_than_once(db_path) == []
+    _assert_projects_hold(db_path, clean, [victim, *others])  # the first copy, with its own list
+
+
+def test_session_listed_under_two_projects_loads_once(load, api, dataset, db_path):
+    listed = expected.listed_project_ids(dataset)
+    owner, other = [p for p in listed if dataset.sessions.get(p)][:2]
+    clean = copy.deepcopy(dataset)
+    moved = {**dataset.sessions[owner][0], "project": other, "scenario_ids": [41, 42]}
+    dataset.sessions[other].append(moved)
+    api.dataset = dataset
+
+    outcome = load()
+
+    assert outcome.exit_code == 1, outcome.message
+    assert outcome.report.projects_failed == {}
+    rejected = _rejected(db_path)
+    assert len(rejected) == 1, rejected
+    kept_under = owner if rejected[0][1] == other else other
+    assert f"listed under project {kept_under}" in rejected[0][3], rejected[0][3]
+    assert _ids_loaded_more_than_once(db_path) == []
+    # whichever listing came first keeps the session, exactly as that listing has it
+    want = copy.deepcopy(dataset if kept_under == other else clean)
+    if kept_under == other:
+        want.sessions[owner] = want.sessions[owner][1:]
+    _assert_projects_hold(db_path, want, listed)
+
+    # the next night rereads the listing that had the row set aside (it was not fingerprinted);
+    # the other is unchanged and not parsed, so the merge moves the session to the reread one
+    second = load()
+    assert rejected[0][1] not in second.report.projects_unchanged
+    assert _ids_loaded_more_than_once(db_path) == []
+    with _read(db_path) as con:
+        assert con.execute("select project_id from cekura_raw.scenario_improvement_sessions where id = ?",
+                           [moved["id"]]).fetchall() == [(rejected[0][1],)]
+
+
 @pytest.mark.parametrize("created_at", [
     pytest.param("20260901T100000Z", id="basic-format"),
     pytest.param("2026-W36-2T10:00:00Z", id="week-date"),

@@ -50,6 +50,8 @@ def plain_listing_tables(project_id: int, rows: list[Any]) -> tuple[pa.Table, pa
     table = pa.Table.from_struct_array(structs)
     if not _types_accepted(table) or not _required_present(table) or not _timestamps_plain(table):
         return None
+    if pc.count_distinct(table["id"]).as_py() != table.num_rows:  # a repeated id: set aside row by row
+        return None
     scenario_ids = _scenario_ids(table, project_id)
     if scenario_ids is None:  # a null inside a list: not a scenario id
         return None

@@ -13,12 +13,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import dlt
+import numpy as np
 import pyarrow as pa
 from dlt.sources import DltResource
 
 from cekura_sessions import arrow_listing, records, settings
 from cekura_sessions.client import AuthError, CekuraClient, Listing, RetryPolicy, describe_error
 from cekura_sessions.run_report import RunReport
+from cekura_sessions.seen_sessions import SeenSessions
 from cekura_sessions.stored import KnownListing
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,10 @@ def _replace_listed_projects(row_key: str) -> dict[str, str]:
     }
 
 
+# the source never stages a session twice (seen_sessions.py), so dlt's merge inserts without
+# its ROW_NUMBER() dedup window
+_UNIQUE_IN_STAGING = {"x-stage-data-deduplicated": True}
+
 _TOMBSTONE_HINT = {settings.TOMBSTONE_COLUMN: {"data_type": "bool", "hard_delete": True}}
 
 # Each table the sessions resource writes carries its own complete hints, so no table inherits
@@ -55,12 +61,14 @@ _TABLE_HINTS: dict[str, Any] = {
         write_disposition=_replace_listed_projects("id"),
         primary_key="id",
         columns=_TOMBSTONE_HINT,
+        additional_table_hints=_UNIQUE_IN_STAGING,
     ),
     settings.SCENARIO_IDS_TABLE: dlt.mark.make_hints(
         table_name=settings.SCENARIO_IDS_TABLE,
         write_disposition=_replace_listed_projects("session_id"),
         primary_key=["session_id", "position"],
         columns=_TOMBSTONE_HINT,
+        additional_table_hints=_UNIQUE_IN_STAGING,
     ),
     settings.PROJECT_LISTINGS_TABLE: dlt.mark.make_hints(
         table_name=settings.PROJECT_LISTINGS_TABLE,
@@ -114,9 +122,10 @@ def scenario_improvement_sessions(
 ) -> Iterator[Any]:
     """Each listed project's sessions, with the scenario-id child table, the listings'
     fingerprints and any rejected rows, as Arrow tables flushed every FLUSH_ROWS sessions."""
-    wanted = project_ids or _active_project_ids(listed_projects)
+    wanted = list(dict.fromkeys(project_ids or _active_project_ids(listed_projects)))  # each listed once
     report.projects_wanted = len(wanted)
     batch = records.SessionBatch()
+    seen = SeenSessions()
     seen_extra_fields: set[str] = set()
     listings: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
@@ -125,7 +134,7 @@ def scenario_improvement_sessions(
             report.projects_failed[project_id] = error
             continue
         listing = _add_listing(
-            batch, rejected, report, project_id, fetched, known_listings.get(project_id), previous_sessions
+            batch, rejected, report, seen, project_id, fetched, known_listings.get(project_id), previous_sessions
         )
         if listing is not None:
             listings.append(listing)
@@ -155,6 +164,7 @@ def _add_listing(
     batch: records.SessionBatch,
     rejected: list[dict[str, Any]],
     report: RunReport,
+    seen: SeenSessions,
     project_id: int,
     fetched: Listing,
     known: KnownListing | None,
@@ -168,11 +178,12 @@ def _add_listing(
         _listing_ok(report, project_id, count, unchanged=True)
         return _listing_row(report, project_id, count, digest)
     plain = arrow_listing.plain_listing_tables(project_id, rows)
-    if plain is not None:
+    if plain is not None and not seen.first_listed_under(ids := plain[0]["id"].to_numpy()):
         batch.add_tables(*plain)
+        seen.add(ids, project_id)
         report.sessions_written += len(rows)
     else:
-        rejected_count = _add_row_by_row(batch, rejected, report, project_id, rows, previous_sessions)
+        rejected_count = _add_row_by_row(batch, rejected, report, seen, project_id, rows, previous_sessions)
         if rejected_count is None:
             return None
         if rejected_count:
@@ -185,6 +196,7 @@ def _add_row_by_row(
     batch: records.SessionBatch,
     rejected: list[dict[str, Any]],
     report: RunReport,
+    seen: SeenSessions,
     project_id: int,
     rows: list[Any],
     previous_sessions: PreviousSessions | None,
@@ -192,22 +204,59 @@ def _add_row_by_row(
     """Queue the valid rows, set the others aside; the number set aside, or None when the
     project must keep what it has."""
     reasons = [(row, records.session_rejection(row)) for row in rows]
-    valid = [row for row, reason in reasons if reason is None]
     broken = [(row, reason) for row, reason in reasons if reason is not None]
-    rejected.extend(records.rejected_row(report.run_id, project_id, row, why, report.started_at) for row, why in broken)
-    report.rows_rejected += len(broken)
     if any(not (isinstance(row, dict) and records.is_integer(row.get("id"))) for row, _ in broken):
+        _set_aside(rejected, report, project_id, broken)
         # a row we cannot identify could be any stored session: replacing the project's rows
         # might delete it, so the project keeps what it had, as if its listing had failed
         report.projects_failed[project_id] = "rows without an integer id (see rejected_rows); its rows were kept"
         return None
-    # a session whose new version breaks the contract keeps its last good version
-    carried = previous_sessions(project_id, [row["id"] for row, _ in broken]) if broken and previous_sessions else []
-    batch.add_sessions(project_id, valid + carried)
-    if not valid and not carried:
+    valid, repeated = _split_repeated([row for row, reason in reasons if reason is None], seen)
+    # a session whose new version breaks the contract keeps its last good version, unless a
+    # good version of it is loaded in this run already
+    taken = {row["id"] for row in valid} | {row["id"] for row, _ in repeated}
+    to_carry = sorted({row["id"] for row, _ in broken} - taken)
+    carried = previous_sessions(project_id, to_carry) if to_carry and previous_sessions else []
+    if carried:
+        elsewhere = seen.first_listed_under(np.array([row["id"] for row in carried], dtype=np.int64))
+        carried = [row for row in carried if row["id"] not in elsewhere]
+    _set_aside(rejected, report, project_id, broken + repeated)
+    kept = valid + carried
+    batch.add_sessions(project_id, kept)
+    seen.add(np.array([row["id"] for row in kept], dtype=np.int64), project_id)
+    if not kept:
         batch.add_tombstone(project_id)
     report.sessions_written += len(valid)
-    return len(broken)
+    return len(broken) + len(repeated)
+
+
+def _split_repeated(
+    rows: list[dict[str, Any]], seen: SeenSessions
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+    """(rows to load, rows set aside with why): an id listed before in this run, here or under
+    another project, loads once, as first listed."""
+    earlier = seen.first_listed_under(np.array([row["id"] for row in rows], dtype=np.int64))
+    first: list[dict[str, Any]] = []
+    repeated: list[tuple[dict[str, Any], str]] = []
+    in_this_listing: set[int] = set()
+    for row in rows:
+        session_id = row["id"]
+        if session_id in earlier:
+            repeated.append((row, f"session {session_id} was already listed under project {earlier[session_id]} "
+                                  "in this run; that row was loaded"))
+        elif session_id in in_this_listing:
+            repeated.append((row, f"session {session_id} appears more than once in this listing; the first row was loaded"))
+        else:
+            in_this_listing.add(session_id)
+            first.append(row)
+    return first, repeated
+
+
+def _set_aside(
+    rejected: list[dict[str, Any]], report: RunReport, project_id: int, rows: list[tuple[Any, str]]
+) -> None:
+    rejected.extend(records.rejected_row(report.run_id, project_id, row, why, report.started_at) for row, why in rows)
+    report.rows_rejected += len(rows)
 
 
 def _listing_ok(report: RunReport, project_id: int, sessions: int, unchanged: bool) -> None:
