@@ -21,7 +21,7 @@ def test_fast_path_equals_row_by_row_path(oddities):
     used = 0
     for project_id, rows in dataset.sessions.items():
         valid = [row for row in rows if records.session_rejection(row) is None]
-        fast = arrow_listing.plain_listing_tables(project_id, rows)
+        fast = arrow_listing.plain_listing_tables([(project_id, rows)])
         if fast is None:
             continue
         used += 1
@@ -55,22 +55,43 @@ GOOD = {"id": 1, "title": "t", "project": 7, "scenario_ids": [3, 4], "status": "
 ])
 def test_anything_unusual_takes_the_row_by_row_path(change):
     rows = [dict(GOOD), {**GOOD, "id": 2, **change}]
-    assert arrow_listing.plain_listing_tables(7, rows) is None
+    assert arrow_listing.plain_listing_tables([(7, rows)]) is None
+
+
+def test_many_listings_at_once_equal_each_alone():
+    dataset = generate(DataSpec(projects=8, sessions_per_project=50, seed=5, oddities=False))
+    listings = [(project_id, rows) for project_id, rows in dataset.sessions.items() if rows]
+    alone = [arrow_listing.plain_listing_tables([listing]) for listing in listings]
+
+    together = arrow_listing.plain_listing_tables(listings)
+
+    assert together[0].to_pylist() == [row for sessions, _ in alone for row in sessions.to_pylist()]
+    assert together[1].to_pylist() == [row for _, ids in alone for row in ids.to_pylist()]
+
+
+@pytest.mark.parametrize("second", [
+    pytest.param({**GOOD, "id": 2, "message_count": 2}, id="type-differs-between-listings"),
+    pytest.param(dict(GOOD), id="id-in-both-listings"),
+])
+def test_one_listing_that_needs_a_closer_look_sends_the_whole_batch_back(second):
+    assert arrow_listing.plain_listing_tables([(7, [dict(GOOD)])]) is not None
+    assert arrow_listing.plain_listing_tables([(8, [second])]) is not None
+    assert arrow_listing.plain_listing_tables([(7, [dict(GOOD)]), (8, [second])]) is None
 
 
 def test_missing_id_or_non_object_takes_the_row_by_row_path():
     without_id = {k: v for k, v in GOOD.items() if k != "id"}
-    assert arrow_listing.plain_listing_tables(7, [dict(GOOD), without_id]) is None
-    assert arrow_listing.plain_listing_tables(7, [dict(GOOD), [1, 2]]) is None
-    assert arrow_listing.plain_listing_tables(7, []) is None
+    assert arrow_listing.plain_listing_tables([(7, [dict(GOOD), without_id])]) is None
+    assert arrow_listing.plain_listing_tables([(7, [dict(GOOD), [1, 2]])]) is None
+    assert arrow_listing.plain_listing_tables([(7, [])]) is None
 
 
 def test_batch_mixing_both_paths_keeps_extra_fields_on_their_rows():
     batch = records.SessionBatch()
-    plain = arrow_listing.plain_listing_tables(1, [dict(GOOD)])
+    plain = arrow_listing.plain_listing_tables([(1, [dict(GOOD)])])
     batch.add_tables(*plain)
     batch.add_sessions(2, [{**GOOD, "id": 2, "score": 5}, {**GOOD, "id": 3}])
-    batch.add_tables(*arrow_listing.plain_listing_tables(4, [{**GOOD, "id": 4}]))
+    batch.add_tables(*arrow_listing.plain_listing_tables([(4, [{**GOOD, "id": 4}])]))
 
     table = batch.sessions_table()
 

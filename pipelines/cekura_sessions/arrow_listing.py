@@ -1,5 +1,7 @@
-"""The fast path for a listing whose every row is plainly valid: Arrow converts and checks it in
-C++ instead of a Python loop per row (about 5x faster at 200,000 sessions).
+"""The fast path for listings whose every row is plainly valid: Arrow converts and checks them
+in C++ instead of a Python loop per row (about 5x faster at 200,000 sessions). Many listings go
+through at once: each Arrow call hands the GIL to the fetch threads and waits to get it back, so
+fewer, larger calls keep the main thread from queueing (extract at M 2.1 s -> ... s).
 
 Anything unusual (a field the spec does not list, a wrong type, a float where an integer belongs,
 an odd timestamp) returns None, and the listing takes the row-by-row path in records.py, which
@@ -8,6 +10,7 @@ says exactly what is wrong with which row. So both paths load exactly the same r
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -37,32 +40,36 @@ _ACCEPTED = {
 }
 
 
-def plain_listing_tables(project_id: int, rows: list[Any]) -> tuple[pa.Table, pa.Table] | None:
-    """(sessions, scenario ids) in records' schemas, or None when the listing needs a closer look."""
-    if not rows or not _only_known_fields(rows):
+def plain_listing_tables(listings: list[tuple[int, list[Any]]]) -> tuple[pa.Table, pa.Table] | None:
+    """(sessions, scenario ids) of these (project id, rows) listings in records' schemas, or None
+    when any of them needs a closer look."""
+    rows = list(itertools.chain.from_iterable(listing for _, listing in listings))
+    if not rows:
         return None
     try:
         structs = pa.array(rows)  # infers one type per field over every row
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
         return None
-    if not pa.types.is_struct(structs.type) or structs.null_count:
+    # a struct's fields are the union of every row's keys: a field the spec does not list is
+    # kept as text by the row-by-row path
+    if not pa.types.is_struct(structs.type) or structs.null_count or not _only_known_fields(structs.type):
         return None
     table = pa.Table.from_struct_array(structs)
     if not _types_accepted(table) or not _required_present(table) or not _timestamps_plain(table):
         return None
     if pc.count_distinct(table["id"]).as_py() != table.num_rows:  # a repeated id: set aside row by row
         return None
-    scenario_ids = _scenario_ids(table, project_id)
+    project_ids = np.repeat(
+        np.array([project_id for project_id, _ in listings], dtype=np.int64), [len(listing) for _, listing in listings]
+    )
+    scenario_ids = _scenario_ids(table, project_ids)
     if scenario_ids is None:  # a null inside a list: not a scenario id
         return None
-    return _sessions(table, project_id), scenario_ids
+    return _sessions(table, project_ids), scenario_ids
 
 
-def _only_known_fields(rows: list[Any]) -> bool:
-    try:
-        return set().union(*map(dict.keys, rows)) <= records.SESSION_FIELD_SET
-    except TypeError:  # a row that is not an object
-        return False
+def _only_known_fields(struct: pa.StructType) -> bool:
+    return all(struct.field(i).name in records.SESSION_FIELD_SET for i in range(struct.num_fields))
 
 
 def _types_accepted(table: pa.Table) -> bool:
@@ -84,18 +91,18 @@ def _column(table: pa.Table, name: str, type_: pa.DataType) -> pa.ChunkedArray:
     return table[name].cast(type_)
 
 
-def _sessions(table: pa.Table, project_id: int) -> pa.Table:
+def _sessions(table: pa.Table, project_ids: np.ndarray) -> pa.Table:
     count = table.num_rows
     columns: dict[str, Any] = {
         name: _column(table, name, records.SESSIONS_SCHEMA.field(name).type)
         for name in ("id", "title", "project", "status", "created_at", "updated_at", "message_count")
     }
-    columns["project_id"] = pa.array(np.full(count, project_id, dtype=np.int64))
+    columns["project_id"] = pa.array(project_ids)
     columns[settings.TOMBSTONE_COLUMN] = pa.nulls(count, pa.bool_())
     return pa.table(columns, schema=records.SESSIONS_SCHEMA)
 
 
-def _scenario_ids(table: pa.Table, project_id: int) -> pa.Table | None:
+def _scenario_ids(table: pa.Table, project_ids: np.ndarray) -> pa.Table | None:
     if "scenario_ids" not in table.column_names or table["scenario_ids"].type == pa.null():
         return records.SCENARIO_IDS_SCHEMA.empty_table()
     lists = table["scenario_ids"].cast(pa.list_(pa.int64())).combine_chunks()
@@ -110,7 +117,7 @@ def _scenario_ids(table: pa.Table, project_id: int) -> pa.Table | None:
     return pa.table(
         {
             "session_id": table["id"].combine_chunks().take(pa.array(parents)),
-            "project_id": pa.array(np.full(count, project_id, dtype=np.int64)),
+            "project_id": pa.array(project_ids[parents]),
             "position": pa.array(positions),
             "value": values,
             settings.TOMBSTONE_COLUMN: pa.nulls(count, pa.bool_()),

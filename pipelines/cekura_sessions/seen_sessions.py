@@ -34,9 +34,9 @@ class SeenSessions:
             found.update((i, recent[i]) for i in ids.tolist() if i in recent)
         return found
 
-    def add(self, ids: np.ndarray, project_id: int) -> None:
-        """Record a listing's ids, which must be new (see first_listed_under)."""
-        self._recent.update(dict.fromkeys(ids.tolist(), project_id))
+    def add(self, ids: np.ndarray, project_ids: np.ndarray | int) -> None:
+        """Record listed ids, which must be new (see first_listed_under), with their projects."""
+        self._recent.update(zip(ids.tolist(), np.broadcast_to(project_ids, ids.shape).tolist()))
         if len(self._recent) >= FOLD_AT:
             self._fold()
 

@@ -124,31 +124,20 @@ def scenario_improvement_sessions(
     fingerprints and any rejected rows, as Arrow tables flushed every FLUSH_ROWS sessions."""
     wanted = list(dict.fromkeys(project_ids or _active_project_ids(listed_projects)))  # each listed once
     report.projects_wanted = len(wanted)
-    batch = records.SessionBatch()
-    seen = SeenSessions()
-    seen_extra_fields: set[str] = set()
-    listings: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
+    batch = _Batch(report, SeenSessions(), previous_sessions)
     for project_id, fetched, error in _fetch_listings(client, wanted, concurrency, known_listings):
         if fetched is None:
             report.projects_failed[project_id] = error
             continue
-        listing = _add_listing(
-            batch, rejected, report, seen, project_id, fetched, known_listings.get(project_id), previous_sessions
-        )
-        if listing is not None:
-            listings.append(listing)
-        if len(batch) >= FLUSH_ROWS:
-            seen_extra_fields.update(batch.extra_fields)
-            yield from _flush(batch)
-            batch = records.SessionBatch()
-    if len(batch):
-        yield from _flush(batch)
-    if rejected:
-        yield _to_table(settings.REJECTED_ROWS_TABLE, rejected)
-    if listings:
-        yield _to_table(settings.PROJECT_LISTINGS_TABLE, pa.Table.from_pylist(listings, schema=records.PROJECT_LISTINGS_SCHEMA))
-    report.new_fields = seen_extra_fields | set(batch.extra_fields)
+        batch.add(project_id, fetched, known_listings.get(project_id))
+        if batch.pending_rows >= FLUSH_ROWS:
+            yield from batch.flush()
+    yield from batch.flush()
+    if batch.rejected:
+        yield _to_table(settings.REJECTED_ROWS_TABLE, batch.rejected)
+    if batch.listings:
+        yield _to_table(settings.PROJECT_LISTINGS_TABLE, pa.Table.from_pylist(batch.listings, schema=records.PROJECT_LISTINGS_SCHEMA))
+    report.new_fields = batch.extra_fields
     if report.new_fields:
         log.info("sessions carry fields the spec does not list, loaded as new columns: %s",
                  ", ".join(sorted(report.new_fields)))
@@ -160,36 +149,84 @@ def _active_project_ids(listed_projects: pa.Table) -> list[int]:
     return [pid for pid, is_deleted in zip(ids, deleted) if not is_deleted]
 
 
-def _add_listing(
-    batch: records.SessionBatch,
-    rejected: list[dict[str, Any]],
-    report: RunReport,
-    seen: SeenSessions,
-    project_id: int,
-    fetched: Listing,
-    known: KnownListing | None,
-    previous_sessions: PreviousSessions | None,
-) -> dict[str, Any] | None:
-    """Queue one project's listing unless it is unchanged; return its project_listings row,
-    or None when the listing cannot be trusted to replace what is stored."""
-    rows, digest = fetched.rows, fetched.fingerprint
-    if rows is None or (known is not None and digest == known.fingerprint):
-        count = known.sessions if known is not None else len(rows or ())
-        _listing_ok(report, project_id, count, unchanged=True)
-        return _listing_row(report, project_id, count, digest)
-    plain = arrow_listing.plain_listing_tables(project_id, rows)
-    if plain is not None and not seen.first_listed_under(ids := plain[0]["id"].to_numpy()):
-        batch.add_tables(*plain)
-        seen.add(ids, project_id)
-        report.sessions_written += len(rows)
-    else:
-        rejected_count = _add_row_by_row(batch, rejected, report, seen, project_id, rows, previous_sessions)
-        if rejected_count is None:
-            return None
-        if rejected_count:
-            digest = None  # never remembered: the listing is read again, and reported, every night
-    _listing_ok(report, project_id, len(rows), unchanged=False)
-    return _listing_row(report, project_id, len(rows), digest)
+class _Batch:
+    """Listings on their way to dlt: changed ones wait in `pending` until FLUSH_ROWS sessions
+    have gathered, then go through Arrow in one go (see arrow_listing.py)."""
+
+    def __init__(self, report: RunReport, seen: SeenSessions, previous_sessions: PreviousSessions | None) -> None:
+        self.report, self.seen, self.previous_sessions = report, seen, previous_sessions
+        self.sessions = records.SessionBatch()
+        self.pending: list[tuple[int, Listing]] = []
+        self.pending_rows = 0
+        self.listings: list[dict[str, Any]] = []  # project_listings rows
+        self.rejected: list[dict[str, Any]] = []
+        self.extra_fields: set[str] = set()  # fields the spec does not list, as flushed
+
+    def add(self, project_id: int, fetched: Listing, known: KnownListing | None) -> None:
+        rows, digest = fetched.rows, fetched.fingerprint
+        if rows is None or (known is not None and digest == known.fingerprint):
+            count = known.sessions if known is not None else len(rows or ())
+            self._listed(project_id, count, digest, unchanged=True)
+        elif not rows:  # an empty listing clears its project: row by row, with its marker row
+            self._add_one(project_id, fetched, plain=None)
+        else:
+            self.pending.append((project_id, fetched))
+            self.pending_rows += len(rows)
+
+    def flush(self) -> Iterator[Any]:
+        """Convert what is pending, then hand every queued row to dlt."""
+        pending, self.pending, self.pending_rows = self.pending, [], 0
+        plain = arrow_listing.plain_listing_tables([(project_id, listing.rows) for project_id, listing in pending])
+        if plain is not None and self._all_new(plain):
+            self.sessions.add_tables(*plain)
+            for project_id, listing in pending:
+                self.report.sessions_written += len(listing.rows)
+                self._listed(project_id, len(listing.rows), listing.fingerprint, unchanged=False)
+        else:  # one listing at a time, to find the one that needs a closer look
+            for project_id, listing in pending:
+                self._add_one(project_id, listing, arrow_listing.plain_listing_tables([(project_id, listing.rows)]))
+        if len(self.sessions):
+            yield _to_table(settings.SESSIONS_TABLE, self.sessions.sessions_table())
+            yield _to_table(settings.SCENARIO_IDS_TABLE, self.sessions.scenario_ids_table())
+            self.extra_fields.update(self.sessions.extra_fields)
+            self.sessions = records.SessionBatch()
+
+    def _all_new(self, plain: tuple[pa.Table, pa.Table]) -> bool:
+        sessions = plain[0]
+        ids = sessions["id"].to_numpy()
+        if self.seen.first_listed_under(ids):
+            return False
+        self.seen.add(ids, sessions["project_id"].to_numpy())
+        return True
+
+    def _add_one(self, project_id: int, fetched: Listing, plain: tuple[pa.Table, pa.Table] | None) -> None:
+        rows, digest = fetched.rows, fetched.fingerprint
+        if plain is not None and self._all_new(plain):
+            self.sessions.add_tables(*plain)
+            self.report.sessions_written += len(rows)
+        else:
+            rejected_count = _add_row_by_row(
+                self.sessions, self.rejected, self.report, self.seen, project_id, rows, self.previous_sessions
+            )
+            if rejected_count is None:
+                return
+            if rejected_count:
+                digest = None  # never remembered: the listing is read again, and reported, every night
+        self._listed(project_id, len(rows), digest, unchanged=False)
+
+    def _listed(self, project_id: int, sessions: int, digest: str | None, unchanged: bool) -> None:
+        report = self.report
+        report.projects_ok.append(project_id)
+        report.sessions_listed += sessions
+        if unchanged:
+            report.projects_unchanged.append(project_id)
+        self.listings.append({
+            "project_id": project_id,
+            "listing_digest": digest,
+            "sessions_listed": sessions,
+            "listed_at": report.started_at,
+            "run_id": report.run_id,
+        })
 
 
 def _add_row_by_row(
@@ -257,28 +294,6 @@ def _set_aside(
 ) -> None:
     rejected.extend(records.rejected_row(report.run_id, project_id, row, why, report.started_at) for row, why in rows)
     report.rows_rejected += len(rows)
-
-
-def _listing_ok(report: RunReport, project_id: int, sessions: int, unchanged: bool) -> None:
-    report.projects_ok.append(project_id)
-    report.sessions_listed += sessions
-    if unchanged:
-        report.projects_unchanged.append(project_id)
-
-
-def _listing_row(report: RunReport, project_id: int, sessions: int, digest: str | None) -> dict[str, Any]:
-    return {
-        "project_id": project_id,
-        "listing_digest": digest,
-        "sessions_listed": sessions,
-        "listed_at": report.started_at,
-        "run_id": report.run_id,
-    }
-
-
-def _flush(batch: records.SessionBatch) -> Iterator[Any]:
-    yield _to_table(settings.SESSIONS_TABLE, batch.sessions_table())
-    yield _to_table(settings.SCENARIO_IDS_TABLE, batch.scenario_ids_table())
 
 
 def _to_table(table_name: str, item: Any) -> Any:
