@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 import orjson
+import pyarrow as pa
 import tenacity
 
-from cekura_sessions import settings
+from cekura_sessions import json_arrow, settings
 from cekura_sessions.transport import Answer, ConnectionFailed, Transport
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,21 @@ class InsecureUrlError(ConfigError):
 
 @dataclass(frozen=True)
 class Listing:
-    """One project's sessions, and a fingerprint of the answer's bytes: an identical answer
+    """One project's sessions, and a fingerprint of the answers' bytes: an identical answer
     means an unchanged listing, which the load can skip. `rows` is None when the answer was
-    byte for byte the one already loaded (it is then not even parsed)."""
+    byte for byte the one already loaded (it is then not even parsed); an Arrow StructArray
+    when Arrow's JSON reader read every page (json_arrow.py), with the answers' bytes kept in
+    `contents` for python_rows(); else the parsed rows."""
 
-    rows: list[Any] | None
+    rows: list[Any] | pa.StructArray | None
     fingerprint: str
+    contents: tuple[bytes, ...] = field(default=(), repr=False)
+
+    def python_rows(self) -> list[Any]:
+        """The rows as Python objects, exactly as delivered (missing keys stay missing)."""
+        if not isinstance(self.rows, pa.StructArray):
+            return self.rows or []
+        return [row for content in self.contents for row in _page_rows(_parse(content))]
 
 
 @dataclass(frozen=True)
@@ -236,27 +246,25 @@ class CekuraClient:
         return f"CekuraClient(base_url={self.base_url!r})"
 
     def list_projects(self) -> list[dict[str, Any]]:
-        return self._get_json(settings.PROJECTS_PATH, {}, _as_array)
+        return self._get_json(settings.PROJECTS_PATH, {}, _read_array)
 
     def list_sessions(self, project_id: int, known_fingerprint: str | None = None) -> Listing:
         """Every session of one project, whichever list shape the API answers with."""
         fingerprint = hashlib.blake2b(digest_size=16)
-        body = self._get_json(
-            settings.SESSIONS_PATH, {"project_id": project_id}, _as_array_or_page, fingerprint, known_fingerprint
+        page = self._get_json(
+            settings.SESSIONS_PATH, {"project_id": project_id}, _read_first_page, fingerprint, known_fingerprint
         )
-        if body is _UNCHANGED:
+        if page is _UNCHANGED:
             return Listing(None, fingerprint.hexdigest())
-        if isinstance(body, list):
-            return Listing(body, fingerprint.hexdigest())
-        rows = list(body["results"])
-        expected = body.get("count")
-        while body.get("next"):
-            body = self._get_json(self._same_origin(body["next"]), None, _as_page, fingerprint)
-            rows.extend(body["results"])
-        if isinstance(expected, int) and expected != len(rows):
+        pages = [page]
+        while page.next_url:
+            page = self._get_json(self._same_origin(page.next_url), None, _read_later_page, fingerprint)
+            pages.append(page)
+        listing = _listing(pages, fingerprint.hexdigest())
+        if isinstance(pages[0].count, int) and pages[0].count != len(listing.rows):
             # the listing moved under us while paging: a retry of the whole listing is safer
-            raise MalformedBody(f"paged listing returned {len(rows)} rows, count said {expected}")
-        return Listing(rows, fingerprint.hexdigest())
+            raise MalformedBody(f"paged listing returned {len(listing.rows)} rows, count said {pages[0].count}")
+        return listing
 
     def _same_origin(self, url: str) -> str:
         absolute = urljoin(self.base_url + "/", url)
@@ -269,11 +277,12 @@ class CekuraClient:
         self,
         path_or_url: str,
         params: dict[str, Any] | None,
-        shape: Callable[[Any], Any],
+        read: Callable[[bytes], Any],
         fingerprint: Any = None,
         unchanged_if: str | None = None,
     ) -> Any:
-        """GET and parse; a body of the wrong shape counts as a failed attempt and is retried.
+        """GET and `read` (parse, check the shape); a body of the wrong shape counts as a failed
+        attempt and is retried.
         The accepted answer's bytes go into `fingerprint` (a hashlib object) when one is given;
         an answer whose fingerprint is `unchanged_if` is not parsed: _UNCHANGED is returned."""
         url = path_or_url if path_or_url.startswith("http") else self.base_url + path_or_url
@@ -285,13 +294,13 @@ class CekuraClient:
             before_sleep=lambda state: self._before_sleep(state, _label(url, params)),
             reraise=True,
         )
-        return retrying(self._get_accepted, url, params, shape, fingerprint, unchanged_if)
+        return retrying(self._get_accepted, url, params, read, fingerprint, unchanged_if)
 
     def _get_accepted(
         self,
         url: str,
         params: dict[str, Any] | None,
-        shape: Callable[[Any], Any],
+        read: Callable[[bytes], Any],
         fingerprint: Any,
         unchanged_if: str | None,
     ) -> Any:
@@ -302,11 +311,7 @@ class CekuraClient:
             if candidate.hexdigest() == unchanged_if:
                 fingerprint.update(content)
                 return _UNCHANGED
-        try:
-            body = orjson.loads(content)
-        except orjson.JSONDecodeError as error:
-            raise MalformedBody(f"answer is not valid JSON ({error})") from None
-        accepted = shape(body)
+        accepted = read(content)
         if fingerprint is not None:
             fingerprint.update(content)
         return accepted
@@ -349,24 +354,65 @@ def _label(url: str, params: dict[str, Any] | None) -> str:
     return f"GET {path}" + (f"?{query}" if query else "")
 
 
-def _as_array(body: Any) -> list[Any]:
+class _Page(NamedTuple):
+    rows: list[Any] | pa.StructArray
+    next_url: str | None
+    count: Any
+    content: bytes
+
+
+def _parse(content: bytes) -> Any:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError as error:
+        raise MalformedBody(f"answer is not valid JSON ({error})") from None
+
+
+def _read_array(content: bytes) -> list[Any]:
+    body = _parse(content)
     if not isinstance(body, list):
         raise MalformedBody("answer is not a JSON array")
     return body
 
 
-def _as_page(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
-        raise MalformedBody("answer is not a page with `results`")
-    return body
-
-
-def _as_array_or_page(body: Any) -> list[Any] | dict[str, Any]:
+def _read_first_page(content: bytes) -> _Page:
+    fast = json_arrow.read_page(content)
+    if fast is not None:
+        return _Page(*fast, content)
+    body = _parse(content)
     if isinstance(body, list):
-        return body
+        return _Page(body, None, None, content)
     if not isinstance(body, dict) or not isinstance(body.get("results"), list):
         raise MalformedBody("answer is neither a JSON array nor a page with `results`")
-    return body
+    return _Page(body["results"], body.get("next"), body.get("count"), content)
+
+
+def _read_later_page(content: bytes) -> _Page:
+    fast = json_arrow.read_page(content) if content.lstrip()[:1] == b"{" else None
+    if fast is not None:
+        return _Page(*fast, content)
+    body = _parse(content)
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise MalformedBody("answer is not a page with `results`")
+    return _Page(body["results"], body.get("next"), body.get("count"), content)
+
+
+def _page_rows(body: Any) -> list[Any]:
+    return body if isinstance(body, list) else body["results"]
+
+
+def _listing(pages: list[_Page], fingerprint: str) -> Listing:
+    """One Listing from its pages: Arrow rows when Arrow read every page, else Python rows."""
+    if all(isinstance(page.rows, pa.StructArray) for page in pages):
+        try:
+            rows = pa.concat_arrays([page.rows for page in pages])
+            return Listing(rows, fingerprint, tuple(page.content for page in pages))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # pages typed apart (message_count)
+            pass
+    rows = [row for page in pages for row in (
+        _page_rows(_parse(page.content)) if isinstance(page.rows, pa.StructArray) else page.rows
+    )]
+    return Listing(rows, fingerprint)
 
 
 def describe_error(error: BaseException | None) -> str:

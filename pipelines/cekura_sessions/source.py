@@ -18,7 +18,7 @@ import pyarrow as pa
 from dlt.sources import DltResource
 
 from cekura_sessions import arrow_listing, records, settings
-from cekura_sessions.client import AuthError, CekuraClient, Listing, RetryPolicy, describe_error
+from cekura_sessions.client import AuthError, CekuraClient, Listing, MalformedBody, RetryPolicy, describe_error
 from cekura_sessions.run_report import RunReport
 from cekura_sessions.seen_sessions import SeenSessions
 from cekura_sessions.stored import KnownListing
@@ -205,6 +205,11 @@ class _Batch:
             self.sessions.add_tables(*plain)
             self.report.sessions_written += len(rows)
         else:
+            try:
+                rows = fetched.python_rows()
+            except MalformedBody as error:  # Arrow read it but orjson will not: never loaded half-read
+                self.report.projects_failed[project_id] = describe_error(error)
+                return
             rejected_count = _add_row_by_row(
                 self.sessions, self.rejected, self.report, self.seen, project_id, rows, self.previous_sessions
             )
