@@ -6,7 +6,6 @@ fields gives None, and the caller parses the bytes with orjson as before.
 
 from __future__ import annotations
 
-import io
 from typing import NamedTuple
 
 import pyarrow as pa
@@ -65,7 +64,7 @@ def read_page(content: bytes) -> ArrowPage | None:
 def _read(content: bytes, schema: pa.Schema) -> pa.Table | None:
     options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer", newlines_in_values=True)
     try:
-        return pa_json.read_json(io.BytesIO(content), read_options=_READ, parse_options=options)
+        return pa_json.read_json(pa.BufferReader(content), read_options=_READ, parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
 
