@@ -3,6 +3,7 @@ version of sessions whose new version is rejected."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import duckdb
@@ -10,6 +11,9 @@ import duckdb
 from cekura_sessions import settings
 
 _RAW = settings.RAW_SCHEMA
+
+# (project id, session ids) -> those sessions as last stored, in the API's shape
+PreviousSessions = Callable[[int, list[int]], list[dict[str, Any]]]
 
 
 class KnownListing(NamedTuple):
