@@ -7,7 +7,8 @@ import pyarrow as pa
 import pytest
 
 from cekura_sessions import json_arrow
-from cekura_sessions.client import Listing, MalformedBody
+from cekura_sessions.api_errors import MalformedBody
+from cekura_sessions.listing import Listing
 from cekura_sessions.fake_data import DataSpec, generate
 
 GOOD = {"id": 1, "title": "t", "project": 7, "scenario_ids": [3, 4], "status": "completed",

@@ -246,7 +246,8 @@ def test_key_is_absent_from_messages_ledger_and_log_records(run_night, api, data
 
 
 def test_client_repr_and_errors_do_not_show_the_key(api):
-    from cekura_sessions.client import CekuraClient, InsecureUrlError
+    from cekura_sessions.api_errors import InsecureUrlError
+    from cekura_sessions.client import CekuraClient
 
     client = CekuraClient(api.url, API_KEY, policy=TEST_RETRY)
     assert API_KEY not in repr(client) and API_KEY not in str(client)

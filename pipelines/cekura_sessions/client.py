@@ -14,76 +14,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import orjson
-import pyarrow as pa
 import tenacity
 
-from cekura_sessions import json_arrow, settings
+from cekura_sessions import settings
+from cekura_sessions.api_errors import (
+    AuthError,
+    ConfigError,
+    InsecureUrlError,
+    MalformedBody,
+    ProjectError,
+    RateLimited,
+    RetryableError,
+    Unreachable,
+)
+from cekura_sessions.listing import Listing, listing_from_pages, read_array, read_first_page, read_later_page
 from cekura_sessions.transport import Answer, ConnectionFailed, Transport
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    """Base class: something went wrong talking to the API."""
-
-
-class AuthError(ApiError):
-    """The key was refused: no request can succeed, so the whole run stops."""
-
-
-class ProjectError(ApiError):
-    """This request can never succeed as asked (403, 404, 400): fail the project, not the run."""
-
-
-class RetryableError(ApiError):
-    """A transient failure worth another attempt; `retry_after` is the server's hint in seconds."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class Unreachable(RetryableError):
-    """No answer at all: the connection failed or timed out."""
-
-
-class RateLimited(RetryableError):
-    """HTTP 429: the whole client slows down, not just the worker that was told."""
-
-
-class MalformedBody(RetryableError):
-    """200 with a body that is not the JSON the spec promises; retried, then fails the project."""
-
-
-class ConfigError(ValueError):
-    """The client cannot be set up as configured; the message says what to fix."""
-
-
-class InsecureUrlError(ConfigError):
-    """The key would travel in clear text to a host other than this machine."""
-
-
-@dataclass(frozen=True)
-class Listing:
-    """One project's sessions, and a fingerprint of the answers' bytes: an identical answer
-    means an unchanged listing, which the load can skip. `rows` is None when the answer was
-    byte for byte the one already loaded (it is then not even parsed); an Arrow StructArray
-    when Arrow's JSON reader read every page (json_arrow.py), with the answers' bytes kept in
-    `contents` for python_rows(); else the parsed rows."""
-
-    rows: list[Any] | pa.StructArray | None
-    fingerprint: str
-    contents: tuple[bytes, ...] = field(default=(), repr=False)
-
-    def python_rows(self) -> list[Any]:
-        """The rows as Python objects, exactly as delivered (missing keys stay missing)."""
-        if not isinstance(self.rows, pa.StructArray):
-            return self.rows or []
-        return [row for content in self.contents for row in _page_rows(_parse(content))]
 
 
 @dataclass(frozen=True)
@@ -246,21 +196,21 @@ class CekuraClient:
         return f"CekuraClient(base_url={self.base_url!r})"
 
     def list_projects(self) -> list[dict[str, Any]]:
-        return self._get_json(settings.PROJECTS_PATH, {}, _read_array)
+        return self._get_json(settings.PROJECTS_PATH, {}, read_array)
 
     def list_sessions(self, project_id: int, known_fingerprint: str | None = None) -> Listing:
         """Every session of one project, whichever list shape the API answers with."""
         fingerprint = hashlib.blake2b(digest_size=16)
         page = self._get_json(
-            settings.SESSIONS_PATH, {"project_id": project_id}, _read_first_page, fingerprint, known_fingerprint
+            settings.SESSIONS_PATH, {"project_id": project_id}, read_first_page, fingerprint, known_fingerprint
         )
         if page is _UNCHANGED:
             return Listing(None, fingerprint.hexdigest())
         pages = [page]
         while page.next_url:
-            page = self._get_json(self._same_origin(page.next_url), None, _read_later_page, fingerprint)
+            page = self._get_json(self._same_origin(page.next_url), None, read_later_page, fingerprint)
             pages.append(page)
-        listing = _listing(pages, fingerprint.hexdigest())
+        listing = listing_from_pages(pages, fingerprint.hexdigest())
         if isinstance(pages[0].count, int) and pages[0].count != len(listing.rows):
             # the listing moved under us while paging: a retry of the whole listing is safer
             raise MalformedBody(f"paged listing returned {len(listing.rows)} rows, count said {pages[0].count}")
@@ -352,67 +302,6 @@ def _label(url: str, params: dict[str, Any] | None) -> str:
     path = urlsplit(url).path
     query = "&".join(f"{k}={v}" for k, v in (params or {}).items()) or urlsplit(url).query
     return f"GET {path}" + (f"?{query}" if query else "")
-
-
-class _Page(NamedTuple):
-    rows: list[Any] | pa.StructArray
-    next_url: str | None
-    count: Any
-    content: bytes
-
-
-def _parse(content: bytes) -> Any:
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError as error:
-        raise MalformedBody(f"answer is not valid JSON ({error})") from None
-
-
-def _read_array(content: bytes) -> list[Any]:
-    body = _parse(content)
-    if not isinstance(body, list):
-        raise MalformedBody("answer is not a JSON array")
-    return body
-
-
-def _read_first_page(content: bytes) -> _Page:
-    fast = json_arrow.read_page(content)
-    if fast is not None:
-        return _Page(*fast, content)
-    body = _parse(content)
-    if isinstance(body, list):
-        return _Page(body, None, None, content)
-    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
-        raise MalformedBody("answer is neither a JSON array nor a page with `results`")
-    return _Page(body["results"], body.get("next"), body.get("count"), content)
-
-
-def _read_later_page(content: bytes) -> _Page:
-    fast = json_arrow.read_page(content) if content.lstrip()[:1] == b"{" else None
-    if fast is not None:
-        return _Page(*fast, content)
-    body = _parse(content)
-    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
-        raise MalformedBody("answer is not a page with `results`")
-    return _Page(body["results"], body.get("next"), body.get("count"), content)
-
-
-def _page_rows(body: Any) -> list[Any]:
-    return body if isinstance(body, list) else body["results"]
-
-
-def _listing(pages: list[_Page], fingerprint: str) -> Listing:
-    """One Listing from its pages: Arrow rows when Arrow read every page, else Python rows."""
-    if all(isinstance(page.rows, pa.StructArray) for page in pages):
-        try:
-            rows = pa.concat_arrays([page.rows for page in pages])
-            return Listing(rows, fingerprint, tuple(page.content for page in pages))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # pages typed apart (message_count)
-            pass
-    rows = [row for page in pages for row in (
-        _page_rows(_parse(page.content)) if isinstance(page.rows, pa.StructArray) else page.rows
-    )]
-    return Listing(rows, fingerprint)
 
 
 def describe_error(error: BaseException | None) -> str:

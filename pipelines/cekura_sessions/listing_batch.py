@@ -13,7 +13,9 @@ import numpy as np
 import pyarrow as pa
 
 from cekura_sessions import arrow_listing, records
-from cekura_sessions.client import Listing, MalformedBody, describe_error
+from cekura_sessions.api_errors import MalformedBody
+from cekura_sessions.client import describe_error
+from cekura_sessions.listing import Listing
 from cekura_sessions.run_report import RunReport
 from cekura_sessions.seen_sessions import SeenSessions
 from cekura_sessions.stored import KnownListing, PreviousSessions

@@ -15,7 +15,8 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 
 from cekura_sessions import crash_points, history, ledger, logs, models, settings, stored
-from cekura_sessions.client import ApiError, AuthError, ConfigError, RetryPolicy, describe_error
+from cekura_sessions.api_errors import ApiError, AuthError, ConfigError
+from cekura_sessions.client import RetryPolicy, describe_error
 from cekura_sessions.database import DatabaseBusy, DatabaseUnavailable, connect, first_line
 from cekura_sessions.dlt_pipeline import finish_leftover_packages, make_pipeline
 from cekura_sessions.run_lock import LockHeld, LockUnavailable, run_lock

@@ -17,7 +17,9 @@ import pyarrow as pa
 from dlt.sources import DltResource
 
 from cekura_sessions import records, settings
-from cekura_sessions.client import AuthError, CekuraClient, Listing, RetryPolicy, describe_error
+from cekura_sessions.api_errors import AuthError
+from cekura_sessions.client import CekuraClient, RetryPolicy, describe_error
+from cekura_sessions.listing import Listing
 from cekura_sessions.listing_batch import ListingBatch
 from cekura_sessions.run_report import RunReport
 from cekura_sessions.seen_sessions import SeenSessions

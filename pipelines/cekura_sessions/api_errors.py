@@ -1,0 +1,43 @@
+"""What can go wrong talking to the API, as classes that say what to do about it."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """Base class: something went wrong talking to the API."""
+
+
+class AuthError(ApiError):
+    """The key was refused: no request can succeed, so the whole run stops."""
+
+
+class ProjectError(ApiError):
+    """This request can never succeed as asked (403, 404, 400): fail the project, not the run."""
+
+
+class RetryableError(ApiError):
+    """A transient failure worth another attempt; `retry_after` is the server's hint in seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unreachable(RetryableError):
+    """No answer at all: the connection failed or timed out."""
+
+
+class RateLimited(RetryableError):
+    """HTTP 429: the whole client slows down, not just the worker that was told."""
+
+
+class MalformedBody(RetryableError):
+    """200 with a body that is not the JSON the spec promises; retried, then fails the project."""
+
+
+class ConfigError(ValueError):
+    """The client cannot be set up as configured; the message says what to fix."""
+
+
+class InsecureUrlError(ConfigError):
+    """The key would travel in clear text to a host other than this machine."""
