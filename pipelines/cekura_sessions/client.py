@@ -30,7 +30,15 @@ from cekura_sessions.api_errors import (
     RetryableError,
     Unreachable,
 )
-from cekura_sessions.listing import Listing, listing_from_pages, read_array, read_first_page, read_later_page
+from cekura_sessions.listing import (
+    Listing,
+    Page,
+    PageChain,
+    listing_from_pages,
+    read_array,
+    read_first_page,
+    read_later_page,
+)
 from cekura_sessions.transport import Answer, ConnectionFailed, Transport
 
 log = logging.getLogger(__name__)
@@ -198,19 +206,39 @@ class CekuraClient:
     def list_projects(self) -> list[dict[str, Any]]:
         return self._get_json(settings.PROJECTS_PATH, {}, read_array)
 
-    def list_sessions(self, project_id: int, known_fingerprint: str | None = None) -> Listing:
-        """Every session of one project, whichever list shape the API answers with."""
+    def list_sessions(
+        self, project_id: int, known_fingerprint: str | None = None, known_chain: PageChain = ()
+    ) -> Listing:
+        """Every session of one project, whichever list shape the API answers with.
+
+        `known_fingerprint` and `known_chain` are the listing as last loaded: an answer whose
+        bytes are the same up to its end is not parsed, and a page identical to last time's
+        (same bytes so far) is not parsed either, its `next` link taken from the chain, unless
+        a later page turns out to differ."""
         fingerprint = hashlib.blake2b(digest_size=16)
-        page = self._get_json(
-            settings.SESSIONS_PATH, {"project_id": project_id}, read_first_page, fingerprint, known_fingerprint
-        )
-        if page is _UNCHANGED:
-            return Listing(None, fingerprint.hexdigest())
-        pages = [page]
-        while page.next_url:
-            page = self._get_json(self._same_origin(page.next_url), None, read_later_page, fingerprint)
+        chain: list[tuple[str, str]] = []
+
+        def known_answer(digest: str, content: bytes) -> Any:
+            if digest == known_fingerprint:
+                return _UNCHANGED
+            if len(chain) < len(known_chain) and digest == known_chain[len(chain)][0]:
+                return Page(None, known_chain[len(chain)][1], None, content)
+            return None
+
+        skip = known_answer if known_fingerprint else None
+        page = self._get_json(settings.SESSIONS_PATH, {"project_id": project_id}, read_first_page, fingerprint, skip)
+        pages = []
+        while page is not _UNCHANGED:
             pages.append(page)
-        listing = listing_from_pages(pages, fingerprint.hexdigest())
+            if not page.next_url:
+                break
+            chain.append((fingerprint.hexdigest(), page.next_url))
+            page = self._get_json(self._same_origin(page.next_url), None, read_later_page, fingerprint, skip)
+        if page is _UNCHANGED:
+            return Listing(None, fingerprint.hexdigest(), chain=tuple(chain))
+        pages = [page if page.rows is not None else (read_later_page if i else read_first_page)(page.content)
+                 for i, page in enumerate(pages)]
+        listing = listing_from_pages(pages, fingerprint.hexdigest(), tuple(chain))
         if isinstance(pages[0].count, int) and pages[0].count != len(listing.rows):
             # the listing moved under us while paging: a retry of the whole listing is safer
             raise MalformedBody(f"paged listing returned {len(listing.rows)} rows, count said {pages[0].count}")
@@ -229,12 +257,13 @@ class CekuraClient:
         params: dict[str, Any] | None,
         read: Callable[[bytes], Any],
         fingerprint: Any = None,
-        unchanged_if: str | None = None,
+        known_answer: Callable[[str, bytes], Any] | None = None,
     ) -> Any:
         """GET and `read` (parse, check the shape); a body of the wrong shape counts as a failed
         attempt and is retried.
         The accepted answer's bytes go into `fingerprint` (a hashlib object) when one is given;
-        an answer whose fingerprint is `unchanged_if` is not parsed: _UNCHANGED is returned."""
+        when `known_answer(fingerprint so far with this answer, answer)` gives something, that
+        is returned instead, and the answer is not parsed."""
         url = path_or_url if path_or_url.startswith("http") else self.base_url + path_or_url
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(RetryableError),
@@ -244,7 +273,7 @@ class CekuraClient:
             before_sleep=lambda state: self._before_sleep(state, _label(url, params)),
             reraise=True,
         )
-        return retrying(self._get_accepted, url, params, read, fingerprint, unchanged_if)
+        return retrying(self._get_accepted, url, params, read, fingerprint, known_answer)
 
     def _get_accepted(
         self,
@@ -252,15 +281,16 @@ class CekuraClient:
         params: dict[str, Any] | None,
         read: Callable[[bytes], Any],
         fingerprint: Any,
-        unchanged_if: str | None,
+        known_answer: Callable[[str, bytes], Any] | None,
     ) -> Any:
         content = self._get_once(url, params)
-        if unchanged_if is not None and fingerprint is not None:
+        if known_answer is not None and fingerprint is not None:
             candidate = fingerprint.copy()
             candidate.update(content)
-            if candidate.hexdigest() == unchanged_if:
+            known = known_answer(candidate.hexdigest(), content)
+            if known is not None:
                 fingerprint.update(content)
-                return _UNCHANGED
+                return known
         accepted = read(content)
         if fingerprint is not None:
             fingerprint.update(content)

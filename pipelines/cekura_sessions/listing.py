@@ -14,6 +14,10 @@ from cekura_sessions import json_arrow
 from cekura_sessions.api_errors import MalformedBody
 
 
+# (fingerprint of the pages so far, that page's `next` link) for each page but the last
+PageChain = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True)
 class Listing:
     """One project's sessions, and a fingerprint of the answers' bytes: an identical answer
@@ -25,6 +29,7 @@ class Listing:
     rows: list[Any] | pa.StructArray | None
     fingerprint: str
     contents: tuple[bytes, ...] = field(default=(), repr=False)
+    chain: PageChain = ()
 
     def python_rows(self) -> list[Any]:
         """The rows as Python objects, exactly as delivered (missing keys stay missing)."""
@@ -34,7 +39,7 @@ class Listing:
 
 
 class Page(NamedTuple):
-    rows: list[Any] | pa.StructArray
+    rows: list[Any] | pa.StructArray | None  # None: the same bytes as last time, not parsed
     next_url: str | None
     count: Any
     content: bytes
@@ -80,15 +85,15 @@ def _page_rows(body: Any) -> list[Any]:
     return body if isinstance(body, list) else body["results"]
 
 
-def listing_from_pages(pages: list[Page], fingerprint: str) -> Listing:
+def listing_from_pages(pages: list[Page], fingerprint: str, chain: PageChain = ()) -> Listing:
     """One Listing from its pages: Arrow rows when Arrow read every page, else Python rows."""
     if all(isinstance(page.rows, pa.StructArray) for page in pages):
         try:
             rows = pa.concat_arrays([page.rows for page in pages])
-            return Listing(rows, fingerprint, tuple(page.content for page in pages))
+            return Listing(rows, fingerprint, tuple(page.content for page in pages), chain)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # pages typed apart (message_count)
             pass
     rows = [row for page in pages for row in (
         _page_rows(_parse(page.content)) if isinstance(page.rows, pa.StructArray) else page.rows
     )]
-    return Listing(rows, fingerprint)
+    return Listing(rows, fingerprint, chain=chain)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from cekura_sessions import arrow_listing, records
@@ -38,7 +39,7 @@ class ListingBatch:
         rows, digest = fetched.rows, fetched.fingerprint
         if rows is None or (known is not None and digest == known.fingerprint):
             count = known.sessions if known is not None else len(rows or ())
-            self._listed(project_id, count, digest, unchanged=True)
+            self._listed(project_id, count, fetched, unchanged=True)
         elif not rows:  # an empty listing clears its project: row by row, with its marker row
             self._add_one(project_id, fetched, plain=None)
         else:
@@ -54,7 +55,7 @@ class ListingBatch:
             self.sessions.add_tables(*plain)
             for project_id, listing in pending:
                 self.report.sessions_written += len(listing.rows)
-                self._listed(project_id, len(listing.rows), listing.fingerprint, unchanged=False)
+                self._listed(project_id, len(listing.rows), listing, unchanged=False)
         else:  # one listing at a time, to find the one that needs a closer look
             for project_id, listing in pending:
                 self._add_one(project_id, listing, arrow_listing.plain_listing_tables([(project_id, listing.rows)]))
@@ -76,7 +77,7 @@ class ListingBatch:
         return True
 
     def _add_one(self, project_id: int, fetched: Listing, plain: tuple[pa.Table, pa.Table] | None) -> None:
-        rows, digest = fetched.rows, fetched.fingerprint
+        rows = fetched.rows
         if plain is not None and self._claim(plain):
             self.sessions.add_tables(*plain)
             self.report.sessions_written += len(rows)
@@ -92,10 +93,13 @@ class ListingBatch:
             if rejected_count is None:
                 return
             if rejected_count:
-                digest = None  # never remembered: the listing is read again, and reported, every night
-        self._listed(project_id, len(rows), digest, unchanged=False)
+                # never remembered: the listing is read again, and reported, every night
+                self._listed(project_id, len(rows), None, unchanged=False)
+                return
+        self._listed(project_id, len(rows), fetched, unchanged=False)
 
-    def _listed(self, project_id: int, sessions: int, digest: str | None, unchanged: bool) -> None:
+    def _listed(self, project_id: int, sessions: int, fetched: Listing | None, unchanged: bool) -> None:
+        """Its project_listings row; `fetched` None: nothing of the listing is remembered."""
         report = self.report
         report.projects_ok.append(project_id)
         report.sessions_listed += sessions
@@ -103,7 +107,8 @@ class ListingBatch:
             report.projects_unchanged.append(project_id)
         self.listings.append({
             "project_id": project_id,
-            "listing_digest": digest,
+            "listing_digest": fetched.fingerprint if fetched else None,
+            "page_chain": orjson.dumps(fetched.chain).decode() if fetched and fetched.chain else None,
             "sessions_listed": sessions,
             "listed_at": report.started_at,
             "run_id": report.run_id,

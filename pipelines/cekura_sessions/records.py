@@ -66,6 +66,8 @@ PROJECT_LISTINGS_SCHEMA = pa.schema(
         ("sessions_listed", pa.int64()),
         ("listed_at", pa.timestamp("us", tz="UTC")),
         ("run_id", pa.string()),
+        # paged listings: JSON [[fingerprint of the pages so far, next link], ...] (listing.PageChain)
+        ("page_chain", pa.string()),
     ]
 )
 

@@ -171,8 +171,10 @@ def _fetch_listings(
         try:
             while True:
                 for project_id in queue:
-                    fingerprint = known[project_id].fingerprint if project_id in known else None
-                    running[pool.submit(client.list_sessions, project_id, fingerprint)] = project_id
+                    last = known.get(project_id)
+                    running[pool.submit(
+                        client.list_sessions, project_id, last and last.fingerprint, last.chain if last else ()
+                    )] = project_id
                     if len(running) >= 2 * concurrency:
                         break
                 if not running:

@@ -7,8 +7,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import duckdb
+import orjson
 
 from cekura_sessions import settings
+from cekura_sessions.listing import PageChain
 
 _RAW = settings.RAW_SCHEMA
 
@@ -19,19 +21,29 @@ PreviousSessions = Callable[[int, list[int]], list[dict[str, Any]]]
 class KnownListing(NamedTuple):
     fingerprint: str
     sessions: int
+    chain: PageChain = ()  # paged listings: see listing.PageChain
 
 
 def known_listings(con: duckdb.DuckDBPyConnection) -> dict[int, KnownListing]:
-    """The fingerprint and size of each project's last loaded listing, read from the database
-    itself, so a fresh or replaced database file always gets a full load."""
+    """The fingerprint, size and page chain of each project's last loaded listing, read from
+    the database itself, so a fresh or replaced database file always gets a full load."""
+    table = f"{_RAW}.{settings.PROJECT_LISTINGS_TABLE}"
     try:
+        columns = {name for (name,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+            [_RAW, settings.PROJECT_LISTINGS_TABLE],
+        ).fetchall()}
+        # page_chain came later: a database loaded before it has none
+        chain = "page_chain" if "page_chain" in columns else "null"
         rows = con.execute(
-            f"select project_id, listing_digest, sessions_listed from {_RAW}.{settings.PROJECT_LISTINGS_TABLE} "
-            "where listing_digest is not null"
+            f"select project_id, listing_digest, sessions_listed, {chain} from {table} where listing_digest is not null"
         ).fetchall()
     except duckdb.CatalogException:
         return {}
-    return {project_id: KnownListing(digest, sessions) for project_id, digest, sessions in rows}
+    return {
+        project_id: KnownListing(digest, sessions, tuple(map(tuple, orjson.loads(chain_json))) if chain_json else ())
+        for project_id, digest, sessions, chain_json in rows
+    }
 
 
 class StoredSessions:
