@@ -351,8 +351,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.startswith("slow:"):
             time.sleep(float(fault[5:]))
         answer = self._answer(endpoint, split, params, project_id, fault)
-        self._send(answer)
+        # logged before it is sent: a client that has its answer finds it in the log
         api._record(endpoint, project_id, page, answer.status, fault)
+        self._send(answer)
 
     def _not_allowed(self) -> None:
         self._discard_body()
@@ -361,9 +362,9 @@ class _Handler(BaseHTTPRequestHandler):
             answer = _detail(405, f'Method "{self.command}" not allowed.', (("Allow", "GET"),))
         else:
             answer = _detail(404, "Not found.")
-        self._send(answer)
         endpoint = {PROJECTS_PATH: "projects", SESSIONS_PATH: "sessions"}.get(path, "other")
         self.server.api._record(endpoint, None, None, answer.status, None)
+        self._send(answer)
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _not_allowed
 
