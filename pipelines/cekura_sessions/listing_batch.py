@@ -1,7 +1,7 @@
 """Listings on their way to dlt: each changed listing goes through Arrow when it is plain
 (arrow_listing.py), row by row when not (records.py), and no session id goes twice.
 
-Unchanged listings write nothing but their project_listings row; a listing with rows set
+Unchanged listings write nothing (freshness.py marks them listed); a listing with rows set
 aside keeps no fingerprint, so it is read again, and reported, every night.
 """
 
@@ -39,7 +39,7 @@ class ListingBatch:
         rows, digest = fetched.rows, fetched.fingerprint
         if rows is None or (known is not None and digest == known.fingerprint):
             count = known.sessions if known is not None else len(rows or ())
-            self._listed(project_id, count, fetched, unchanged=True)
+            self._listed(project_id, count, fetched, unchanged=True, known=known)
         elif not rows:  # an empty listing clears its project: row by row, with its marker row
             self._add_one(project_id, fetched, plain=None)
         else:
@@ -98,13 +98,20 @@ class ListingBatch:
                 return
         self._listed(project_id, len(rows), fetched, unchanged=False)
 
-    def _listed(self, project_id: int, sessions: int, fetched: Listing | None, unchanged: bool) -> None:
-        """Its project_listings row; `fetched` None: nothing of the listing is remembered."""
+    def _listed(
+        self, project_id: int, sessions: int, fetched: Listing | None, unchanged: bool, known: KnownListing | None = None
+    ) -> None:
+        """Its project_listings row, unless the stored one says the same (freshness.py then
+        marks it listed); `fetched` None: nothing of the listing is remembered."""
         report = self.report
         report.projects_ok.append(project_id)
         report.sessions_listed += sessions
         if unchanged:
             report.projects_unchanged.append(project_id)
+            if known is not None and (known.fingerprint, known.sessions, known.chain) == (
+                fetched.fingerprint, sessions, fetched.chain
+            ):
+                return
         self.listings.append({
             "project_id": project_id,
             "listing_digest": fetched.fingerprint if fetched else None,

@@ -14,7 +14,7 @@ import pyarrow as pa
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 
-from cekura_sessions import crash_points, history, ledger, logs, models, settings, stored
+from cekura_sessions import crash_points, freshness, history, ledger, logs, models, settings, stored
 from cekura_sessions.api_errors import ApiError, AuthError, ConfigError
 from cekura_sessions.client import RetryPolicy, describe_error
 from cekura_sessions.database import DatabaseBusy, DatabaseUnavailable, connect, first_line
@@ -104,6 +104,7 @@ def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
                 retry=config.retry,
                 report=report,
                 known_listings=stored.known_listings(con),
+                known_projects=stored.known_projects(con),
                 previous_sessions=stored.StoredSessions(con),
             )
             pipeline.extract(source, loader_file_format="parquet")
@@ -125,6 +126,7 @@ def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
     if report.projects_failed and not report.projects_ok:
         raise FatalError(f"no project could be loaded: {report.failed_summary()}")
     with connect(db_path, config.db_wait_seconds) as con:
+        freshness.mark_listed(con, report)
         history.record_changes(con, report)
         _checkpoint("models", db_path)
         if config.build_models:

@@ -55,6 +55,11 @@ _TOMBSTONE_HINT = {settings.TOMBSTONE_COLUMN: {"data_type": "bool", "hard_delete
 # Each table the sessions resource writes carries its own complete hints, so no table inherits
 # another's keys or marker column.
 _TABLE_HINTS: dict[str, Any] = {
+    settings.PROJECTS_TABLE: dlt.mark.make_hints(
+        table_name=settings.PROJECTS_TABLE,
+        write_disposition=_MERGE,
+        primary_key="id",
+    ),
     settings.SESSIONS_TABLE: dlt.mark.make_hints(
         table_name=settings.SESSIONS_TABLE,
         write_disposition=_replace_listed_projects("id"),
@@ -92,17 +97,20 @@ def cekura(
     report: RunReport | None = None,
     known_listings: dict[int, KnownListing] | None = None,
     previous_sessions: PreviousSessions | None = None,
-) -> tuple[DltResource, DltResource]:
+    known_projects: dict[int, tuple[Any, ...]] | None = None,
+) -> DltResource:
     report = report or RunReport()
     client = CekuraClient(base_url, api_key, policy=retry, stats=report.stats, connections=max(1, concurrency))
-    listed = projects(client)
-    sessions = scenario_improvement_sessions(
-        client, report, project_ids or None, max(1, concurrency), known_listings or {}, previous_sessions
+    # the projects list only feeds the sessions resource, which loads it when it changed: a
+    # night where nothing changed then loads nothing, and dlt skips its normalize and load
+    # work (no-change night at M 0.9 s -> 0.5 s)
+    return projects(client) | scenario_improvement_sessions(
+        client, report, project_ids or None, max(1, concurrency), known_listings or {}, previous_sessions,
+        known_projects or {},
     )
-    return listed, listed | sessions
 
 
-@dlt.resource(name=settings.PROJECTS_TABLE, primary_key="id", write_disposition=_MERGE)
+@dlt.resource(name="project_list", selected=False)
 def projects(client: CekuraClient) -> Iterator[pa.Table]:
     """Every project the key can see, allow-listed columns only."""
     valid = [p for p in client.list_projects() if isinstance(p, dict) and records.is_integer(p.get("id"))]
@@ -118,9 +126,13 @@ def scenario_improvement_sessions(
     concurrency: int,
     known_listings: dict[int, KnownListing],
     previous_sessions: PreviousSessions | None,
+    known_projects: dict[int, tuple[Any, ...]],
 ) -> Iterator[Any]:
-    """Each listed project's sessions, with the scenario-id child table, the listings'
-    fingerprints and any rejected rows, as Arrow tables flushed every FLUSH_ROWS sessions."""
+    """The projects (when they changed), each listed project's sessions with the scenario-id
+    child table, the listings' fingerprints and any rejected rows, as Arrow tables flushed
+    every FLUSH_ROWS sessions."""
+    if not _as_stored(listed_projects, known_projects):
+        yield _to_table(settings.PROJECTS_TABLE, listed_projects)
     wanted = list(dict.fromkeys(project_ids or _active_project_ids(listed_projects)))  # each listed once
     report.projects_wanted = len(wanted)
     batch = ListingBatch(report, SeenSessions(), previous_sessions)
@@ -140,6 +152,13 @@ def scenario_improvement_sessions(
     if report.new_fields:
         log.info("sessions carry fields the spec does not list, loaded as new columns: %s",
                  ", ".join(sorted(report.new_fields)))
+
+
+def _as_stored(listed_projects: pa.Table, known_projects: dict[int, tuple[Any, ...]]) -> bool:
+    """Every listed project is stored exactly so: merging them would change nothing."""
+    return bool(known_projects) and all(
+        known_projects.get(row[0]) == row for row in zip(*listed_projects.to_pydict().values())
+    )
 
 
 def _active_project_ids(listed_projects: pa.Table) -> list[int]:

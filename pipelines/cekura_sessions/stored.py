@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import duckdb
 import orjson
 
-from cekura_sessions import settings
+from cekura_sessions import records, settings
 from cekura_sessions.listing import PageChain
 
 _RAW = settings.RAW_SCHEMA
@@ -44,6 +44,16 @@ def known_listings(con: duckdb.DuckDBPyConnection) -> dict[int, KnownListing]:
         project_id: KnownListing(digest, sessions, tuple(map(tuple, orjson.loads(chain_json))) if chain_json else ())
         for project_id, digest, sessions, chain_json in rows
     }
+
+
+def known_projects(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[Any, ...]]:
+    """Each stored project's allow-listed columns, in records.PROJECTS_SCHEMA's order."""
+    columns = ", ".join(records.PROJECTS_SCHEMA.names)
+    try:
+        rows = con.execute(f"select {columns} from {_RAW}.{settings.PROJECTS_TABLE}").fetchall()
+    except duckdb.Error:  # no table yet, or a column dlt has not created (never a value seen)
+        return {}
+    return {row[0]: row for row in rows}
 
 
 class StoredSessions:
