@@ -61,6 +61,13 @@ CASES: dict[str, Case] = {
     "db-is-a-folder": Case(db="{folder}", says=("cannot open",)),
     "db-under-proc": Case(db="/proc/cekura-sessions-test.duckdb", says=("/proc/cekura-sessions-test.duckdb",)),
     "db-under-sys": Case(db="/sys/cekura-sessions-test.duckdb", says=("/sys/cekura-sessions-test.duckdb",)),
+    "key-with-a-newline": Case(env={"CEKURA_API_KEY": "abc\ndef"}, says=("CEKURA_API_KEY", "control characters")),
+    "ca-bundle-missing": Case(
+        env={"REQUESTS_CA_BUNDLE": "{folder}/no-such.pem"}, says=("no-such.pem", "REQUESTS_CA_BUNDLE", "does not exist")
+    ),
+    "proxy-not-a-url": Case(
+        env={"HTTP_PROXY": "ftp://user:secret@proxy.internal:21", "NO_PROXY": ""}, says=("proxy", "http://")
+    ),
 }
 
 

@@ -78,3 +78,15 @@ def test_python_rows_of_bytes_orjson_refuses_is_a_malformed_body():
     listing = Listing(pa.array([{"id": 1}]), "digest", (b"[{'id': 1}]",))
     with pytest.raises(MalformedBody):
         listing.python_rows()
+
+
+def test_arrow_reads_each_field_as_a_type_the_fast_path_accepts():
+    """json_arrow types the spec's fields; arrow_listing accepts a set of types per field: the
+    two lists must agree, or plain listings would silently take the slow path."""
+    from cekura_sessions import arrow_listing
+
+    typed = {field.name: field.type for field in json_arrow._ROW}
+    typed_message_counts = json_arrow._MESSAGE_COUNT_TYPES
+    assert set(typed) | {"message_count"} == set(arrow_listing._ACCEPTED)
+    assert all(typed[name] in arrow_listing._ACCEPTED[name] for name in typed)
+    assert set(typed_message_counts) <= set(arrow_listing._ACCEPTED["message_count"])

@@ -344,6 +344,21 @@ def test_key_travels_only_in_its_header(run_night, recorder_factory):
     assert lines[0] == f"GET {settings.PROJECTS_PATH} HTTP/1.1", lines[0]
 
 
+_REDIRECT = (b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://elsewhere.example/user/v1/projects/?token=x\r\n"
+             b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+def test_a_redirect_is_not_followed_and_says_where_it_points(run_night, recorder_factory):
+    fake_api = recorder_factory(_REDIRECT)
+
+    outcome = run_night(base_url=fake_api.url)
+
+    assert outcome.exit_code == 2, outcome.message
+    assert len(fake_api.heads) == 1, "the redirect was followed"
+    assert "HTTP 301" in outcome.message and "https://elsewhere.example/user/v1/projects/" in outcome.message
+    assert "token=x" not in outcome.message and "set the base URL" in outcome.message
+
+
 @pytest.mark.parametrize("base_url", [
     pytest.param("http://example.invalid", id="remote-name"),
     pytest.param("http://10.0.0.7:8080", id="private-address"),

@@ -1,4 +1,4 @@
-"""What the transport takes from the environment, as requests did: proxies and the CA bundle."""
+"""What the transport takes from the environment: proxies and the certificate bundle."""
 
 from __future__ import annotations
 
@@ -33,8 +33,43 @@ def test_ca_bundle_comes_from_requests_ca_bundle_then_ssl_cert_file_then_certifi
     import certifi
 
     _clear(monkeypatch)
+    (tmp_path / "a.pem").write_text("")
+    (tmp_path / "b.pem").write_text("")
     assert transport._pool_manager("https://x.test", 1).connection_pool_kw["ca_certs"] == certifi.where()
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "b.pem"))
     assert transport._pool_manager("https://x.test", 1).connection_pool_kw["ca_certs"] == str(tmp_path / "b.pem")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "a.pem"))
     assert transport._pool_manager("https://x.test", 1).connection_pool_kw["ca_certs"] == str(tmp_path / "a.pem")
+
+
+def test_a_proxy_without_scheme_is_http_and_its_credentials_go_in_a_header(monkeypatch):
+    _clear(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", "user:p%40ss@proxy.internal:3128")
+
+    pool = transport._pool_manager("https://api.cekura.ai", 4)
+
+    assert isinstance(pool, urllib3.ProxyManager)
+    assert (pool.proxy.scheme, pool.proxy.host, pool.proxy.port, pool.proxy.auth) == ("http", "proxy.internal", 3128, None)
+    assert pool.proxy_headers == urllib3.make_headers(proxy_basic_auth="user:p@ss")
+
+
+def test_a_certificate_folder_is_used_as_one(monkeypatch, tmp_path):
+    _clear(monkeypatch)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path))
+    kw = transport._pool_manager("https://x.test", 1).connection_pool_kw
+    assert kw["ca_cert_dir"] == str(tmp_path) and "ca_certs" not in kw
+
+
+def test_refused_connection_says_connection_failed_not_timed_out():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    get = transport.Transport(f"http://127.0.0.1:{port}", {}, 1, 2, 2).get
+    try:
+        get(f"http://127.0.0.1:{port}/x")
+    except transport.ConnectionFailed as error:
+        assert str(error) == "connection failed"
+    else:
+        raise AssertionError("a closed port answered")

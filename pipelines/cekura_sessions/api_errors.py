@@ -12,7 +12,8 @@ class AuthError(ApiError):
 
 
 class ProjectError(ApiError):
-    """This request can never succeed as asked (403, 404, 400): fail the project, not the run."""
+    """This request can never succeed as asked (a 4xx other than 401, 408 and 429, or a
+    redirect): fail the project, not the run."""
 
 
 class RetryableError(ApiError):

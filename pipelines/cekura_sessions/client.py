@@ -1,4 +1,4 @@
-"""HTTP access to Cekura's API: auth header, status classification, retry policy, list shapes.
+"""Cekura's API: auth header, status classification, retry policy, pagination.
 
 Retries live here and only here (tenacity); the transport never retries, so attempts are never
 multiplied by a second layer.
@@ -131,13 +131,18 @@ def parse_retry_after(value: str | None) -> float | None:
     return seconds if seconds > 0 else None
 
 
-def classify_response(url: str, response: Answer) -> None:
+def classify_response(response: Answer) -> None:
     """Raise the error class that says what to do with a non-2xx answer; return on success."""
     status = response.status
     if 200 <= status < 300:
         return
-    parts = urlsplit(url)
+    parts = urlsplit(response.url)
     where = parts.path + (f"?{parts.query}" if parts.query else "")
+    if 300 <= status < 400:
+        # never followed: the key would travel to wherever it points
+        target = urlsplit(response.headers.get("Location") or "")
+        moved = f"{target.scheme}://{target.netloc}{target.path}" if target.netloc else target.path or "?"
+        raise ProjectError(f"HTTP {status} on {where} redirects to {moved}; set the base URL to where the API is")
     if status == 401:
         # the key is missing or wrong: every other request would fail the same way
         raise AuthError("the API refused the key (HTTP 401); check CEKURA_API_KEY")
@@ -187,6 +192,9 @@ class CekuraClient:
     ) -> None:
         if not api_key or not api_key.strip():
             raise ConfigError("the API key is empty; set CEKURA_API_KEY")
+        if any(ord(c) < 32 or ord(c) == 127 for c in api_key.strip()):
+            # http.client would refuse it with an error that quotes the whole header
+            raise ConfigError("the API key contains control characters; check CEKURA_API_KEY")
         self.base_url = check_base_url(base_url)
         self._api_key = api_key.strip()
         self.policy = policy or RetryPolicy()
@@ -303,7 +311,7 @@ class CekuraClient:
             response = self._transport.get(url, params)
         except ConnectionFailed as error:
             raise Unreachable(str(error)) from None
-        classify_response(url, response)
+        classify_response(response)
         content_type = response.headers.get("Content-Type", "")
         if "json" not in content_type:
             raise MalformedBody(f"answer is {content_type or 'untyped'}, not JSON")

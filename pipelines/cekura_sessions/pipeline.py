@@ -18,7 +18,7 @@ from cekura_sessions import crash_points, freshness, history, ledger, logs, mode
 from cekura_sessions.api_errors import ApiError, AuthError, ConfigError
 from cekura_sessions.client import RetryPolicy, describe_error
 from cekura_sessions.database import DatabaseBusy, DatabaseUnavailable, connect, first_line
-from cekura_sessions.dlt_pipeline import finish_leftover_packages, make_pipeline
+from cekura_sessions.dlt_pipeline import drop_repeated_rows, finish_leftover_packages, make_pipeline
 from cekura_sessions.run_lock import LockHeld, LockUnavailable, run_lock
 from cekura_sessions.run_report import RunReport
 from cekura_sessions.source import cekura
@@ -96,9 +96,11 @@ def _locked_run(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
 
 def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
     pipeline = make_pipeline(db_path, config.pipelines_dir)
-    finish_leftover_packages(pipeline, db_path)
+    leftovers_completed = finish_leftover_packages(pipeline, db_path)
     try:
         with connect(db_path, config.db_wait_seconds) as con:
+            if leftovers_completed:
+                drop_repeated_rows(con)
             source = cekura(
                 **_source_overrides(config),
                 retry=config.retry,

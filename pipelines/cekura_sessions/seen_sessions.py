@@ -44,12 +44,8 @@ class SeenSessions:
         ids = np.fromiter(self._recent.keys(), dtype=np.int64, count=len(self._recent))
         projects = np.fromiter(self._recent.values(), dtype=np.int64, count=len(self._recent))
         all_ids = np.concatenate([self._ids, ids])
-        # already sorted + a new run: the stable sort (timsort) merges the two in linear time
+        # timsort finds the stored ids as one sorted run: the cost is sorting the new ones and a merge
         order = np.argsort(all_ids, kind="stable")
         self._ids = all_ids[order]
         self._projects = np.concatenate([self._projects, projects])[order]
         self._recent = {}
-
-
-def repeated_within(ids: np.ndarray) -> bool:
-    return len(np.unique(ids)) != len(ids)

@@ -1,9 +1,11 @@
 """One GET over a pool of keep-alive connections (urllib3), shared by every worker thread.
 
 urllib3 directly rather than requests: at 500 listings, requests' per-request machinery cost
-twice the fetch time of the same pool used bare (benchmarks/README.md). What requests gave for
-free is kept: the system's proxy settings (HTTPS_PROXY, NO_PROXY, ...), certificate checks
-against certifi's bundle unless REQUESTS_CA_BUNDLE or SSL_CERT_FILE names another, and gzip.
+twice the fetch time of the same pool used bare (benchmarks/README.md). Kept from requests: the
+proxy variables (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY; a proxy without a scheme is
+http, user:password in it is sent as Proxy-Authorization), certificate checks against certifi's
+bundle unless REQUESTS_CA_BUNDLE or SSL_CERT_FILE names another file or folder, and gzip.
+Redirects are not followed (they could carry the key elsewhere): the caller reports them.
 Retries are the caller's (tenacity); here a failed attempt is one exception.
 """
 
@@ -12,10 +14,13 @@ from __future__ import annotations
 import os
 import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from pathlib import Path
+from urllib.parse import unquote, urlencode, urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError, TimeoutError as Urllib3Timeout
+from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError as Urllib3Timeout
+
+from cekura_sessions.api_errors import ConfigError
 
 
 class ConnectionFailed(Exception):
@@ -24,6 +29,7 @@ class ConnectionFailed(Exception):
 
 @dataclass(frozen=True)
 class Answer:
+    url: str  # as asked, query included
     status: int
     headers: urllib3.HTTPHeaderDict
     content: bytes
@@ -56,24 +62,51 @@ class Transport:
                 response = self._origin_pool.urlopen("GET", url[len(self._origin):], **self._options)
             else:
                 response = self._manager.urlopen("GET", url, **self._options)
+        except NewConnectionError:  # refused, or the name did not resolve (a subclass of timeouts)
+            raise ConnectionFailed("connection failed") from None
         except Urllib3Timeout:
             raise ConnectionFailed("timed out") from None
         except HTTPError:
             raise ConnectionFailed("connection failed") from None
-        return Answer(response.status, response.headers, response.data)
-
-    def close(self) -> None:
-        self._manager.clear()
+        return Answer(url, response.status, response.headers, response.data)
 
 
 def _pool_manager(base_url: str, connections: int) -> urllib3.PoolManager:
-    ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or _certifi_bundle()
-    options = {"num_pools": 4, "maxsize": connections, "block": False, "ca_certs": ca_certs}
+    options = {"num_pools": 4, "maxsize": connections, "block": False, **_certificates()}
     proxy = _proxy_for(base_url)
     if proxy:
         # an https target is tunnelled (CONNECT): the proxy never sees the key
-        return urllib3.ProxyManager(proxy, **options)
+        return _proxy_manager(proxy, options)
     return urllib3.PoolManager(**options)
+
+
+def _certificates() -> dict[str, str]:
+    given = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
+    if not given:
+        bundle = _certifi_bundle()
+        return {"ca_certs": bundle} if bundle else {}  # else the system's default store
+    path = Path(given)
+    if path.is_dir():
+        return {"ca_cert_dir": given}
+    if not path.is_file():
+        raise ConfigError(f"the certificate bundle {given} (REQUESTS_CA_BUNDLE or SSL_CERT_FILE) does not exist")
+    return {"ca_certs": given}
+
+
+def _proxy_manager(proxy: str, options: dict[str, object]) -> urllib3.ProxyManager:
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"  # as requests reads "proxy.internal:3128"
+    try:
+        parts = urllib3.util.parse_url(proxy)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(parts.scheme)
+    except ValueError:
+        raise ConfigError("the proxy variable is not an http(s) URL; set it like http://proxy.internal:3128") from None
+    headers = {}
+    if parts.auth:  # user:password@ goes to the proxy as a header, not in the URL
+        headers = urllib3.make_headers(proxy_basic_auth=unquote(parts.auth))
+        proxy = parts._replace(auth=None).url
+    return urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
 
 
 def _proxy_for(base_url: str) -> str | None:
@@ -87,6 +120,6 @@ def _proxy_for(base_url: str) -> str | None:
 def _certifi_bundle() -> str | None:
     try:
         import certifi
-    except ImportError:  # the system's default store
+    except ImportError:
         return None
     return certifi.where()
