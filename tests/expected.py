@@ -68,6 +68,7 @@ def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     tables = [t for (t,) in con.execute(
         "select table_name from information_schema.tables where table_schema = 'cekura_raw' "
         "and table_name not like '\\_dlt%' escape '\\' "
-        "and table_name not in ('pipeline_runs', 'project_listings', 'session_status_history') order by 1"
+        "and table_name not in ('pipeline_runs', 'project_listings', 'session_status_history', "
+        "'session_status_history_synced') order by 1"
     ).fetchall()]
     return {t: con.execute(f"select * from cekura_raw.{t} order by all").fetchall() for t in tables}

@@ -54,3 +54,41 @@ def test_a_renamed_project_is_loaded_on_an_otherwise_quiet_night(run_night, api,
     with _read(db_path) as con:
         assert expected.loaded_projects(con) == expected.projects(renamed)
         assert expected.loaded_sessions(con) == expected.sessions(renamed, expected.listed_project_ids(renamed))
+
+
+def test_history_compares_again_after_any_load_it_has_not_seen(run_night, db_path):
+    """The history skips its comparison when no dlt load happened since the last one; a load
+    it missed (a run killed between load and history) is compared by the next run."""
+    from cekura_sessions import history
+    from cekura_sessions.run_report import RunReport
+
+    assert run_night().exit_code == 0
+    with duckdb.connect(str(db_path)) as con:
+        session_id, status = con.execute(
+            "select id, status from cekura_raw.scenario_improvement_sessions order by id limit 1").fetchone()
+        con.execute("update cekura_raw.scenario_improvement_sessions set status = 'cancelled' where id = ?", [session_id])
+        report = RunReport()
+        con.execute("update cekura_raw.project_listings set run_id = ?", [report.run_id])
+
+        assert history.record_changes(con, report) == 0, "compared although no load happened"
+
+        con.execute("insert into cekura_raw._dlt_loads (load_id, schema_name, status, inserted_at) "
+                    "values ('9999999999.0', 'cekura', 0, now())")
+        assert history.record_changes(con, report) == (0 if status == "cancelled" else 1)
+        assert history.record_changes(con, report) == 0
+
+
+def test_a_quiet_night_gives_the_checks_answer_on_the_same_models_failures_included(run_night, db_path):
+    assert run_night().exit_code == 0
+    with duckdb.connect(str(db_path)) as con:  # a repeated session: the key check must fail
+        con.execute("insert into cekura_raw.scenario_improvement_sessions "
+                    "select * from cekura_raw.scenario_improvement_sessions order by id limit 1")
+
+    rebuilt = run_night()
+    quiet = run_night()
+
+    assert rebuilt.model_rows and not quiet.model_rows  # the quiet night built nothing
+    for outcome in (rebuilt, quiet):
+        assert outcome.exit_code == 1, outcome.message
+        assert "sessions_key_unique_not_null" in outcome.message
+    assert quiet.checks == rebuilt.checks

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 RAW_TABLES_FILE = "_raw_tables.sql"
 BUILD_TABLE = f"{ANALYTICS_SCHEMA}._build"
+CHECKS_TABLE = f"{ANALYTICS_SCHEMA}._checks"  # the last check results, with the inputs they ran on
 # the raw tables staging reads; keep in step with sql/staging/
 RAW_INPUTS = (PROJECTS_TABLE, SESSIONS_TABLE, SCENARIO_IDS_TABLE, STATUS_HISTORY_TABLE)
 SEVERITIES = ("error", "warning")
@@ -167,6 +168,25 @@ def build_models(
 def run_checks(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> list[CheckResult]:
     """Run every check file, alphabetically; each result says how many rows broke the rule."""
     return [_run_check(con, path) for path in sorted((sql_dir / "checks").glob("*.sql"))]
+
+
+def record_checks(con: duckdb.DuckDBPyConnection, fingerprint: str, results: list[CheckResult]) -> None:
+    """Keep these results as the checks' answer on the models built from `fingerprint`'s inputs
+    (which cover sql/checks too): the same inputs give the same answer."""
+    con.execute(f"create or replace table {CHECKS_TABLE} (inputs_fingerprint text, name text, severity text, "
+                "description text, offending_rows bigint)")
+    con.executemany(f"insert into {CHECKS_TABLE} values (?, ?, ?, ?, ?)",
+                    [(fingerprint, r.name, r.severity, r.description, r.offending_rows) for r in results])
+
+
+def recorded_checks(con: duckdb.DuckDBPyConnection, fingerprint: str) -> list[CheckResult] | None:
+    """The results record_checks kept for this fingerprint, or None."""
+    try:
+        rows = con.execute(f"select name, severity, description, offending_rows from {CHECKS_TABLE} "
+                           "where inputs_fingerprint = ? order by name", [fingerprint]).fetchall()
+    except duckdb.CatalogException:
+        return None
+    return [CheckResult(*row) for row in rows] or None
 
 
 def _run_check(con: duckdb.DuckDBPyConnection, path: Path) -> CheckResult:

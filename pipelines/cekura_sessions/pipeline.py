@@ -133,25 +133,31 @@ def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
         _checkpoint("models", db_path)
         if config.build_models:
             try:
-                outcome.model_rows = _rebuild_models_if_inputs_changed(con)
+                _models_and_checks(con, outcome)
             except models.ModelBuildError as error:
                 outcome.exit_code, outcome.message = EXIT_PARTIAL, str(error)
                 return outcome
-            outcome.checks = models.run_checks(con)
     problems = _problems(report, outcome.checks)
     if problems:
         outcome.exit_code, outcome.message = EXIT_PARTIAL, "; ".join(problems)
     return outcome
 
 
-def _rebuild_models_if_inputs_changed(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Rebuild the models unless neither the raw data they read nor the SQL changed since the
-    last build: a quiet night then costs a fingerprint, not a rebuild."""
+def _models_and_checks(con: duckdb.DuckDBPyConnection, outcome: RunOutcome) -> None:
+    """Rebuild the models and run the checks, unless neither the raw data they read nor the
+    SQL changed since the last build: a quiet night then costs a fingerprint, and the checks'
+    answer is the one they gave on these same models."""
     fingerprint = models.inputs_fingerprint(con)
     if models.up_to_date(con, fingerprint):
         log.info("models are up to date: no raw data or SQL changed since they were built")
-        return {}
-    return models.build_models(con, fingerprint=fingerprint)
+        recorded = models.recorded_checks(con, fingerprint)
+        if recorded is not None:
+            outcome.checks = recorded
+            return
+    else:
+        outcome.model_rows = models.build_models(con, fingerprint=fingerprint)
+    outcome.checks = models.run_checks(con)
+    models.record_checks(con, fingerprint, outcome.checks)
 
 
 def _problems(report: RunReport, checks: list[models.CheckResult]) -> list[str]:
