@@ -7,8 +7,8 @@ source's per-row steps timed in isolation. For the lead's decisions, not a test.
 The fake API runs in its own subprocess (as in night.py). In this process, against data of the
 M shape (500 projects x 400 sessions, clean):
 
-1. fetch only: the project's CekuraClient.list_sessions over every project with 8 threads (as the
-   source does), against the floor's fetch (16 threads, http.client keep-alive, orjson);
+1. fetch only: the project's CekuraClient.list_sessions over every project with 8 and 16 threads
+   (16: the source's default), against the floor's fetch (16 threads, http.client keep-alive, orjson);
 2. the source's per-row steps on the fetched listings, each timed alone on one core:
    session_rejection, SessionBatch.add_sessions, the Arrow tables;
 3. one full night and one no-change night of ``pipeline.run`` with stage timers, each under
@@ -44,7 +44,7 @@ def best_of(n: int, fn: Any) -> float:
     return min(times)
 
 
-def fetch_with_client(url: str, project_ids: list[int], concurrency: int) -> list[list[Any]]:
+def fetch_with_client(url: str, project_ids: list[int], concurrency: int) -> list[Any]:
     from cekura_sessions.client import CekuraClient
 
     client = CekuraClient(url, night.API_KEY)
@@ -308,12 +308,13 @@ def main() -> int:
         t_client16 = best_of(3, lambda: fetch_with_client(server.url, project_ids, 16))
         t_floor = best_of(3, lambda: fetch_floor(server.url, project_ids, 16, bool(args.page_size)))
         print("\nfetch + parse only (best of 3):")
-        print(f"  CekuraClient.list_sessions, 8 threads (the source's default) {t_client:6.2f} s")
-        print(f"  CekuraClient.list_sessions, 16 threads                      {t_client16:6.2f} s")
+        print(f"  CekuraClient.list_sessions, 8 threads                        {t_client:6.2f} s")
+        print(f"  CekuraClient.list_sessions, 16 threads (the source's default) {t_client16:6.2f} s")
         print(f"  floor fetch: http.client + orjson, 16 threads               {t_floor:6.2f} s")
         if args.fetch_only:
             return 0
-        listings = list(zip(project_ids, fetch_with_client(server.url, project_ids, 8)))
+        fetched = fetch_with_client(server.url, project_ids, 16)
+        listings = list(zip(project_ids, [listing.python_rows() for listing in fetched]))
         steps = per_row_steps(listings)
         print(f"\nthe source's per-row steps on {steps.pop('sessions'):,} fetched sessions (one thread, best of 3):")
         for name, seconds in steps.items():
