@@ -451,30 +451,19 @@ def run_naive(args: argparse.Namespace, result: dict[str, Any]) -> None:
     result["exit_code"] = 0
 
 
-def run_floor(args: argparse.Namespace, result: dict[str, Any]) -> None:
-    """Concurrent fetch (16 workers, keep-alive), orjson, Arrow, one DuckDB insert per table. No dlt."""
-    imported = time.perf_counter()
+def floor_getter(url: str) -> Any:
+    """`get(path) -> parsed JSON` as the floor fetches: one keep-alive http.client connection per
+    thread, orjson. Shared with profile_night.py."""
     import http.client
-    from concurrent.futures import ThreadPoolExecutor
     from urllib.parse import urlsplit
 
-    import duckdb
-    import numpy as np
     import orjson
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from cekura_sessions.settings import API_KEY_HEADER, PROJECTS_PATH, SESSIONS_PATH
+    from cekura_sessions.settings import API_KEY_HEADER
 
-    result["import_seconds"] = time.perf_counter() - imported
-    started = time.perf_counter()
-    parts = urlsplit(args.url)
+    parts = urlsplit(url)
     headers = {API_KEY_HEADER: API_KEY, "Accept": "application/json"}
     local = threading.local()
-    sessions_schema = pa.schema([
-        ("id", pa.int64()), ("title", pa.string()), ("project", pa.int64()), ("scenario_ids", pa.list_(pa.int64())),
-        ("status", pa.string()), ("created_at", pa.string()), ("updated_at", pa.string()), ("message_count", pa.int64()),
-    ])
 
     def get(path: str) -> Any:
         conn = getattr(local, "conn", None)
@@ -487,17 +476,51 @@ def run_floor(args: argparse.Namespace, result: dict[str, Any]) -> None:
             raise RuntimeError(f"HTTP {response.status} on {path}")
         return orjson.loads(body)
 
+    return get
+
+
+def floor_listing_rows(get: Any, project_id: int) -> list[Any]:
+    """One project's rows, following `next` when the API pages."""
+    from urllib.parse import urlsplit
+
+    from cekura_sessions.settings import SESSIONS_PATH
+
+    body = get(f"{SESSIONS_PATH}?project_id={project_id}")
+    if not isinstance(body, dict):
+        return body
+    rows = list(body["results"])
+    while body["next"]:
+        nxt = urlsplit(body["next"])
+        body = get(f"{nxt.path}?{nxt.query}")
+        rows.extend(body["results"])
+    return rows
+
+
+def run_floor(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """Concurrent fetch (16 workers, keep-alive), orjson, Arrow, one DuckDB insert per table. No dlt."""
+    imported = time.perf_counter()
+    import http.client  # noqa: F401  (floor_getter's, imported here so import_seconds counts it)
+    from concurrent.futures import ThreadPoolExecutor
+
+    import duckdb
+    import numpy as np
+    import orjson  # noqa: F401  (as above)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from cekura_sessions.settings import PROJECTS_PATH
+
+    result["import_seconds"] = time.perf_counter() - imported
+    started = time.perf_counter()
+    sessions_schema = pa.schema([
+        ("id", pa.int64()), ("title", pa.string()), ("project", pa.int64()), ("scenario_ids", pa.list_(pa.int64())),
+        ("status", pa.string()), ("created_at", pa.string()), ("updated_at", pa.string()), ("message_count", pa.int64()),
+    ])
+
+    get = floor_getter(args.url)
+
     def fetch(project_id: int) -> pa.Table:
-        body = get(f"{SESSIONS_PATH}?project_id={project_id}")
-        if isinstance(body, dict):
-            rows = list(body["results"])
-            while body["next"]:
-                nxt = urlsplit(body["next"])
-                body = get(f"{nxt.path}?{nxt.query}")
-                rows.extend(body["results"])
-        else:
-            rows = body
-        table = pa.Table.from_pylist(rows, schema=sessions_schema)
+        table = pa.Table.from_pylist(floor_listing_rows(get, project_id), schema=sessions_schema)
         return table.append_column("project_id", pa.array(np.full(len(table), project_id, dtype=np.int64)))
 
     projects = get(PROJECTS_PATH)

@@ -52,39 +52,10 @@ def fetch_with_client(url: str, project_ids: list[int], concurrency: int) -> lis
         return list(pool.map(client.list_sessions, project_ids))
 
 
-def fetch_floor(url: str, project_ids: list[int], workers: int, paged: bool) -> list[list[Any]]:
-    import http.client
-    from urllib.parse import urlsplit
-
-    import orjson
-
-    from cekura_sessions.settings import API_KEY_HEADER, SESSIONS_PATH
-
-    parts = urlsplit(url)
-    local = threading.local()
-    headers = {API_KEY_HEADER: night.API_KEY, "Accept": "application/json"}
-
-    def get(path: str) -> Any:
-        conn = getattr(local, "conn", None)
-        if conn is None:
-            conn = local.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        return orjson.loads(response.read())
-
-    def fetch(pid: int) -> list[Any]:
-        body = get(f"{SESSIONS_PATH}?project_id={pid}")
-        if not isinstance(body, dict):
-            return body
-        rows = list(body["results"])
-        while body["next"]:
-            nxt = urlsplit(body["next"])
-            body = get(f"{nxt.path}?{nxt.query}")
-            rows.extend(body["results"])
-        return rows
-
+def fetch_floor(url: str, project_ids: list[int], workers: int) -> list[list[Any]]:
+    get = night.floor_getter(url)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(fetch, project_ids))
+        return list(pool.map(lambda project_id: night.floor_listing_rows(get, project_id), project_ids))
 
 
 def per_row_steps(listings: list[tuple[int, list[Any]]]) -> dict[str, float]:
@@ -306,7 +277,7 @@ def main() -> int:
         fetch_with_client(server.url, project_ids[:20], 8)  # warm
         t_client = best_of(3, lambda: fetch_with_client(server.url, project_ids, 8))
         t_client16 = best_of(3, lambda: fetch_with_client(server.url, project_ids, 16))
-        t_floor = best_of(3, lambda: fetch_floor(server.url, project_ids, 16, bool(args.page_size)))
+        t_floor = best_of(3, lambda: fetch_floor(server.url, project_ids, 16))
         print("\nfetch + parse only (best of 3):")
         print(f"  CekuraClient.list_sessions, 8 threads                        {t_client:6.2f} s")
         print(f"  CekuraClient.list_sessions, 16 threads (the source's default) {t_client16:6.2f} s")
