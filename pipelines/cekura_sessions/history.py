@@ -11,6 +11,7 @@ from __future__ import annotations
 import duckdb
 
 from cekura_sessions import settings
+from cekura_sessions.models import RAW_TABLES_FILE
 from cekura_sessions.run_report import RunReport
 
 _RAW = settings.RAW_SCHEMA
@@ -19,19 +20,9 @@ _HISTORY = f"{_RAW}.{settings.STATUS_HISTORY_TABLE}"
 # the dlt load the history was last compared after (one row)
 _SYNCED = f"{_RAW}.session_status_history_synced"
 
-_DDL = f"""
-create schema if not exists {_RAW};
-create table if not exists {_SYNCED} (load_id text);
-create table if not exists {_HISTORY} (
-    session_id bigint not null,
-    project_id bigint not null,
-    status text,
-    updated_at text,
-    observed_at timestamptz not null,
-    run_id text not null,
-    is_deleted boolean not null
-);
-"""
+# the history table is declared once, with the raw tables the models read
+_RAW_TABLES_SQL = settings.SQL_DIR / "staging" / RAW_TABLES_FILE
+_SYNCED_DDL = f"create table if not exists {_SYNCED} (load_id text)"
 
 _SYNC = f"""
 insert into {_HISTORY}
@@ -95,7 +86,8 @@ def record_changes(con: duckdb.DuckDBPyConnection, report: RunReport) -> int:
     """Append this run's observed changes; returns how many were recorded. Skipped when no
     load has happened since the last comparison: the sessions are then as last compared
     (a quiet night at 1,000,000 sessions saves 0.7 s)."""
-    con.execute(_DDL)
+    con.execute(_RAW_TABLES_SQL.read_text())
+    con.execute(_SYNCED_DDL)
     if not _table_exists(con, settings.SESSIONS_TABLE) or not _table_exists(con, settings.PROJECT_LISTINGS_TABLE):
         return 0
     try:

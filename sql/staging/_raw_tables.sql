@@ -35,7 +35,7 @@ create table if not exists cekura_raw.scenario_improvement_sessions__scenario_id
     value bigint,
 );
 
--- written by pipeline history.py after each load (same definition there), read by
+-- written by pipeline history.py after each load (which runs this file to declare it), read by
 -- stg_session_status_history
 create table if not exists cekura_raw.session_status_history (
     session_id bigint not null,
