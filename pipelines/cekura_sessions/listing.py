@@ -60,24 +60,25 @@ def read_array(content: bytes) -> list[Any]:
 
 
 def read_first_page(content: bytes) -> Page:
-    fast = json_arrow.read_page(content)
-    if fast is not None:
-        return Page(*fast, content)
-    body = _parse(content)
-    if isinstance(body, list):
-        return Page(body, None, None, content)
-    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
-        raise MalformedBody("answer is neither a JSON array nor a page with `results`")
-    return Page(body["results"], body.get("next"), body.get("count"), content)
+    """A listing's answer: a JSON array, or the first page of `results`."""
+    return _read_page(content, array_allowed=True)
 
 
 def read_later_page(content: bytes) -> Page:
-    fast = json_arrow.read_page(content) if content.lstrip()[:1] == b"{" else None
+    """A `next` link's answer: a page of `results` (an array here is malformed)."""
+    return _read_page(content, array_allowed=False)
+
+
+def _read_page(content: bytes, array_allowed: bool) -> Page:
+    fast = json_arrow.read_page(content) if array_allowed or content.lstrip()[:1] == b"{" else None
     if fast is not None:
         return Page(*fast, content)
     body = _parse(content)
+    if array_allowed and isinstance(body, list):
+        return Page(body, None, None, content)
     if not isinstance(body, dict) or not isinstance(body.get("results"), list):
-        raise MalformedBody("answer is not a page with `results`")
+        shape = "neither a JSON array nor a page" if array_allowed else "not a page"
+        raise MalformedBody(f"answer is {shape} with `results`")
     return Page(body["results"], body.get("next"), body.get("count"), content)
 
 
