@@ -15,6 +15,15 @@ from raw_data import RawData, parse_message_count, parse_timestamp
 
 ENUM = ("pending", "in_progress", "completed", "cancelled", "failed")
 TERMINAL = ("completed", "failed", "cancelled")
+# the models CONTRACT.md names
+CONTRACT_MARTS = (
+    "sessions",
+    "session_scenarios",
+    "project_completion_rates",
+    "daily_completion_rates",
+    "session_durations",
+    "scenario_stats",
+)
 
 
 def quantile_cont(values: list[float], q: float) -> float | None:

@@ -15,18 +15,10 @@ import pytest
 import raw_data
 from cekura_sessions.models import CheckError, CheckResult, build_models, run_checks
 from cekura_sessions.settings import SQL_DIR
+from model_expectations import CONTRACT_MARTS, ENUM
 from raw_data import CLEAN, VARIED, RawData, parse_timestamp
 
-ENUM = ("pending", "in_progress", "completed", "cancelled", "failed")
 CHECK_FILES = sorted((SQL_DIR / "checks").glob("*.sql"))
-CONTRACT_MARTS = (
-    "sessions",
-    "session_scenarios",
-    "project_completion_rates",
-    "daily_completion_rates",
-    "session_durations",
-    "scenario_stats",
-)
 
 
 def built_db(path: Path, data: RawData) -> duckdb.DuckDBPyConnection:

@@ -17,6 +17,7 @@ import pytest
 
 import raw_data
 from model_expectations import (
+    CONTRACT_MARTS,
     ENUM,
     expected_daily_completion_rates,
     expected_project_completion_rates,
@@ -30,14 +31,7 @@ from cekura_sessions.models import ModelBuildError, build_models, model_files
 from cekura_sessions.settings import SQL_DIR
 from raw_data import CLEAN, VARIED, RawData, parse_timestamp
 
-MARTS = (
-    "sessions",
-    "session_scenarios",
-    "project_completion_rates",
-    "daily_completion_rates",
-    "session_durations",
-    "scenario_stats",
-)
+MARTS = CONTRACT_MARTS
 ARCHITECTURE_MD = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 
