@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 import duckdb
-
-from cekura_sessions.models import build_models, run_checks
+from cekura_sessions.models.runner import build_models, run_checks
 from cekura_sessions.settings import SQL_DIR
 
 TARGET_SECONDS = 5.0

@@ -123,9 +123,9 @@ def scales(projects_override: int | None) -> dict[str, Scale]:
 
 
 def serve_main(args: argparse.Namespace) -> int:
-    from cekura_sessions import fake_api
-    from cekura_sessions.fake_api import FakeCekuraApi, Faults
-    from cekura_sessions.fake_data import DataSpec, generate
+    from cekura_sessions.fake import server as fake_api
+    from cekura_sessions.fake.data import DataSpec, generate
+    from cekura_sessions.fake.server import FakeCekuraApi, Faults
 
     started = time.perf_counter()
     dataset = generate(DataSpec(projects=args.projects, sessions_per_project=args.sessions_per_project, seed=SEED, oddities=False))
@@ -300,9 +300,10 @@ def run_pipeline(args: argparse.Namespace, result: dict[str, Any]) -> None:
     """The project's nightly run, as `cekura-sessions run` does it (logging set up as the CLI does)."""
     imported = time.perf_counter()
     import dlt
-
-    from cekura_sessions import history, models, pipeline
     from cekura_sessions.logs import setup_logging
+    from cekura_sessions.models import runner as models
+    from cekura_sessions.run import history
+    from cekura_sessions.run import night as pipeline
 
     setup_logging("INFO", "text")
     stages: dict[str, float] = {}
@@ -363,9 +364,8 @@ def run_rest_api(args: argparse.Namespace, result: dict[str, Any]) -> None:
     """dlt's declarative REST API source, configured the way its documentation shows."""
     imported = time.perf_counter()
     import dlt
-    from dlt.sources.rest_api import rest_api_source
-
     from cekura_sessions.settings import API_KEY_HEADER, PROJECTS_PATH, SESSIONS_PATH
+    from dlt.sources.rest_api import rest_api_source
 
     sessions_endpoint: dict[str, Any] = {
         "path": SESSIONS_PATH.lstrip("/"),
@@ -409,7 +409,6 @@ def run_naive(args: argparse.Namespace, result: dict[str, Any]) -> None:
     import duckdb
     import pandas as pd
     import requests
-
     from cekura_sessions.settings import API_KEY_HEADER, PROJECTS_PATH, SESSIONS_PATH
 
     result["import_seconds"] = time.perf_counter() - imported
@@ -458,7 +457,6 @@ def floor_getter(url: str) -> Any:
     from urllib.parse import urlsplit
 
     import orjson
-
     from cekura_sessions.settings import API_KEY_HEADER
 
     parts = urlsplit(url)
@@ -507,7 +505,6 @@ def run_floor(args: argparse.Namespace, result: dict[str, Any]) -> None:
     import orjson  # noqa: F401  (as above)
     import pyarrow as pa
     import pyarrow.compute as pc
-
     from cekura_sessions.settings import PROJECTS_PATH
 
     result["import_seconds"] = time.perf_counter() - imported

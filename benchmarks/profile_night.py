@@ -45,7 +45,7 @@ def best_of(n: int, fn: Any) -> float:
 
 
 def fetch_with_client(url: str, project_ids: list[int], concurrency: int) -> list[Any]:
-    from cekura_sessions.client import CekuraClient
+    from cekura_sessions.api.client import CekuraClient
 
     client = CekuraClient(url, night.API_KEY)
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -60,8 +60,7 @@ def fetch_floor(url: str, project_ids: list[int], workers: int) -> list[list[Any
 
 def per_row_steps(listings: list[tuple[int, list[Any]]]) -> dict[str, float]:
     import pyarrow as pa
-
-    from cekura_sessions import records
+    from cekura_sessions.extract import contract as records
 
     sessions = sum(len(rows) for _, rows in listings)
     out: dict[str, float] = {}
@@ -120,9 +119,9 @@ class StageMeter:
 
     def __init__(self) -> None:
         import dlt
+        from cekura_sessions.models import runner as models
+        from cekura_sessions.run import history
         from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
-
-        from cekura_sessions import history, models
 
         self.seconds: dict[str, float] = {}
         self.peak_mb: dict[str, float] = {}
@@ -206,8 +205,8 @@ def storage(db: Path) -> list[tuple[str, float, int]]:
 
 
 def measured_night(label: str, db: Path, pipelines_dir: Path, url: str, out: Path, profile: bool) -> dict[str, Any]:
-    from cekura_sessions import pipeline
     from cekura_sessions.logs import setup_logging
+    from cekura_sessions.run import night as pipeline
 
     setup_logging("WARNING", "text")
     meter = StageMeter()
@@ -268,7 +267,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="cekura-profile-"))
     server = night.Server(scale, work / "server.log")
     try:
-        from cekura_sessions.client import CekuraClient
+        from cekura_sessions.api.client import CekuraClient
 
         project_ids = [p["id"] for p in CekuraClient(server.url, night.API_KEY).list_projects()]
         print(f"{len(project_ids)} projects, {server.expected['sessions']:,} sessions")

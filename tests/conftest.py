@@ -10,11 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from cekura_sessions import pipeline
-from cekura_sessions.client import RetryPolicy
-from cekura_sessions.fake_api import FakeCekuraApi, Faults
-from cekura_sessions.fake_data import DataSpec, FakeDataset, generate
+from cekura_sessions.api.client import RetryPolicy
+from cekura_sessions.fake.data import DataSpec, FakeDataset, generate
+from cekura_sessions.fake.server import FakeCekuraApi, Faults
+from cekura_sessions.run import night as pipeline
 
 API_KEY = "canary-7f3e9a1c-key-do-not-leak"
 

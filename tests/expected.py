@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
-
-from cekura_sessions.fake_data import FakeDataset
+from cekura_sessions.fake.data import FakeDataset
 
 PROJECT_COLUMNS = ["id", "name", "organization_id", "organization_name", "timezone", "is_deleted", "created_at", "updated_at"]
 

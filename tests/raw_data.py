@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-
 from cekura_sessions.settings import (
     PROJECTS_TABLE,
     RAW_SCHEMA,

@@ -4,9 +4,9 @@ anything the row-by-row path must look at."""
 from __future__ import annotations
 
 import pytest
-
-from cekura_sessions import arrow_listing, records
-from cekura_sessions.fake_data import DataSpec, generate
+from cekura_sessions.extract import arrow_listing
+from cekura_sessions.extract import contract as records
+from cekura_sessions.fake.data import DataSpec, generate
 
 
 def _row_by_row(project_id, rows):

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pytest
-
 import expected
-from cekura_sessions.fake_api import FakeCekuraApi, Faults, bad_rows
-from cekura_sessions.fake_data import FakeDataset
+import pytest
+from cekura_sessions.fake.data import FakeDataset
+from cekura_sessions.fake.server import FakeCekuraApi, Faults, bad_rows
 from conftest import API_KEY, TEST_RETRY
 
 BAD_PAGE_KINDS = ["html", "truncated", "object", "no_results"]

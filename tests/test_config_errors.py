@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from conftest import API_KEY
 
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]

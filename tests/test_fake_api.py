@@ -16,11 +16,28 @@ from typing import Any
 
 import pytest
 import requests
-
-from cekura_sessions import fake_api
-from cekura_sessions.fake_api import STATUS_FAULTS, FakeCekuraApi, Faults, bad_rows, validate_fault
-from cekura_sessions.fake_data import CHANGE_KINDS, SESSION_KEYS, DataSpec, FakeDataset, generate, parse_ts
-from cekura_sessions.settings import API_KEY_HEADER, PROJECTS_PATH, SESSION_STATUSES, SESSIONS_PATH
+from cekura_sessions.fake import server as fake_api
+from cekura_sessions.fake.data import (
+    CHANGE_KINDS,
+    SESSION_KEYS,
+    DataSpec,
+    FakeDataset,
+    generate,
+    parse_ts,
+)
+from cekura_sessions.fake.server import (
+    STATUS_FAULTS,
+    FakeCekuraApi,
+    Faults,
+    bad_rows,
+    validate_fault,
+)
+from cekura_sessions.settings import (
+    API_KEY_HEADER,
+    PROJECTS_PATH,
+    SESSION_STATUSES,
+    SESSIONS_PATH,
+)
 
 KEY = "test-key"
 TIMEOUT = 5
@@ -676,7 +693,7 @@ def test_add_arguments_defaults():
 
 SERVE = (
     "import argparse, sys\n"
-    "from cekura_sessions import fake_api\n"
+    "from cekura_sessions.fake import server as fake_api\n"
     "p = argparse.ArgumentParser(); fake_api.add_arguments(p)\n"
     "sys.exit(fake_api.serve(p.parse_args(sys.argv[1:])))\n"
 )

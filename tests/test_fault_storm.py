@@ -10,12 +10,11 @@ from __future__ import annotations
 import time
 
 import duckdb
-import pytest
-
 import expected
-from cekura_sessions.client import RetryPolicy
-from cekura_sessions.fake_api import FakeCekuraApi, Faults
-from cekura_sessions.fake_data import DataSpec, generate
+import pytest
+from cekura_sessions.api.client import RetryPolicy
+from cekura_sessions.fake.data import DataSpec, generate
+from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from conftest import API_KEY
 
 PROJECTS = 100

@@ -5,11 +5,10 @@ from __future__ import annotations
 import orjson
 import pyarrow as pa
 import pytest
-
-from cekura_sessions import json_arrow
-from cekura_sessions.api_errors import MalformedBody
-from cekura_sessions.listing import Listing
-from cekura_sessions.fake_data import DataSpec, generate
+from cekura_sessions.api.errors import MalformedBody
+from cekura_sessions.api.pages import Listing
+from cekura_sessions.extract import json_arrow
+from cekura_sessions.fake.data import DataSpec, generate
 
 GOOD = {"id": 1, "title": "t", "project": 7, "scenario_ids": [3, 4], "status": "completed",
         "created_at": "2026-09-01T10:00:00Z", "updated_at": "2026-09-01T11:00:00+05:30", "message_count": 2}
@@ -83,7 +82,7 @@ def test_python_rows_of_bytes_orjson_refuses_is_a_malformed_body():
 def test_arrow_reads_each_field_as_a_type_the_fast_path_accepts():
     """json_arrow types the spec's fields; arrow_listing accepts a set of types per field: the
     two lists must agree, or plain listings would silently take the slow path."""
-    from cekura_sessions import arrow_listing
+    from cekura_sessions.extract import arrow_listing
 
     typed = {field.name: field.type for field in json_arrow._ROW}
     typed_message_counts = json_arrow._MESSAGE_COUNT_TYPES

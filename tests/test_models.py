@@ -14,8 +14,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 import raw_data
+from cekura_sessions.models.runner import ModelBuildError, build_models, model_files
+from cekura_sessions.settings import SQL_DIR
 from model_expectations import (
     CONTRACT_MARTS,
     ENUM,
@@ -27,8 +28,6 @@ from model_expectations import (
     expected_sessions,
     local_day,
 )
-from cekura_sessions.models import ModelBuildError, build_models, model_files
-from cekura_sessions.settings import SQL_DIR
 from raw_data import CLEAN, VARIED, RawData, parse_timestamp
 
 MARTS = CONTRACT_MARTS

@@ -6,9 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import duckdb
-import pytest
-
 import expected
+import pytest
 from model_expectations import (
     expected_daily_completion_rates,
     expected_project_completion_rates,

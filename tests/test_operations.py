@@ -12,12 +12,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
-import pytest
-
 import expected
-from cekura_sessions import cli
-from cekura_sessions.fake_api import Faults
-from cekura_sessions.run_lock import lock_path
+import pytest
+from cekura_sessions.cli import main as cli
+from cekura_sessions.fake.server import Faults
+from cekura_sessions.run.lock import lock_path
 from conftest import API_KEY
 
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]

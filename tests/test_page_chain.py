@@ -7,11 +7,10 @@ import copy
 import json
 
 import duckdb
-import pytest
-
 import expected
-from cekura_sessions import client as client_module
-from cekura_sessions.fake_api import FakeCekuraApi
+import pytest
+from cekura_sessions.api import client as client_module
+from cekura_sessions.fake.server import FakeCekuraApi
 from conftest import API_KEY
 
 PAGE_SIZE = 7

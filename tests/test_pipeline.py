@@ -6,11 +6,10 @@ import socket
 from pathlib import Path
 
 import duckdb
-import pytest
-
 import expected
-from cekura_sessions.fake_api import FakeCekuraApi, Faults
-from cekura_sessions.fake_data import DataSpec, generate
+import pytest
+from cekura_sessions.fake.data import DataSpec, generate
+from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from conftest import API_KEY, TEST_RETRY
 
 

@@ -12,14 +12,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 import expected
-from cekura_sessions import pipeline
-from cekura_sessions.fake_data import FakeDataset
+from cekura_sessions.fake.data import FakeDataset
+from cekura_sessions.run import night as pipeline
 from cekura_sessions.settings import SESSION_STATUSES
 from conftest import API_KEY, TEST_RETRY
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 INT64_MAX = 2**63 - 1
 

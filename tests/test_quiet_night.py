@@ -7,7 +7,6 @@ import copy
 from pathlib import Path
 
 import duckdb
-
 import expected
 
 
@@ -59,8 +58,8 @@ def test_a_renamed_project_is_loaded_on_an_otherwise_quiet_night(run_night, api,
 def test_history_compares_again_after_any_load_it_has_not_seen(run_night, db_path):
     """The history skips its comparison when no dlt load happened since the last one; a load
     it missed (a run killed between load and history) is compared by the next run."""
-    from cekura_sessions import history
-    from cekura_sessions.run_report import RunReport
+    from cekura_sessions.extract.report import RunReport
+    from cekura_sessions.run import history
 
     assert run_night().exit_code == 0
     with duckdb.connect(str(db_path)) as con:

@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 import pytest
-
-from cekura_sessions import cli
+from cekura_sessions.cli import main as cli
 from cekura_sessions.settings import SQL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,14 +24,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import expected
 import pyarrow.parquet as pq
 import pytest
-from dlt.common.versioned_state import decompress_state
-
-import expected
-from cekura_sessions import cli, logs, settings
-from cekura_sessions.fake_api import FakeCekuraApi, Faults
+from cekura_sessions import logs, settings
+from cekura_sessions.cli import main as cli
+from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from conftest import API_KEY, TEST_RETRY
+from dlt.common.versioned_state import decompress_state
 
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 DLT = str(Path(sys.executable).with_name("dlt"))
@@ -246,8 +246,8 @@ def test_key_is_absent_from_messages_ledger_and_log_records(run_night, api, data
 
 
 def test_client_repr_and_errors_do_not_show_the_key(api):
-    from cekura_sessions.api_errors import InsecureUrlError
-    from cekura_sessions.client import CekuraClient
+    from cekura_sessions.api.client import CekuraClient
+    from cekura_sessions.api.errors import InsecureUrlError
 
     client = CekuraClient(api.url, API_KEY, policy=TEST_RETRY)
     assert API_KEY not in repr(client) and API_KEY not in str(client)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import random
 
 import numpy as np
-
-from cekura_sessions import seen_sessions
-from cekura_sessions.seen_sessions import SeenSessions
+from cekura_sessions.extract import seen as seen_sessions
+from cekura_sessions.extract.seen import SeenSessions
 
 
 def test_every_repeat_is_found_with_the_project_that_listed_it_first(monkeypatch):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import urllib3
-
-from cekura_sessions import transport
+from cekura_sessions.api import transport
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy")
 

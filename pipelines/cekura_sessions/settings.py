@@ -31,8 +31,8 @@ RUNS_TABLE = "pipeline_runs"
 
 SESSION_STATUSES = ("pending", "in_progress", "completed", "cancelled", "failed")
 
-# sql/ lives at the repository root; the package is installed editable (see Makefile).
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+# the SQL ships inside the package (package data), so an installed wheel finds it anywhere
+SQL_DIR = Path(__file__).resolve().parent / "models" / "sql"
 
 # Marker column of the rows that clear a project whose listing became empty (dlt hard_delete):
 # always NULL in the stored rows.

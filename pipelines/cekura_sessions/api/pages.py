@@ -10,9 +10,8 @@ from typing import Any, NamedTuple
 import orjson
 import pyarrow as pa
 
-from cekura_sessions import json_arrow
-from cekura_sessions.api_errors import MalformedBody
-
+from cekura_sessions.api.errors import MalformedBody
+from cekura_sessions.extract import json_arrow
 
 # (fingerprint of the pages so far, that page's `next` link) for each page but the last
 PageChain = tuple[tuple[str, str], ...]

@@ -1,5 +1,5 @@
 """Listings on their way to dlt: each changed listing goes through Arrow when it is plain
-(arrow_listing.py), row by row when not (records.py), and no session id goes twice.
+(arrow_listing.py), row by row when not (contract.py), and no session id goes twice.
 
 Unchanged listings write nothing (freshness.py marks them listed); a listing with rows set
 aside keeps no fingerprint, so it is read again, and reported, every night.
@@ -13,13 +13,13 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from cekura_sessions import arrow_listing, records
-from cekura_sessions.api_errors import MalformedBody
-from cekura_sessions.client import describe_error
-from cekura_sessions.listing import Listing
-from cekura_sessions.run_report import RunReport
-from cekura_sessions.seen_sessions import SeenSessions
-from cekura_sessions.stored import KnownListing, PreviousSessions
+from cekura_sessions.api.client import describe_error
+from cekura_sessions.api.errors import MalformedBody
+from cekura_sessions.api.pages import Listing
+from cekura_sessions.extract import arrow_listing, contract
+from cekura_sessions.extract.report import RunReport
+from cekura_sessions.extract.seen import SeenSessions
+from cekura_sessions.run.stored import KnownListing, PreviousSessions
 
 
 class ListingBatch:
@@ -28,7 +28,7 @@ class ListingBatch:
 
     def __init__(self, report: RunReport, seen: SeenSessions, previous_sessions: PreviousSessions | None) -> None:
         self.report, self.seen, self.previous_sessions = report, seen, previous_sessions
-        self.sessions = records.SessionBatch()
+        self.sessions = contract.SessionBatch()
         self.pending: list[tuple[int, Listing]] = []
         self.pending_rows = 0
         self.listings: list[dict[str, Any]] = []  # project_listings rows
@@ -62,7 +62,7 @@ class ListingBatch:
             return None
         tables = self.sessions.sessions_table(), self.sessions.scenario_ids_table()
         self.extra_fields.update(self.sessions.extra_fields)
-        self.sessions = records.SessionBatch()
+        self.sessions = contract.SessionBatch()
         return tables
 
     def _claim(self, plain: tuple[pa.Table, pa.Table]) -> bool:
@@ -122,7 +122,7 @@ class ListingBatch:
 
 
 def _add_row_by_row(
-    batch: records.SessionBatch,
+    batch: contract.SessionBatch,
     rejected: list[dict[str, Any]],
     report: RunReport,
     seen: SeenSessions,
@@ -132,9 +132,9 @@ def _add_row_by_row(
 ) -> int | None:
     """Queue the valid rows, set the others aside; the number set aside, or None when the
     project must keep what it has."""
-    reasons = [(row, records.session_rejection(row)) for row in rows]
+    reasons = [(row, contract.session_rejection(row)) for row in rows]
     broken = [(row, reason) for row, reason in reasons if reason is not None]
-    if any(not (isinstance(row, dict) and records.is_integer(row.get("id"))) for row, _ in broken):
+    if any(not (isinstance(row, dict) and contract.is_integer(row.get("id"))) for row, _ in broken):
         _set_aside(rejected, report, project_id, broken)
         # a row we cannot identify could be any stored session: replacing the project's rows
         # might delete it, so the project keeps what it had, as if its listing had failed
@@ -184,5 +184,5 @@ def _split_repeated(
 def _set_aside(
     rejected: list[dict[str, Any]], report: RunReport, project_id: int, rows: list[tuple[Any, str]]
 ) -> None:
-    rejected.extend(records.rejected_row(report.run_id, project_id, row, why, report.started_at) for row, why in rows)
+    rejected.extend(contract.rejected_row(report.run_id, project_id, row, why, report.started_at) for row, why in rows)
     report.rows_rejected += len(rows)

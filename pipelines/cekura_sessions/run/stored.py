@@ -9,8 +9,9 @@ from typing import Any, NamedTuple
 import duckdb
 import orjson
 
-from cekura_sessions import records, settings
-from cekura_sessions.listing import PageChain
+from cekura_sessions import settings
+from cekura_sessions.api.pages import PageChain
+from cekura_sessions.extract import contract
 
 _RAW = settings.RAW_SCHEMA
 
@@ -47,8 +48,8 @@ def known_listings(con: duckdb.DuckDBPyConnection) -> dict[int, KnownListing]:
 
 
 def known_projects(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[Any, ...]]:
-    """Each stored project's allow-listed columns, in records.PROJECTS_SCHEMA's order."""
-    columns = ", ".join(records.PROJECTS_SCHEMA.names)
+    """Each stored project's allow-listed columns, in contract.PROJECTS_SCHEMA's order."""
+    columns = ", ".join(contract.PROJECTS_SCHEMA.names)
     try:
         rows = con.execute(f"select {columns} from {_RAW}.{settings.PROJECTS_TABLE}").fetchall()
     except duckdb.Error:  # no table yet, or a column dlt has not created (never a value seen)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import duckdb
 
-from cekura_sessions import models, settings
+from cekura_sessions import settings
+from cekura_sessions.models import runner
 
 _RAW = settings.RAW_SCHEMA
 
@@ -20,10 +21,10 @@ def rebuild_models(db_path: Path) -> int:
     started = time.monotonic()
     try:
         with duckdb.connect(str(db_path)) as con:
-            rows = models.build_models(con)
+            rows = runner.build_models(con)
     except duckdb.IOException as error:
         return _fail(f"cannot open {db_path}: {str(error).splitlines()[0]}")
-    except models.ModelBuildError as error:
+    except runner.ModelBuildError as error:
         return _fail(f"{error}; the previous models are unchanged")
     for name, count in rows.items():
         print(f"{name:<32} {count:>10} rows")
@@ -36,7 +37,7 @@ def check(db_path: Path) -> int:
         return 2
     try:
         with duckdb.connect(str(db_path), read_only=True) as con:
-            results = models.run_checks(con)
+            results = runner.run_checks(con)
     except duckdb.Error as error:
         return _fail(f"cannot run the checks on {db_path}: {str(error).splitlines()[0]}; run `cekura-sessions models` first")
     width = max([len(r.name) for r in results] + [5])

@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import tenacity
 
 from cekura_sessions import settings
-from cekura_sessions.api_errors import (
+from cekura_sessions.api.errors import (
     AuthError,
     ConfigError,
     InsecureUrlError,
@@ -30,7 +30,7 @@ from cekura_sessions.api_errors import (
     RetryableError,
     Unreachable,
 )
-from cekura_sessions.listing import (
+from cekura_sessions.api.pages import (
     Listing,
     Page,
     PageChain,
@@ -39,7 +39,7 @@ from cekura_sessions.listing import (
     read_first_page,
     read_later_page,
 )
-from cekura_sessions.transport import Answer, ConnectionFailed, Transport
+from cekura_sessions.api.transport import Answer, ConnectionFailed, Transport
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,25 @@ import pyarrow as pa
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 
-from cekura_sessions import crash_points, freshness, history, ledger, logs, models, settings, stored
-from cekura_sessions.api_errors import ApiError, AuthError, ConfigError
-from cekura_sessions.client import RetryPolicy, describe_error
-from cekura_sessions.database import DatabaseBusy, DatabaseUnavailable, connect, first_line
-from cekura_sessions.dlt_pipeline import drop_repeated_rows, finish_leftover_packages, make_pipeline
-from cekura_sessions.run_lock import LockHeld, LockUnavailable, run_lock
-from cekura_sessions.run_report import RunReport
-from cekura_sessions.source import cekura
+from cekura_sessions import crash_points, logs, settings
+from cekura_sessions.api.client import RetryPolicy, describe_error
+from cekura_sessions.api.errors import ApiError, AuthError, ConfigError
+from cekura_sessions.extract.report import RunReport
+from cekura_sessions.extract.source import cekura
+from cekura_sessions.models import runner
+from cekura_sessions.run import history, ledger, listed, stored
+from cekura_sessions.run.database import (
+    DatabaseBusy,
+    DatabaseUnavailable,
+    connect,
+    first_line,
+)
+from cekura_sessions.run.dlt_pipeline import (
+    drop_repeated_rows,
+    finish_leftover_packages,
+    make_pipeline,
+)
+from cekura_sessions.run.lock import LockHeld, LockUnavailable, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +61,7 @@ class RunOutcome:
     report: RunReport
     message: str = ""
     model_rows: dict[str, int] = field(default_factory=dict)
-    checks: list[models.CheckResult] = field(default_factory=list)
+    checks: list[runner.CheckResult] = field(default_factory=list)
 
 
 class FatalError(Exception):
@@ -128,13 +139,13 @@ def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
     if report.projects_failed and not report.projects_ok:
         raise FatalError(f"no project could be loaded: {report.failed_summary()}")
     with connect(db_path, config.db_wait_seconds) as con:
-        freshness.mark_listed(con, report)
+        listed.mark_listed(con, report)
         history.record_changes(con, report)
         _checkpoint("models", db_path)
         if config.build_models:
             try:
                 _models_and_checks(con, outcome)
-            except models.ModelBuildError as error:
+            except runner.ModelBuildError as error:
                 outcome.exit_code, outcome.message = EXIT_PARTIAL, str(error)
                 return outcome
     problems = _problems(report, outcome.checks)
@@ -146,21 +157,21 @@ def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
 def _models_and_checks(con: duckdb.DuckDBPyConnection, outcome: RunOutcome) -> None:
     """Rebuild the models and run the checks, unless neither the raw data they read nor the
     SQL changed since the last build: a quiet night then costs a fingerprint, and the checks'
-    answer is the one they gave on these same models."""
-    fingerprint = models.inputs_fingerprint(con)
-    if models.up_to_date(con, fingerprint):
+    answer is the one they gave on these same runner."""
+    fingerprint = runner.inputs_fingerprint(con)
+    if runner.up_to_date(con, fingerprint):
         log.info("models are up to date: no raw data or SQL changed since they were built")
-        recorded = models.recorded_checks(con, fingerprint)
+        recorded = runner.recorded_checks(con, fingerprint)
         if recorded is not None:
             outcome.checks = recorded
             return
     else:
-        outcome.model_rows = models.build_models(con, fingerprint=fingerprint)
-    outcome.checks = models.run_checks(con)
-    models.record_checks(con, fingerprint, outcome.checks)
+        outcome.model_rows = runner.build_models(con, fingerprint=fingerprint)
+    outcome.checks = runner.run_checks(con)
+    runner.record_checks(con, fingerprint, outcome.checks)
 
 
-def _problems(report: RunReport, checks: list[models.CheckResult]) -> list[str]:
+def _problems(report: RunReport, checks: list[runner.CheckResult]) -> list[str]:
     problems = []
     if report.projects_failed:
         problems.append(f"{len(report.projects_failed)} project(s) failed ({report.failed_summary()})")

@@ -16,14 +16,15 @@ import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
-from cekura_sessions import records, settings
-from cekura_sessions.api_errors import AuthError
-from cekura_sessions.client import CekuraClient, RetryPolicy, describe_error
-from cekura_sessions.listing import Listing
-from cekura_sessions.listing_batch import ListingBatch
-from cekura_sessions.run_report import RunReport
-from cekura_sessions.seen_sessions import SeenSessions
-from cekura_sessions.stored import KnownListing, PreviousSessions
+from cekura_sessions import settings
+from cekura_sessions.api.client import CekuraClient, RetryPolicy, describe_error
+from cekura_sessions.api.errors import AuthError
+from cekura_sessions.api.pages import Listing
+from cekura_sessions.extract import contract
+from cekura_sessions.extract.batch import ListingBatch
+from cekura_sessions.extract.report import RunReport
+from cekura_sessions.extract.seen import SeenSessions
+from cekura_sessions.run.stored import KnownListing, PreviousSessions
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,8 @@ def cekura(
 @dlt.resource(name="project_list", selected=False)
 def projects(client: CekuraClient) -> Iterator[pa.Table]:
     """Every project the key can see, allow-listed columns only."""
-    valid = [p for p in client.list_projects() if isinstance(p, dict) and records.is_integer(p.get("id"))]
-    yield records.projects_table(valid)
+    valid = [p for p in client.list_projects() if isinstance(p, dict) and contract.is_integer(p.get("id"))]
+    yield contract.projects_table(valid)
 
 
 @dlt.transformer(name=settings.SESSIONS_TABLE, write_disposition=_MERGE)
@@ -147,7 +148,7 @@ def scenario_improvement_sessions(
     if batch.rejected:
         yield _to_table(settings.REJECTED_ROWS_TABLE, batch.rejected)
     if batch.listings:
-        yield _to_table(settings.PROJECT_LISTINGS_TABLE, pa.Table.from_pylist(batch.listings, schema=records.PROJECT_LISTINGS_SCHEMA))
+        yield _to_table(settings.PROJECT_LISTINGS_TABLE, pa.Table.from_pylist(batch.listings, schema=contract.PROJECT_LISTINGS_SCHEMA))
     report.new_fields = batch.extra_fields
     if report.new_fields:
         log.info("sessions carry fields the spec does not list, loaded as new columns: %s",

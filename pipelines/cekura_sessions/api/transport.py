@@ -18,9 +18,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlencode, urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError as Urllib3Timeout
+from urllib3.exceptions import HTTPError, NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-from cekura_sessions.api_errors import ConfigError
+from cekura_sessions.api.errors import ConfigError
 
 
 class ConnectionFailed(Exception):

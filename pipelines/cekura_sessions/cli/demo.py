@@ -8,9 +8,9 @@ from pathlib import Path
 import duckdb
 
 from cekura_sessions import settings
-from cekura_sessions.fake_api import FakeCekuraApi
-from cekura_sessions.fake_data import DataSpec, generate
-from cekura_sessions.pipeline import RunConfig, run
+from cekura_sessions.fake.data import DataSpec, generate
+from cekura_sessions.fake.server import FakeCekuraApi
+from cekura_sessions.run.night import RunConfig, run
 
 DEMO_KEY = "demo-key"
 

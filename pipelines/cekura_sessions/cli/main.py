@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cekura_sessions import logs, settings
-from cekura_sessions.pipeline import EXIT_FATAL, EXIT_OK, RunConfig, RunOutcome
+from cekura_sessions.run.night import EXIT_FATAL, EXIT_OK, RunConfig, RunOutcome
 
 if TYPE_CHECKING:
-    from cekura_sessions.run_report import RunReport
+    from cekura_sessions.extract.report import RunReport
 
 log = logging.getLogger("cekura_sessions")
 
@@ -76,10 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=_status)
 
     fake = commands.add_parser("fake-api", help="serve the fake Cekura API on loopback")
-    from cekura_sessions import fake_api
+    from cekura_sessions.fake import server
 
-    fake_api.add_arguments(fake)
-    fake.set_defaults(handler=fake_api.serve)
+    server.add_arguments(fake)
+    fake.set_defaults(handler=server.serve)
     return parser
 
 
@@ -125,13 +125,13 @@ def _run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         db_wait_seconds=args.db_wait,
     )
-    from cekura_sessions import pipeline
-    from cekura_sessions.run_report import RunReport
+    from cekura_sessions.extract.report import RunReport
+    from cekura_sessions.run import night
 
     started = time.monotonic()
     report = RunReport()
     with _Progress(report, enabled=sys.stderr.isatty()):
-        outcome = pipeline.run(config, report)
+        outcome = night.run(config, report)
     _print_outcome(outcome, time.monotonic() - started)
     return outcome.exit_code
 
@@ -183,28 +183,26 @@ def _print_outcome(outcome: RunOutcome, seconds: float) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from cekura_sessions import demo
+    from cekura_sessions.cli import demo
 
     return demo.run_demo(Path(args.db), args.projects, args.sessions_per_project, args.seed)
 
 
 def _models(args: argparse.Namespace) -> int:
-    from cekura_sessions import commands
+    from cekura_sessions.cli import commands
 
     return commands.rebuild_models(_db_path(args))
 
 
 def _check(args: argparse.Namespace) -> int:
-    from cekura_sessions import commands
+    from cekura_sessions.cli import commands
 
     return commands.check(_db_path(args))
 
 
 def _status(args: argparse.Namespace) -> int:
-    from cekura_sessions import commands
+    from cekura_sessions.cli import commands
 
     return commands.status(_db_path(args), args.max_age_hours, args.runs)
 
 
-if __name__ == "__main__":
-    sys.exit(main())

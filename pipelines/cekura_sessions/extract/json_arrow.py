@@ -11,7 +11,7 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from cekura_sessions import records
+from cekura_sessions.extract import contract
 
 # the spec's fields as a plain listing has them; message_count (a string in the spec, an integer
 # in practice) is inferred, and so is any field the spec does not list (which sends the answer
@@ -72,7 +72,7 @@ def _read(content: bytes, schema: pa.Schema) -> pa.Table | None:
 def _plain(row: pa.StructType) -> bool:
     for i in range(row.num_fields):
         field = row.field(i)
-        if field.name not in records.SESSION_FIELD_SET:
+        if field.name not in contract.SESSION_FIELD_SET:
             return False
         if field.name == "message_count" and field.type not in _MESSAGE_COUNT_TYPES:
             return False

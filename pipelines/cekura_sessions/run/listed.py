@@ -11,7 +11,7 @@ from __future__ import annotations
 import duckdb
 
 from cekura_sessions import settings
-from cekura_sessions.run_report import RunReport
+from cekura_sessions.extract.report import RunReport
 
 
 def mark_listed(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:

@@ -4,7 +4,7 @@ through at once: each Arrow call hands the GIL to the fetch threads and waits to
 fewer, larger calls keep the main thread from queueing (extract at M 2.1 s -> 1.7 s).
 
 Anything unusual (a field the spec does not list, a wrong type, a float where an integer belongs,
-an odd timestamp) returns None, and the listing takes the row-by-row path in records.py, which
+an odd timestamp) returns None, and the listing takes the row-by-row path in contract.py, which
 says exactly what is wrong with which row. So both paths load exactly the same rows.
 """
 
@@ -16,9 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cekura_sessions import records, settings
+from cekura_sessions import settings
+from cekura_sessions.extract import contract
 
-# RFC 3339 date-time with an optional offset, field ranges included; records._is_timestamp
+# RFC 3339 date-time with an optional offset, field ranges included; contract._is_timestamp
 # accepts the same forms (it also rejects impossible dates such as 30 February, which this lets
 # through to staging, where they become NULL and a warning check reports them)
 _DATE_TIME = (
@@ -81,7 +82,7 @@ def _rows_table(rows: list[Any] | pa.StructArray) -> pa.Table | None:
 
 def _only_known_fields(table: pa.Table) -> bool:
     # a field the spec does not list is kept as text by the row-by-row path
-    return set(table.column_names) <= records.SESSION_FIELD_SET
+    return set(table.column_names) <= contract.SESSION_FIELD_SET
 
 
 def _types_accepted(table: pa.Table) -> bool:
@@ -106,17 +107,17 @@ def _column(table: pa.Table, name: str, type_: pa.DataType) -> pa.ChunkedArray:
 def _sessions(table: pa.Table, project_ids: np.ndarray) -> pa.Table:
     count = table.num_rows
     columns: dict[str, Any] = {
-        name: _column(table, name, records.SESSIONS_SCHEMA.field(name).type)
+        name: _column(table, name, contract.SESSIONS_SCHEMA.field(name).type)
         for name in ("id", "title", "project", "status", "created_at", "updated_at", "message_count")
     }
     columns["project_id"] = pa.array(project_ids)
     columns[settings.TOMBSTONE_COLUMN] = pa.nulls(count, pa.bool_())
-    return pa.table(columns, schema=records.SESSIONS_SCHEMA)
+    return pa.table(columns, schema=contract.SESSIONS_SCHEMA)
 
 
 def _scenario_ids(table: pa.Table, project_ids: np.ndarray) -> pa.Table | None:
     if "scenario_ids" not in table.column_names or table["scenario_ids"].type == pa.null():
-        return records.SCENARIO_IDS_SCHEMA.empty_table()
+        return contract.SCENARIO_IDS_SCHEMA.empty_table()
     lists = table["scenario_ids"].cast(pa.list_(pa.int64())).combine_chunks()
     values = lists.flatten()
     if values.null_count:
@@ -134,5 +135,5 @@ def _scenario_ids(table: pa.Table, project_ids: np.ndarray) -> pa.Table | None:
             "value": values,
             settings.TOMBSTONE_COLUMN: pa.nulls(count, pa.bool_()),
         },
-        schema=records.SCENARIO_IDS_SCHEMA,
+        schema=contract.SCENARIO_IDS_SCHEMA,
     )

@@ -11,8 +11,8 @@ from __future__ import annotations
 import duckdb
 
 from cekura_sessions import settings
-from cekura_sessions.models import RAW_TABLES_FILE
-from cekura_sessions.run_report import RunReport
+from cekura_sessions.extract.report import RunReport
+from cekura_sessions.models.runner import RAW_TABLES_FILE
 
 _RAW = settings.RAW_SCHEMA
 _HISTORY = f"{_RAW}.{settings.STATUS_HISTORY_TABLE}"

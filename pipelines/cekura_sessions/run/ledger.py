@@ -9,7 +9,7 @@ import duckdb
 import orjson
 
 from cekura_sessions import settings
-from cekura_sessions.run_report import RunReport
+from cekura_sessions.extract.report import RunReport
 
 _TABLE = f"{settings.RAW_SCHEMA}.{settings.RUNS_TABLE}"
 
