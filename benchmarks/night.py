@@ -364,7 +364,11 @@ def run_rest_api(args: argparse.Namespace, result: dict[str, Any]) -> None:
     """dlt's declarative REST API source, configured the way its documentation shows."""
     imported = time.perf_counter()
     import dlt
-    from cekura_sessions.settings import API_KEY_HEADER, PROJECTS_PATH, SESSIONS_PATH
+    from cekura_sessions.api.endpoints import (
+        API_KEY_HEADER,
+        PROJECTS_PATH,
+        SESSIONS_PATH,
+    )
     from dlt.sources.rest_api import rest_api_source
 
     sessions_endpoint: dict[str, Any] = {
@@ -409,7 +413,11 @@ def run_naive(args: argparse.Namespace, result: dict[str, Any]) -> None:
     import duckdb
     import pandas as pd
     import requests
-    from cekura_sessions.settings import API_KEY_HEADER, PROJECTS_PATH, SESSIONS_PATH
+    from cekura_sessions.api.endpoints import (
+        API_KEY_HEADER,
+        PROJECTS_PATH,
+        SESSIONS_PATH,
+    )
 
     result["import_seconds"] = time.perf_counter() - imported
     started = time.perf_counter()
@@ -457,7 +465,7 @@ def floor_getter(url: str) -> Any:
     from urllib.parse import urlsplit
 
     import orjson
-    from cekura_sessions.settings import API_KEY_HEADER
+    from cekura_sessions.api.endpoints import API_KEY_HEADER
 
     parts = urlsplit(url)
     headers = {API_KEY_HEADER: API_KEY, "Accept": "application/json"}
@@ -481,7 +489,7 @@ def floor_listing_rows(get: Any, project_id: int) -> list[Any]:
     """One project's rows, following `next` when the API pages."""
     from urllib.parse import urlsplit
 
-    from cekura_sessions.settings import SESSIONS_PATH
+    from cekura_sessions.api.endpoints import SESSIONS_PATH
 
     body = get(f"{SESSIONS_PATH}?project_id={project_id}")
     if not isinstance(body, dict):
@@ -505,7 +513,7 @@ def run_floor(args: argparse.Namespace, result: dict[str, Any]) -> None:
     import orjson  # noqa: F401  (as above)
     import pyarrow as pa
     import pyarrow.compute as pc
-    from cekura_sessions.settings import PROJECTS_PATH
+    from cekura_sessions.api.endpoints import PROJECTS_PATH
 
     result["import_seconds"] = time.perf_counter() - imported
     started = time.perf_counter()

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from cekura_sessions.settings import (
+from cekura_sessions.extract.contract import (
     PROJECTS_TABLE,
     RAW_SCHEMA,
     SCENARIO_IDS_TABLE,
     SESSIONS_TABLE,
-    SQL_DIR,
 )
+from cekura_sessions.settings import SQL_DIR
 
 Row = dict[str, Any]
 

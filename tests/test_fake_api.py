@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 import requests
+from cekura_sessions.api.endpoints import API_KEY_HEADER, PROJECTS_PATH, SESSIONS_PATH
+from cekura_sessions.extract.contract import SESSION_STATUSES
 from cekura_sessions.fake import server as fake_api
 from cekura_sessions.fake.data import (
     CHANGE_KINDS,
@@ -31,12 +33,6 @@ from cekura_sessions.fake.server import (
     Faults,
     bad_rows,
     validate_fault,
-)
-from cekura_sessions.settings import (
-    API_KEY_HEADER,
-    PROJECTS_PATH,
-    SESSION_STATUSES,
-    SESSIONS_PATH,
 )
 
 KEY = "test-key"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import duckdb
 import expected
+from cekura_sessions.extract.contract import SESSION_STATUSES
 from cekura_sessions.fake.data import FakeDataset
 from cekura_sessions.run import night as pipeline
-from cekura_sessions.settings import SESSION_STATUSES
 from conftest import API_KEY, TEST_RETRY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -28,6 +28,7 @@ import expected
 import pyarrow.parquet as pq
 import pytest
 from cekura_sessions import logs, settings
+from cekura_sessions.api import endpoints
 from cekura_sessions.cli import main as cli
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from conftest import API_KEY, TEST_RETRY
@@ -340,8 +341,8 @@ def test_key_travels_only_in_its_header(run_night, recorder_factory):
     assert len(fake_api.heads) == 1, fake_api.heads
     lines = fake_api.heads[0].decode("latin-1").split("\r\n")
     carrying = [line for line in lines if API_KEY in line]
-    assert carrying == [f"{settings.API_KEY_HEADER}: {API_KEY}"], lines
-    assert lines[0] == f"GET {settings.PROJECTS_PATH} HTTP/1.1", lines[0]
+    assert carrying == [f"{endpoints.API_KEY_HEADER}: {API_KEY}"], lines
+    assert lines[0] == f"GET {endpoints.PROJECTS_PATH} HTTP/1.1", lines[0]
 
 
 _REDIRECT = (b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://elsewhere.example/user/v1/projects/?token=x\r\n"
@@ -411,7 +412,7 @@ def test_default_base_url_is_https_so_the_key_is_tunnelled(run_night, recorder_f
 
     outcome = run_night(base_url=None)
 
-    assert settings.DEFAULT_BASE_URL == "https://api.cekura.ai"
+    assert endpoints.DEFAULT_BASE_URL == "https://api.cekura.ai"
     assert outcome.exit_code == 2, outcome.message
     assert API_KEY not in outcome.message
     assert proxy.heads, "the run never tried the default URL"

@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import tenacity
 
 from cekura_sessions import settings
+from cekura_sessions.api import endpoints
 from cekura_sessions.api.errors import (
     AuthError,
     ConfigError,
@@ -99,7 +100,7 @@ def check_base_url(base_url: str) -> str:
         hostname = None
     if hostname is None or parts.scheme not in ("http", "https"):
         raise ConfigError(
-            f"base URL {base_url!r} is not an http(s) URL; use something like {settings.DEFAULT_BASE_URL}"
+            f"base URL {base_url!r} is not an http(s) URL; use something like {endpoints.DEFAULT_BASE_URL}"
         )
     if parts.scheme == "http" and not _is_loopback(hostname):
         raise InsecureUrlError(f"refusing to send the API key over plain http to {hostname}; use https")
@@ -202,7 +203,7 @@ class CekuraClient:
         self.gate = BackoffGate()
         self._transport = Transport(
             self.base_url,
-            {settings.API_KEY_HEADER: self._api_key, "Accept": "application/json"},
+            {endpoints.API_KEY_HEADER: self._api_key, "Accept": "application/json"},
             connections,
             self.policy.connect_timeout_seconds,
             self.policy.read_timeout_seconds,
@@ -212,7 +213,7 @@ class CekuraClient:
         return f"CekuraClient(base_url={self.base_url!r})"
 
     def list_projects(self) -> list[dict[str, Any]]:
-        return self._get_json(settings.PROJECTS_PATH, {}, read_array)
+        return self._get_json(endpoints.PROJECTS_PATH, {}, read_array)
 
     def list_sessions(
         self, project_id: int, known_fingerprint: str | None = None, known_chain: PageChain = ()
@@ -234,7 +235,7 @@ class CekuraClient:
             return None
 
         skip = known_answer if known_fingerprint else None
-        page = self._get_json(settings.SESSIONS_PATH, {"project_id": project_id}, read_first_page, fingerprint, skip)
+        page = self._get_json(endpoints.SESSIONS_PATH, {"project_id": project_id}, read_first_page, fingerprint, skip)
         pages = []
         while page is not _UNCHANGED:
             pages.append(page)

@@ -10,9 +10,10 @@ from pathlib import Path
 import duckdb
 
 from cekura_sessions import settings
+from cekura_sessions.extract import contract
 from cekura_sessions.models import runner
 
-_RAW = settings.RAW_SCHEMA
+_RAW = contract.RAW_SCHEMA
 
 
 def rebuild_models(db_path: Path) -> int:
@@ -91,8 +92,8 @@ def _project_freshness(con: duckdb.DuckDBPyConnection) -> list[tuple]:
         return con.execute(
             f"""
             select l.project_id, p.name, l.listed_at, l.sessions_listed
-            from {_RAW}.{settings.PROJECT_LISTINGS_TABLE} as l
-            left join {_RAW}.{settings.PROJECTS_TABLE} as p on p.id = l.project_id
+            from {_RAW}.{contract.PROJECT_LISTINGS_TABLE} as l
+            left join {_RAW}.{contract.PROJECTS_TABLE} as p on p.id = l.project_id
             order by l.listed_at, l.project_id
             """
         ).fetchall()
@@ -102,8 +103,8 @@ def _project_freshness(con: duckdb.DuckDBPyConnection) -> list[tuple]:
 
 def _row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     counts = {}
-    for table in (settings.PROJECTS_TABLE, settings.SESSIONS_TABLE, settings.SCENARIO_IDS_TABLE,
-                  settings.STATUS_HISTORY_TABLE, settings.REJECTED_ROWS_TABLE):
+    for table in (contract.PROJECTS_TABLE, contract.SESSIONS_TABLE, contract.SCENARIO_IDS_TABLE,
+                  contract.STATUS_HISTORY_TABLE, contract.REJECTED_ROWS_TABLE):
         try:
             counts[table] = con.execute(f"select count(*) from {_RAW}.{table}").fetchone()[0]
         except duckdb.CatalogException:

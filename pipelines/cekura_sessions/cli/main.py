@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cekura_sessions import logs, settings
+from cekura_sessions.api import endpoints
 from cekura_sessions.run.night import EXIT_FATAL, EXIT_OK, RunConfig, RunOutcome
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="the nightly job: extract, load, rebuild models, run checks")
     _add_load_arguments(run)
-    run.add_argument("--base-url", help=f"API root (CEKURA_BASE_URL; default {settings.DEFAULT_BASE_URL})")
+    run.add_argument("--base-url", help=f"API root (CEKURA_BASE_URL; default {endpoints.DEFAULT_BASE_URL})")
     run.add_argument("--project-id", type=str, action="append", dest="project_ids", metavar="N",
                      help="load only this project (repeatable; CEKURA_PROJECT_IDS)")
     run.set_defaults(handler=_run)

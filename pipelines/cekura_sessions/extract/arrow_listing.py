@@ -16,10 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cekura_sessions import settings
-from cekura_sessions.extract import contract
+from cekura_sessions.extract import contract, convert
 
-# RFC 3339 date-time with an optional offset, field ranges included; contract._is_timestamp
+# RFC 3339 date-time with an optional offset, field ranges included; contract.is_timestamp
 # accepts the same forms (it also rejects impossible dates such as 30 February, which this lets
 # through to staging, where they become NULL and a warning check reports them)
 _DATE_TIME = (
@@ -82,7 +81,7 @@ def _rows_table(rows: list[Any] | pa.StructArray) -> pa.Table | None:
 
 def _only_known_fields(table: pa.Table) -> bool:
     # a field the spec does not list is kept as text by the row-by-row path
-    return set(table.column_names) <= contract.SESSION_FIELD_SET
+    return set(table.column_names) <= contract.DELIVERED_FIELD_SET
 
 
 def _types_accepted(table: pa.Table) -> bool:
@@ -107,17 +106,17 @@ def _column(table: pa.Table, name: str, type_: pa.DataType) -> pa.ChunkedArray:
 def _sessions(table: pa.Table, project_ids: np.ndarray) -> pa.Table:
     count = table.num_rows
     columns: dict[str, Any] = {
-        name: _column(table, name, contract.SESSIONS_SCHEMA.field(name).type)
+        name: _column(table, name, convert.SESSIONS_SCHEMA.field(name).type)
         for name in ("id", "title", "project", "status", "created_at", "updated_at", "message_count")
     }
     columns["project_id"] = pa.array(project_ids)
-    columns[settings.TOMBSTONE_COLUMN] = pa.nulls(count, pa.bool_())
-    return pa.table(columns, schema=contract.SESSIONS_SCHEMA)
+    columns[contract.TOMBSTONE_COLUMN] = pa.nulls(count, pa.bool_())
+    return pa.table(columns, schema=convert.SESSIONS_SCHEMA)
 
 
 def _scenario_ids(table: pa.Table, project_ids: np.ndarray) -> pa.Table | None:
     if "scenario_ids" not in table.column_names or table["scenario_ids"].type == pa.null():
-        return contract.SCENARIO_IDS_SCHEMA.empty_table()
+        return convert.SCENARIO_IDS_SCHEMA.empty_table()
     lists = table["scenario_ids"].cast(pa.list_(pa.int64())).combine_chunks()
     values = lists.flatten()
     if values.null_count:
@@ -133,7 +132,7 @@ def _scenario_ids(table: pa.Table, project_ids: np.ndarray) -> pa.Table | None:
             "project_id": pa.array(project_ids[parents]),
             "position": pa.array(positions),
             "value": values,
-            settings.TOMBSTONE_COLUMN: pa.nulls(count, pa.bool_()),
+            contract.TOMBSTONE_COLUMN: pa.nulls(count, pa.bool_()),
         },
-        schema=contract.SCENARIO_IDS_SCHEMA,
+        schema=convert.SCENARIO_IDS_SCHEMA,
     )

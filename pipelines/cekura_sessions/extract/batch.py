@@ -16,7 +16,7 @@ import pyarrow as pa
 from cekura_sessions.api.client import describe_error
 from cekura_sessions.api.errors import MalformedBody
 from cekura_sessions.api.pages import Listing
-from cekura_sessions.extract import arrow_listing, contract
+from cekura_sessions.extract import arrow_listing, contract, convert
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.seen import SeenSessions
 from cekura_sessions.run.stored import KnownListing, PreviousSessions
@@ -28,7 +28,7 @@ class ListingBatch:
 
     def __init__(self, report: RunReport, seen: SeenSessions, previous_sessions: PreviousSessions | None) -> None:
         self.report, self.seen, self.previous_sessions = report, seen, previous_sessions
-        self.sessions = contract.SessionBatch()
+        self.sessions = convert.SessionBatch()
         self.pending: list[tuple[int, Listing]] = []
         self.pending_rows = 0
         self.listings: list[dict[str, Any]] = []  # project_listings rows
@@ -62,7 +62,7 @@ class ListingBatch:
             return None
         tables = self.sessions.sessions_table(), self.sessions.scenario_ids_table()
         self.extra_fields.update(self.sessions.extra_fields)
-        self.sessions = contract.SessionBatch()
+        self.sessions = convert.SessionBatch()
         return tables
 
     def _claim(self, plain: tuple[pa.Table, pa.Table]) -> bool:
@@ -122,7 +122,7 @@ class ListingBatch:
 
 
 def _add_row_by_row(
-    batch: contract.SessionBatch,
+    batch: convert.SessionBatch,
     rejected: list[dict[str, Any]],
     report: RunReport,
     seen: SeenSessions,
@@ -184,5 +184,5 @@ def _split_repeated(
 def _set_aside(
     rejected: list[dict[str, Any]], report: RunReport, project_id: int, rows: list[tuple[Any, str]]
 ) -> None:
-    rejected.extend(contract.rejected_row(report.run_id, project_id, row, why, report.started_at) for row, why in rows)
+    rejected.extend(convert.rejected_row(report.run_id, project_id, row, why, report.started_at) for row, why in rows)
     report.rows_rejected += len(rows)

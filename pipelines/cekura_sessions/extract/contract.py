@@ -1,90 +1,225 @@
-"""Rows as the API delivers them -> validated columns -> Arrow tables.
+"""The row contract, written once: what Cekura delivers, what each raw table holds, the
+timestamp rule and the status enum.
 
-Arrow tables go straight to dlt's parquet writer, skipping dlt's row-by-row normalizer, which
-is where most of a large night's time would otherwise go (see GOTCHAS.md).
+Everything else is derived from the declarations here: the Arrow schemas the source yields
+(`arrow_schema`), the raw tables' DDL the models build on (`raw_tables_ddl`), the per-row rule
+that says why a delivered row cannot load (`session_rejection`), the accepted values of the
+models' checks (`SESSION_STATUSES`) and the README's raw-table section (`markdown_raw_tables`).
+
+Source of the delivered fields: `cekura-api/openapi-subset.json`, schema
+`ScenarioImprovementSessionList` (`message_count` is a string there, an integer in practice;
+`scenario_ids` has no declared type; `project` may be null) and `Project`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 import pyarrow as pa
-from dlt.common.normalizers.naming.snake_case import NamingConvention
 
-from cekura_sessions import settings
+# the status enum of ScenarioImprovementSessionList.status; a status outside it is kept as
+# delivered (the models count it as "other")
+SESSION_STATUSES = ("pending", "in_progress", "completed", "cancelled", "failed")
+TERMINAL_STATUSES = ("completed", "failed", "cancelled")
 
-_NAMING = NamingConvention()
+RAW_SCHEMA = "cekura_raw"
 
-SESSION_FIELDS = ("id", "title", "project", "scenario_ids", "status", "created_at", "updated_at", "message_count")
-SESSION_FIELD_SET = frozenset(SESSION_FIELDS)
+PROJECTS_TABLE = "projects"
+SESSIONS_TABLE = "scenario_improvement_sessions"
+SCENARIO_IDS_TABLE = "scenario_improvement_sessions__scenario_ids"  # dlt's nested-table naming
+PROJECT_LISTINGS_TABLE = "project_listings"
+STATUS_HISTORY_TABLE = "session_status_history"
+REJECTED_ROWS_TABLE = "rejected_rows"
 
-SESSIONS_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.int64(), nullable=False),
-        ("title", pa.string()),
-        ("project", pa.int64()),
-        ("status", pa.string()),
-        ("created_at", pa.string()),
-        ("updated_at", pa.string()),
-        ("message_count", pa.string()),
-        pa.field("project_id", pa.int64(), nullable=False),
-        (settings.TOMBSTONE_COLUMN, pa.bool_()),
-    ]
-)
-SCENARIO_IDS_SCHEMA = pa.schema(
-    [
-        pa.field("session_id", pa.int64(), nullable=False),
-        pa.field("project_id", pa.int64(), nullable=False),
-        pa.field("position", pa.int64(), nullable=False),
-        ("value", pa.int64()),
-        (settings.TOMBSTONE_COLUMN, pa.bool_()),
-    ]
-)
-# The contract's allow-list: only these project fields ever reach the database; members, emails,
-# webhook URLs and key-like fields stay behind.
-PROJECTS_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.int64(), nullable=False),
-        ("name", pa.string()),
-        ("organization_id", pa.int64()),
-        ("organization_name", pa.string()),
-        ("timezone", pa.string()),
-        ("is_deleted", pa.bool_()),
-        ("created_at", pa.string()),
-        ("updated_at", pa.string()),
-    ]
+# Marker column of the rows that clear a project whose listing became empty (dlt hard_delete):
+# always NULL in the stored rows.
+TOMBSTONE_COLUMN = "_cekura_tombstone"
+
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+
+# An RFC 3339 date-time (the spec's `format: date-time`), offset optional, with field ranges.
+# `is_timestamp` also rejects impossible dates (30 February), which a pattern cannot see.
+TIMESTAMP_PATTERN = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d"
+    r"(:[0-5]\d(\.\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?$"
 )
 
 
-PROJECT_LISTINGS_SCHEMA = pa.schema(
-    [
-        pa.field("project_id", pa.int64(), nullable=False),
-        ("listing_digest", pa.string()),
-        ("sessions_listed", pa.int64()),
-        ("listed_at", pa.timestamp("us", tz="UTC")),
-        ("run_id", pa.string()),
-        # paged listings: JSON [[fingerprint of the pages so far, next link], ...] (listing.PageChain)
-        ("page_chain", pa.string()),
-    ]
+@dataclass(frozen=True)
+class Column:
+    """One column of a raw table: its name, Arrow and SQL types, and what it means."""
+
+    name: str
+    arrow: pa.DataType
+    description: str
+    required: bool = False  # never NULL in a stored row
+
+    @property
+    def sql(self) -> str:
+        return _SQL_TYPES[self.arrow]
+
+
+_SQL_TYPES = {
+    pa.int64(): "bigint",
+    pa.string(): "text",
+    pa.bool_(): "boolean",
+    pa.timestamp("us", tz="UTC"): "timestamptz",
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    internal: tuple[Column, ...] = ()  # written by the source, never stored with a value
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema(
+            [pa.field(c.name, c.arrow, nullable=not c.required) for c in self.columns + self.internal]
+        )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+_TEXT_AS_DELIVERED = "as delivered (ISO-8601 text; staging parses it)"
+
+PROJECTS = Table(
+    PROJECTS_TABLE,
+    "every project /user/v1/projects/ lists, deleted ones included; an allow-list of columns: "
+    "never members, emails, webhook URLs or anything key-like",
+    (
+        Column("id", pa.int64(), "the project's id", required=True),
+        Column("name", pa.string(), "the project's name"),
+        Column("organization_id", pa.int64(), "the id of the project's organization"),
+        Column("organization_name", pa.string(), "the name of the project's organization"),
+        Column("timezone", pa.string(), "IANA time zone name as delivered (may be NULL or unknown)"),
+        Column("is_deleted", pa.bool_(), "true once the project is deleted in Cekura"),
+        Column("created_at", pa.string(), f"when the project was created, {_TEXT_AS_DELIVERED}"),
+        Column("updated_at", pa.string(), f"when the project last changed, {_TEXT_AS_DELIVERED}"),
+    ),
 )
 
+SESSIONS = Table(
+    SESSIONS_TABLE,
+    "one current row per session id, as delivered, plus the project it was listed under",
+    (
+        Column("id", pa.int64(), "the session's id (unique across projects)", required=True),
+        Column("title", pa.string(), "the session's title"),
+        Column("project", pa.int64(), "the session's own `project` field as delivered (may be NULL)"),
+        Column("status", pa.string(), f"one of {', '.join(SESSION_STATUSES)}, or another value as delivered"),
+        Column("created_at", pa.string(), f"when the session was created, {_TEXT_AS_DELIVERED}"),
+        Column("updated_at", pa.string(), f"when the session last changed, {_TEXT_AS_DELIVERED}"),
+        Column("message_count", pa.string(), "as delivered, as text (a string in the spec, an integer in practice)"),
+        Column("project_id", pa.int64(), "the project whose listing delivered the session", required=True),
+    ),
+    internal=(Column(TOMBSTONE_COLUMN, pa.bool_(), "dlt hard_delete marker; always NULL when stored"),),
+)
 
-_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+SCENARIO_IDS = Table(
+    SCENARIO_IDS_TABLE,
+    "one row per element of a session's `scenario_ids` list, always matching its current list",
+    (
+        Column("session_id", pa.int64(), "the session the list belongs to", required=True),
+        Column("project_id", pa.int64(), "the project the session was listed under", required=True),
+        Column("position", pa.int64(), "0-based index in the list", required=True),
+        Column("value", pa.int64(), "the scenario id"),
+    ),
+    internal=(Column(TOMBSTONE_COLUMN, pa.bool_(), "dlt hard_delete marker; always NULL when stored"),),
+)
 
+PROJECT_LISTINGS = Table(
+    PROJECT_LISTINGS_TABLE,
+    "one row per project whose listing ever succeeded",
+    (
+        Column("project_id", pa.int64(), "the project", required=True),
+        Column("listing_digest", pa.string(), "digest of the listing's answer bytes (NULL: read again next night)"),
+        Column("sessions_listed", pa.int64(), "sessions in the listing"),
+        Column("listed_at", pa.timestamp("us", tz="UTC"), "when the listing was last read whole"),
+        Column("run_id", pa.string(), "the run that last read it"),
+    ),
+)
+
+STATUS_HISTORY = Table(
+    STATUS_HISTORY_TABLE,
+    "append-only: one row per observed change of a session (status, updated_at, project, deletion)",
+    (
+        Column("session_id", pa.int64(), "the session", required=True),
+        Column("project_id", pa.int64(), "the project it was listed under", required=True),
+        Column("status", pa.string(), "its status as observed"),
+        Column("updated_at", pa.string(), f"its updated_at as observed, {_TEXT_AS_DELIVERED}"),
+        Column("observed_at", pa.timestamp("us", tz="UTC"), "when the run that saw the change started", required=True),
+        Column("run_id", pa.string(), "the run that saw the change", required=True),
+        Column("is_deleted", pa.bool_(), "true when the session vanished upstream", required=True),
+    ),
+)
+
+REJECTED_ROWS = Table(
+    REJECTED_ROWS_TABLE,
+    "delivered rows that broke this contract, with why; they were not loaded",
+    (
+        Column("run_id", pa.string(), "the run that set the row aside"),
+        Column("project_id", pa.int64(), "the project whose listing delivered it"),
+        Column("raw_json", pa.string(), "the row as delivered, as JSON"),
+        Column("reason", pa.string(), "what broke the contract"),
+        Column("rejected_at", pa.timestamp("us", tz="UTC"), "when the run started"),
+    ),
+)
+
+# the raw tables staging reads, declared so the models build before (or without) a load
+MODEL_INPUTS = (PROJECTS, SESSIONS, SCENARIO_IDS, STATUS_HISTORY)
+RAW_TABLES = (PROJECTS, SESSIONS, SCENARIO_IDS, PROJECT_LISTINGS, STATUS_HISTORY, REJECTED_ROWS)
+
+# The session fields Cekura delivers, with the Python types each accepts (None: may be null or
+# missing). The raw sessions table keeps all but `scenario_ids`, which becomes SCENARIO_IDS.
+DELIVERED_FIELDS = ("id", "title", "project", "scenario_ids", "status", "created_at", "updated_at", "message_count")
+DELIVERED_FIELD_SET = frozenset(DELIVERED_FIELDS)
+TIMESTAMP_FIELDS = ("created_at", "updated_at")
+
+
+def raw_tables_ddl(tables: tuple[Table, ...] = MODEL_INPUTS) -> str:
+    """`create table if not exists` for these raw tables (DuckDB and PostgreSQL syntax).
+
+    dlt creates the tables on its first load and may never create one (a list that is always
+    empty makes no nested table, dlt #2390, #2964); dlt reflects existing tables and only adds
+    columns, so these coexist with its loads."""
+    statements = [f"create schema if not exists {RAW_SCHEMA};"]
+    for table in tables:
+        columns = ",\n".join(
+            f"    {c.name} {c.sql}{' not null' if c.required and table is STATUS_HISTORY else ''}"
+            for c in table.columns
+        )
+        statements.append(f"create table if not exists {RAW_SCHEMA}.{table.name} (\n{columns}\n);")
+    return "\n\n".join(statements) + "\n"
+
+
+def markdown_raw_tables() -> str:
+    """The README's raw-table section: one block per raw table, its columns and their meaning."""
+    blocks = []
+    for table in RAW_TABLES:
+        rows = "\n".join(f"| `{c.name}` | {c.sql.upper()} | {c.description} |" for c in table.columns)
+        blocks.append(
+            f"`{RAW_SCHEMA}.{table.name}`: {table.description}\n\n| column | type | meaning |\n| --- | --- | --- |\n{rows}"
+        )
+    return "\n\n".join(blocks) + "\n"
+
+
+# --- the per-row rule ---------------------------------------------------------------------------
 
 
 def is_integer(value: Any) -> bool:
     """An integer that fits BIGINT; bool is an int subclass in Python, but `true` is not an id."""
-    return isinstance(value, int) and not isinstance(value, bool) and _BIGINT_MIN <= value <= _BIGINT_MAX
+    return type(value) is int and BIGINT_MIN <= value <= BIGINT_MAX
 
 
-def _is_timestamp(value: Any) -> bool:
-    """An RFC 3339 date-time (the spec's `format: date-time`), offset optional. fromisoformat
-    alone also takes week dates, basic forms and comma fractions that DuckDB cannot read; the
-    separator checks rule those out (this runs twice per row, so it avoids a regex)."""
+def is_timestamp(value: Any) -> bool:
+    """An RFC 3339 date-time (TIMESTAMP_PATTERN's forms) that names a real instant.
+    fromisoformat alone also takes week dates, basic forms and comma fractions that DuckDB
+    cannot read; the separator checks rule those out without a regex (this runs per row)."""
     if type(value) is not str or len(value) < 16 or "," in value:
         return False
     if value[4] != "-" or value[7] != "-" or value[10] not in "Tt " or value[13] != ":":
@@ -96,29 +231,29 @@ def _is_timestamp(value: Any) -> bool:
     return True
 
 
-def _all_integers(values: list[Any]) -> bool:
-    for value in values:  # type() rather than isinstance: `true` is not a scenario id
-        if type(value) is not int or not _BIGINT_MIN <= value <= _BIGINT_MAX:
-            return False
-    return True
+def is_integer_list(value: Any) -> bool:
+    """A `scenario_ids` value that can load: a list of BIGINT integers (None is checked apart)."""
+    return type(value) is list and all(is_integer(v) for v in value)
 
 
 def session_rejection(row: Any) -> str | None:
-    """Why this row breaks the contract, or None when it may load as delivered."""
+    """Why this delivered session breaks the contract, or None when it may load as delivered.
+    The only definition of a valid row: the conversion's vectorised checks only find the rows
+    to ask this about (extract/convert.py)."""
     if not isinstance(row, dict):
         return "row is not a JSON object"
     if "id" not in row:
         return "id is missing"
     if not is_integer(row["id"]):
         return f"id is not an integer: {row['id']!r:.40}"
-    for name in ("created_at", "updated_at"):
-        if not _is_timestamp(row.get(name)):
+    for name in TIMESTAMP_FIELDS:
+        if not is_timestamp(row.get(name)):
             return f"{name} is not an ISO-8601 timestamp: {row.get(name)!r:.40}"
     scenario_ids = row.get("scenario_ids")
     if scenario_ids is not None:
         if not isinstance(scenario_ids, list):
             return f"scenario_ids is not a list: {scenario_ids!r:.40}"
-        if not _all_integers(scenario_ids):
+        if not is_integer_list(scenario_ids):
             return "scenario_ids holds something other than integers"
     if row.get("project") is not None and not is_integer(row["project"]):
         return f"project is not an integer: {row['project']!r:.40}"
@@ -131,141 +266,6 @@ def session_rejection(row: Any) -> str | None:
     return None
 
 
-@dataclass
-class SessionBatch:
-    """Column buffers for the sessions table and its scenario-id child table."""
-
-    sessions: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in SESSIONS_SCHEMA.names})
-    scenario_ids: dict[str, list[Any]] = field(
-        default_factory=lambda: {n: [] for n in SCENARIO_IDS_SCHEMA.names}
-    )
-    extra_fields: dict[str, list[Any]] = field(default_factory=dict)
-    # listings converted whole by arrow_listing: (sessions, scenario ids)
-    tables: list[tuple[pa.Table, pa.Table]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.sessions["id"]) + sum(sessions.num_rows for sessions, _ in self.tables)
-
-    def add_tables(self, sessions: pa.Table, scenario_ids: pa.Table) -> None:
-        self.tables.append((sessions, scenario_ids))
-
-    def add_sessions(self, project_id: int, rows: list[dict[str, Any]]) -> None:
-        """Append one listing's valid rows, column by column (a listing at a time is several
-        times faster than a row at a time in Python)."""
-        columns = self.sessions
-        start, count = len(columns["id"]), len(rows)
-        columns["id"].extend([row["id"] for row in rows])
-        for name in ("title", "project", "status", "created_at", "updated_at"):
-            columns[name].extend([row.get(name) for row in rows])
-        # the spec says string; an integer is the same fact, kept in the same text column
-        columns["message_count"].extend(
-            [None if (count_ := row.get("message_count")) is None else str(count_) for row in rows]
-        )
-        columns["project_id"].extend([project_id] * count)
-        columns[settings.TOMBSTONE_COLUMN].extend([None] * count)
-        self._add_extra_fields(rows, start)
-        for row in rows:
-            values = row.get("scenario_ids")
-            if values:
-                self._add_scenario_ids(row["id"], project_id, values, None)
-
-    def add_tombstone(self, project_id: int) -> None:
-        """A marker row that makes the merge clear a project whose listing is now empty;
-        dlt deletes by it and never inserts it (hard_delete)."""
-        columns = self.sessions
-        for name in SESSIONS_SCHEMA.names:
-            columns[name].append(None)
-        columns["id"][-1] = -project_id
-        columns["project_id"][-1] = project_id
-        columns[settings.TOMBSTONE_COLUMN][-1] = True
-        for values in self.extra_fields.values():
-            values.append(None)
-        self._add_scenario_ids(-project_id, project_id, [None], True)
-
-    def _add_scenario_ids(self, session_id: int, project_id: int, values: list[Any], tomb: bool | None) -> None:
-        columns, count = self.scenario_ids, len(values)
-        columns["session_id"].extend([session_id] * count)
-        columns["project_id"].extend([project_id] * count)
-        columns["position"].extend(range(count))
-        columns["value"].extend(values)
-        columns[settings.TOMBSTONE_COLUMN].extend([tomb] * count)
-
-    def _add_extra_fields(self, rows: list[dict[str, Any]], start: int) -> None:
-        end = start + len(rows)
-        for values in self.extra_fields.values():
-            values.extend([None] * len(rows))
-        for offset, row in enumerate(rows):
-            if row.keys() <= SESSION_FIELD_SET:
-                continue
-            for name, value in row.items():
-                if name not in SESSION_FIELD_SET:
-                    self.extra_fields.setdefault(name, [None] * end)[start + offset] = value
-
-    def sessions_table(self) -> pa.Table:
-        table = pa.Table.from_pydict(self.sessions, schema=SESSIONS_SCHEMA)
-        for name, values in self.extra_fields.items():
-            table = table.append_column(extra_column_name(name, table.column_names), _extra_column(values))
-        # fields only some rows carry become columns that are NULL in the others
-        return pa.concat_tables([table, *(sessions for sessions, _ in self.tables)], promote_options="default")
-
-    def scenario_ids_table(self) -> pa.Table:
-        table = pa.Table.from_pydict(self.scenario_ids, schema=SCENARIO_IDS_SCHEMA)
-        return pa.concat_tables([table, *(ids for _, ids in self.tables)])
-
-
-def _extra_column(values: list[Any]) -> pa.Array:
-    """A field the spec does not know, as text (strings as delivered, anything else as JSON):
-    its type may change from one night to the next without breaking the load."""
-    return pa.array(
-        [v if isinstance(v, str) or v is None else orjson.dumps(v, default=str).decode() for v in values],
-        pa.string(),
-    )
-
-
-def extra_column_name(field_name: str, taken: list[str]) -> str:
-    """The column for a field the spec does not know; one whose name would land on a column
-    already there once dlt normalizes it (`project_id`, `createdAt`) gets an `_extra` suffix."""
-    normalized = _NAMING.normalize_identifier(field_name)
-    taken_normalized = {_NAMING.normalize_identifier(name) for name in taken}
-    if normalized not in taken_normalized:
-        return field_name
-    suffix = 1
-    candidate = f"{normalized}_extra"
-    while candidate in taken_normalized:
-        suffix += 1
-        candidate = f"{normalized}_extra{suffix}"
-    return candidate
-
-
-def projects_table(projects: list[dict[str, Any]]) -> pa.Table:
-    """Only the contract's allow-list of project fields; members, emails, webhooks and keys stay behind."""
-    columns: dict[str, list[Any]] = {name: [] for name in PROJECTS_SCHEMA.names}
-    for project in projects:
-        organization = project.get("organization") if isinstance(project.get("organization"), dict) else {}
-        columns["id"].append(project["id"])
-        columns["name"].append(_text(project.get("name")))
-        columns["organization_id"].append(_int_or_none(organization.get("id", project.get("organization_id"))))
-        columns["organization_name"].append(_text(organization.get("name")))
-        columns["timezone"].append(_text(project.get("timezone")))
-        columns["is_deleted"].append(bool(project.get("is_deleted")))
-        columns["created_at"].append(_text(project.get("created_at")))
-        columns["updated_at"].append(_text(project.get("updated_at")))
-    return pa.Table.from_pydict(columns, schema=PROJECTS_SCHEMA)
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if is_integer(value) else None
-
-
-def rejected_row(run_id: str, project_id: int | None, row: Any, reason: str, at: datetime) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "project_id": project_id,
-        "raw_json": orjson.dumps(row, default=str).decode(),
-        "reason": reason,
-        "rejected_at": at,
-    }
+def is_identifiable(row: Any) -> bool:
+    """A row whose session can be named: a JSON object with an integer id."""
+    return isinstance(row, dict) and is_integer(row.get("id"))

@@ -72,7 +72,7 @@ def _read(content: bytes, schema: pa.Schema) -> pa.Table | None:
 def _plain(row: pa.StructType) -> bool:
     for i in range(row.num_fields):
         field = row.field(i)
-        if field.name not in contract.SESSION_FIELD_SET:
+        if field.name not in contract.DELIVERED_FIELD_SET:
             return False
         if field.name == "message_count" and field.type not in _MESSAGE_COUNT_TYPES:
             return False

@@ -17,10 +17,11 @@ import pyarrow as pa
 from dlt.sources import DltResource
 
 from cekura_sessions import settings
+from cekura_sessions.api import endpoints
 from cekura_sessions.api.client import CekuraClient, RetryPolicy, describe_error
 from cekura_sessions.api.errors import AuthError
 from cekura_sessions.api.pages import Listing
-from cekura_sessions.extract import contract
+from cekura_sessions.extract import contract, convert
 from cekura_sessions.extract.batch import ListingBatch
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.seen import SeenSessions
@@ -51,37 +52,37 @@ def _replace_listed_projects(row_key: str) -> dict[str, str]:
 # its ROW_NUMBER() dedup window
 _UNIQUE_IN_STAGING = {"x-stage-data-deduplicated": True}
 
-_TOMBSTONE_HINT = {settings.TOMBSTONE_COLUMN: {"data_type": "bool", "hard_delete": True}}
+_TOMBSTONE_HINT = {contract.TOMBSTONE_COLUMN: {"data_type": "bool", "hard_delete": True}}
 
 # Each table the sessions resource writes carries its own complete hints, so no table inherits
 # another's keys or marker column.
 _TABLE_HINTS: dict[str, Any] = {
-    settings.PROJECTS_TABLE: dlt.mark.make_hints(
-        table_name=settings.PROJECTS_TABLE,
+    contract.PROJECTS_TABLE: dlt.mark.make_hints(
+        table_name=contract.PROJECTS_TABLE,
         write_disposition=_MERGE,
         primary_key="id",
     ),
-    settings.SESSIONS_TABLE: dlt.mark.make_hints(
-        table_name=settings.SESSIONS_TABLE,
+    contract.SESSIONS_TABLE: dlt.mark.make_hints(
+        table_name=contract.SESSIONS_TABLE,
         write_disposition=_replace_listed_projects("id"),
         primary_key="id",
         columns=_TOMBSTONE_HINT,
         additional_table_hints=_UNIQUE_IN_STAGING,
     ),
-    settings.SCENARIO_IDS_TABLE: dlt.mark.make_hints(
-        table_name=settings.SCENARIO_IDS_TABLE,
+    contract.SCENARIO_IDS_TABLE: dlt.mark.make_hints(
+        table_name=contract.SCENARIO_IDS_TABLE,
         write_disposition=_replace_listed_projects("session_id"),
         primary_key=["session_id", "position"],
         columns=_TOMBSTONE_HINT,
         additional_table_hints=_UNIQUE_IN_STAGING,
     ),
-    settings.PROJECT_LISTINGS_TABLE: dlt.mark.make_hints(
-        table_name=settings.PROJECT_LISTINGS_TABLE,
+    contract.PROJECT_LISTINGS_TABLE: dlt.mark.make_hints(
+        table_name=contract.PROJECT_LISTINGS_TABLE,
         write_disposition=_MERGE,
         primary_key="project_id",
     ),
-    settings.REJECTED_ROWS_TABLE: dlt.mark.make_hints(
-        table_name=settings.REJECTED_ROWS_TABLE,
+    contract.REJECTED_ROWS_TABLE: dlt.mark.make_hints(
+        table_name=contract.REJECTED_ROWS_TABLE,
         write_disposition="append",
         columns={"project_id": {"data_type": "bigint"}, "rejected_at": {"data_type": "timestamp"}},
     ),
@@ -91,7 +92,7 @@ _TABLE_HINTS: dict[str, Any] = {
 @dlt.source(name="cekura", section="cekura", max_table_nesting=0)
 def cekura(
     api_key: str = dlt.secrets.value,
-    base_url: str = settings.DEFAULT_BASE_URL,
+    base_url: str = endpoints.DEFAULT_BASE_URL,
     project_ids: list[int] | None = None,
     concurrency: int = settings.DEFAULT_CONCURRENCY,
     retry: RetryPolicy | None = None,
@@ -115,10 +116,10 @@ def cekura(
 def projects(client: CekuraClient) -> Iterator[pa.Table]:
     """Every project the key can see, allow-listed columns only."""
     valid = [p for p in client.list_projects() if isinstance(p, dict) and contract.is_integer(p.get("id"))]
-    yield contract.projects_table(valid)
+    yield convert.projects_table(valid)
 
 
-@dlt.transformer(name=settings.SESSIONS_TABLE, write_disposition=_MERGE)
+@dlt.transformer(name=contract.SESSIONS_TABLE, write_disposition=_MERGE)
 def scenario_improvement_sessions(
     listed_projects: pa.Table,
     client: CekuraClient,
@@ -133,7 +134,7 @@ def scenario_improvement_sessions(
     child table, the listings' fingerprints and any rejected rows, as Arrow tables flushed
     every FLUSH_ROWS sessions."""
     if not _as_stored(listed_projects, known_projects):
-        yield _to_table(settings.PROJECTS_TABLE, listed_projects)
+        yield _to_table(contract.PROJECTS_TABLE, listed_projects)
     wanted = list(dict.fromkeys(project_ids or _active_project_ids(listed_projects)))  # each listed once
     report.projects_wanted = len(wanted)
     batch = ListingBatch(report, SeenSessions(), previous_sessions)
@@ -146,9 +147,9 @@ def scenario_improvement_sessions(
             yield from _flushed(batch)
     yield from _flushed(batch)
     if batch.rejected:
-        yield _to_table(settings.REJECTED_ROWS_TABLE, batch.rejected)
+        yield _to_table(contract.REJECTED_ROWS_TABLE, batch.rejected)
     if batch.listings:
-        yield _to_table(settings.PROJECT_LISTINGS_TABLE, pa.Table.from_pylist(batch.listings, schema=contract.PROJECT_LISTINGS_SCHEMA))
+        yield _to_table(contract.PROJECT_LISTINGS_TABLE, pa.Table.from_pylist(batch.listings, schema=convert.PROJECT_LISTINGS_SCHEMA))
     report.new_fields = batch.extra_fields
     if report.new_fields:
         log.info("sessions carry fields the spec does not list, loaded as new columns: %s",
@@ -171,8 +172,8 @@ def _active_project_ids(listed_projects: pa.Table) -> list[int]:
 def _flushed(batch: ListingBatch) -> Iterator[Any]:
     tables = batch.flush()
     if tables is not None:
-        yield _to_table(settings.SESSIONS_TABLE, tables[0])
-        yield _to_table(settings.SCENARIO_IDS_TABLE, tables[1])
+        yield _to_table(contract.SESSIONS_TABLE, tables[0])
+        yield _to_table(contract.SCENARIO_IDS_TABLE, tables[1])
 
 
 def _to_table(table_name: str, item: Any) -> Any:

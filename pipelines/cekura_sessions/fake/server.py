@@ -31,8 +31,8 @@ from urllib.parse import SplitResult, parse_qs, parse_qsl, urlencode, urlsplit
 
 import orjson
 
+from cekura_sessions.api.endpoints import API_KEY_HEADER, PROJECTS_PATH, SESSIONS_PATH
 from cekura_sessions.fake.data import DataSpec, FakeDataset, generate
-from cekura_sessions.settings import API_KEY_HEADER, PROJECTS_PATH, SESSIONS_PATH
 
 log = logging.getLogger(__name__)
 

@@ -26,15 +26,14 @@ from pathlib import Path
 import duckdb
 
 from cekura_sessions import crash_points
-from cekura_sessions.settings import (
-    ANALYTICS_SCHEMA,
+from cekura_sessions.extract.contract import (
     PROJECTS_TABLE,
     RAW_SCHEMA,
     SCENARIO_IDS_TABLE,
     SESSIONS_TABLE,
-    SQL_DIR,
     STATUS_HISTORY_TABLE,
 )
+from cekura_sessions.settings import ANALYTICS_SCHEMA, SQL_DIR
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ import duckdb
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from cekura_sessions import logs, settings
+from cekura_sessions.extract import contract
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ def make_pipeline(db_path: Path, pipelines_dir: str | None) -> dlt.Pipeline:
     pipeline = dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
         destination=dlt.destinations.duckdb(credentials),
-        dataset_name=settings.RAW_SCHEMA,
+        dataset_name=contract.RAW_SCHEMA,
         pipelines_dir=pipelines_dir,
     )
     logs.adopt_dlt_logger()
@@ -61,8 +62,8 @@ def drop_repeated_rows(con: duckdb.DuckDBPyConnection) -> int:
     marked it done, runs again when its package is completed; the merge, told that staged rows
     are unique (source.py), would then insert both copies."""
     removed = 0
-    for table, key in ((settings.SESSIONS_TABLE, "id"), (settings.SCENARIO_IDS_TABLE, "session_id, position")):
-        name = f"{settings.RAW_SCHEMA}.{table}"
+    for table, key in ((contract.SESSIONS_TABLE, "id"), (contract.SCENARIO_IDS_TABLE, "session_id, position")):
+        name = f"{contract.RAW_SCHEMA}.{table}"
         try:
             removed += con.execute(f"""
                 delete from {name} where rowid in (

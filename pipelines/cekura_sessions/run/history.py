@@ -11,11 +11,12 @@ from __future__ import annotations
 import duckdb
 
 from cekura_sessions import settings
+from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.models.runner import RAW_TABLES_FILE
 
-_RAW = settings.RAW_SCHEMA
-_HISTORY = f"{_RAW}.{settings.STATUS_HISTORY_TABLE}"
+_RAW = contract.RAW_SCHEMA
+_HISTORY = f"{_RAW}.{contract.STATUS_HISTORY_TABLE}"
 
 # the dlt load the history was last compared after (one row)
 _SYNCED = f"{_RAW}.session_status_history_synced"
@@ -34,7 +35,7 @@ with latest as (
 
 listed_projects as (
     select project_id
-    from {_RAW}.{settings.PROJECT_LISTINGS_TABLE}
+    from {_RAW}.{contract.PROJECT_LISTINGS_TABLE}
     where run_id = $run_id
 ),
 
@@ -44,7 +45,7 @@ current_sessions as (
         project_id,
         status,
         updated_at,
-    from {_RAW}.{settings.SESSIONS_TABLE}
+    from {_RAW}.{contract.SESSIONS_TABLE}
     where project_id in (select project_id from listed_projects)
 ),
 
@@ -74,7 +75,7 @@ vanished as (
     from latest as l
     where not l.is_deleted
         and l.project_id in (select project_id from listed_projects)
-        and l.session_id not in (select id from {_RAW}.{settings.SESSIONS_TABLE})
+        and l.session_id not in (select id from {_RAW}.{contract.SESSIONS_TABLE})
 )
 
 select session_id, project_id, status, updated_at, $observed_at, $run_id, is_deleted
@@ -88,7 +89,7 @@ def record_changes(con: duckdb.DuckDBPyConnection, report: RunReport) -> int:
     (a quiet night at 1,000,000 sessions saves 0.7 s)."""
     con.execute(_RAW_TABLES_SQL.read_text())
     con.execute(_SYNCED_DDL)
-    if not _table_exists(con, settings.SESSIONS_TABLE) or not _table_exists(con, settings.PROJECT_LISTINGS_TABLE):
+    if not _table_exists(con, contract.SESSIONS_TABLE) or not _table_exists(con, contract.PROJECT_LISTINGS_TABLE):
         return 0
     try:
         latest_load = con.execute(f"select max(load_id) from {_RAW}._dlt_loads").fetchone()[0]

@@ -9,12 +9,13 @@ import duckdb
 import orjson
 
 from cekura_sessions import settings
+from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 
-_TABLE = f"{settings.RAW_SCHEMA}.{settings.RUNS_TABLE}"
+_TABLE = f"{contract.RAW_SCHEMA}.{settings.RUNS_TABLE}"
 
 _DDL = f"""
-create schema if not exists {settings.RAW_SCHEMA};
+create schema if not exists {contract.RAW_SCHEMA};
 create table if not exists {_TABLE} (
     run_id text primary key,
     started_at timestamptz not null,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from cekura_sessions import settings
+from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 
 
@@ -19,7 +19,7 @@ def mark_listed(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
         return
     con.execute(
         f"""
-        update {settings.RAW_SCHEMA}.{settings.PROJECT_LISTINGS_TABLE}
+        update {contract.RAW_SCHEMA}.{contract.PROJECT_LISTINGS_TABLE}
         set listed_at = $listed_at, run_id = $run_id
         where project_id in (select unnest($project_ids::bigint[]))
         """,

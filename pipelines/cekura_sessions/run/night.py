@@ -14,9 +14,10 @@ import pyarrow as pa
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 
-from cekura_sessions import crash_points, logs, settings
+from cekura_sessions import crash_points, logs
 from cekura_sessions.api.client import RetryPolicy, describe_error
 from cekura_sessions.api.errors import ApiError, AuthError, ConfigError
+from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
 from cekura_sessions.models import runner
@@ -178,7 +179,7 @@ def _problems(report: RunReport, checks: list[runner.CheckResult]) -> list[str]:
     if report.rows_rejected:
         problems.append(
             f"{report.rows_rejected} session row(s) broke the API contract and were set aside in "
-            f"{settings.RAW_SCHEMA}.{settings.REJECTED_ROWS_TABLE}"
+            f"{contract.RAW_SCHEMA}.{contract.REJECTED_ROWS_TABLE}"
         )
     failed_checks = [c.name for c in checks if not c.passed and c.severity == "error"]
     if failed_checks:

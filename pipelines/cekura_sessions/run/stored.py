@@ -9,11 +9,10 @@ from typing import Any, NamedTuple
 import duckdb
 import orjson
 
-from cekura_sessions import settings
 from cekura_sessions.api.pages import PageChain
-from cekura_sessions.extract import contract
+from cekura_sessions.extract import contract, convert
 
-_RAW = settings.RAW_SCHEMA
+_RAW = contract.RAW_SCHEMA
 
 # (project id, session ids) -> those sessions as last stored, in the API's shape
 PreviousSessions = Callable[[int, list[int]], list[dict[str, Any]]]
@@ -28,11 +27,11 @@ class KnownListing(NamedTuple):
 def known_listings(con: duckdb.DuckDBPyConnection) -> dict[int, KnownListing]:
     """The fingerprint, size and page chain of each project's last loaded listing, read from
     the database itself, so a fresh or replaced database file always gets a full load."""
-    table = f"{_RAW}.{settings.PROJECT_LISTINGS_TABLE}"
+    table = f"{_RAW}.{contract.PROJECT_LISTINGS_TABLE}"
     try:
         columns = {name for (name,) in con.execute(
             "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
-            [_RAW, settings.PROJECT_LISTINGS_TABLE],
+            [_RAW, contract.PROJECT_LISTINGS_TABLE],
         ).fetchall()}
         # page_chain came later: a database loaded before it has none
         chain = "page_chain" if "page_chain" in columns else "null"
@@ -48,10 +47,10 @@ def known_listings(con: duckdb.DuckDBPyConnection) -> dict[int, KnownListing]:
 
 
 def known_projects(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[Any, ...]]:
-    """Each stored project's allow-listed columns, in contract.PROJECTS_SCHEMA's order."""
-    columns = ", ".join(contract.PROJECTS_SCHEMA.names)
+    """Each stored project's allow-listed columns, in convert.PROJECTS_SCHEMA's order."""
+    columns = ", ".join(convert.PROJECTS_SCHEMA.names)
     try:
-        rows = con.execute(f"select {columns} from {_RAW}.{settings.PROJECTS_TABLE}").fetchall()
+        rows = con.execute(f"select {columns} from {_RAW}.{contract.PROJECTS_TABLE}").fetchall()
     except duckdb.Error:  # no table yet, or a column dlt has not created (never a value seen)
         return {}
     return {row[0]: row for row in rows}
@@ -74,10 +73,10 @@ class StoredSessions:
                     s.id, s.title, s.project, s.status, s.created_at, s.updated_at, s.message_count,
                     (
                         select list(c.value order by c.position)
-                        from {_RAW}.{settings.SCENARIO_IDS_TABLE} as c
+                        from {_RAW}.{contract.SCENARIO_IDS_TABLE} as c
                         where c.session_id = s.id and c.project_id = s.project_id
                     ) as scenario_ids,
-                from {_RAW}.{settings.SESSIONS_TABLE} as s
+                from {_RAW}.{contract.SESSIONS_TABLE} as s
                 where s.project_id = ? and s.id in (select unnest(?::bigint[]))
                 """,
                 [project_id, session_ids],
