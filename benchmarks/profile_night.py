@@ -10,7 +10,7 @@ M shape (500 projects x 400 sessions, clean):
 1. fetch only: the project's CekuraClient.list_sessions over every project with 8 and 16 threads
    (16: the source's default), against the floor's fetch (16 threads, http.client keep-alive, orjson);
 2. the source's per-row steps on the fetched listings, each timed alone on one core:
-   session_rejection, SessionBatch.add_sessions, the Arrow tables;
+   the one conversion (extract/convert.py), against the floor's Arrow tables;
 3. one full night and one no-change night of ``pipeline.run`` with stage timers, each under
    pyinstrument (which samples the main thread: the fetch threads show up as the main thread
    waiting on their futures). Text and HTML profiles go to --out.
@@ -59,54 +59,25 @@ def fetch_floor(url: str, project_ids: list[int], workers: int) -> list[list[Any
 
 
 def per_row_steps(listings: list[tuple[int, list[Any]]]) -> dict[str, float]:
+    import numpy as np
     import pyarrow as pa
-    from cekura_sessions.extract import contract as records
+    from cekura_sessions.extract import contract, convert
 
     sessions = sum(len(rows) for _, rows in listings)
     out: dict[str, float] = {}
-    out["session_rejection"] = best_of(3, lambda: [records.session_rejection(r) for _, rows in listings for r in rows])
-
-    def add_all() -> records.SessionBatch:
-        batch = records.SessionBatch()
-        for pid, rows in listings:
-            batch.add_sessions(pid, rows)
-        return batch
-
-    out["SessionBatch.add_sessions"] = best_of(3, add_all)
-    batch = add_all()
-    out["Arrow tables from the batch"] = best_of(3, lambda: (batch.sessions_table(), batch.scenario_ids_table()))
+    out["session_rejection on every row (for scale)"] = best_of(
+        3, lambda: [contract.session_rejection(r) for _, rows in listings for r in rows])
+    rows = [row for _, project_rows in listings for row in project_rows]
+    project_ids = np.repeat(np.array([p for p, _ in listings], dtype=np.int64), [len(r) for _, r in listings])
+    out["convert_sessions, all listings at once"] = best_of(3, lambda: convert.convert_sessions(rows, project_ids))
+    flush = 20_000
+    out["convert_sessions, in flushes of 20,000"] = best_of(3, lambda: [
+        convert.convert_sessions(rows[i:i + flush], project_ids[i:i + flush]) for i in range(0, len(rows), flush)])
     # for comparison: Arrow straight from the parsed rows (what the floor does)
     schema = pa.schema([("id", pa.int64()), ("title", pa.string()), ("project", pa.int64()),
                         ("scenario_ids", pa.list_(pa.int64())), ("status", pa.string()), ("created_at", pa.string()),
                         ("updated_at", pa.string()), ("message_count", pa.int64())])
     out["(floor) pa.Table.from_pylist per listing"] = best_of(3, lambda: [pa.Table.from_pylist(rows, schema=schema) for _, rows in listings])
-
-    def arrow_fast_path() -> None:
-        """A sketch of a vectorized source: strict Arrow conversion per listing (raises on a wrong
-        type, so a listing that breaks the contract would fall back to the row-by-row path),
-        timestamps validated by a cast, the scenario-id child table built with list kernels."""
-        import numpy as np
-        import pyarrow.compute as pc
-
-        for pid, rows in listings:
-            table = pa.Table.from_pylist(rows, schema=schema)
-            for name in ("created_at", "updated_at"):
-                pc.cast(table.column(name), pa.timestamp("us", "UTC"))  # raises on a bad timestamp
-            ids = table.column("scenario_ids").combine_chunks()
-            parents = pc.list_parent_indices(ids)
-            offsets = ids.offsets.to_numpy()
-            position = np.arange(len(parents)) - np.repeat(offsets[:-1], np.diff(offsets))
-            pa.table({"session_id": pc.take(table.column("id"), parents), "position": position,
-                      "value": pc.list_flatten(ids)})
-            table.drop_columns(["scenario_ids"]).append_column("project_id", pa.array(np.full(len(table), pid)))
-
-    out["(proposal) Arrow fast path: validate + both tables"] = best_of(3, arrow_fast_path)
-    import hashlib
-
-    import orjson
-
-    bodies = [orjson.dumps(rows) for _, rows in listings]
-    out["(proposal) digest of the raw body bytes"] = best_of(3, lambda: [hashlib.blake2b(b, digest_size=16).hexdigest() for b in bodies])
     out["sessions"] = sessions
     return out
 
@@ -284,7 +255,7 @@ def main() -> int:
         if args.fetch_only:
             return 0
         fetched = fetch_with_client(server.url, project_ids, 16)
-        listings = list(zip(project_ids, [listing.python_rows() for listing in fetched]))
+        listings = list(zip(project_ids, [listing.rows for listing in fetched]))
         steps = per_row_steps(listings)
         print(f"\nthe source's per-row steps on {steps.pop('sessions'):,} fetched sessions (one thread, best of 3):")
         for name, seconds in steps.items():

@@ -42,3 +42,10 @@ class ConfigError(ValueError):
 
 class InsecureUrlError(ConfigError):
     """The key would travel in clear text to a host other than this machine."""
+
+
+def describe_error(error: BaseException | None) -> str:
+    """One line for people; the errors above carry no key and no body."""
+    if error is None:
+        return "unknown error"
+    return str(error)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import duckdb
 
-from cekura_sessions import settings
 from cekura_sessions.extract import contract
 from cekura_sessions.models import runner
+from cekura_sessions.run import status as status_reads
 
 _RAW = contract.RAW_SCHEMA
 
@@ -58,10 +58,10 @@ def status(db_path: Path, max_age_hours: float, recent_runs: int) -> int:
         return 2
     try:
         with duckdb.connect(str(db_path), read_only=True) as con:
-            runs = _recent_runs(con, recent_runs)
-            freshness = _project_freshness(con)
-            counts = _row_counts(con)
-            newest_success = _newest_success(con) if runs else None
+            runs = status_reads.recent_runs(con, recent_runs)
+            freshness = status_reads.project_freshness(con)
+            counts = status_reads.row_counts(con)
+            newest_success = status_reads.newest_success(con) if runs else None
     except duckdb.IOException as error:
         return _fail(f"cannot open {db_path}: {str(error).splitlines()[0]}")
     _print_runs(runs)
@@ -70,46 +70,10 @@ def status(db_path: Path, max_age_hours: float, recent_runs: int) -> int:
     return _freshness_verdict(newest_success, max_age_hours)
 
 
-def _recent_runs(con: duckdb.DuckDBPyConnection, limit: int) -> list[tuple]:
-    try:
-        return con.execute(
-            f"""
-            select run_id, started_at, finished_at, status, exit_code, projects_ok,
-                   json_array_length(json_keys(coalesce(projects_failed, '{{}}'))) as projects_failed,
-                   sessions_loaded, http_requests, http_retries, error
-            from {_RAW}.{settings.RUNS_TABLE}
-            order by started_at desc
-            limit ?
-            """,
-            [limit],
-        ).fetchall()
-    except duckdb.CatalogException:
-        return []
 
 
-def _project_freshness(con: duckdb.DuckDBPyConnection) -> list[tuple]:
-    try:
-        return con.execute(
-            f"""
-            select l.project_id, p.name, l.listed_at, l.sessions_listed
-            from {_RAW}.{contract.PROJECT_LISTINGS_TABLE} as l
-            left join {_RAW}.{contract.PROJECTS_TABLE} as p on p.id = l.project_id
-            order by l.listed_at, l.project_id
-            """
-        ).fetchall()
-    except duckdb.CatalogException:
-        return []
 
 
-def _row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    counts = {}
-    for table in (contract.PROJECTS_TABLE, contract.SESSIONS_TABLE, contract.SCENARIO_IDS_TABLE,
-                  contract.STATUS_HISTORY_TABLE, contract.REJECTED_ROWS_TABLE):
-        try:
-            counts[table] = con.execute(f"select count(*) from {_RAW}.{table}").fetchone()[0]
-        except duckdb.CatalogException:
-            counts[table] = 0
-    return counts
 
 
 def _print_runs(runs: list[tuple]) -> None:
@@ -137,10 +101,6 @@ def _print_freshness(freshness: list[tuple]) -> None:
         print(f"  project {project_id:<8} {(name or '?')[:30]:<30} last loaded {listed_at:%Y-%m-%d %H:%M} UTC ({age_hours:.1f} h ago), {sessions} sessions")
 
 
-def _newest_success(con: duckdb.DuckDBPyConnection) -> datetime | None:
-    return con.execute(
-        f"select max(finished_at) from {_RAW}.{settings.RUNS_TABLE} where status = 'succeeded'"
-    ).fetchone()[0]
 
 
 def _freshness_verdict(newest_success: datetime | None, max_age_hours: float) -> int:

@@ -1,188 +1,192 @@
-"""Listings on their way to dlt: each changed listing goes through Arrow when it is plain
-(arrow_listing.py), row by row when not (contract.py), and no session id goes twice.
+"""Listings on their way to dlt: what loads, what is set aside, and what each listing replaces.
 
-Unchanged listings write nothing (freshness.py marks them listed); a listing with rows set
-aside keeps no fingerprint, so it is read again, and reported, every night.
+A listing whose answer bytes equal the last loaded ones writes nothing (run/listed.py marks it
+listed). Changed listings wait until FLUSH_ROWS sessions have gathered and are converted in
+one go (extract/convert.py); then, per listing:
+- a row that breaks the contract is set aside in rejected_rows with its reason; a session whose
+  new version is set aside keeps its last good version, unless this run loads it elsewhere;
+- a row whose session cannot be named (no integer id) fails its project, which keeps what it
+  had: replacing its rows might delete the session that row stands for;
+- a session id listed earlier in this run (in this listing or another) loads once, as first
+  listed; the repeat is set aside (the merge relies on it: extract/hints.py);
+- a listing that ends with no rows to load clears its project (a tombstone row).
+A listing with rows set aside keeps no digest, so it is read again, and reported, every night.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from cekura_sessions.api.client import describe_error
-from cekura_sessions.api.errors import MalformedBody
-from cekura_sessions.api.pages import Listing
-from cekura_sessions.extract import arrow_listing, contract, convert
+from cekura_sessions.api.client import SessionListing
+from cekura_sessions.extract import contract, convert
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.seen import SeenSessions
-from cekura_sessions.run.stored import KnownListing, PreviousSessions
+from cekura_sessions.extract.state import KnownListing, StoredSessions
+
+FLUSH_ROWS = 20_000
+
+
+@dataclass
+class _Outcome:
+    """One changed listing's rows, decided."""
+
+    project_id: int
+    listing: SessionListing
+    loaded: np.ndarray  # indexes of its rows to load
+    set_aside: list[tuple[Any, str]]  # (row as delivered, why)
+    to_carry: list[int]  # ids whose last good version should load instead
+    failed: bool = False  # a row without an id: the project keeps what it had
 
 
 class ListingBatch:
-    """Listings on their way to dlt: changed ones wait in `pending` until FLUSH_ROWS sessions
-    have gathered, then go through Arrow in one go (see arrow_listing.py)."""
-
-    def __init__(self, report: RunReport, seen: SeenSessions, previous_sessions: PreviousSessions | None) -> None:
-        self.report, self.seen, self.previous_sessions = report, seen, previous_sessions
-        self.sessions = convert.SessionBatch()
-        self.pending: list[tuple[int, Listing]] = []
+    def __init__(self, report: RunReport, seen: SeenSessions, stored_sessions: StoredSessions | None) -> None:
+        self.report, self.seen, self.stored_sessions = report, seen, stored_sessions
+        self.pending: list[tuple[int, SessionListing]] = []
         self.pending_rows = 0
         self.listings: list[dict[str, Any]] = []  # project_listings rows
         self.rejected: list[dict[str, Any]] = []
         self.extra_fields: set[str] = set()  # fields the spec does not list, as flushed
 
-    def add(self, project_id: int, fetched: Listing, known: KnownListing | None) -> None:
-        rows = fetched.rows
-        if rows is None:  # the same answer as last time (the client did not even parse it)
-            self._listed(project_id, known.sessions if known else 0, fetched, unchanged=True, known=known)
-        elif not rows:  # an empty listing clears its project: row by row, with its marker row
-            self._add_one(project_id, fetched, plain=None)
-        else:
-            self.pending.append((project_id, fetched))
-            self.pending_rows += len(rows)
+    def add(self, project_id: int, fetched: SessionListing, known: KnownListing | None) -> None:
+        if known is not None and fetched.digest == known.digest:
+            self.report.projects_unchanged.append(project_id)
+            self._listed(project_id, known.sessions, digest=None, write=False)
+            return
+        self.pending.append((project_id, fetched))
+        self.pending_rows += len(fetched.rows)
+
+    @property
+    def full(self) -> bool:
+        return self.pending_rows >= FLUSH_ROWS
 
     def flush(self) -> tuple[pa.Table, pa.Table] | None:
-        """Convert what is pending; return every queued row as (sessions, scenario ids) tables,
-        or None when none is queued."""
+        """Convert what is pending; return its rows to load as (sessions, scenario ids) tables,
+        or None when there is none."""
         pending, self.pending, self.pending_rows = self.pending, [], 0
-        plain = arrow_listing.plain_listing_tables([(project_id, listing.rows) for project_id, listing in pending])
-        if plain is not None and self._claim(plain):
-            self.sessions.add_tables(*plain)
-            for project_id, listing in pending:
-                self.report.sessions_written += len(listing.rows)
-                self._listed(project_id, len(listing.rows), listing, unchanged=False)
-        else:  # one listing at a time, to find the one that needs a closer look
-            for project_id, listing in pending:
-                self._add_one(project_id, listing, arrow_listing.plain_listing_tables([(project_id, listing.rows)]))
-        if not len(self.sessions):
+        if not pending:
             return None
-        tables = self.sessions.sessions_table(), self.sessions.scenario_ids_table()
-        self.extra_fields.update(self.sessions.extra_fields)
-        self.sessions = convert.SessionBatch()
-        return tables
+        rows = [row for _, listing in pending for row in listing.rows]
+        sizes = [len(listing.rows) for _, listing in pending]
+        converted = convert.convert_sessions(rows, np.repeat(np.array([p for p, _ in pending], dtype=np.int64), sizes))
+        ids = pc.fill_null(converted.sessions["id"], 0).to_numpy()
+        outcomes = self._decide(pending, rows, converted.reasons, ids)
+        keep = np.zeros(len(rows), dtype=bool)
+        for outcome in outcomes:
+            self._account(outcome)
+            keep[outcome.loaded] = True
+        self.seen.add(ids[keep], converted.sessions["project_id"].to_numpy()[keep])
+        tables, cleared = [converted.select(keep)], []
+        for outcome in outcomes:
+            carried = self._carried(outcome) if outcome.to_carry else None
+            if carried is not None:
+                tables.append(carried)
+            if not outcome.failed and not len(outcome.loaded) and carried is None:
+                cleared.append(outcome.project_id)
+        if cleared:
+            tables.append(convert.tombstones(cleared))
+        return self._tables(tables)
 
-    def _claim(self, plain: tuple[pa.Table, pa.Table]) -> bool:
-        """Record the tables' session ids as listed; False, recording nothing, when any of
-        them was listed before in this run."""
-        sessions = plain[0]
-        ids = sessions["id"].to_numpy()
-        if self.seen.first_listed_under(ids):
-            return False
-        self.seen.add(ids, sessions["project_id"].to_numpy())
-        return True
+    def _decide(self, pending: list[tuple[int, SessionListing]], rows: list[Any], reasons: dict[int, str],
+                ids: np.ndarray) -> list[_Outcome]:
+        outcomes, start = [], 0
+        first_listed: dict[int, tuple[int, int]] = {}  # id -> (project, listing index) in this batch
+        earlier = self.seen.first_listed_under(ids)
+        for number, (project_id, listing) in enumerate(pending):
+            end = start + len(listing.rows)
+            broken = [(rows[i], reasons[i]) for i in range(start, end) if i in reasons]
+            if any(not contract.is_identifiable(row) for row, _ in broken):
+                outcomes.append(_Outcome(project_id, listing, np.empty(0, dtype=np.int64), broken, [], failed=True))
+                start = end
+                continue
+            loaded, set_aside, taken = [], list(broken), set()
+            for i in range(start, end):
+                if i in reasons:
+                    continue
+                session_id = int(ids[i])
+                taken.add(session_id)
+                why = _repeated(session_id, earlier.get(session_id), first_listed.get(session_id), number)
+                if why:
+                    set_aside.append((rows[i], why))
+                else:
+                    first_listed[session_id] = (project_id, number)
+                    loaded.append(i)
+            to_carry = sorted({row["id"] for row, _ in broken} - taken)
+            outcomes.append(_Outcome(project_id, listing, np.array(loaded, dtype=np.int64), set_aside, to_carry))
+            start = end
+        return outcomes
 
-    def _add_one(self, project_id: int, fetched: Listing, plain: tuple[pa.Table, pa.Table] | None) -> None:
-        rows = fetched.rows
-        if plain is not None and self._claim(plain):
-            self.sessions.add_tables(*plain)
-            self.report.sessions_written += len(rows)
-        else:
-            try:
-                rows = fetched.python_rows()
-            except MalformedBody as error:  # Arrow read it but orjson will not: never loaded half-read
-                self.report.projects_failed[project_id] = describe_error(error)
-                return
-            rejected_count = _add_row_by_row(
-                self.sessions, self.rejected, self.report, self.seen, project_id, rows, self.previous_sessions
-            )
-            if rejected_count is None:
-                return
-            if rejected_count:
-                # never remembered: the listing is read again, and reported, every night
-                self._listed(project_id, len(rows), None, unchanged=False)
-                return
-        self._listed(project_id, len(rows), fetched, unchanged=False)
+    def _account(self, outcome: _Outcome) -> None:
+        report, project_id = self.report, outcome.project_id
+        self.rejected.extend(convert.rejected_row(report.run_id, project_id, row, why, report.started_at)
+                             for row, why in outcome.set_aside)
+        report.rows_rejected += len(outcome.set_aside)
+        if outcome.failed:
+            report.projects_failed[project_id] = "rows without an integer id (see rejected_rows); its rows were kept"
+            return
+        report.sessions_written += len(outcome.loaded)
+        # never remembered with rows set aside: the listing is read again, and reported, every night
+        digest = None if outcome.set_aside else outcome.listing.digest
+        self._listed(project_id, len(outcome.listing.rows), digest, write=True)
 
-    def _listed(
-        self, project_id: int, sessions: int, fetched: Listing | None, unchanged: bool, known: KnownListing | None = None
-    ) -> None:
-        """Its project_listings row, unless the stored one says the same (freshness.py then
-        marks it listed); `fetched` None: nothing of the listing is remembered."""
+    def _carried(self, outcome: _Outcome) -> tuple[pa.Table, pa.Table] | None:
+        """The last good version of the sessions whose new version was set aside, unless this
+        run lists them elsewhere."""
+        stored = self.stored_sessions(outcome.project_id, outcome.to_carry) if self.stored_sessions else []
+        elsewhere = self.seen.first_listed_under(np.array([row["id"] for row in stored], dtype=np.int64))
+        stored = [row for row in stored if row["id"] not in elsewhere]
+        if not stored:
+            return None
+        converted = convert.convert_sessions(stored, np.full(len(stored), outcome.project_id, dtype=np.int64))
+        keep = np.ones(len(stored), dtype=bool)
+        keep[list(converted.reasons)] = False
+        self.seen.add(np.array([row["id"] for row in stored], dtype=np.int64)[keep], outcome.project_id)
+        return converted.select(keep)
+
+    def _tables(self, tables: list[tuple[pa.Table, pa.Table]]) -> tuple[pa.Table, pa.Table] | None:
+        # fields only some rows carry become columns that are NULL in the others
+        sessions = pa.concat_tables([s for s, _ in tables], promote_options="default")
+        sessions = _drop_empty_extra_columns(sessions)
+        if not sessions.num_rows:
+            return None
+        self.extra_fields.update(set(sessions.column_names) - set(convert.SESSIONS_SCHEMA.names))
+        return sessions, pa.concat_tables([ids for _, ids in tables])
+
+    def _listed(self, project_id: int, sessions: int, digest: str | None, write: bool) -> None:
+        """Count the listing as read; `write`: its project_listings row goes to dlt (an unchanged
+        listing's stored row is marked listed after the load instead)."""
         report = self.report
         report.projects_ok.append(project_id)
         report.sessions_listed += sessions
-        if unchanged:
-            report.projects_unchanged.append(project_id)
-            if known is not None and (known.fingerprint, known.sessions, known.chain) == (
-                fetched.fingerprint, sessions, fetched.chain
-            ):
-                return
-        self.listings.append({
-            "project_id": project_id,
-            "listing_digest": fetched.fingerprint if fetched else None,
-            "page_chain": orjson.dumps(fetched.chain).decode() if fetched and fetched.chain else None,
-            "sessions_listed": sessions,
-            "listed_at": report.started_at,
-            "run_id": report.run_id,
-        })
+        if write:
+            self.listings.append({
+                "project_id": project_id,
+                "listing_digest": digest,
+                "sessions_listed": sessions,
+                "listed_at": report.started_at,
+                "run_id": report.run_id,
+            })
 
 
-def _add_row_by_row(
-    batch: convert.SessionBatch,
-    rejected: list[dict[str, Any]],
-    report: RunReport,
-    seen: SeenSessions,
-    project_id: int,
-    rows: list[Any],
-    previous_sessions: PreviousSessions | None,
-) -> int | None:
-    """Queue the valid rows, set the others aside; the number set aside, or None when the
-    project must keep what it has."""
-    reasons = [(row, contract.session_rejection(row)) for row in rows]
-    broken = [(row, reason) for row, reason in reasons if reason is not None]
-    if any(not (isinstance(row, dict) and contract.is_integer(row.get("id"))) for row, _ in broken):
-        _set_aside(rejected, report, project_id, broken)
-        # a row we cannot identify could be any stored session: replacing the project's rows
-        # might delete it, so the project keeps what it had, as if its listing had failed
-        report.projects_failed[project_id] = "rows without an integer id (see rejected_rows); its rows were kept"
+def _repeated(session_id: int, earlier_project: int | None, first: tuple[int, int] | None, number: int) -> str | None:
+    """Why a valid row is a repeat, or None when this is the first listing of its id in the run."""
+    if earlier_project is not None:
+        return (f"session {session_id} was already listed under project {earlier_project} in this run; "
+                "that row was loaded")
+    if first is None:
         return None
-    valid, repeated = _split_repeated([row for row, reason in reasons if reason is None], seen)
-    # a session whose new version breaks the contract keeps its last good version, unless a
-    # good version of it is loaded in this run already
-    taken = {row["id"] for row in valid} | {row["id"] for row, _ in repeated}
-    to_carry = sorted({row["id"] for row, _ in broken} - taken)
-    carried = previous_sessions(project_id, to_carry) if to_carry and previous_sessions else []
-    if carried:
-        elsewhere = seen.first_listed_under(np.array([row["id"] for row in carried], dtype=np.int64))
-        carried = [row for row in carried if row["id"] not in elsewhere]
-    _set_aside(rejected, report, project_id, broken + repeated)
-    kept = valid + carried
-    batch.add_sessions(project_id, kept)
-    seen.add(np.array([row["id"] for row in kept], dtype=np.int64), project_id)
-    if not kept:
-        batch.add_tombstone(project_id)
-    report.sessions_written += len(valid)
-    return len(broken) + len(repeated)
+    if first[1] == number:
+        return f"session {session_id} appears more than once in this listing; the first row was loaded"
+    return f"session {session_id} was already listed under project {first[0]} in this run; that row was loaded"
 
 
-def _split_repeated(
-    rows: list[dict[str, Any]], seen: SeenSessions
-) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
-    """(rows to load, rows set aside with why): an id listed before in this run, here or under
-    another project, loads once, as first listed."""
-    earlier = seen.first_listed_under(np.array([row["id"] for row in rows], dtype=np.int64))
-    first: list[dict[str, Any]] = []
-    repeated: list[tuple[dict[str, Any], str]] = []
-    in_this_listing: set[int] = set()
-    for row in rows:
-        session_id = row["id"]
-        if session_id in earlier:
-            repeated.append((row, f"session {session_id} was already listed under project {earlier[session_id]} "
-                                  "in this run; that row was loaded"))
-        elif session_id in in_this_listing:
-            repeated.append((row, f"session {session_id} appears more than once in this listing; the first row was loaded"))
-        else:
-            in_this_listing.add(session_id)
-            first.append(row)
-    return first, repeated
-
-
-def _set_aside(
-    rejected: list[dict[str, Any]], report: RunReport, project_id: int, rows: list[tuple[Any, str]]
-) -> None:
-    rejected.extend(convert.rejected_row(report.run_id, project_id, row, why, report.started_at) for row, why in rows)
-    report.rows_rejected += len(rows)
+def _drop_empty_extra_columns(sessions: pa.Table) -> pa.Table:
+    """An unknown field seen only on rows set aside makes no column."""
+    known = set(convert.SESSIONS_SCHEMA.names)
+    empty = [name for name in sessions.column_names
+             if name not in known and sessions[name].null_count == sessions.num_rows]
+    return sessions.drop_columns(empty) if empty else sessions

@@ -1,114 +1,195 @@
-"""Interim home of the row-by-row conversion (to be replaced by one Arrow path)."""
+"""Delivered rows -> the raw tables' Arrow tables, checked against the contract on one path.
+
+Each field's values become one Arrow column at once, and a per-row validity mask records the
+rows the contract may not accept: a value of the wrong type (its cell is left NULL), a missing
+id, a timestamp that is not plainly RFC 3339. Only the flagged rows are put to the per-row rule
+(contract.session_rejection), which gives their reason and has the last word: a flagged row it
+accepts loads as delivered. So the rule is written once and no second conversion exists.
+
+Arrow tables go straight to dlt's parquet writer, skipping dlt's row-by-row normalizer, where
+most of a large night's time would otherwise go (GOTCHAS.md).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from cekura_sessions.extract import contract
-from cekura_sessions.extract.contract import DELIVERED_FIELD_SET as SESSION_FIELD_SET
-from cekura_sessions.extract.contract import is_integer
 
-_NAMING = NamingConvention()
 SESSIONS_SCHEMA = contract.SESSIONS.arrow_schema()
 SCENARIO_IDS_SCHEMA = contract.SCENARIO_IDS.arrow_schema()
 PROJECTS_SCHEMA = contract.PROJECTS.arrow_schema()
-PROJECT_LISTINGS_SCHEMA = pa.schema([*contract.PROJECT_LISTINGS.arrow_schema(), ("page_chain", pa.string())])
+PROJECT_LISTINGS_SCHEMA = contract.PROJECT_LISTINGS.arrow_schema()
+
+_NAMING = NamingConvention()
+_NONE = type(None)
+_INT_LIST = pa.list_(pa.int64())
 
 
-@dataclass
-class SessionBatch:
-    """Column buffers for the sessions table and its scenario-id child table."""
+@dataclass(frozen=True)
+class Converted:
+    """Rows converted in delivery order. `sessions` has one row per delivered row (a flagged
+    row's unacceptable cells NULL); `scenario_ids` one row per list element, `parents` the
+    index of its session row; `reasons` why each row that cannot load cannot."""
 
-    sessions: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in SESSIONS_SCHEMA.names})
-    scenario_ids: dict[str, list[Any]] = field(
-        default_factory=lambda: {n: [] for n in SCENARIO_IDS_SCHEMA.names}
+    sessions: pa.Table
+    scenario_ids: pa.Table
+    parents: np.ndarray
+    reasons: dict[int, str]
+
+    def select(self, keep: np.ndarray) -> tuple[pa.Table, pa.Table]:
+        """(sessions, scenario ids) of the rows where the boolean `keep` is true."""
+        return self.sessions.filter(keep), self.scenario_ids.filter(keep[self.parents])
+
+
+def convert_sessions(rows: list[Any], project_ids: np.ndarray) -> Converted:
+    """`rows` as delivered, `project_ids` the listing each came from (int64, same length)."""
+    objects = [row if type(row) is dict else {} for row in rows]
+    flagged = np.fromiter((type(row) is not dict for row in rows), dtype=bool, count=len(rows))
+    columns: dict[str, pa.Array] = {}
+    for name, accepts, type_ in _SCALARS:
+        values = [row.get(name) for row in objects]
+        columns[name], bad = _column(values, accepts, type_)
+        flagged |= bad
+    columns["message_count"], bad = _message_counts([row.get("message_count") for row in objects])
+    flagged |= bad
+    flagged |= pc.is_null(columns["id"]).to_numpy(zero_copy_only=False)
+    for name in contract.TIMESTAMP_FIELDS:
+        flagged |= _not_plain_timestamps(columns[name])
+    lists, bad = _scenario_id_lists([row.get("scenario_ids") for row in objects])
+    flagged |= bad
+    columns["project_id"] = pa.array(project_ids, pa.int64())
+    columns[contract.TOMBSTONE_COLUMN] = pa.nulls(len(rows), pa.bool_())
+    sessions = pa.table({name: columns[name] for name in SESSIONS_SCHEMA.names}, schema=SESSIONS_SCHEMA)
+    sessions = _with_extra_fields(sessions, objects)
+    reasons = {}
+    for index in np.flatnonzero(flagged).tolist():
+        reason = contract.session_rejection(rows[index])
+        if reason is not None:
+            reasons[index] = reason
+    scenario_ids, parents = _scenario_ids(sessions, lists)
+    return Converted(sessions, scenario_ids, parents, reasons)
+
+
+def _accepts_int(value: Any) -> bool:
+    return value is None or contract.is_integer(value)
+
+
+def _accepts_text(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+# (field, the values the contract accepts, Arrow type): a timestamp's None is accepted here and
+# flagged by _not_plain_timestamps, so the rule gives the reason
+_SCALARS = (
+    ("id", _accepts_int, pa.int64()),
+    ("title", _accepts_text, pa.string()),
+    ("project", _accepts_int, pa.int64()),
+    ("status", _accepts_text, pa.string()),
+    ("created_at", _accepts_text, pa.string()),
+    ("updated_at", _accepts_text, pa.string()),
+)
+_PLAIN_TYPES = {pa.int64(): {int, _NONE}, pa.string(): {str, _NONE}}
+
+
+def _column(values: list[Any], accepts: Any, type_: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """One field's column and the mask of values the contract does not accept (left NULL).
+    Checked per value only when the column's types are not all plain: bool is an int in
+    Python and 1.0 converts silently to int64, so Arrow alone cannot be the judge."""
+    if set(map(type, values)) <= _PLAIN_TYPES[type_]:
+        try:
+            return pa.array(values, type_), np.zeros(len(values), dtype=bool)
+        except (OverflowError, pa.ArrowInvalid):  # an integer beyond BIGINT
+            pass
+    bad = np.fromiter((not accepts(v) for v in values), dtype=bool, count=len(values))
+    return pa.array([None if b else v for v, b in zip(values, bad)], type_), bad
+
+
+def _message_counts(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
+    """Text as the spec says; an integer (what the API sends in practice) is the same fact,
+    kept in the same text column, so numbers and strings mixed in one listing load alike."""
+    bad = np.fromiter((not (v is None or type(v) is str or contract.is_integer(v)) for v in values),
+                      dtype=bool, count=len(values))
+    text = [v if type(v) is str else None if v is None or b else str(v) for v, b in zip(values, bad)]
+    return pa.array(text, pa.string()), bad
+
+
+def _not_plain_timestamps(column: pa.Array) -> np.ndarray:
+    """Rows whose timestamp is missing, not of TIMESTAMP_PATTERN's forms, or on a day that does
+    not exist (30 February): the rule decides those (contract.is_timestamp)."""
+    plain = pc.fill_null(pc.match_substring_regex(column, contract.TIMESTAMP_PATTERN), False)
+    # the pattern bounds each field; the day within its month is checked here (Arrow's
+    # strptime and casts let 30 February through or fail the whole column)
+    dates = pc.if_else(plain, column, "2000-01-01").cast(pa.string())
+    year, month, day = (pc.utf8_slice_codeunits(dates, start, stop).cast(pa.int64()).to_numpy()
+                        for start, stop in ((0, 4), (5, 7), (8, 10)))
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    last_day = _DAYS_IN_MONTH[month - 1] + (leap & (month == 2))
+    return ~(plain.to_numpy(zero_copy_only=False) & (day <= last_day))
+
+
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _scenario_id_lists(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
+    """`scenario_ids` as list<int64>; a value that is not a list of BIGINT integers is flagged."""
+    if set(map(type, values)) <= {list, _NONE} and set(map(type, chain.from_iterable(filter(None, values)))) <= {int}:
+        try:
+            return pa.array(values, _INT_LIST), np.zeros(len(values), dtype=bool)
+        except (OverflowError, pa.ArrowInvalid):
+            pass
+    bad = np.fromiter((not (v is None or contract.is_integer_list(v)) for v in values), dtype=bool, count=len(values))
+    return pa.array([None if b else v for v, b in zip(values, bad)], _INT_LIST), bad
+
+
+def _scenario_ids(sessions: pa.Table, lists: pa.Array) -> tuple[pa.Table, np.ndarray]:
+    values = lists.flatten()
+    parents = pc.list_parent_indices(lists).to_numpy()
+    offsets = lists.offsets.to_numpy()
+    # position within its list: index in the flattened values minus where that list starts
+    positions = np.arange(len(values), dtype=np.int64) - (offsets[parents] - offsets[0])
+    table = pa.table(
+        {
+            "session_id": sessions["id"].take(pa.array(parents)),
+            "project_id": sessions["project_id"].take(pa.array(parents)),
+            "position": pa.array(positions),
+            "value": values,
+            contract.TOMBSTONE_COLUMN: pa.nulls(len(values), pa.bool_()),
+        },
+        schema=SCENARIO_IDS_SCHEMA,
     )
-    extra_fields: dict[str, list[Any]] = field(default_factory=dict)
-    # listings converted whole by arrow_listing: (sessions, scenario ids)
-    tables: list[tuple[pa.Table, pa.Table]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.sessions["id"]) + sum(sessions.num_rows for sessions, _ in self.tables)
-
-    def add_tables(self, sessions: pa.Table, scenario_ids: pa.Table) -> None:
-        self.tables.append((sessions, scenario_ids))
-
-    def add_sessions(self, project_id: int, rows: list[dict[str, Any]]) -> None:
-        """Append one listing's valid rows, column by column (a listing at a time is several
-        times faster than a row at a time in Python)."""
-        columns = self.sessions
-        start, count = len(columns["id"]), len(rows)
-        columns["id"].extend([row["id"] for row in rows])
-        for name in ("title", "project", "status", "created_at", "updated_at"):
-            columns[name].extend([row.get(name) for row in rows])
-        # the spec says string; an integer is the same fact, kept in the same text column
-        columns["message_count"].extend(
-            [None if (count_ := row.get("message_count")) is None else str(count_) for row in rows]
-        )
-        columns["project_id"].extend([project_id] * count)
-        columns[contract.TOMBSTONE_COLUMN].extend([None] * count)
-        self._add_extra_fields(rows, start)
-        for row in rows:
-            values = row.get("scenario_ids")
-            if values:
-                self._add_scenario_ids(row["id"], project_id, values, None)
-
-    def add_tombstone(self, project_id: int) -> None:
-        """A marker row that makes the merge clear a project whose listing is now empty;
-        dlt deletes by it and never inserts it (hard_delete)."""
-        columns = self.sessions
-        for name in SESSIONS_SCHEMA.names:
-            columns[name].append(None)
-        columns["id"][-1] = -project_id
-        columns["project_id"][-1] = project_id
-        columns[contract.TOMBSTONE_COLUMN][-1] = True
-        for values in self.extra_fields.values():
-            values.append(None)
-        self._add_scenario_ids(-project_id, project_id, [None], True)
-
-    def _add_scenario_ids(self, session_id: int, project_id: int, values: list[Any], tomb: bool | None) -> None:
-        columns, count = self.scenario_ids, len(values)
-        columns["session_id"].extend([session_id] * count)
-        columns["project_id"].extend([project_id] * count)
-        columns["position"].extend(range(count))
-        columns["value"].extend(values)
-        columns[contract.TOMBSTONE_COLUMN].extend([tomb] * count)
-
-    def _add_extra_fields(self, rows: list[dict[str, Any]], start: int) -> None:
-        end = start + len(rows)
-        for values in self.extra_fields.values():
-            values.extend([None] * len(rows))
-        for offset, row in enumerate(rows):
-            if row.keys() <= SESSION_FIELD_SET:
-                continue
-            for name, value in row.items():
-                if name not in SESSION_FIELD_SET:
-                    self.extra_fields.setdefault(name, [None] * end)[start + offset] = value
-
-    def sessions_table(self) -> pa.Table:
-        table = pa.Table.from_pydict(self.sessions, schema=SESSIONS_SCHEMA)
-        for name, values in self.extra_fields.items():
-            table = table.append_column(extra_column_name(name, table.column_names), _extra_column(values))
-        # fields only some rows carry become columns that are NULL in the others
-        return pa.concat_tables([table, *(sessions for sessions, _ in self.tables)], promote_options="default")
-
-    def scenario_ids_table(self) -> pa.Table:
-        table = pa.Table.from_pydict(self.scenario_ids, schema=SCENARIO_IDS_SCHEMA)
-        return pa.concat_tables([table, *(ids for _, ids in self.tables)])
+    return table, parents
 
 
-def _extra_column(values: list[Any]) -> pa.Array:
-    """A field the spec does not know, as text (strings as delivered, anything else as JSON):
-    its type may change from one night to the next without breaking the load."""
+def _with_extra_fields(sessions: pa.Table, objects: list[dict[str, Any]]) -> pa.Table:
+    """A field the spec does not list becomes a text column (strings as delivered, anything
+    else as JSON), NULL on the rows without it: its type may change from one night to the
+    next without breaking the load."""
+    known = contract.DELIVERED_FIELD_SET
+    extra: dict[str, list[Any]] = {}
+    for index, row in enumerate(objects):
+        if row.keys() <= known:
+            continue
+        for name, value in row.items():
+            if name not in known:
+                extra.setdefault(name, [None] * len(objects))[index] = value
+    for name, values in extra.items():
+        sessions = sessions.append_column(extra_column_name(name, sessions.column_names), _as_text(values))
+    return sessions
+
+
+def _as_text(values: list[Any]) -> pa.Array:
     return pa.array(
-        [v if isinstance(v, str) or v is None else orjson.dumps(v, default=str).decode() for v in values],
-        pa.string(),
+        [v if isinstance(v, str) or v is None else orjson.dumps(v, default=str).decode() for v in values], pa.string()
     )
 
 
@@ -125,6 +206,20 @@ def extra_column_name(field_name: str, taken: list[str]) -> str:
         suffix += 1
         candidate = f"{normalized}_extra{suffix}"
     return candidate
+
+
+def tombstones(project_ids: list[int]) -> tuple[pa.Table, pa.Table]:
+    """Marker rows that make the merge clear projects whose listing is now empty; dlt deletes
+    by them and never inserts them (hard_delete). Ids are -project_id: never a real session."""
+    count = len(project_ids)
+    sessions = {name: pa.nulls(count, field.type) for name, field in zip(SESSIONS_SCHEMA.names, SESSIONS_SCHEMA)}
+    sessions.update(id=pa.array([-p for p in project_ids], pa.int64()), project_id=pa.array(project_ids, pa.int64()),
+                    **{contract.TOMBSTONE_COLUMN: pa.array([True] * count)})
+    scenario_ids = {
+        "session_id": sessions["id"], "project_id": sessions["project_id"], "position": pa.array([0] * count, pa.int64()),
+        "value": pa.nulls(count, pa.int64()), contract.TOMBSTONE_COLUMN: pa.array([True] * count),
+    }
+    return pa.table(sessions, schema=SESSIONS_SCHEMA), pa.table(scenario_ids, schema=SCENARIO_IDS_SCHEMA)
 
 
 def projects_table(projects: list[dict[str, Any]]) -> pa.Table:
@@ -148,7 +243,7 @@ def _text(value: Any) -> str | None:
 
 
 def _int_or_none(value: Any) -> int | None:
-    return value if is_integer(value) else None
+    return value if contract.is_integer(value) else None
 
 
 def rejected_row(run_id: str, project_id: int | None, row: Any, reason: str, at: datetime) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from cekura_sessions.api.client import RequestStats
+from cekura_sessions.api.retry import RequestStats
 
 
 @dataclass

@@ -559,8 +559,8 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     previous = _stop_on_sigterm()
     with api:
-        print(f"fake Cekura API at {api.url}  ({API_KEY_HEADER}: {args.api_key})  Ctrl-C stops it", flush=True)
-        try:
+        try:  # from the banner on: a Ctrl-C right after it must stop cleanly too
+            print(f"fake Cekura API at {api.url}  ({API_KEY_HEADER}: {args.api_key})  Ctrl-C stops it", flush=True)
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:

@@ -15,8 +15,8 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 
 from cekura_sessions import crash_points, logs
-from cekura_sessions.api.client import RetryPolicy, describe_error
-from cekura_sessions.api.errors import ApiError, AuthError, ConfigError
+from cekura_sessions.api.errors import ApiError, AuthError, ConfigError, describe_error
+from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
@@ -117,9 +117,7 @@ def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
                 **_source_overrides(config),
                 retry=config.retry,
                 report=report,
-                known_listings=stored.known_listings(con),
-                known_projects=stored.known_projects(con),
-                previous_sessions=stored.StoredSessions(con),
+                night=stored.read_night_state(con),
             )
             pipeline.extract(source, loader_file_format="parquet")
         # Arrow's allocator keeps what the extract freed; hand it back before DuckDB's load

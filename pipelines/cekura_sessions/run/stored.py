@@ -1,54 +1,38 @@
-"""Reads what earlier runs stored, for the next extract: listing fingerprints and the last good
-version of sessions whose new version is rejected."""
+"""What earlier nights stored, read from the database for the next extract (extract/state.py):
+each listing's digest, each project's stored columns, and the last good version of a session
+whose new version is set aside. Read from the file itself, so a fresh or replaced database
+always gets a full load."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import duckdb
-import orjson
 
-from cekura_sessions.api.pages import PageChain
-from cekura_sessions.extract import contract, convert
+from cekura_sessions.extract import contract
+from cekura_sessions.extract.state import KnownListing, NightState
 
 _RAW = contract.RAW_SCHEMA
 
-# (project id, session ids) -> those sessions as last stored, in the API's shape
-PreviousSessions = Callable[[int, list[int]], list[dict[str, Any]]]
+
+def read_night_state(con: duckdb.DuckDBPyConnection) -> NightState:
+    return NightState(_known_listings(con), _stored_projects(con), StoredSessions(con))
 
 
-class KnownListing(NamedTuple):
-    fingerprint: str
-    sessions: int
-    chain: PageChain = ()  # paged listings: see listing.PageChain
-
-
-def known_listings(con: duckdb.DuckDBPyConnection) -> dict[int, KnownListing]:
-    """The fingerprint, size and page chain of each project's last loaded listing, read from
-    the database itself, so a fresh or replaced database file always gets a full load."""
-    table = f"{_RAW}.{contract.PROJECT_LISTINGS_TABLE}"
+def _known_listings(con: duckdb.DuckDBPyConnection) -> dict[int, KnownListing]:
     try:
-        columns = {name for (name,) in con.execute(
-            "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
-            [_RAW, contract.PROJECT_LISTINGS_TABLE],
-        ).fetchall()}
-        # page_chain came later: a database loaded before it has none
-        chain = "page_chain" if "page_chain" in columns else "null"
         rows = con.execute(
-            f"select project_id, listing_digest, sessions_listed, {chain} from {table} where listing_digest is not null"
+            f"select project_id, listing_digest, sessions_listed from {_RAW}.{contract.PROJECT_LISTINGS_TABLE} "
+            "where listing_digest is not null"
         ).fetchall()
     except duckdb.CatalogException:
         return {}
-    return {
-        project_id: KnownListing(digest, sessions, tuple(map(tuple, orjson.loads(chain_json))) if chain_json else ())
-        for project_id, digest, sessions, chain_json in rows
-    }
+    return {project_id: KnownListing(digest, sessions) for project_id, digest, sessions in rows}
 
 
-def known_projects(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[Any, ...]]:
-    """Each stored project's allow-listed columns, in convert.PROJECTS_SCHEMA's order."""
-    columns = ", ".join(convert.PROJECTS_SCHEMA.names)
+def _stored_projects(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[Any, ...]]:
+    """Each stored project's allow-listed columns, in contract.PROJECTS's order."""
+    columns = ", ".join(contract.PROJECTS.names)
     try:
         rows = con.execute(f"select {columns} from {_RAW}.{contract.PROJECTS_TABLE}").fetchall()
     except duckdb.Error:  # no table yet, or a column dlt has not created (never a value seen)

@@ -1,0 +1,56 @@
+"""What an HTTP answer means for the run: one function classifies every status code."""
+
+from __future__ import annotations
+
+import time
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+from cekura_sessions.api.errors import (
+    AuthError,
+    ProjectError,
+    RateLimited,
+    RetryableError,
+)
+from cekura_sessions.api.transport import Answer
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None when absent,
+    unparsable, zero or in the past, so the caller falls back to exponential backoff."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return seconds if seconds > 0 else None
+
+
+def classify_response(response: Answer) -> None:
+    """Return on 2xx; else raise the error class that says what to do (api/errors.py)."""
+    status = response.status
+    if 200 <= status < 300:
+        return
+    parts = urlsplit(response.url)
+    where = parts.path + (f"?{parts.query}" if parts.query else "")
+    if 300 <= status < 400:
+        # never followed: the key would travel to wherever it points
+        target = urlsplit(response.headers.get("Location") or "")
+        moved = f"{target.scheme}://{target.netloc}{target.path}" if target.netloc else target.path or "?"
+        raise ProjectError(f"HTTP {status} on {where} redirects to {moved}; set the base URL to where the API is")
+    if status == 401:
+        # the key is missing or wrong: every other request would fail the same way
+        raise AuthError("the API refused the key (HTTP 401); check CEKURA_API_KEY")
+    if status == 429:
+        # rate limited: wait as long as the server asks, then try again
+        raise RateLimited(f"rate limited (HTTP 429) on {where}", parse_retry_after(response.headers.get("Retry-After")))
+    if status == 408 or status >= 500:
+        # request timeout or server trouble: usually transient
+        raise RetryableError(f"HTTP {status} on {where}", parse_retry_after(response.headers.get("Retry-After")))
+    # 400, 403, 404 and the rest of 4xx: asking again will not change the answer
+    raise ProjectError(f"HTTP {status} on {where}")

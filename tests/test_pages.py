@@ -1,0 +1,53 @@
+"""The shapes a listing answer may take, and the bodies that are retried as malformed."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from cekura_sessions.api import pages
+from cekura_sessions.api.errors import MalformedBody
+
+GOOD = {"id": 1, "title": "t", "project": 7, "scenario_ids": [3, 4], "status": "completed",
+        "created_at": "2026-09-01T10:00:00Z", "updated_at": "2026-09-01T11:00:00+05:30", "message_count": 2}
+
+
+def test_an_array_is_the_whole_listing():
+    rows = [GOOD, {**GOOD, "id": 2, "message_count": "3", "extra": {"x": 1}}, None]
+    assert pages.read_first_page(orjson.dumps(rows)) == pages.Page(rows, None, None)
+
+
+def test_a_page_gives_its_rows_next_link_and_count():
+    body = {"count": 3, "next": "https://api.example/x/?page=2", "previous": None, "results": [GOOD, {**GOOD, "id": 2}]}
+
+    page = pages.read_first_page(orjson.dumps(body, option=orjson.OPT_INDENT_2))  # pretty-printed too
+
+    assert page == pages.Page([GOOD, {**GOOD, "id": 2}], "https://api.example/x/?page=2", 3)
+    assert pages.read_later_page(orjson.dumps(body)) == page
+
+
+@pytest.mark.parametrize("body, message", [
+    pytest.param(orjson.dumps([GOOD]) + b" trailing", "answer is not valid JSON", id="trailing-garbage"),
+    pytest.param(orjson.dumps([GOOD])[:-5], "answer is not valid JSON", id="truncated"),
+    pytest.param(b'[{"id": 1, "message_count": NaN}]', "answer is not valid JSON", id="nan"),
+    pytest.param(b"<html>busy</html>", "answer is not valid JSON", id="html"),
+    pytest.param(orjson.dumps({"count": 1, "next": None}), "answer is neither a JSON array nor a page with `results`",
+                 id="page-without-results"),
+    pytest.param(b'"text"', "answer is neither a JSON array nor a page with `results`", id="json-string"),
+    pytest.param(orjson.dumps({"results": "none"}), "answer is neither a JSON array nor a page with `results`",
+                 id="results-not-a-list"),
+])
+def test_a_body_of_no_listing_shape_is_malformed(body, message):
+    with pytest.raises(MalformedBody) as raised:
+        pages.read_first_page(body)
+    assert str(raised.value).startswith(message), raised.value
+
+
+def test_a_later_page_must_be_a_page():
+    with pytest.raises(MalformedBody, match="answer is not a page with `results`"):
+        pages.read_later_page(orjson.dumps([GOOD]))
+
+
+def test_the_projects_list_must_be_an_array():
+    assert pages.read_array(b"[]") == []
+    with pytest.raises(MalformedBody, match="answer is not a JSON array"):
+        pages.read_array(orjson.dumps({"results": []}))
