@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from cekura_sessions import logs, settings
 from cekura_sessions.api import endpoints
-from cekura_sessions.run.night import EXIT_FATAL, EXIT_OK, RunConfig, RunOutcome
+from cekura_sessions.run.night import RunConfig
+from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_OK, RunOutcome
 
 if TYPE_CHECKING:
     from cekura_sessions.extract.report import RunReport

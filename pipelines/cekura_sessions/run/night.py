@@ -11,13 +11,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 
 from cekura_sessions import crash_points, logs
-from cekura_sessions.api.errors import ApiError, AuthError, ConfigError, describe_error
 from cekura_sessions.api.retry import RetryPolicy
-from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
 from cekura_sessions.models import runner
@@ -34,13 +31,18 @@ from cekura_sessions.run.dlt_pipeline import (
     make_pipeline,
 )
 from cekura_sessions.run.lock import LockHeld, LockUnavailable, run_lock
+from cekura_sessions.run.outcome import (
+    EXIT_FATAL,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    FatalError,
+    RunOutcome,
+    fatal_message,
+    problems,
+)
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_PARTIAL = 1
-EXIT_FATAL = 2
-EXIT_LOCKED = 3
 
 
 @dataclass(frozen=True)
@@ -54,19 +56,6 @@ class RunConfig:
     db_wait_seconds: float = 30.0
     pipelines_dir: str | None = None  # None: dlt's default, so `dlt pipeline cekura_sessions ...` works
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-
-@dataclass
-class RunOutcome:
-    exit_code: int
-    report: RunReport
-    message: str = ""
-    model_rows: dict[str, int] = field(default_factory=dict)
-    checks: list[runner.CheckResult] = field(default_factory=list)
-
-
-class FatalError(Exception):
-    """Nothing could be loaded; the message says what to do."""
 
 
 def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
@@ -130,7 +119,7 @@ def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
     except (FatalError, DatabaseBusy, DatabaseUnavailable):
         raise
     except Exception as error:  # dlt wraps every step's failure; find what really happened
-        raise FatalError(_fatal_message(error, config.base_url or "the configured API")) from None
+        raise FatalError(fatal_message(error, config.base_url or "the configured API")) from None
 
 
 def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutcome:
@@ -147,9 +136,9 @@ def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
             except runner.ModelBuildError as error:
                 outcome.exit_code, outcome.message = EXIT_PARTIAL, str(error)
                 return outcome
-    problems = _problems(report, outcome.checks)
-    if problems:
-        outcome.exit_code, outcome.message = EXIT_PARTIAL, "; ".join(problems)
+    found = problems(report, outcome.checks)
+    if found:
+        outcome.exit_code, outcome.message = EXIT_PARTIAL, "; ".join(found)
     return outcome
 
 
@@ -168,21 +157,6 @@ def _models_and_checks(con: duckdb.DuckDBPyConnection, outcome: RunOutcome) -> N
         outcome.model_rows = runner.build_models(con, fingerprint=fingerprint)
     outcome.checks = runner.run_checks(con)
     runner.record_checks(con, fingerprint, outcome.checks)
-
-
-def _problems(report: RunReport, checks: list[runner.CheckResult]) -> list[str]:
-    problems = []
-    if report.projects_failed:
-        problems.append(f"{len(report.projects_failed)} project(s) failed ({report.failed_summary()})")
-    if report.rows_rejected:
-        problems.append(
-            f"{report.rows_rejected} session row(s) broke the API contract and were set aside in "
-            f"{contract.RAW_SCHEMA}.{contract.REJECTED_ROWS_TABLE}"
-        )
-    failed_checks = [c.name for c in checks if not c.passed and c.severity == "error"]
-    if failed_checks:
-        problems.append(f"data check(s) failed: {', '.join(failed_checks)}")
-    return problems
 
 
 def _record_finish(config: RunConfig, db_path: Path, outcome: RunOutcome) -> None:
@@ -216,32 +190,5 @@ def _source_overrides(config: RunConfig) -> dict[str, Any]:
         "concurrency": config.concurrency,
     }
     return {name: value for name, value in given.items() if value is not None}
-
-
-def _root_cause(error: BaseException) -> BaseException:
-    seen = set()
-    while id(error) not in seen:
-        seen.add(id(error))
-        # explicit causes only: an implicit __context__ is often a StopIteration of dlt's generators
-        inner = getattr(error, "exception", None) or error.__cause__
-        if inner is None:
-            break
-        if isinstance(error, (ApiError, ConfigError, ConfigFieldMissingException)):
-            break
-        error = inner
-    return error
-
-
-def _fatal_message(error: BaseException, api: str) -> str:
-    cause = _root_cause(error)
-    if isinstance(cause, ConfigFieldMissingException):
-        return "no API key: set CEKURA_API_KEY (or api_key under [sources.cekura] in .dlt/secrets.toml)"
-    if isinstance(cause, (AuthError, ConfigError)):
-        return str(cause)
-    if isinstance(cause, ApiError):
-        return f"nothing loaded: listing projects at {api} failed ({describe_error(cause)}); check the URL and the network"
-    step = getattr(error, "step", "load")
-    log.debug("the %s step failed", step, exc_info=error)
-    return f"nothing loaded: dlt's {step} step failed ({type(cause).__name__}: {first_line(cause)})"
 
 

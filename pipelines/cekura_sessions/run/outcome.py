@@ -1,0 +1,75 @@
+"""How a run ends: its exit code (CONTRACT.md), what it did, and the one line people read."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
+
+from cekura_sessions.api.errors import ApiError, AuthError, ConfigError, describe_error
+from cekura_sessions.extract import contract
+from cekura_sessions.extract.report import RunReport
+from cekura_sessions.models import runner
+from cekura_sessions.run.database import first_line
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_FATAL = 2
+EXIT_LOCKED = 3
+
+@dataclass
+class RunOutcome:
+    exit_code: int
+    report: RunReport
+    message: str = ""
+    model_rows: dict[str, int] = field(default_factory=dict)
+    checks: list[runner.CheckResult] = field(default_factory=list)
+
+
+class FatalError(Exception):
+    """Nothing could be loaded; the message says what to do."""
+
+
+def problems(report: RunReport, checks: list[runner.CheckResult]) -> list[str]:
+    problems = []
+    if report.projects_failed:
+        problems.append(f"{len(report.projects_failed)} project(s) failed ({report.failed_summary()})")
+    if report.rows_rejected:
+        problems.append(
+            f"{report.rows_rejected} session row(s) broke the API contract and were set aside in "
+            f"{contract.RAW_SCHEMA}.{contract.REJECTED_ROWS_TABLE}"
+        )
+    failed_checks = [c.name for c in checks if not c.passed and c.severity == "error"]
+    if failed_checks:
+        problems.append(f"data check(s) failed: {', '.join(failed_checks)}")
+    return problems
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    seen = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        # explicit causes only: an implicit __context__ is often a StopIteration of dlt's generators
+        inner = getattr(error, "exception", None) or error.__cause__
+        if inner is None:
+            break
+        if isinstance(error, (ApiError, ConfigError, ConfigFieldMissingException)):
+            break
+        error = inner
+    return error
+
+
+def fatal_message(error: BaseException, api: str) -> str:
+    cause = _root_cause(error)
+    if isinstance(cause, ConfigFieldMissingException):
+        return "no API key: set CEKURA_API_KEY (or api_key under [sources.cekura] in .dlt/secrets.toml)"
+    if isinstance(cause, (AuthError, ConfigError)):
+        return str(cause)
+    if isinstance(cause, ApiError):
+        return f"nothing loaded: listing projects at {api} failed ({describe_error(cause)}); check the URL and the network"
+    step = getattr(error, "step", "load")
+    log.debug("the %s step failed", step, exc_info=error)
+    return f"nothing loaded: dlt's {step} step failed ({type(cause).__name__}: {first_line(cause)})"
