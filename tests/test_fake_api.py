@@ -18,7 +18,7 @@ import pytest
 import requests
 from cekura_sessions.api.endpoints import API_KEY_HEADER, PROJECTS_PATH, SESSIONS_PATH
 from cekura_sessions.extract.contract import SESSION_STATUSES
-from cekura_sessions.fake import server as fake_api
+from cekura_sessions.fake import command as fake_api
 from cekura_sessions.fake.data import (
     CHANGE_KINDS,
     SESSION_KEYS,
@@ -689,7 +689,7 @@ def test_add_arguments_defaults():
 
 SERVE = (
     "import argparse, sys\n"
-    "from cekura_sessions.fake import server as fake_api\n"
+    "from cekura_sessions.fake import command as fake_api\n"
     "p = argparse.ArgumentParser(); fake_api.add_arguments(p)\n"
     "sys.exit(fake_api.serve(p.parse_args(sys.argv[1:])))\n"
 )

@@ -78,10 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=_status)
 
     fake = commands.add_parser("fake-api", help="serve the fake Cekura API on loopback")
-    from cekura_sessions.fake import server
+    from cekura_sessions.fake import command as fake_command
 
-    server.add_arguments(fake)
-    fake.set_defaults(handler=server.serve)
+    fake_command.add_arguments(fake)
+    fake.set_defaults(handler=fake_command.serve)
     return parser
 
 

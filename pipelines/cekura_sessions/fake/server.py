@@ -12,82 +12,35 @@ paths (404), auth (401), status and content faults, then the normal answer.
 
 from __future__ import annotations
 
-import argparse
-import email.utils
 import logging
 import math
 import random
-import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult, parse_qs, parse_qsl, urlencode, urlsplit
 
 import orjson
 
 from cekura_sessions.api.endpoints import API_KEY_HEADER, PROJECTS_PATH, SESSIONS_PATH
-from cekura_sessions.fake.data import DataSpec, FakeDataset, generate
+from cekura_sessions.fake.data import FakeDataset
+from cekura_sessions.fake.faults import (  # noqa: F401 - Faults, bad_rows and the fault names are the fake's face
+    CONTENT_FAULTS,
+    STATUS_FAULTS,
+    Answer,
+    Faults,
+    bad_rows,
+    content_fault,
+    detail_answer,
+    json_answer,
+    status_fault,
+    validate_fault,
+)
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORT = 8765
-DEMO_API_KEY = "demo-key"
-
-STATUS_FAULTS = ("500", "502", "503", "408", "403", "404")
-CONTENT_FAULTS = ("truncated", "html", "object", "no_results", "bad_rows")
-BAD_ROW_ID_BASE = 900_000_000  # ids of bad_rows rows: far above anything fake_data hands out
-
-_ERROR_DETAIL = {
-    "500": "A server error occurred.",
-    "502": "Bad gateway.",
-    "503": "Service temporarily unavailable.",
-    "408": "Request timeout.",
-    "403": "You do not have permission to perform this action.",
-    "404": "Not found.",
-    "429": "Request was throttled. Expected available in 1 second.",
-}
-_HTML_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>\n"
-
-
-def validate_fault(fault: str) -> str:
-    """The fault itself if it is one this server knows, else ValueError."""
-    if fault in STATUS_FAULTS or fault in CONTENT_FAULTS or fault in ("429", "drop"):
-        return fault
-    if fault.startswith("429:"):
-        return fault
-    if fault.startswith("slow:"):
-        try:
-            if float(fault[5:]) >= 0:
-                return fault
-        except ValueError:
-            pass
-    raise ValueError(f"unknown fault {fault!r}")
-
-
-@dataclass
-class Faults:
-    # deterministic scripted faults: key is ("projects", None) or ("sessions", project_id); each
-    # request to that endpoint consumes the next fault in the list, then answers normally
-    script: dict[tuple[str, int | None], list[str]] = field(default_factory=dict)
-    always: dict[int, str] = field(default_factory=dict)  # project_id -> fault on every sessions request
-    random_rate: float = 0.0  # share of requests (both endpoints) that get a random fault from random_kinds
-    random_kinds: tuple[str, ...] = ("500", "502", "503", "drop")
-    random_seed: int = 1
-    latency_ms: float = 0.0  # added to every answer
-    rate_limit_rate: float = 0.0  # share of requests (both endpoints) answered 429 with Retry-After 1
-
-    def __post_init__(self) -> None:
-        for faults in self.script.values():
-            for fault in faults:
-                validate_fault(fault)
-        for fault in (*self.always.values(), *self.random_kinds):
-            validate_fault(fault)
 
 
 class RequestRecord(NamedTuple):
@@ -97,23 +50,6 @@ class RequestRecord(NamedTuple):
     status: int | str  # HTTP status, or "drop"
     fault: str | None
     at: float  # time.monotonic() when the answer went out
-
-
-class _Answer(NamedTuple):
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
-    rows: list[Any] | None = None  # the list behind a 200 answer (for content faults)
-    envelope: dict[str, Any] | None = None  # pagination fields of a paginated 200 answer
-
-
-def _json(status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()) -> _Answer:
-    return _Answer(status, orjson.dumps(payload), headers=headers)
-
-
-def _detail(status: int, detail: str, headers: tuple[tuple[str, str], ...] = ()) -> _Answer:
-    return _json(status, {"detail": detail}, headers)
 
 
 def _int_param(value: str | None) -> int | None:
@@ -359,9 +295,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._discard_body()
         path = urlsplit(self.path).path
         if path in (PROJECTS_PATH, SESSIONS_PATH):
-            answer = _detail(405, f'Method "{self.command}" not allowed.', (("Allow", "GET"),))
+            answer = detail_answer(405, f'Method "{self.command}" not allowed.', (("Allow", "GET"),))
         else:
-            answer = _detail(404, "Not found.")
+            answer = detail_answer(404, "Not found.")
         endpoint = {PROJECTS_PATH: "projects", SESSIONS_PATH: "sessions"}.get(path, "other")
         self.server.api._record(endpoint, None, None, answer.status, None)
         self._send(answer)
@@ -375,48 +311,48 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(
         self, endpoint: str, split: SplitResult, params: dict[str, str], project_id: int | None, fault: str | None
-    ) -> _Answer:
+    ) -> Answer:
         api = self.server.api
         if endpoint == "other":
-            return _detail(404, "Not found.")
+            return detail_answer(404, "Not found.")
         if self.headers.get(API_KEY_HEADER) != api.api_key:
-            return _detail(401, "Invalid API key.")
+            return detail_answer(401, "Invalid API key.")
         if fault is not None and (fault in STATUS_FAULTS or fault.startswith("429")):
-            return _status_fault(fault)
+            return status_fault(fault)
         served = api._served
         if endpoint == "projects":
             answer = self._projects(served, params)
         else:
             answer = self._sessions(served, split, params, project_id)
         if fault in CONTENT_FAULTS and answer.status == 200:
-            return _content_fault(fault, answer, project_id)
+            return content_fault(fault, answer, project_id)
         return answer
 
     # --- endpoints -----------------------------------------------------------------------------
 
-    def _projects(self, served: _Served, params: dict[str, str]) -> _Answer:
+    def _projects(self, served: _Served, params: dict[str, str]) -> Answer:
         # The spec's only filter; the list is never paginated ("There is no pagination").
         org_param = params.get("organization_id")
         organization_id = _int_param(org_param)
         if org_param is not None and organization_id is None:
-            return _json(400, {"organization_id": ["A valid integer is required."]})
-        return _Answer(200, served.projects_body(organization_id), rows=served.projects(organization_id))
+            return json_answer(400, {"organization_id": ["A valid integer is required."]})
+        return Answer(200, served.projects_body(organization_id), rows=served.projects(organization_id))
 
     def _sessions(
         self, served: _Served, split: SplitResult, params: dict[str, str], project_id: int | None
-    ) -> _Answer:
+    ) -> Answer:
         if project_id is None:
-            return _detail(400, "project_id is required")
+            return detail_answer(400, "project_id is required")
         if project_id not in served.project_ids:
-            return _detail(404, "Not found.")
+            return detail_answer(404, "Not found.")
         page_size = self.server.api.page_size
         if page_size is None:
-            return _Answer(200, served.sessions_body(project_id), rows=served.sessions(project_id))
+            return Answer(200, served.sessions_body(project_id), rows=served.sessions(project_id))
         return self._paginated(served, split, params, project_id, page_size)
 
     def _paginated(
         self, served: _Served, split: SplitResult, params: dict[str, str], project_id: int, default_size: int
-    ) -> _Answer:
+    ) -> Answer:
         """DRF PageNumberPagination: 1-based ``page``, client ``page_size``, absolute next/previous."""
         requested = _int_param(params.get("page_size"))
         size = requested if requested is not None and requested > 0 else default_size
@@ -424,7 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
         pages = max(1, math.ceil(len(rows) / size))
         page = _int_param(params.get("page", "1"))
         if page is None or not 1 <= page <= pages:
-            return _detail(404, "Invalid page.")
+            return detail_answer(404, "Invalid page.")
         base = f"http://{self.headers.get('Host') or self.server.api.url[7:]}{split.path}"
         envelope = {
             "count": len(rows),
@@ -434,11 +370,11 @@ class _Handler(BaseHTTPRequestHandler):
         results = served.page_results(project_id, page, size)
         body = orjson.dumps(envelope)[:-1] + b',"results":' + results + b"}"
         start = (page - 1) * size
-        return _Answer(200, body, rows=rows[start : start + size], envelope=envelope)
+        return Answer(200, body, rows=rows[start : start + size], envelope=envelope)
 
     # --- writing -------------------------------------------------------------------------------
 
-    def _send(self, answer: _Answer) -> None:
+    def _send(self, answer: Answer) -> None:
         self.send_response(answer.status)
         self.send_header("Content-Type", answer.content_type)
         self.send_header("Content-Length", str(len(answer.body)))
@@ -466,116 +402,3 @@ def _page_url(base: str, query: str, page: int) -> str:
     return f"{base}?{urlencode(sorted(params.items()), doseq=True)}"
 
 
-def _status_fault(fault: str) -> _Answer:
-    if fault.startswith("429"):
-        retry_after = fault[4:] if fault.startswith("429:") else "1"
-        if retry_after == "http-date":
-            # Whole seconds only: +2 s lands 1-2 s ahead once the fraction is cut off.
-            retry_after = email.utils.formatdate(time.time() + 2, usegmt=True)
-        return _detail(429, _ERROR_DETAIL["429"], (("Retry-After", retry_after),))
-    return _detail(int(fault), _ERROR_DETAIL[fault])
-
-
-def _content_fault(fault: str, answer: _Answer, project_id: int | None) -> _Answer:
-    if fault == "truncated":
-        return _Answer(200, answer.body[: len(answer.body) // 2])
-    if fault == "html":
-        return _Answer(200, _HTML_PAGE, content_type="text/html; charset=utf-8")
-    if fault == "object":
-        return _json(200, {"detail": "ok"})
-    rows = answer.rows or []
-    if fault == "no_results":
-        return _json(200, {"count": len(rows), "next": None, "previous": None})
-    bad = bad_rows(project_id)
-    if answer.envelope is not None:
-        return _json(200, {**answer.envelope, "results": bad + rows})
-    return _json(200, bad + rows)
-
-
-def bad_rows(project_id: int | None) -> list[dict]:
-    """Rows that break the contract, served by the ``bad_rows`` fault ahead of the normal rows."""
-    template = {
-        "id": BAD_ROW_ID_BASE,
-        "title": "bad row",
-        "project": project_id,
-        "scenario_ids": [1],
-        "status": "completed",
-        "created_at": "2026-09-02T00:00:00Z",
-        "updated_at": "2026-09-02T00:10:00Z",
-        "message_count": 3,
-    }
-    no_id = {k: v for k, v in template.items() if k != "id"}
-    return [
-        no_id,
-        {**template, "id": "abc"},
-        {**template, "id": BAD_ROW_ID_BASE + 1, "created_at": "not a date"},
-        {**template, "id": BAD_ROW_ID_BASE + 2, "scenario_ids": "1,2,3"},
-        {**template, "id": BAD_ROW_ID_BASE + 3, "scenario_ids": [1, {"x": 2}]},
-    ]
-
-
-# --- command line ---------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``cekura-sessions fake-api``."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--projects", type=int, default=DataSpec.projects, help="projects to generate")
-    parser.add_argument("--sessions-per-project", type=int, default=DataSpec.sessions_per_project, help="sessions per project")
-    parser.add_argument("--seed", type=int, default=DataSpec.seed, help="data seed")
-    parser.add_argument("--api-key", default=DEMO_API_KEY, help=f"the key clients must send (default: {DEMO_API_KEY})")
-    parser.add_argument("--page-size", type=int, default=None, help="paginate sessions DRF-style (default: plain arrays)")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
-    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests answered 500/502/503 or dropped")
-    parser.add_argument(
-        "--fail-project",
-        type=int,
-        action="append",
-        default=[],
-        metavar="ID",
-        help="project id whose sessions always answer 500 (repeatable)",
-    )
-    parser.add_argument(
-        "--rate-limit-429", type=float, default=0.0, metavar="SHARE", help="share of requests answered 429 (Retry-After: 1)"
-    )
-
-
-def serve(args: argparse.Namespace) -> int:
-    """Serve generated data until Ctrl-C (or SIGTERM)."""
-    dataset = generate(DataSpec(projects=args.projects, sessions_per_project=args.sessions_per_project, seed=args.seed))
-    faults = Faults(
-        always={pid: "500" for pid in args.fail_project},
-        random_rate=args.fault_rate,
-        latency_ms=args.latency_ms,
-        rate_limit_rate=args.rate_limit_429,
-    )
-    try:
-        api = FakeCekuraApi(
-            dataset, api_key=args.api_key, page_size=args.page_size, faults=faults, host=args.host, port=args.port
-        )
-    except OSError as exc:
-        print(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    previous = _stop_on_sigterm()
-    with api:
-        try:  # from the banner on: a Ctrl-C right after it must stop cleanly too
-            print(f"fake Cekura API at {api.url}  ({API_KEY_HEADER}: {args.api_key})  Ctrl-C stops it", flush=True)
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
-    return 0
-
-
-def _stop_on_sigterm() -> Any:
-    """Make SIGTERM stop serve() like Ctrl-C; returns the previous handler (None off the main thread)."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, interrupt)

@@ -1,0 +1,83 @@
+"""`cekura-sessions fake-api`: serve generated data on loopback until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from cekura_sessions.api.endpoints import API_KEY_HEADER
+from cekura_sessions.fake.data import DataSpec, generate
+from cekura_sessions.fake.faults import Faults
+from cekura_sessions.fake.server import FakeCekuraApi
+
+DEFAULT_PORT = 8765
+DEMO_API_KEY = "demo-key"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``cekura-sessions fake-api``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--projects", type=int, default=DataSpec.projects, help="projects to generate")
+    parser.add_argument("--sessions-per-project", type=int, default=DataSpec.sessions_per_project, help="sessions per project")
+    parser.add_argument("--seed", type=int, default=DataSpec.seed, help="data seed")
+    parser.add_argument("--api-key", default=DEMO_API_KEY, help=f"the key clients must send (default: {DEMO_API_KEY})")
+    parser.add_argument("--page-size", type=int, default=None, help="paginate sessions DRF-style (default: plain arrays)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests answered 500/502/503 or dropped")
+    parser.add_argument(
+        "--fail-project",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="project id whose sessions always answer 500 (repeatable)",
+    )
+    parser.add_argument(
+        "--rate-limit-429", type=float, default=0.0, metavar="SHARE", help="share of requests answered 429 (Retry-After: 1)"
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve generated data until Ctrl-C (or SIGTERM)."""
+    dataset = generate(DataSpec(projects=args.projects, sessions_per_project=args.sessions_per_project, seed=args.seed))
+    faults = Faults(
+        always={pid: "500" for pid in args.fail_project},
+        random_rate=args.fault_rate,
+        latency_ms=args.latency_ms,
+        rate_limit_rate=args.rate_limit_429,
+    )
+    try:
+        api = FakeCekuraApi(
+            dataset, api_key=args.api_key, page_size=args.page_size, faults=faults, host=args.host, port=args.port
+        )
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    previous = _stop_on_sigterm()
+    with api:
+        try:  # from the banner on: a Ctrl-C right after it must stop cleanly too
+            print(f"fake Cekura API at {api.url}  ({API_KEY_HEADER}: {args.api_key})  Ctrl-C stops it", flush=True)
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _stop_on_sigterm() -> Any:
+    """Make SIGTERM stop serve() like Ctrl-C; returns the previous handler (None off the main thread)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, interrupt)
