@@ -6,19 +6,15 @@ import argparse
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cekura_sessions import logs, settings
 from cekura_sessions.api import endpoints
+from cekura_sessions.cli.progress import Progress
 from cekura_sessions.run.night import RunConfig
 from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_OK, RunOutcome
-
-if TYPE_CHECKING:
-    from cekura_sessions.extract.report import RunReport
 
 log = logging.getLogger("cekura_sessions")
 
@@ -132,40 +128,10 @@ def _run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     report = RunReport()
-    with _Progress(report, enabled=sys.stderr.isatty()):
+    with Progress(report, enabled=sys.stderr.isatty()):
         outcome = night.run(config, report)
     _print_outcome(outcome, time.monotonic() - started)
     return outcome.exit_code
-
-
-class _Progress:
-    """A one-line progress display on interactive terminals; silent under cron and in logs."""
-
-    def __init__(self, report: RunReport, enabled: bool) -> None:
-        self._report, self._enabled = report, enabled
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._show, daemon=True)
-
-    def __enter__(self) -> _Progress:
-        if self._enabled:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._enabled:
-            self._stop.set()
-            self._thread.join()
-            sys.stderr.write("\r\033[K")
-
-    def _show(self) -> None:
-        while not self._stop.wait(0.5):
-            report = self._report
-            if report.projects_wanted:
-                sys.stderr.write(
-                    f"\r\033[K  {report.projects_done}/{report.projects_wanted} projects listed, "
-                    f"{report.sessions_listed} sessions, {report.stats.retries} retries"
-                )
-                sys.stderr.flush()
 
 
 def _print_outcome(outcome: RunOutcome, seconds: float) -> None:
