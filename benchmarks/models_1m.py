@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 import duckdb
-from cekura_sessions.models.runner import build_models, run_checks
+from cekura_sessions.models.checks import run_checks
+from cekura_sessions.models.runner import build_models
 from cekura_sessions.settings import SQL_DIR
 
 TARGET_SECONDS = 5.0

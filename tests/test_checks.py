@@ -12,12 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 import raw_data
-from cekura_sessions.models.runner import (
-    CheckError,
-    CheckResult,
-    build_models,
-    run_checks,
-)
+from cekura_sessions.models.checks import CheckError, CheckResult, run_checks
+from cekura_sessions.models.runner import build_models
 from cekura_sessions.settings import SQL_DIR
 from model_expectations import CONTRACT_MARTS, ENUM
 from raw_data import CLEAN, VARIED, RawData, parse_timestamp

@@ -1,4 +1,5 @@
-"""Build the SQL models in `sql/` against DuckDB and run the data checks in `sql/checks/`.
+"""Build the SQL models in `sql/` against DuckDB, in one transaction, and tell whether they are
+up to date with their inputs (the checks are run by checks.py).
 
 Layout of `sql/`:
 - `staging/_*.sql`, run first in name order: `_macros.sql` (shared SQL macros such as
@@ -6,8 +7,7 @@ Layout of `sql/`:
   tables staging reads, so the models build before, or without, a load).
 - `staging/*.sql`: views over `cekura_raw`, one per raw table.
 - `marts/<model>.sql`: each creates the table `analytics.<model>` (the file stem is the name).
-- `checks/<what_must_hold>.sql`: line 1 `-- severity: error|warning`, line 2 `-- <description>`,
-  then a SELECT returning the offending rows; zero rows is a pass.
+- `checks/<what_must_hold>.sql`: the data checks (see checks.py).
 
 The build order is derived from the `analytics.<name>` references in each file, so a new
 mart file is picked up without touching this module.
@@ -20,7 +20,6 @@ import heapq
 import logging
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -39,14 +38,11 @@ log = logging.getLogger(__name__)
 
 RAW_TABLES_FILE = "_raw_tables.sql"
 BUILD_TABLE = f"{ANALYTICS_SCHEMA}._build"
-CHECKS_TABLE = f"{ANALYTICS_SCHEMA}._checks"  # the last check results, with the inputs they ran on
 # the raw tables staging reads; keep in step with sql/staging/
 RAW_INPUTS = (PROJECTS_TABLE, SESSIONS_TABLE, SCENARIO_IDS_TABLE, STATUS_HISTORY_TABLE)
-SEVERITIES = ("error", "warning")
 
 _LINE_COMMENT = re.compile(r"--[^\n]*")
 _REFERENCE = re.compile(rf'\b{ANALYTICS_SCHEMA}\s*\.\s*"?([A-Za-z_][A-Za-z0-9_]*)"?', re.IGNORECASE)
-_SEVERITY_LINE = re.compile(r"--\s*severity:\s*(\w+)\s*$", re.IGNORECASE)
 
 
 class ModelBuildError(Exception):
@@ -56,23 +52,6 @@ class ModelBuildError(Exception):
         self.file = file
         self.message = " ".join(message.split())  # DuckDB's messages span lines; keep one
         super().__init__(f"{file}: {self.message}")
-
-
-class CheckError(duckdb.Error):
-    """A check file is malformed or its SQL does not run (a duckdb.Error, named by its file)."""
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    severity: str
-    description: str
-    offending_rows: int
-
-    @property
-    def passed(self) -> bool:
-        """True when the check found no offending rows, whatever its severity."""
-        return self.offending_rows == 0
 
 
 def model_files(sql_dir: Path = SQL_DIR) -> list[Path]:
@@ -162,51 +141,6 @@ def build_models(
         raise
     log.info("built %d models in %.2f s (%d session rows)", len(marts), time.monotonic() - started, counts.get("sessions", 0))
     return counts
-
-
-def run_checks(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> list[CheckResult]:
-    """Run every check file, alphabetically; each result says how many rows broke the rule."""
-    return [_run_check(con, path) for path in sorted((sql_dir / "checks").glob("*.sql"))]
-
-
-def record_checks(con: duckdb.DuckDBPyConnection, fingerprint: str, results: list[CheckResult]) -> None:
-    """Keep these results as the checks' answer on the models built from `fingerprint`'s inputs
-    (which cover sql/checks too): the same inputs give the same answer."""
-    con.execute(f"create or replace table {CHECKS_TABLE} (inputs_fingerprint text, name text, severity text, "
-                "description text, offending_rows bigint)")
-    con.executemany(f"insert into {CHECKS_TABLE} values (?, ?, ?, ?, ?)",
-                    [(fingerprint, r.name, r.severity, r.description, r.offending_rows) for r in results])
-
-
-def recorded_checks(con: duckdb.DuckDBPyConnection, fingerprint: str) -> list[CheckResult] | None:
-    """The results record_checks kept for this fingerprint, or None."""
-    try:
-        rows = con.execute(f"select name, severity, description, offending_rows from {CHECKS_TABLE} "
-                           "where inputs_fingerprint = ? order by name", [fingerprint]).fetchall()
-    except duckdb.CatalogException:
-        return None
-    return [CheckResult(*row) for row in rows] or None
-
-
-def _run_check(con: duckdb.DuckDBPyConnection, path: Path) -> CheckResult:
-    severity, description, query = _parse_check(path)
-    try:
-        # the newline keeps a trailing line comment from swallowing the closing parenthesis
-        row = con.execute(f"select count(*) from (\n{query}\n)").fetchone()
-    except duckdb.Error as exc:
-        raise CheckError(f"checks/{path.name}: {' '.join(str(exc).split())}") from exc
-    return CheckResult(path.stem, severity, description, int(row[0]))
-
-
-def _parse_check(path: Path) -> tuple[str, str, str]:
-    lines = path.read_text().splitlines()
-    match = _SEVERITY_LINE.fullmatch(lines[0].strip()) if lines else None
-    if match is None or match.group(1).lower() not in SEVERITIES:
-        raise CheckError(f"checks/{path.name}: line 1 must be '-- severity: error|warning'")
-    if len(lines) < 2 or not lines[1].startswith("--") or not lines[1].strip("- \t"):
-        raise CheckError(f"checks/{path.name}: line 2 must be '-- <one-sentence description>'")
-    query = "\n".join(lines[2:]).strip().rstrip(";")
-    return match.group(1).lower(), lines[1].lstrip("-").strip(), query
 
 
 def _dependency_order(paths: list[Path]) -> list[Path]:

@@ -20,7 +20,7 @@ from cekura_sessions.api.errors import ApiError, AuthError, ConfigError
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
-from cekura_sessions.models import runner
+from cekura_sessions.models import checks, runner
 from cekura_sessions.run import history, ledger, listed, stored
 from cekura_sessions.run.database import (
     DatabaseBusy,
@@ -62,7 +62,7 @@ class RunOutcome:
     report: RunReport
     message: str = ""
     model_rows: dict[str, int] = field(default_factory=dict)
-    checks: list[runner.CheckResult] = field(default_factory=list)
+    checks: list[checks.CheckResult] = field(default_factory=list)
 
 
 class FatalError(Exception):
@@ -158,21 +158,21 @@ def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
 def _models_and_checks(con: duckdb.DuckDBPyConnection, outcome: RunOutcome) -> None:
     """Rebuild the models and run the checks, unless neither the raw data they read nor the
     SQL changed since the last build: a quiet night then costs a fingerprint, and the checks'
-    answer is the one they gave on these same runner."""
+    answer is the one they gave on these same inputs."""
     fingerprint = runner.inputs_fingerprint(con)
     if runner.up_to_date(con, fingerprint):
         log.info("models are up to date: no raw data or SQL changed since they were built")
-        recorded = runner.recorded_checks(con, fingerprint)
+        recorded = checks.recorded_checks(con, fingerprint)
         if recorded is not None:
             outcome.checks = recorded
             return
     else:
         outcome.model_rows = runner.build_models(con, fingerprint=fingerprint)
-    outcome.checks = runner.run_checks(con)
-    runner.record_checks(con, fingerprint, outcome.checks)
+    outcome.checks = checks.run_checks(con)
+    checks.record_checks(con, fingerprint, outcome.checks)
 
 
-def _problems(report: RunReport, checks: list[runner.CheckResult]) -> list[str]:
+def _problems(report: RunReport, results: list[checks.CheckResult]) -> list[str]:
     problems = []
     if report.projects_failed:
         problems.append(f"{len(report.projects_failed)} project(s) failed ({report.failed_summary()})")
@@ -181,7 +181,7 @@ def _problems(report: RunReport, checks: list[runner.CheckResult]) -> list[str]:
             f"{report.rows_rejected} session row(s) broke the API contract and were set aside in "
             f"{contract.RAW_SCHEMA}.{contract.REJECTED_ROWS_TABLE}"
         )
-    failed_checks = [c.name for c in checks if not c.passed and c.severity == "error"]
+    failed_checks = [c.name for c in results if not c.passed and c.severity == "error"]
     if failed_checks:
         problems.append(f"data check(s) failed: {', '.join(failed_checks)}")
     return problems
