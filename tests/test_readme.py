@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from cekura_sessions.cli import main as cli
+from cekura_sessions.extract.contract import markdown_raw_tables
 from cekura_sessions.settings import SQL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,17 @@ def test_readme_documents_model(model):
 @pytest.mark.parametrize("option", ["--base-url", "--project-id", "--db", "--no-models", "--concurrency", "--db-wait", "--log-format"])
 def test_readme_documents_run_option(option):
     assert option in README
+
+
+def test_readme_raw_tables_are_the_contracts_generated_block():
+    start, end = "<!-- raw-tables:start -->", "<!-- raw-tables:end -->"
+    assert README.count(start) == 1 and README.count(end) == 1, "README.md needs each marker once"
+    block = README.split(start, 1)[1].split(end, 1)[0]
+    assert block == "\n" + markdown_raw_tables(), (
+        "README.md's raw tables differ from extract/contract.py; paste the output of "
+        "`python -c 'from cekura_sessions.extract.contract import markdown_raw_tables as m; print(m(), end=\"\")'` "
+        "between the markers"
+    )
 
 
 def test_quick_start_is_the_two_make_commands():

@@ -2,9 +2,9 @@
 up to date with their inputs (the checks are run by checks.py).
 
 Layout of `sql/`:
-- `staging/_*.sql`, run first in name order: `_macros.sql` (shared SQL macros such as
-  `analytics.iso_timestamp`) and `_raw_tables.sql` (`create table if not exists` for the raw
-  tables staging reads, so the models build before, or without, a load).
+- `staging/_*.sql`, run first in name order, after the contract's `create table if not exists`
+  for the raw tables staging reads (so the models build before, or without, a load):
+  `_macros.sql` (shared SQL macros such as `analytics.iso_timestamp`).
 - `staging/*.sql`: views over `cekura_raw`, one per raw table.
 - `marts/<model>.sql`: each creates the table `analytics.<model>` (the file stem is the name).
 - `checks/<what_must_hold>.sql`: the data checks (see checks.py).
@@ -25,21 +25,13 @@ from pathlib import Path
 import duckdb
 
 from cekura_sessions import crash_points
-from cekura_sessions.extract.contract import (
-    PROJECTS_TABLE,
-    RAW_SCHEMA,
-    SCENARIO_IDS_TABLE,
-    SESSIONS_TABLE,
-    STATUS_HISTORY_TABLE,
-)
+from cekura_sessions.extract.contract import MODEL_INPUTS, RAW_SCHEMA, raw_tables_ddl
 from cekura_sessions.settings import ANALYTICS_SCHEMA, SQL_DIR
 
 log = logging.getLogger(__name__)
 
-RAW_TABLES_FILE = "_raw_tables.sql"
 BUILD_TABLE = f"{ANALYTICS_SCHEMA}._build"
-# the raw tables staging reads; keep in step with sql/staging/
-RAW_INPUTS = (PROJECTS_TABLE, SESSIONS_TABLE, SCENARIO_IDS_TABLE, STATUS_HISTORY_TABLE)
+RAW_DDL = "extract/contract.py (raw tables)"  # names the raw DDL step in a ModelBuildError
 
 _LINE_COMMENT = re.compile(r"--[^\n]*")
 _REFERENCE = re.compile(rf'\b{ANALYTICS_SCHEMA}\s*\.\s*"?([A-Za-z_][A-Za-z0-9_]*)"?', re.IGNORECASE)
@@ -67,12 +59,14 @@ def _setup_files(sql_dir: Path) -> list[Path]:
 
 
 def inputs_fingerprint(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> str:
-    """A fingerprint of everything the models are built from: the SQL files and the content of
-    the raw tables they read (order-independent row hashes: about 40 ms at 200,000 sessions)."""
+    """A fingerprint of everything the models are built from: the SQL files, the contract's raw
+    DDL and the content of the raw tables they read (order-independent row hashes: about 40 ms
+    at 200,000 sessions)."""
     digest = hashlib.blake2b(digest_size=16)
     for path in sorted(sql_dir.rglob("*.sql")):
         digest.update(_relative(path, sql_dir).encode() + b"\0" + path.read_bytes())
-    for table in RAW_INPUTS:
+    digest.update(raw_tables_ddl().encode())
+    for table in (t.name for t in MODEL_INPUTS):
         try:
             row = con.execute(
                 f"select count(*), coalesce(sum(hash(t)::hugeint), 0) from {RAW_SCHEMA}.{table} as t"
@@ -113,11 +107,11 @@ def build_models(
         con.execute("begin transaction")
     except duckdb.Error as exc:  # e.g. the caller left a transaction open: not ours to end
         raise ModelBuildError("begin transaction", str(exc)) from exc
-    current = f"staging/{RAW_TABLES_FILE}"
+    current = RAW_DDL
     try:
-        con.execute(f"create schema if not exists {RAW_SCHEMA}")
+        con.execute(raw_tables_ddl())  # the raw tables a fresh database lacks
         con.execute(f"create schema if not exists {ANALYTICS_SCHEMA}")
-        for path in _setup_files(sql_dir):  # raw tables a fresh database lacks, shared macros
+        for path in _setup_files(sql_dir):  # shared macros
             current = _relative(path, sql_dir)
             con.execute(path.read_text())
         for path in files:
