@@ -13,9 +13,9 @@ from pathlib import Path
 
 import duckdb
 
-from cekura_sessions.settings import ANALYTICS_SCHEMA, SQL_DIR
+from cekura_sessions.settings import META_SCHEMA, SQL_DIR
 
-CHECKS_TABLE = f"{ANALYTICS_SCHEMA}._checks"  # the last check results, with the inputs they ran on
+CHECKS_TABLE = f"{META_SCHEMA}._checks"  # the last check results, with the inputs they ran on
 SEVERITIES = ("error", "warning")
 
 _SEVERITY_LINE = re.compile(r"--\s*severity:\s*(\w+)\s*$", re.IGNORECASE)
@@ -46,6 +46,7 @@ def run_checks(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> list[
 def record_checks(con: duckdb.DuckDBPyConnection, fingerprint: str, results: list[CheckResult]) -> None:
     """Keep these results as the checks' answer on the models built from `fingerprint`'s inputs
     (which cover sql/checks too): the same inputs give the same answer."""
+    con.execute(f"create schema if not exists {META_SCHEMA}")
     con.execute(f"create or replace table {CHECKS_TABLE} (inputs_fingerprint text, name text, severity text, "
                 "description text, offending_rows bigint)")
     con.executemany(f"insert into {CHECKS_TABLE} values (?, ?, ?, ?, ?)",

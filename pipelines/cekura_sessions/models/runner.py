@@ -4,13 +4,14 @@ up to date with their inputs (the checks are run by checks.py).
 Layout of `sql/`:
 - `staging/_*.sql`, run first in name order, after the contract's `create table if not exists`
   for the raw tables staging reads (so the models build before, or without, a load):
-  `_macros.sql` (shared SQL macros such as `analytics.iso_timestamp`).
-- `staging/*.sql`: views over `cekura_raw`, one per raw table.
+  `_macros.sql` (shared SQL macros such as `staging.iso_timestamp`).
+- `staging/<view>.sql`: each creates the view `staging.<view>` over `cekura_raw`.
 - `marts/<model>.sql`: each creates the table `analytics.<model>` (the file stem is the name).
 - `checks/<what_must_hold>.sql`: the data checks (see checks.py).
 
-The build order is derived from the `analytics.<name>` references in each file, so a new
-mart file is picked up without touching this module.
+Staging is built before the marts; within each layer the order is derived from the
+`staging.<name>` and `analytics.<name>` references in each file, so a new file is picked up
+without touching this module. The build is recorded in `cekura_meta._build`.
 """
 
 from __future__ import annotations
@@ -26,15 +27,20 @@ import duckdb
 
 from cekura_sessions import crash_points
 from cekura_sessions.extract.contract import MODEL_INPUTS, RAW_SCHEMA, raw_tables_ddl
-from cekura_sessions.settings import ANALYTICS_SCHEMA, SQL_DIR
+from cekura_sessions.models import legacy
+from cekura_sessions.settings import ANALYTICS_SCHEMA, META_SCHEMA, SQL_DIR, STAGING_SCHEMA
 
 log = logging.getLogger(__name__)
 
-BUILD_TABLE = f"{ANALYTICS_SCHEMA}._build"
+BUILD_TABLE = f"{META_SCHEMA}._build"
 RAW_DDL = "extract/contract.py (raw tables)"  # names the raw DDL step in a ModelBuildError
+# each folder of model files and the schema its objects are created in, in build order
+LAYERS = (("staging", STAGING_SCHEMA), ("marts", ANALYTICS_SCHEMA))
 
 _LINE_COMMENT = re.compile(r"--[^\n]*")
-_REFERENCE = re.compile(rf'\b{ANALYTICS_SCHEMA}\s*\.\s*"?([A-Za-z_][A-Za-z0-9_]*)"?', re.IGNORECASE)
+_REFERENCE = re.compile(
+    rf'\b({STAGING_SCHEMA}|{ANALYTICS_SCHEMA})\s*\.\s*"?([A-Za-z_][A-Za-z0-9_]*)"?', re.IGNORECASE
+)
 
 
 class ModelBuildError(Exception):
@@ -47,10 +53,18 @@ class ModelBuildError(Exception):
 
 
 def model_files(sql_dir: Path = SQL_DIR) -> list[Path]:
-    """Staging files, then mart files, each layer in dependency order (ties alphabetical)."""
-    staging = sorted(p for p in (sql_dir / "staging").glob("*.sql") if not p.name.startswith("_"))
-    marts = sorted((sql_dir / "marts").glob("*.sql"))
-    return _dependency_order(staging) + _dependency_order(marts)
+    """Staging files, then mart files, each layer in dependency order (ties alphabetical).
+    Raises ModelBuildError naming the files when some reference each other in a cycle."""
+    ordered: list[Path] = []
+    for folder, _ in LAYERS:
+        paths = sorted(p for p in (sql_dir / folder).glob("*.sql") if not p.name.startswith("_"))
+        ordered += _dependency_order(paths)
+    return ordered
+
+
+def qualified_name(path: Path) -> str:
+    """`<schema>.<stem>`: the view or table a model file creates."""
+    return f"{dict(LAYERS)[path.parent.name]}.{path.stem}"
 
 
 def _setup_files(sql_dir: Path) -> list[Path]:
@@ -85,10 +99,11 @@ def up_to_date(con: duckdb.DuckDBPyConnection, fingerprint: str, sql_dir: Path =
         return False
     if not row or row[0] != fingerprint:
         return False
-    present = {name for (name,) in con.execute(
-        "select table_name from information_schema.tables where table_schema = ?", [ANALYTICS_SCHEMA]
+    present = {f"{schema}.{name}" for schema, name in con.execute(
+        "select table_schema, table_name from information_schema.tables where table_schema in (?, ?)",
+        [STAGING_SCHEMA, ANALYTICS_SCHEMA],
     ).fetchall()}
-    return {path.stem for path in model_files(sql_dir)} <= present
+    return {qualified_name(path) for path in model_files(sql_dir)} <= present
 
 
 def build_models(
@@ -110,7 +125,10 @@ def build_models(
     current = RAW_DDL
     try:
         con.execute(raw_tables_ddl())  # the raw tables a fresh database lacks
-        con.execute(f"create schema if not exists {ANALYTICS_SCHEMA}")
+        current = "dropping the old layout"
+        dropped = legacy.drop_old_layout(con)
+        for schema in (STAGING_SCHEMA, ANALYTICS_SCHEMA, META_SCHEMA):
+            con.execute(f"create schema if not exists {schema}")
         for path in _setup_files(sql_dir):  # shared macros
             current = _relative(path, sql_dir)
             con.execute(path.read_text())
@@ -133,13 +151,16 @@ def build_models(
     except BaseException:
         _rollback(con)
         raise
+    if dropped:
+        log.info("dropped what the old layout left in %s: %s", ANALYTICS_SCHEMA, ", ".join(dropped))
     log.info("built %d models in %.2f s (%d session rows)", len(marts), time.monotonic() - started, counts.get("sessions", 0))
     return counts
 
 
 def _dependency_order(paths: list[Path]) -> list[Path]:
-    """Topological order of `paths` by their analytics.<stem> references (Kahn, ties by name)."""
-    by_name = {path.stem: path for path in paths}
+    """Topological order of one layer's `paths` by the references between the objects they
+    create (Kahn, ties by name)."""
+    by_name = {qualified_name(path): path for path in paths}
     needs = {name: _references(path) & by_name.keys() - {name} for name, path in by_name.items()}
     ready = [name for name, deps in needs.items() if not deps]
     heapq.heapify(ready)
@@ -160,8 +181,9 @@ def _dependency_order(paths: list[Path]) -> list[Path]:
 
 
 def _references(path: Path) -> set[str]:
+    """The `staging.<name>` and `analytics.<name>` objects the file mentions, lowercase."""
     sql = _LINE_COMMENT.sub("", path.read_text())
-    return {name.lower() for name in _REFERENCE.findall(sql)}
+    return {f"{schema}.{name}".lower() for schema, name in _REFERENCE.findall(sql)}
 
 
 def _row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:

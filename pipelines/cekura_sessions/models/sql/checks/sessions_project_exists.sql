@@ -6,7 +6,7 @@ with sessions as (
 ),
 
 projects as (
-    select * from analytics.stg_projects
+    select * from staging.stg_projects
 ),
 
 final as (
