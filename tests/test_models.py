@@ -146,6 +146,11 @@ def test_model_files_picks_up_a_new_mart_by_its_references(tmp_path):
         ")\n"
         "select * from final\n"
     )
+    with (sql_dir / "models.toml").open("a") as toml:  # every mart is declared
+        toml.write(
+            '\n[a_status_counts]\ndescription = "Test mart."\ngrain = "one row per status"\nkey = ["status"]\n'
+            '[a_status_counts.columns]\nstatus = "the status"\nsessions = "sessions with that status"\n'
+        )
     names = [p.stem for p in model_files(sql_dir)]
     assert names.index("a_status_counts") > names.index("sessions"), names
     assert names.index("a_status_counts") > names.index("scenario_stats"), names

@@ -1,28 +1,24 @@
-"""Run the data checks in `sql/checks/` and keep their answers.
+"""Run the data checks and keep their answers.
 
-Each check file: line 1 `-- severity: error|warning`, line 2 `-- <description>`, then a SELECT
-returning the offending rows; zero rows is a pass. The results are recorded with the inputs
-fingerprint of the models they ran on, so a night whose inputs did not change reuses them.
+The checks are the ones generated from `sql/models.toml` and the business-rule files in
+`sql/checks/` (check_sql.py); each counts its offending rows, zero is a pass. The results are
+recorded with the inputs fingerprint of the models they ran on, so a night whose inputs did not
+change reuses them.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
+from cekura_sessions.models.check_sql import Check, CheckError, all_checks
 from cekura_sessions.settings import META_SCHEMA, SQL_DIR
 
+__all__ = ["CheckError", "CheckResult", "record_checks", "recorded_checks", "run_checks"]
+
 CHECKS_TABLE = f"{META_SCHEMA}._checks"  # the last check results, with the inputs they ran on
-SEVERITIES = ("error", "warning")
-
-_SEVERITY_LINE = re.compile(r"--\s*severity:\s*(\w+)\s*$", re.IGNORECASE)
-
-
-class CheckError(duckdb.Error):
-    """A check file is malformed or its SQL does not run (a duckdb.Error, named by its file)."""
 
 
 @dataclass(frozen=True)
@@ -39,13 +35,14 @@ class CheckResult:
 
 
 def run_checks(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> list[CheckResult]:
-    """Run every check file, alphabetically; each result says how many rows broke the rule."""
-    return [_run_check(con, path) for path in sorted((sql_dir / "checks").glob("*.sql"))]
+    """Run every check, by name; each result says how many rows broke the rule. Raises
+    CheckError naming the check's origin when one is malformed or its SQL fails."""
+    return [_run_check(con, check) for check in all_checks(sql_dir)]
 
 
 def record_checks(con: duckdb.DuckDBPyConnection, fingerprint: str, results: list[CheckResult]) -> None:
     """Keep these results as the checks' answer on the models built from `fingerprint`'s inputs
-    (which cover sql/checks too): the same inputs give the same answer."""
+    (which cover models.toml and sql/checks too): the same inputs give the same answer."""
     con.execute(f"create schema if not exists {META_SCHEMA}")
     con.execute(f"create or replace table {CHECKS_TABLE} (inputs_fingerprint text, name text, severity text, "
                 "description text, offending_rows bigint)")
@@ -63,22 +60,10 @@ def recorded_checks(con: duckdb.DuckDBPyConnection, fingerprint: str) -> list[Ch
     return [CheckResult(*row) for row in rows] or None
 
 
-def _run_check(con: duckdb.DuckDBPyConnection, path: Path) -> CheckResult:
-    severity, description, query = _parse_check(path)
+def _run_check(con: duckdb.DuckDBPyConnection, check: Check) -> CheckResult:
     try:
         # the newline keeps a trailing line comment from swallowing the closing parenthesis
-        row = con.execute(f"select count(*) from (\n{query}\n)").fetchone()
+        row = con.execute(f"select count(*) from (\n{check.query}\n)").fetchone()
     except duckdb.Error as exc:
-        raise CheckError(f"checks/{path.name}: {' '.join(str(exc).split())}") from exc
-    return CheckResult(path.stem, severity, description, int(row[0]))
-
-
-def _parse_check(path: Path) -> tuple[str, str, str]:
-    lines = path.read_text().splitlines()
-    match = _SEVERITY_LINE.fullmatch(lines[0].strip()) if lines else None
-    if match is None or match.group(1).lower() not in SEVERITIES:
-        raise CheckError(f"checks/{path.name}: line 1 must be '-- severity: error|warning'")
-    if len(lines) < 2 or not lines[1].startswith("--") or not lines[1].strip("- \t"):
-        raise CheckError(f"checks/{path.name}: line 2 must be '-- <one-sentence description>'")
-    query = "\n".join(lines[2:]).strip().rstrip(";")
-    return match.group(1).lower(), lines[1].lstrip("-").strip(), query
+        raise CheckError(f"{check.origin}: {' '.join(str(exc).split())}") from exc
+    return CheckResult(check.name, check.severity, check.description, int(row[0]))
