@@ -21,12 +21,12 @@ def drop_old_layout(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Drop the old layout's objects from `analytics`; return their qualified names (empty on a
     database that never had them). The views go before the macro they call."""
     views = [name for (name,) in con.execute(
-        "select view_name from duckdb_views() where schema_name = ? and starts_with(view_name, ?) "
-        "order by view_name",
+        "select view_name from duckdb_views() where database_name = current_database() "
+        "and schema_name = ? and starts_with(view_name, ?) order by view_name",
         [ANALYTICS_SCHEMA, OLD_STAGING_PREFIX],
     ).fetchall()]
-    tables = _present(con, "select table_name from duckdb_tables() where schema_name = ?", OLD_TABLES)
-    macros = _present(con, "select function_name from duckdb_functions() where schema_name = ?", OLD_MACROS)
+    tables = _present(con, "select table_name from duckdb_tables()", OLD_TABLES)
+    macros = _present(con, "select function_name from duckdb_functions()", OLD_MACROS)
     for name in views:
         con.execute(f"drop view {ANALYTICS_SCHEMA}.{name}")
     for name in tables:
@@ -36,6 +36,8 @@ def drop_old_layout(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [f"{ANALYTICS_SCHEMA}.{name}" for name in (*views, *tables, *macros)]
 
 
-def _present(con: duckdb.DuckDBPyConnection, query: str, names: tuple[str, ...]) -> list[str]:
+def _present(con: duckdb.DuckDBPyConnection, catalog: str, names: tuple[str, ...]) -> list[str]:
+    """Those of `names` that `catalog` (a duckdb_* listing) has in analytics of this database."""
+    query = f"{catalog} where database_name = current_database() and schema_name = ?"
     found = {name for (name,) in con.execute(query, [ANALYTICS_SCHEMA]).fetchall()}
     return [name for name in names if name in found]

@@ -7,7 +7,10 @@ Layout of `sql/`:
   `_macros.sql` (shared SQL macros such as `staging.iso_timestamp`).
 - `staging/<view>.sql`: each creates the view `staging.<view>` over `cekura_raw`.
 - `marts/<model>.sql`: each creates the table `analytics.<model>` (the file stem is the name).
-- `checks/<what_must_hold>.sql`: the data checks (see checks.py).
+- `models.toml`: each mart's description, grain, key, columns and generic checks
+  (declarations.py); the build writes the descriptions as the tables' and columns' comments
+  (dictionary.py), and fails when a mart and its declaration disagree.
+- `checks/<what_must_hold>.sql`: the business-rule checks (see checks.py).
 
 Staging is built before the marts; within each layer the order is derived from the
 `staging.<name>` and `analytics.<name>` references in each file, so a new file is picked up
@@ -27,8 +30,19 @@ import duckdb
 
 from cekura_sessions import crash_points
 from cekura_sessions.extract.contract import MODEL_INPUTS, RAW_SCHEMA, raw_tables_ddl
-from cekura_sessions.models import legacy
-from cekura_sessions.settings import ANALYTICS_SCHEMA, META_SCHEMA, SQL_DIR, STAGING_SCHEMA
+from cekura_sessions.models import dictionary, legacy
+from cekura_sessions.models.declarations import (
+    CONTRACT_VALUES,
+    DECLARATIONS_FILE,
+    DeclarationError,
+    load_declarations,
+)
+from cekura_sessions.settings import (
+    ANALYTICS_SCHEMA,
+    META_SCHEMA,
+    SQL_DIR,
+    STAGING_SCHEMA,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +87,15 @@ def _setup_files(sql_dir: Path) -> list[Path]:
 
 
 def inputs_fingerprint(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> str:
-    """A fingerprint of everything the models are built from: the SQL files, the contract's raw
-    DDL and the content of the raw tables they read (order-independent row hashes: about 40 ms
-    at 200,000 sessions)."""
+    """A fingerprint of everything the models are built from: the SQL files and models.toml, what
+    they take from the contract (the raw DDL, the raw tables' descriptions, the accepted values)
+    and the content of the raw tables they read (order-independent row hashes: about 40 ms at
+    200,000 sessions)."""
     digest = hashlib.blake2b(digest_size=16)
-    for path in sorted(sql_dir.rglob("*.sql")):
+    for path in sorted([*sql_dir.rglob("*.sql"), *sql_dir.rglob("*.toml")]):
         digest.update(_relative(path, sql_dir).encode() + b"\0" + path.read_bytes())
     digest.update(raw_tables_ddl().encode())
+    digest.update(repr((dictionary.raw_descriptions(), sorted(CONTRACT_VALUES.items()))).encode())
     for table in (t.name for t in MODEL_INPUTS):
         try:
             row = con.execute(
@@ -112,48 +128,84 @@ def build_models(
     """Rebuild every model in one transaction; return {mart name: row count}.
 
     On any failure the transaction is rolled back, so the previous models stay as they were,
-    and ModelBuildError names the failing file with DuckDB's message on one line. `fingerprint`
+    and ModelBuildError names the failing file (or `models.toml`, when the declarations are
+    malformed or disagree with a model's columns) with the message on one line. `fingerprint`
     (see inputs_fingerprint) is recorded with the models, in the same transaction.
     """
     started = time.monotonic()
     files = model_files(sql_dir)
-    marts = [path.stem for path in files if path.parent.name == "marts"]
+    try:
+        declarations = load_declarations(sql_dir)
+    except DeclarationError as exc:
+        raise ModelBuildError(DECLARATIONS_FILE, exc.detail) from exc
     try:
         con.execute("begin transaction")
     except duckdb.Error as exc:  # e.g. the caller left a transaction open: not ours to end
         raise ModelBuildError("begin transaction", str(exc)) from exc
-    current = RAW_DDL
+    step = _Step(RAW_DDL)
     try:
-        con.execute(raw_tables_ddl())  # the raw tables a fresh database lacks
-        current = "dropping the old layout"
-        dropped = legacy.drop_old_layout(con)
-        for schema in (STAGING_SCHEMA, ANALYTICS_SCHEMA, META_SCHEMA):
-            con.execute(f"create schema if not exists {schema}")
-        for path in _setup_files(sql_dir):  # shared macros
-            current = _relative(path, sql_dir)
-            con.execute(path.read_text())
-        for path in files:
-            current = _relative(path, sql_dir)
-            con.execute(path.read_text())
-            if path.stem == "sessions":
-                crash_points.pause_here("models-mid")  # tests kill -9 here, inside the transaction
-        counts = {}
-        for name in marts:
-            current = f"marts/{name}.sql"
-            counts[name] = _row_count(con, f"{ANALYTICS_SCHEMA}.{name}")
-        current = "recording the build"
+        dropped = _prepare(con, sql_dir, step)
+        counts = _create_models(con, sql_dir, files, step)
+        step.now(DECLARATIONS_FILE)
+        dictionary.comment_models(con, declarations, list(counts))
+        step.now(RAW_DDL)
+        dictionary.comment_raw_tables(con)
+        step.now("recording the build")
         con.execute(f"create or replace table {BUILD_TABLE} as select ?::text as inputs_fingerprint, now() as built_at", [fingerprint])
-        current = "commit"
+        step.now("commit")
         con.execute("commit")
     except duckdb.Error as exc:
         _rollback(con)
-        raise ModelBuildError(current, str(exc)) from exc
+        raise ModelBuildError(step.where, str(exc)) from exc
+    except DeclarationError as exc:
+        _rollback(con)
+        raise ModelBuildError(DECLARATIONS_FILE, exc.detail) from exc
     except BaseException:
         _rollback(con)
         raise
     if dropped:
         log.info("dropped what the old layout left in %s: %s", ANALYTICS_SCHEMA, ", ".join(dropped))
-    log.info("built %d models in %.2f s (%d session rows)", len(marts), time.monotonic() - started, counts.get("sessions", 0))
+    log.info("built %d models in %.2f s (%d session rows)", len(counts), time.monotonic() - started, counts.get("sessions", 0))
+    return counts
+
+
+class _Step:
+    """Where the build is, so a failure names the file (or step) it happened in."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def now(self, where: str) -> None:
+        self.where = where
+
+
+def _prepare(con: duckdb.DuckDBPyConnection, sql_dir: Path, step: _Step) -> list[str]:
+    """The raw tables a fresh database lacks, the schemas, the shared macros; the old layout's
+    objects dropped (returned)."""
+    step.now(RAW_DDL)
+    con.execute(raw_tables_ddl())
+    step.now("dropping the old layout")
+    dropped = legacy.drop_old_layout(con)
+    for schema in (STAGING_SCHEMA, ANALYTICS_SCHEMA, META_SCHEMA):
+        con.execute(f"create schema if not exists {schema}")
+    for path in _setup_files(sql_dir):
+        step.now(_relative(path, sql_dir))
+        con.execute(path.read_text())
+    return dropped
+
+
+def _create_models(con: duckdb.DuckDBPyConnection, sql_dir: Path, files: list[Path], step: _Step) -> dict[str, int]:
+    """Run the model files in order; {mart name: row count}."""
+    for path in files:
+        step.now(_relative(path, sql_dir))
+        con.execute(path.read_text())
+        if path.stem == "sessions":
+            crash_points.pause_here("models-mid")  # tests kill -9 here, inside the transaction
+    counts = {}
+    for path in files:
+        if path.parent.name == "marts":
+            step.now(_relative(path, sql_dir))
+            counts[path.stem] = _row_count(con, f"{ANALYTICS_SCHEMA}.{path.stem}")
     return counts
 
 
