@@ -93,7 +93,8 @@ def test_every_analytics_table_has_its_description_grain_and_key(built):
 def test_raw_columns_have_the_contracts_descriptions(built):
     want = {(t.name, c.name): c.description for t in contract.MODEL_INPUTS for c in t.columns}
     assert comments(built, "cekura_raw") == want
-    assert table_comments(built, "cekura_raw") == {t.name: t.description for t in contract.MODEL_INPUTS}
+    # table descriptions stay out: the projects one names what must never be in the file
+    assert table_comments(built, "cekura_raw") == {t.name: None for t in contract.MODEL_INPUTS}
 
 
 def test_raw_tables_loaded_by_dlt_keep_their_comments_night_after_night(run_night, api, dataset, db_path):
@@ -113,9 +114,7 @@ def test_raw_tables_loaded_by_dlt_keep_their_comments_night_after_night(run_nigh
     assert {key: got[key] for key in want} == want
     described = [key for key, text in want.items() if text]
     assert len(described) >= sum(len(by_table[t].columns) for t in ("projects", contract.SESSIONS_TABLE)), described
-    assert {name: tables[name] for name in by_table if name in tables} == {
-        name: by_table[name].description for name in by_table if name in tables
-    }
+    assert {tables[name] for name in by_table if name in tables} == {None}
 
 
 # --- declarations that disagree with the models ---------------------------------------------

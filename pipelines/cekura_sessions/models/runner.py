@@ -88,7 +88,7 @@ def _setup_files(sql_dir: Path) -> list[Path]:
 
 def inputs_fingerprint(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> str:
     """A fingerprint of everything the models are built from: the SQL files and models.toml, what
-    they take from the contract (the raw DDL, the raw tables' descriptions, the accepted values)
+    they take from the contract (the raw DDL, the raw columns' descriptions, the accepted values)
     and the content of the raw tables they read (order-independent row hashes: about 40 ms at
     200,000 sessions)."""
     digest = hashlib.blake2b(digest_size=16)
