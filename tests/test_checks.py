@@ -27,7 +27,8 @@ MART_NAMES = sorted(p.stem for p in (SQL_DIR / "marts").glob("*.sql"))
 # What `cekura-sessions check` showed for the generic rules when each was a file of its own:
 # the declarations must give the same names, severities and descriptions.
 DECLARED_BEFORE = {
-    "sessions_key_unique_not_null": ("error", "Every analytics.sessions row has a session_id and no two rows share one."),
+    "sessions_key_unique_not_null": (
+        "error", "Every analytics.sessions row has a session_id and no two rows share one."),
     "session_scenarios_key_unique_not_null": (
         "error", "Every analytics.session_scenarios row has a (session_id, position) and no two rows share one."),
     "project_completion_rates_key_unique_not_null": (
@@ -42,7 +43,8 @@ DECLARED_BEFORE = {
         "warning",
         "Every session has a parsable created_at; sessions without one have no day in daily_completion_rates."),
     "sessions_status_in_enum": (
-        "warning", "Every session's status is one of the API's enum: pending, in_progress, completed, cancelled, failed."),
+        "warning",
+        "Every session's status is one of the API's enum: pending, in_progress, completed, cancelled, failed."),
     "sessions_project_exists": (
         "error",
         "Every session's project_id (the project it was listed under) is a project in cekura_raw.projects."),
@@ -50,11 +52,13 @@ DECLARED_BEFORE = {
         "error", "Every analytics.session_scenarios row points to a session in analytics.sessions."),
     "session_scenarios_scenario_id_not_null": (
         "warning",
-        "Every element of a session's scenario_ids list is a scenario id (NULL elements are left out of scenario_stats)."),
+        ("Every element of a session's scenario_ids list is a scenario id "
+         "(NULL elements are left out of scenario_stats).")),
 }
 DECLARED_NEW = {
     "session_status_changes_key_unique_not_null": (
-        "error", "Every analytics.session_status_changes row has a (session_id, observed_from) and no two rows share one."),
+        "error",
+        "Every analytics.session_status_changes row has a (session_id, observed_from) and no two rows share one."),
     "session_durations_status_in_enum": (
         "error", "Every analytics.session_durations row's status is one of: completed, failed, cancelled."),
 }
@@ -431,7 +435,9 @@ def test_checks_hold_on_the_pipelines_data_over_several_nights(run_night, api, d
         assert outcome.exit_code == 0 and failed == [], (outcome.message, failed)
         assert "session_status_changes_key_unique_not_null" in {c.name for c in outcome.checks}
     with duckdb.connect(str(db_path), read_only=True) as con:
-        periods = con.execute("select session_id, observed_from, observed_to from analytics.session_status_changes").fetchall()
+        periods = con.execute(
+            "select session_id, observed_from, observed_to from analytics.session_status_changes"
+        ).fetchall()
     keys = [(session_id, observed_from) for session_id, observed_from, _ in periods]
     assert len(keys) == len(set(keys)) and None not in {k for key in keys for k in key}, "the key holds"
     closed = [p for p in periods if p[2] is not None]

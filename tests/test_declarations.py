@@ -168,7 +168,8 @@ def test_declaration_without_a_mart_fails_the_build(tmp_path):
     sql_dir = copied_sql(tmp_path)
     (sql_dir / "marts" / "scenario_stats.sql").unlink()
     con = fresh_db(tmp_path / "cekura.duckdb")
-    with pytest.raises(ModelBuildError, match=r"^models\.toml: declares model\(s\) scenario_stats, which marts/ has no file for$"):
+    message = r"^models\.toml: declares model\(s\) scenario_stats, which marts/ has no file for$"
+    with pytest.raises(ModelBuildError, match=message):
         build_models(con, sql_dir)
 
 
@@ -192,7 +193,8 @@ MALFORMED = [
         r"\[sessions.accepted_values.status\] values 'contract:STATUSES' is not one of", id="unknown-contract-name",
     ),
     pytest.param(
-        ('severity = "warning"\ndescription = "Every session has', 'severity = "fatal"\ndescription = "Every session has'),
+        ('severity = "warning"\ndescription = "Every session has',
+         'severity = "fatal"\ndescription = "Every session has'),
         r"\[sessions.not_null.created_at\] severity must be one of error, warning", id="unknown-severity",
     ),
     pytest.param(

@@ -310,7 +310,9 @@ create view analytics.stg_sessions as select id as session_id from cekura_raw.sc
 create view analytics.stg_session_scenario_ids as select 1 as session_id;
 create table analytics.sessions as select 1 as session_id;
 create table analytics._build as select 'old' as inputs_fingerprint, now() as built_at;
-create table analytics._checks (inputs_fingerprint text, name text, severity text, description text, offending_rows bigint);
+create table analytics._checks (
+    inputs_fingerprint text, name text, severity text, description text, offending_rows bigint
+);
 create table analytics.my_notes as select 'kept: not from the old layout' as note;
 """
 

@@ -80,7 +80,9 @@ def _expect_same_columns(declaration: ModelDeclaration, columns: list[str]) -> N
         )
     undeclared = [c for c in columns if c not in declaration.columns]
     if undeclared:
-        raise DeclarationError(f"{where} does not declare {', '.join(undeclared)} of {ANALYTICS_SCHEMA}.{declaration.name}")
+        raise DeclarationError(
+            f"{where} does not declare {', '.join(undeclared)} of {ANALYTICS_SCHEMA}.{declaration.name}"
+        )
 
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:

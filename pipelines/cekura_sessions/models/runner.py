@@ -151,7 +151,10 @@ def build_models(
         step.now(RAW_DDL)
         dictionary.comment_raw_tables(con)
         step.now("recording the build")
-        con.execute(f"create or replace table {BUILD_TABLE} as select ?::text as inputs_fingerprint, now() as built_at", [fingerprint])
+        con.execute(
+            f"create or replace table {BUILD_TABLE} as select ?::text as inputs_fingerprint, now() as built_at",
+            [fingerprint],
+        )
         step.now("commit")
         con.execute("commit")
     except duckdb.Error as exc:
@@ -165,7 +168,8 @@ def build_models(
         raise
     if dropped:
         log.info("dropped what the old layout left in %s: %s", ANALYTICS_SCHEMA, ", ".join(dropped))
-    log.info("built %d models in %.2f s (%d session rows)", len(counts), time.monotonic() - started, counts.get("sessions", 0))
+    log.info("built %d models in %.2f s (%d session rows)",
+             len(counts), time.monotonic() - started, counts.get("sessions", 0))
     return counts
 
 
