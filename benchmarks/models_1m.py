@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import duckdb
-from cekura_sessions.models.runner import build_models, run_checks
-from cekura_sessions.settings import SQL_DIR
+from cekura_sessions.extract.contract import raw_tables_ddl
+from cekura_sessions.models.checks import run_checks
+from cekura_sessions.models.runner import build_models
 
 TARGET_SECONDS = 5.0
 PROJECTS = 200
@@ -91,7 +92,7 @@ from cekura_raw.scenario_improvement_sessions,
 
 
 def fill(con: duckdb.DuckDBPyConnection, sessions: int) -> dict[str, int]:
-    con.execute((SQL_DIR / "staging" / "_raw_tables.sql").read_text())
+    con.execute(raw_tables_ddl())
     con.execute(FILL_PROJECTS)
     con.execute(FILL_SESSIONS, {"sessions": sessions})
     con.execute(FILL_SCENARIO_IDS)

@@ -86,10 +86,11 @@ class StageMeter:
     """Seconds and peak RSS per stage of a run, and the time of every SQL statement dlt sends to DuckDB."""
 
     STAGES = (("dlt.Pipeline", "extract"), ("dlt.Pipeline", "normalize"), ("dlt.Pipeline", "load"),
-              ("history", "record_changes"), ("models", "build_models"), ("models", "run_checks"))
+              ("history", "record_changes"), ("models", "build_models"), ("checks", "run_checks"))
 
     def __init__(self) -> None:
         import dlt
+        from cekura_sessions.models import checks
         from cekura_sessions.models import runner as models
         from cekura_sessions.run import history
         from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
@@ -98,7 +99,7 @@ class StageMeter:
         self.peak_mb: dict[str, float] = {}
         self.sql: list[tuple[float, str]] = []
         self.stage = "other"
-        self._owners = {"dlt.Pipeline": dlt.Pipeline, "history": history, "models": models}
+        self._owners = {"dlt.Pipeline": dlt.Pipeline, "history": history, "models": models, "checks": checks}
         self._saved: list[tuple[Any, str, Any]] = []
         self._stop = threading.Event()
         for owner_name, name in self.STAGES:

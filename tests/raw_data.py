@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -19,12 +18,10 @@ from cekura_sessions.extract.contract import (
     RAW_SCHEMA,
     SCENARIO_IDS_TABLE,
     SESSIONS_TABLE,
+    raw_tables_ddl,
 )
-from cekura_sessions.settings import SQL_DIR
 
 Row = dict[str, Any]
-
-RAW_TABLES_SQL = SQL_DIR / "staging" / "_raw_tables.sql"
 
 
 @dataclass
@@ -53,8 +50,9 @@ def parse_message_count(text: str | None) -> int | None:
     return value if -(2**31) <= value < 2**31 else None
 
 
-def create_raw_tables(con: duckdb.DuckDBPyConnection, ddl: Path = RAW_TABLES_SQL) -> None:
-    con.execute(ddl.read_text())
+def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The raw tables the models read, empty, as the contract declares them."""
+    con.execute(raw_tables_ddl())
 
 
 def insert_raw(

@@ -1,4 +1,5 @@
-"""The data checks in sql/checks/: each passes on clean data and catches its broken rule.
+"""The data checks: the ones generated from sql/models.toml and the business rules in
+sql/checks/. Each passes on clean data and catches its broken rule.
 
 Expected offending-row counts come from the raw rows in raw_data.py by plain Python.
 """
@@ -7,29 +8,67 @@ from __future__ import annotations
 
 import re
 import shutil
+import tomllib
 from pathlib import Path
 
 import duckdb
 import pytest
 import raw_data
-from cekura_sessions.models.runner import (
-    CheckError,
-    CheckResult,
-    build_models,
-    run_checks,
-)
+from cekura_sessions.extract.contract import SESSION_STATUSES
+from cekura_sessions.models.checks import CheckError, CheckResult, run_checks
+from cekura_sessions.models.runner import build_models
 from cekura_sessions.settings import SQL_DIR
 from model_expectations import CONTRACT_MARTS, ENUM
-from raw_data import CLEAN, VARIED, RawData, parse_timestamp
+from raw_data import CLEAN, VARIED, RawData, parse_message_count, parse_timestamp
 
 CHECK_FILES = sorted((SQL_DIR / "checks").glob("*.sql"))
+MART_NAMES = sorted(p.stem for p in (SQL_DIR / "marts").glob("*.sql"))
+
+# What `cekura-sessions check` showed for the generic rules when each was a file of its own:
+# the declarations must give the same names, severities and descriptions.
+DECLARED_BEFORE = {
+    "sessions_key_unique_not_null": (
+        "error", "Every analytics.sessions row has a session_id and no two rows share one."),
+    "session_scenarios_key_unique_not_null": (
+        "error", "Every analytics.session_scenarios row has a (session_id, position) and no two rows share one."),
+    "project_completion_rates_key_unique_not_null": (
+        "error", "Every analytics.project_completion_rates row has a project_id and no two rows share one."),
+    "daily_completion_rates_key_unique_not_null": (
+        "error", "Every analytics.daily_completion_rates row has a (project_id, day) and no two rows share one."),
+    "session_durations_key_unique_not_null": (
+        "error", "Every analytics.session_durations row has a (project_id, status) and no two rows share one."),
+    "scenario_stats_key_unique_not_null": (
+        "error", "Every analytics.scenario_stats row has a (project_id, scenario_id) and no two rows share one."),
+    "sessions_created_at_not_null": (
+        "warning",
+        "Every session has a parsable created_at; sessions without one have no day in daily_completion_rates."),
+    "sessions_status_in_enum": (
+        "warning",
+        "Every session's status is one of the API's enum: pending, in_progress, completed, cancelled, failed."),
+    "sessions_project_exists": (
+        "error",
+        "Every session's project_id (the project it was listed under) is a project in cekura_raw.projects."),
+    "session_scenarios_session_exists": (
+        "error", "Every analytics.session_scenarios row points to a session in analytics.sessions."),
+    "session_scenarios_scenario_id_not_null": (
+        "warning",
+        ("Every element of a session's scenario_ids list is a scenario id "
+         "(NULL elements are left out of scenario_stats).")),
+}
+DECLARED_NEW = {
+    "session_status_changes_key_unique_not_null": (
+        "error",
+        "Every analytics.session_status_changes row has a (session_id, observed_from) and no two rows share one."),
+    "session_durations_status_in_enum": (
+        "error", "Every analytics.session_durations row's status is one of: completed, failed, cancelled."),
+}
 
 
-def built_db(path: Path, data: RawData) -> duckdb.DuckDBPyConnection:
+def built_db(path: Path, data: RawData, sql_dir: Path = SQL_DIR) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(path))
     raw_data.create_raw_tables(con)
     raw_data.load(con, data)
-    build_models(con)
+    build_models(con, sql_dir)
     return con
 
 
@@ -37,7 +76,13 @@ def failing(results: list[CheckResult]) -> dict[str, int]:
     return {r.name: r.offending_rows for r in results if not r.passed}
 
 
-# --- the files themselves ------------------------------------------------------------------
+def copied_sql(tmp_path: Path) -> Path:
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    return sql_dir
+
+
+# --- the declarations and files themselves ---------------------------------------------------
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in CHECK_FILES])
@@ -48,10 +93,24 @@ def test_check_file_starts_with_severity_and_one_sentence(path):
     assert lines[1].count(". ") == 0, f"{path.name}: one sentence on line 2"
 
 
-@pytest.mark.parametrize("model", [pytest.param(m, id=m) for m in CONTRACT_MARTS])
-def test_every_contract_model_has_a_key_check(model):
-    assert (SQL_DIR / "checks" / f"{model}_key_unique_not_null.sql").exists(), model
-    assert (SQL_DIR / "marts" / f"{model}.sql").exists(), model
+def test_check_files_hold_only_business_rules():
+    generic = re.compile(r"_(key_unique_not_null|not_null|in_enum|exists)$")
+    assert [p.name for p in CHECK_FILES if generic.search(p.stem)] == [], "declare these in models.toml"
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, id=m) for m in MART_NAMES])
+def test_every_mart_has_a_key_check(model, clean_results):
+    assert f"{model}_key_unique_not_null" in {r.name for r in clean_results}, model
+
+
+def test_contract_models_are_marts():
+    assert set(CONTRACT_MARTS) <= set(MART_NAMES)
+
+
+def test_sessions_status_values_come_from_the_contract():
+    declared = tomllib.loads((SQL_DIR / "models.toml").read_text())
+    assert declared["sessions"]["accepted_values"]["status"]["values"] == "contract:SESSION_STATUSES"
+    assert tuple(SESSION_STATUSES) == ENUM, "the contract's enum is the one the tests expect"
 
 
 def test_check_result_passed_means_no_offending_rows():
@@ -60,8 +119,7 @@ def test_check_result_passed_means_no_offending_rows():
 
 
 def test_malformed_check_file_raises_naming_the_file(tmp_path):
-    sql_dir = tmp_path / "sql"
-    shutil.copytree(SQL_DIR, sql_dir)
+    sql_dir = copied_sql(tmp_path)
     (sql_dir / "checks" / "broken_header.sql").write_text("select 1\n")
     con = duckdb.connect(str(tmp_path / "cekura.duckdb"))
     build_models(con, sql_dir)
@@ -70,8 +128,7 @@ def test_malformed_check_file_raises_naming_the_file(tmp_path):
 
 
 def test_check_whose_sql_fails_raises_a_duckdb_error_naming_the_file(tmp_path):
-    sql_dir = tmp_path / "sql"
-    shutil.copytree(SQL_DIR, sql_dir)
+    sql_dir = copied_sql(tmp_path)
     (sql_dir / "checks" / "needs_a_table.sql").write_text(
         "-- severity: error\n-- Needs a table that is not there.\nselect * from analytics.nowhere\n"
     )
@@ -81,22 +138,54 @@ def test_check_whose_sql_fails_raises_a_duckdb_error_naming_the_file(tmp_path):
         run_checks(con, sql_dir)
 
 
+def test_check_file_named_like_a_declared_check_raises(tmp_path):
+    sql_dir = copied_sql(tmp_path)
+    (sql_dir / "checks" / "sessions_status_in_enum.sql").write_text(
+        "-- severity: warning\n-- A second definition.\nselect 1 where false\n"
+    )
+    con = duckdb.connect(str(tmp_path / "cekura.duckdb"))
+    build_models(con, sql_dir)
+    with pytest.raises(CheckError, match=r"checks/sessions_status_in_enum\.sql: check sessions_status_in_enum "
+                                         r"is also defined by models\.toml \[sessions\]"):
+        run_checks(con, sql_dir)
+
+
 # --- on whole datasets ---------------------------------------------------------------------
 
 
-def test_checks_run_every_file_with_its_header(tmp_path):
-    con = built_db(tmp_path / "cekura.duckdb", CLEAN)
-    results = run_checks(con)
-    assert [r.name for r in results] == [p.stem for p in CHECK_FILES]
-    for result, path in zip(results, CHECK_FILES):
+@pytest.fixture(scope="module")
+def clean_results(tmp_path_factory) -> list[CheckResult]:
+    con = built_db(tmp_path_factory.mktemp("clean") / "cekura.duckdb", CLEAN)
+    yield run_checks(con)
+    con.close()
+
+
+def test_checks_are_the_declared_ones_and_the_files_by_name(clean_results):
+    want = sorted([*DECLARED_BEFORE, *DECLARED_NEW, *(p.stem for p in CHECK_FILES)])
+    assert [r.name for r in clean_results] == want
+
+
+def test_declared_checks_show_what_the_check_files_showed(clean_results):
+    got = {r.name: (r.severity, r.description) for r in clean_results}
+    assert {name: got.get(name) for name in DECLARED_BEFORE} == DECLARED_BEFORE
+    assert {name: got.get(name) for name in DECLARED_NEW} == DECLARED_NEW
+
+
+def test_check_files_run_with_their_header(clean_results):
+    by_name = {r.name: r for r in clean_results}
+    for path in CHECK_FILES:
         lines = path.read_text().splitlines()
-        assert result.severity == lines[0].split(": ")[1], path.name
-        assert result.description == lines[1].removeprefix("-- "), path.name
+        assert by_name[path.stem].severity == lines[0].split(": ")[1], path.name
+        assert by_name[path.stem].description == lines[1].removeprefix("-- "), path.name
 
 
-def test_checks_all_pass_on_clean_data(tmp_path):
-    con = built_db(tmp_path / "cekura.duckdb", CLEAN)
-    assert failing(run_checks(con)) == {}
+def test_every_check_description_is_one_sentence(clean_results):
+    for result in clean_results:
+        assert re.fullmatch(r"[A-Z].*\.", result.description) and ". " not in result.description, result
+
+
+def test_checks_all_pass_on_clean_data(clean_results):
+    assert failing(clean_results) == {}
 
 
 def test_checks_pass_on_an_empty_database(tmp_path):
@@ -138,6 +227,12 @@ def _duplicate(table: str) -> str:
 
 
 BAD_SESSION = raw_data.session(2999, 201, "completed", "2024-05-04T10:00:00Z", "2024-05-04T10:01:00Z")
+
+
+def status_period(session_id: int, observed_to: str = "null", observed_from: str = "'2024-05-01 00:00:00+00'") -> str:
+    """SQL adding one status period (CLEAN has no status history, so the model starts empty)."""
+    return (f"insert into analytics.session_status_changes values "
+            f"({session_id}, 201, 'pending', {observed_from}, {observed_to});\n")
 
 CASES = [
     # (setup: raw rows to load and rebuild, or SQL corrupting a built table), check, offending rows
@@ -241,6 +336,24 @@ CASES = [
         id="scenario-rate-nan",
     ),
     pytest.param(
+        f"update analytics.session_durations set status = 'pending' where {_first_row('session_durations')}",
+        "session_durations_status_in_enum", 1, id="non-terminal-duration-status",
+    ),
+    pytest.param(
+        status_period(2001) + status_period(2001),
+        "session_status_changes_key_unique_not_null", 2, id="status-changes-duplicate-key",
+    ),
+    pytest.param(
+        status_period(2001, observed_from="null"),
+        "session_status_changes_key_unique_not_null", 1, id="status-changes-null-key",
+    ),
+    pytest.param(
+        status_period(2001, observed_to="'2024-05-01 00:00:00+00'")  # ends as it starts
+        + status_period(2002, observed_to="'2024-04-30 23:00:00+00'")  # ends before
+        + status_period(2003, observed_to="'2024-05-01 00:00:01+00'"),  # a second later: fine
+        "session_status_changes_observed_to_after_observed_from", 2, id="status-period-ends-before-it-starts",
+    ),
+    pytest.param(
         RawData(sessions=[{**BAD_SESSION, "updated_at": "2024-05-04T09:59:59.999999Z"}]),
         "sessions_updated_at_not_before_created_at", 1, id="clock-skew",
     ),
@@ -263,7 +376,70 @@ def test_check_catches_its_broken_rule(tmp_path, breakage, check, offending):
     assert failing(run_checks(con)) == {check: offending}
 
 
-def test_every_check_of_a_contract_model_has_a_breaking_case():
+def test_every_check_has_a_breaking_case(clean_results):
     covered = {case.values[1] for case in CASES}
-    ours = {p.stem for p in CHECK_FILES if p.stem.startswith(tuple(f"{m}_" for m in CONTRACT_MARTS))}
-    assert ours - covered == set(), "checks without a case in CASES"
+    assert {r.name for r in clean_results} - covered == set(), "checks without a case in CASES"
+
+
+# --- a rule declared in models.toml becomes a check ------------------------------------------
+
+MORE_RULES = """
+[sessions.not_null.message_count]
+
+[sessions.accepted_values.title]
+values = ["Session 1001", "Session 1002", "Session 1003"]
+severity = "warning"
+
+[session_scenarios.relationships.project_id]
+to = "project_completion_rates.project_id"
+"""
+
+
+def test_rules_declared_in_models_toml_become_checks_that_catch_them(tmp_path):
+    sql_dir = copied_sql(tmp_path)
+    toml = sql_dir / "models.toml"
+    toml.write_text(toml.read_text() + MORE_RULES)
+    con = built_db(tmp_path / "cekura.duckdb", VARIED, sql_dir)
+    results = {r.name: r for r in run_checks(con, sql_dir)}
+
+    titles = {"Session 1001", "Session 1002", "Session 1003"}
+    live_projects = {p["id"] for p in VARIED.projects if p["is_deleted"] is not True}
+    want = {
+        "sessions_message_count_not_null": (
+            "error", "Every analytics.sessions row has a message_count.",
+            sum(1 for s in VARIED.sessions if parse_message_count(s["message_count"]) is None)),
+        "sessions_title_in_enum": (
+            "warning", "Every analytics.sessions row's title is one of: Session 1001, Session 1002, Session 1003.",
+            sum(1 for s in VARIED.sessions if s["title"] not in titles)),
+        "session_scenarios_project_exists": (
+            "error",
+            "Every analytics.session_scenarios row's project_id is a project_id in analytics.project_completion_rates.",
+            sum(1 for r in VARIED.scenario_ids if r["project_id"] not in live_projects)),
+    }
+    assert all(count for _, _, count in want.values()), f"the varied data should break every rule: {want}"
+    got = {name: (results[name].severity, results[name].description, results[name].offending_rows)
+           for name in want if name in results}
+    assert got == want
+
+
+# --- on real data, night after night ---------------------------------------------------------
+
+
+def test_checks_hold_on_the_pipelines_data_over_several_nights(run_night, api, dataset, db_path):
+    nights = [dataset, dataset.next_night(seed=31)]
+    nights.append(nights[-1].next_night(seed=32))
+    for night in nights:
+        api.dataset = night
+        outcome = run_night()
+        failed = [c.name for c in outcome.checks if not c.passed and c.severity == "error"]
+        assert outcome.exit_code == 0 and failed == [], (outcome.message, failed)
+        assert "session_status_changes_key_unique_not_null" in {c.name for c in outcome.checks}
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        periods = con.execute(
+            "select session_id, observed_from, observed_to from analytics.session_status_changes"
+        ).fetchall()
+    keys = [(session_id, observed_from) for session_id, observed_from, _ in periods]
+    assert len(keys) == len(set(keys)) and None not in {k for key in keys for k in key}, "the key holds"
+    closed = [p for p in periods if p[2] is not None]
+    assert len(closed) > 0 and len(periods) > len({p[0] for p in periods}), "some sessions changed status"
+    assert all(observed_to > observed_from for _, observed_from, observed_to in closed)

@@ -15,7 +15,14 @@ from pathlib import Path
 import duckdb
 import pytest
 import raw_data
-from cekura_sessions.models.runner import ModelBuildError, build_models, model_files
+from cekura_sessions.extract.contract import MODEL_INPUTS
+from cekura_sessions.models.runner import (
+    ModelBuildError,
+    build_models,
+    inputs_fingerprint,
+    model_files,
+    up_to_date,
+)
 from cekura_sessions.settings import SQL_DIR
 from model_expectations import (
     CONTRACT_MARTS,
@@ -31,7 +38,6 @@ from model_expectations import (
 from raw_data import CLEAN, VARIED, RawData, parse_timestamp
 
 MARTS = CONTRACT_MARTS
-ARCHITECTURE_MD = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 
 # --- helpers and fixtures ------------------------------------------------------------------
@@ -90,16 +96,40 @@ def varied(request, tmp_path_factory) -> Built:
 
 def test_model_files_staging_first_then_marts_after_their_references():
     files = model_files()
-    names = [p.stem for p in files]
     layers = [p.parent.name for p in files]
-    assert layers == sorted(layers, key=["staging", "marts"].index), names
-    assert {"stg_projects", "stg_sessions", "stg_session_scenario_ids", *MARTS} <= set(names), names
+    assert layers == sorted(layers, key=["staging", "marts"].index), files
+    schema_of = {"staging": "staging", "marts": "analytics"}
+    names = [f"{schema_of[p.parent.name]}.{p.stem}" for p in files]
+    assert {"staging.stg_projects", "staging.stg_sessions", "staging.stg_session_scenario_ids",
+            *(f"analytics.{m}" for m in MARTS)} <= set(names), names
     setup_text = "".join(p.read_text() for p in (SQL_DIR / "staging").glob("_*.sql"))
-    macros = set(re.findall(r"macro analytics\.(\w+)", setup_text))  # run before every model
+    macros = set(re.findall(r"macro (staging\.\w+)", setup_text))  # run before every model
+    assert macros == {"staging.iso_timestamp"}, macros
     for i, path in enumerate(files):
         text = re.sub(r"--[^\n]*", "", path.read_text())
-        for ref in set(re.findall(r"analytics\.(\w+)", text)) - {path.stem} - macros:
-            assert ref in names[:i], f"{path.name} references analytics.{ref}, built later: {names}"
+        for ref in set(re.findall(r"\b((?:analytics|staging)\.\w+)", text)) - {names[i]} - macros:
+            assert ref in names[:i], f"{path.name} references {ref}, built later: {names}"
+
+
+def test_model_files_orders_staging_views_by_their_references(tmp_path):
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    # sorts before stg_sessions, but reads it, so it must come after
+    (sql_dir / "staging" / "stg_a_titles.sql").write_text(
+        "-- stg_a_titles: test view. Grain: one row per session. Key: session_id.\n"
+        "create or replace view staging.stg_a_titles as\n"
+        "with final as (\n"
+        "    select session_id, title, from staging.stg_sessions\n"
+        ")\n"
+        "select * from final\n"
+    )
+    names = [p.stem for p in model_files(sql_dir)]
+    assert names.index("stg_a_titles") > names.index("stg_sessions"), names
+    assert max(names.index(n) for n in names if n.startswith("stg_")) < names.index("sessions"), names
+    con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
+    build_models(con, sql_dir)
+    got = con.execute("select count(*) from staging.stg_a_titles").fetchone()
+    assert got == (len(VARIED.sessions),)
 
 
 def test_model_files_picks_up_a_new_mart_by_its_references(tmp_path):
@@ -116,6 +146,11 @@ def test_model_files_picks_up_a_new_mart_by_its_references(tmp_path):
         ")\n"
         "select * from final\n"
     )
+    with (sql_dir / "models.toml").open("a") as toml:  # every mart is declared
+        toml.write(
+            '\n[a_status_counts]\ndescription = "Test mart."\ngrain = "one row per status"\nkey = ["status"]\n'
+            '[a_status_counts.columns]\nstatus = "the status"\nsessions = "sessions with that status"\n'
+        )
     names = [p.stem for p in model_files(sql_dir)]
     assert names.index("a_status_counts") > names.index("sessions"), names
     assert names.index("a_status_counts") > names.index("scenario_stats"), names
@@ -134,32 +169,20 @@ def test_model_files_cycle_raises(tmp_path):
         model_files(sql_dir)
 
 
-def _architecture_columns(table: str) -> list[tuple[str, str]]:
-    text = ARCHITECTURE_MD.read_text()
-    block = re.search(rf"^`{table}` \(.*?\n((?::|  ).*?)(?:\n\n|\Z)", text, re.M | re.S)
-    assert block, f"architecture.md has no raw-layout entry for {table}"
-    return [(name, kind.upper()) for name, kind in re.findall(r"`(\w+)` ([A-Z]+)", block.group(1))]
+# DuckDB's names for the contract's SQL types, spelled out by hand
+DUCKDB_TYPES = {"bigint": "BIGINT", "text": "VARCHAR", "boolean": "BOOLEAN", "timestamptz": "TIMESTAMP WITH TIME ZONE"}
 
 
-@pytest.mark.parametrize(
-    "table",
-    [
-        pytest.param("projects", id="projects"),
-        pytest.param("scenario_improvement_sessions", id="sessions"),
-        pytest.param("scenario_improvement_sessions__scenario_ids", id="scenario_ids"),
-        pytest.param("session_status_history", id="session_status_history"),
-    ],
-)
-def test_raw_tables_ddl_matches_architecture_doc(tmp_path, table):
-    duckdb_names = {"TEXT": "VARCHAR", "TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
-    want = [(n, duckdb_names.get(t, t)) for n, t in _architecture_columns(table)]
+@pytest.mark.parametrize("table", [pytest.param(t, id=t.name) for t in MODEL_INPUTS])
+def test_raw_tables_ddl_creates_the_contracts_columns(tmp_path, table):
+    want = [(c.name, DUCKDB_TYPES[c.sql]) for c in table.columns]
     con = fresh_db(tmp_path / "cekura.duckdb", RawData())
     got = con.execute(
         "select column_name, data_type from information_schema.columns "
         "where table_schema = 'cekura_raw' and table_name = ? order by ordinal_position",
-        [table],
+        [table.name],
     ).fetchall()
-    assert got == want, f"sql/staging/_raw_tables.sql vs docs/architecture.md for {table}"
+    assert got == want, f"raw_tables_ddl() vs the contract's columns of {table.name}"
 
 
 @pytest.mark.parametrize(
@@ -187,12 +210,12 @@ def test_raw_tables_ddl_matches_architecture_doc(tmp_path, table):
 def test_staging_is_a_view_with_explicit_columns(varied, view, columns):
     kind = varied.con.execute(
         "select table_type from information_schema.tables "
-        "where table_schema = 'analytics' and table_name = ?",
+        "where table_schema = 'staging' and table_name = ?",
         [view],
     ).fetchone()
-    assert kind == ("VIEW",), f"analytics.{view}: {kind}"
-    got = [d[0] for d in varied.con.execute(f"select * from analytics.{view} limit 0").description]
-    assert got == columns, f"analytics.{view} columns"
+    assert kind == ("VIEW",), f"staging.{view}: {kind}"
+    got = [d[0] for d in varied.con.execute(f"select * from staging.{view} limit 0").description]
+    assert got == columns, f"staging.{view} columns"
 
 
 @pytest.mark.parametrize(
@@ -236,6 +259,79 @@ def test_marts_are_tables_with_contract_types(varied, model, types):
     assert {c: got.get(c) for c in types} == types, f"analytics.{model} column types"
 
 
+# --- schemas: users see only the models in analytics ---------------------------------------
+
+
+def schema_objects(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, set[str]]:
+    """{"tables", "views", "macros"}: the names of each kind of object in `schema`."""
+    def names(sql: str) -> set[str]:
+        return {name for (name,) in con.execute(sql, [schema]).fetchall()}
+
+    return {
+        "tables": names("select table_name from duckdb_tables() where schema_name = ?"),
+        "views": names("select view_name from duckdb_views() where schema_name = ? and not internal"),
+        "macros": names("select function_name from duckdb_functions() where schema_name = ?"),
+    }
+
+
+def test_build_keeps_staging_and_bookkeeping_out_of_analytics(varied):
+    marts = {p.stem for p in (SQL_DIR / "marts").glob("*.sql")}
+    views = {p.stem for p in (SQL_DIR / "staging").glob("stg_*.sql")}
+    assert schema_objects(varied.con, "analytics") == {"tables": marts, "views": set(), "macros": set()}
+    assert schema_objects(varied.con, "staging") == {"tables": set(), "views": views, "macros": {"iso_timestamp"}}
+    assert schema_objects(varied.con, "cekura_meta")["tables"] == {"_build"}
+
+
+@pytest.mark.parametrize(
+    "removal",
+    [
+        pytest.param("drop view staging.stg_sessions", id="staging-view"),
+        pytest.param("drop table analytics.scenario_stats", id="mart"),
+    ],
+)
+def test_up_to_date_until_an_object_of_the_build_is_missing(tmp_path, removal):
+    con = fresh_db(tmp_path / "cekura.duckdb", CLEAN)
+    fingerprint = inputs_fingerprint(con)
+    assert not up_to_date(con, fingerprint), "never built"
+    build_models(con, fingerprint=fingerprint)
+    assert up_to_date(con, fingerprint)
+    assert con.execute("select inputs_fingerprint from cekura_meta._build").fetchone() == (fingerprint,)
+    con.execute(removal)
+    assert not up_to_date(con, fingerprint)
+
+
+# what a build of the layout before the staging and cekura_meta schemas left in analytics
+OLD_LAYOUT = """
+create schema analytics;
+create macro analytics.iso_timestamp(iso_text) as try_cast(iso_text as timestamptz);
+create view analytics.stg_projects as
+    select id as project_id, analytics.iso_timestamp(created_at) as created_at from cekura_raw.projects;
+create view analytics.stg_sessions as select id as session_id from cekura_raw.scenario_improvement_sessions;
+create view analytics.stg_session_scenario_ids as select 1 as session_id;
+create table analytics.sessions as select 1 as session_id;
+create table analytics._build as select 'old' as inputs_fingerprint, now() as built_at;
+create table analytics._checks (
+    inputs_fingerprint text, name text, severity text, description text, offending_rows bigint
+);
+create table analytics.my_notes as select 'kept: not from the old layout' as note;
+"""
+
+
+def test_build_drops_what_the_old_layout_left_in_analytics(tmp_path):
+    con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
+    con.execute(OLD_LAYOUT)
+    before = schema_objects(con, "analytics")
+    assert before["views"] == {"stg_projects", "stg_sessions", "stg_session_scenario_ids"}, before
+    assert before["macros"] == {"iso_timestamp"} and {"_build", "_checks"} <= before["tables"], before
+
+    counts = build_models(con)
+
+    marts = {p.stem for p in (SQL_DIR / "marts").glob("*.sql")}
+    assert schema_objects(con, "analytics") == {"tables": marts | {"my_notes"}, "views": set(), "macros": set()}
+    assert counts["sessions"] == len(VARIED.sessions), "the old analytics.sessions is replaced"
+    assert con.execute("select count(*) from staging.stg_projects").fetchone() == (len(VARIED.projects),)
+
+
 # --- every model against Python ------------------------------------------------------------
 
 
@@ -255,7 +351,7 @@ def test_build_models_returns_each_marts_row_count(varied):
 
 
 def test_stg_projects_match_python(varied):
-    got = keyed(fetch(varied.con, "select * from analytics.stg_projects"), "project_id")
+    got = keyed(fetch(varied.con, "select * from staging.stg_projects"), "project_id")
     want = {
         p["id"]: {
             "project_id": p["id"],
@@ -515,7 +611,7 @@ def test_failed_build_keeps_previous_models(tmp_path, broken_file, error):
     shutil.copytree(SQL_DIR, sql_dir)
     con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
     before = build_models(con, sql_dir)
-    view_before = con.execute("select count(*) from analytics.stg_sessions").fetchone()
+    view_before = con.execute("select count(*) from staging.stg_sessions").fetchone()
 
     path = sql_dir / broken_file
     path.write_text(path.read_text().replace("select * from final", "select no_such_column from final"))
@@ -531,7 +627,7 @@ def test_failed_build_keeps_previous_models(tmp_path, broken_file, error):
     new_rows = "select count(*) from analytics.session_scenarios where session_id = 9001"
     assert con.execute(new_rows).fetchone() == (0,)
     # the previous view definition is back, so it still reads raw (now with one more session)
-    assert con.execute("select count(*) from analytics.stg_sessions").fetchone() == (view_before[0] + 1,)
+    assert con.execute("select count(*) from staging.stg_sessions").fetchone() == (view_before[0] + 1,)
     # the connection is usable and a fixed build goes through
     shutil.copy(SQL_DIR / broken_file, path)
     assert build_models(con, sql_dir)["sessions"] == before["sessions"] + 1
@@ -547,7 +643,8 @@ def test_build_error_names_a_missing_model_table(tmp_path):
     with pytest.raises(ModelBuildError, match=r"^marts/misnamed\.sql: Catalog Error"):
         build_models(con, sql_dir)
     assert con.execute(
-        "select count(*) from information_schema.tables where table_schema = 'analytics'"
+        "select count(*) from information_schema.tables "
+        "where table_schema in ('analytics', 'staging', 'cekura_meta')"
     ).fetchone() == (0,), "nothing of the failed first build is kept"
 
 

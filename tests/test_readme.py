@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
+import duckdb
 import pytest
 from cekura_sessions.cli import main as cli
+from cekura_sessions.extract.contract import markdown_raw_tables
+from cekura_sessions.models.runner import build_models
 from cekura_sessions.settings import SQL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +39,41 @@ def test_readme_documents_model(model):
 @pytest.mark.parametrize("option", ["--base-url", "--project-id", "--db", "--no-models", "--concurrency", "--db-wait", "--log-format"])
 def test_readme_documents_run_option(option):
     assert option in README
+
+
+def test_readme_raw_tables_are_the_contracts_generated_block():
+    start, end = "<!-- raw-tables:start -->", "<!-- raw-tables:end -->"
+    assert README.count(start) == 1 and README.count(end) == 1, "README.md needs each marker once"
+    block = README.split(start, 1)[1].split(end, 1)[0]
+    assert block == "\n" + markdown_raw_tables(), (
+        "README.md's raw tables differ from extract/contract.py; paste the output of "
+        "`python -c 'from cekura_sessions.extract.contract import markdown_raw_tables as m; print(m(), end=\"\")'` "
+        "between the markers"
+    )
+
+
+@pytest.mark.parametrize("model, declaration", sorted(tomllib.loads((SQL_DIR / "models.toml").read_text()).items()))
+def test_readme_model_table_shows_the_declared_key(model, declaration):
+    row = next((line for line in README.splitlines() if line.startswith(f"| `analytics.{model}` |")), None)
+    assert row is not None, f"README.md's model table has no row for analytics.{model}"
+    assert row.rstrip().endswith(f"| `{', '.join(declaration['key'])}` |"), row
+
+
+def test_readme_data_dictionary_command_prints_the_comments(tmp_path):
+    line = next(line for line in README.splitlines() if "duckdb_columns()" in line)
+    program, flag, code = shlex.split(line)
+    assert (program, flag) == (".venv/bin/python", "-c"), line
+    db = tmp_path / "demo.duckdb"
+    with duckdb.connect(str(db)) as con:
+        build_models(con)
+    done = subprocess.run([sys.executable, "-c", code.replace("'demo.duckdb'", repr(str(db)))],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    # one row per declared column (DuckDB shows some of them), with the declared comments
+    declared = tomllib.loads((SQL_DIR / "models.toml").read_text()).values()
+    meanings = [text for model in declared for text in model["columns"].values()]
+    assert f"{len(meanings)} rows" in done.stdout, done.stdout
+    assert sum(1 for text in set(meanings) if f"│ {text} " in done.stdout) >= 5, done.stdout
 
 
 def test_quick_start_is_the_two_make_commands():

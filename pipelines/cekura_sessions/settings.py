@@ -14,7 +14,9 @@ DUCKDB_CONFIG = {"memory_limit": "192MB"}
 DEMO_DB = "demo.duckdb"
 
 PIPELINE_NAME = "cekura_sessions"
-ANALYTICS_SCHEMA = "analytics"
+ANALYTICS_SCHEMA = "analytics"  # the models users query (CONTRACT.md)
+STAGING_SCHEMA = "staging"  # staging views and their macros: the models' internals
+META_SCHEMA = "cekura_meta"  # bookkeeping: what the models were built from, the checks' answers
 RUNS_TABLE = "pipeline_runs"  # in the raw schema, written by run/ledger.py outside dlt
 
 # the SQL ships inside the package (package data), so an installed wheel finds it anywhere

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 
 from cekura_sessions.extract import contract
-from cekura_sessions.models import runner
+from cekura_sessions.models import checks, runner
 from cekura_sessions.run import status as status_reads
 
 _RAW = contract.RAW_SCHEMA
@@ -38,7 +38,7 @@ def check(db_path: Path) -> int:
         return 2
     try:
         with duckdb.connect(str(db_path), read_only=True) as con:
-            results = runner.run_checks(con)
+            results = checks.run_checks(con)
     except duckdb.Error as error:
         return _fail(f"cannot run the checks on {db_path}: {str(error).splitlines()[0]}; run `cekura-sessions models` first")
     width = max([len(r.name) for r in results] + [5])

@@ -1,16 +1,20 @@
-"""Build the SQL models in `sql/` against DuckDB and run the data checks in `sql/checks/`.
+"""Build the SQL models in `sql/` against DuckDB, in one transaction, and tell whether they are
+up to date with their inputs (the checks are run by checks.py).
 
 Layout of `sql/`:
-- `staging/_*.sql`, run first in name order: `_macros.sql` (shared SQL macros such as
-  `analytics.iso_timestamp`) and `_raw_tables.sql` (`create table if not exists` for the raw
-  tables staging reads, so the models build before, or without, a load).
-- `staging/*.sql`: views over `cekura_raw`, one per raw table.
+- `staging/_*.sql`, run first in name order, after the contract's `create table if not exists`
+  for the raw tables staging reads (so the models build before, or without, a load):
+  `_macros.sql` (shared SQL macros such as `staging.iso_timestamp`).
+- `staging/<view>.sql`: each creates the view `staging.<view>` over `cekura_raw`.
 - `marts/<model>.sql`: each creates the table `analytics.<model>` (the file stem is the name).
-- `checks/<what_must_hold>.sql`: line 1 `-- severity: error|warning`, line 2 `-- <description>`,
-  then a SELECT returning the offending rows; zero rows is a pass.
+- `models.toml`: each mart's description, grain, key, columns and generic checks
+  (declarations.py); the build writes the descriptions as the tables' and columns' comments
+  (dictionary.py), and fails when a mart and its declaration disagree.
+- `checks/<what_must_hold>.sql`: the business-rule checks (see checks.py).
 
-The build order is derived from the `analytics.<name>` references in each file, so a new
-mart file is picked up without touching this module.
+Staging is built before the marts; within each layer the order is derived from the
+`staging.<name>` and `analytics.<name>` references in each file, so a new file is picked up
+without touching this module. The build is recorded in `cekura_meta._build`.
 """
 
 from __future__ import annotations
@@ -20,33 +24,37 @@ import heapq
 import logging
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from cekura_sessions import crash_points
-from cekura_sessions.extract.contract import (
-    PROJECTS_TABLE,
-    RAW_SCHEMA,
-    SCENARIO_IDS_TABLE,
-    SESSIONS_TABLE,
-    STATUS_HISTORY_TABLE,
+from cekura_sessions.extract.contract import MODEL_INPUTS, RAW_SCHEMA, raw_tables_ddl
+from cekura_sessions.models import dictionary, legacy
+from cekura_sessions.models.declarations import (
+    CONTRACT_VALUES,
+    DECLARATIONS_FILE,
+    DeclarationError,
+    load_declarations,
 )
-from cekura_sessions.settings import ANALYTICS_SCHEMA, SQL_DIR
+from cekura_sessions.settings import (
+    ANALYTICS_SCHEMA,
+    META_SCHEMA,
+    SQL_DIR,
+    STAGING_SCHEMA,
+)
 
 log = logging.getLogger(__name__)
 
-RAW_TABLES_FILE = "_raw_tables.sql"
-BUILD_TABLE = f"{ANALYTICS_SCHEMA}._build"
-CHECKS_TABLE = f"{ANALYTICS_SCHEMA}._checks"  # the last check results, with the inputs they ran on
-# the raw tables staging reads; keep in step with sql/staging/
-RAW_INPUTS = (PROJECTS_TABLE, SESSIONS_TABLE, SCENARIO_IDS_TABLE, STATUS_HISTORY_TABLE)
-SEVERITIES = ("error", "warning")
+BUILD_TABLE = f"{META_SCHEMA}._build"
+RAW_DDL = "extract/contract.py (raw tables)"  # names the raw DDL step in a ModelBuildError
+# each folder of model files and the schema its objects are created in, in build order
+LAYERS = (("staging", STAGING_SCHEMA), ("marts", ANALYTICS_SCHEMA))
 
 _LINE_COMMENT = re.compile(r"--[^\n]*")
-_REFERENCE = re.compile(rf'\b{ANALYTICS_SCHEMA}\s*\.\s*"?([A-Za-z_][A-Za-z0-9_]*)"?', re.IGNORECASE)
-_SEVERITY_LINE = re.compile(r"--\s*severity:\s*(\w+)\s*$", re.IGNORECASE)
+_REFERENCE = re.compile(
+    rf'\b({STAGING_SCHEMA}|{ANALYTICS_SCHEMA})\s*\.\s*"?([A-Za-z_][A-Za-z0-9_]*)"?', re.IGNORECASE
+)
 
 
 class ModelBuildError(Exception):
@@ -58,28 +66,19 @@ class ModelBuildError(Exception):
         super().__init__(f"{file}: {self.message}")
 
 
-class CheckError(duckdb.Error):
-    """A check file is malformed or its SQL does not run (a duckdb.Error, named by its file)."""
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    severity: str
-    description: str
-    offending_rows: int
-
-    @property
-    def passed(self) -> bool:
-        """True when the check found no offending rows, whatever its severity."""
-        return self.offending_rows == 0
-
-
 def model_files(sql_dir: Path = SQL_DIR) -> list[Path]:
-    """Staging files, then mart files, each layer in dependency order (ties alphabetical)."""
-    staging = sorted(p for p in (sql_dir / "staging").glob("*.sql") if not p.name.startswith("_"))
-    marts = sorted((sql_dir / "marts").glob("*.sql"))
-    return _dependency_order(staging) + _dependency_order(marts)
+    """Staging files, then mart files, each layer in dependency order (ties alphabetical).
+    Raises ModelBuildError naming the files when some reference each other in a cycle."""
+    ordered: list[Path] = []
+    for folder, _ in LAYERS:
+        paths = sorted(p for p in (sql_dir / folder).glob("*.sql") if not p.name.startswith("_"))
+        ordered += _dependency_order(paths)
+    return ordered
+
+
+def qualified_name(path: Path) -> str:
+    """`<schema>.<stem>`: the view or table a model file creates."""
+    return f"{dict(LAYERS)[path.parent.name]}.{path.stem}"
 
 
 def _setup_files(sql_dir: Path) -> list[Path]:
@@ -88,12 +87,16 @@ def _setup_files(sql_dir: Path) -> list[Path]:
 
 
 def inputs_fingerprint(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> str:
-    """A fingerprint of everything the models are built from: the SQL files and the content of
-    the raw tables they read (order-independent row hashes: about 40 ms at 200,000 sessions)."""
+    """A fingerprint of everything the models are built from: the SQL files and models.toml, what
+    they take from the contract (the raw DDL, the raw columns' descriptions, the accepted values)
+    and the content of the raw tables they read (order-independent row hashes: about 40 ms at
+    200,000 sessions)."""
     digest = hashlib.blake2b(digest_size=16)
-    for path in sorted(sql_dir.rglob("*.sql")):
+    for path in sorted([*sql_dir.rglob("*.sql"), *sql_dir.rglob("*.toml")]):
         digest.update(_relative(path, sql_dir).encode() + b"\0" + path.read_bytes())
-    for table in RAW_INPUTS:
+    digest.update(raw_tables_ddl().encode())
+    digest.update(repr((dictionary.raw_descriptions(), sorted(CONTRACT_VALUES.items()))).encode())
+    for table in (t.name for t in MODEL_INPUTS):
         try:
             row = con.execute(
                 f"select count(*), coalesce(sum(hash(t)::hugeint), 0) from {RAW_SCHEMA}.{table} as t"
@@ -112,10 +115,11 @@ def up_to_date(con: duckdb.DuckDBPyConnection, fingerprint: str, sql_dir: Path =
         return False
     if not row or row[0] != fingerprint:
         return False
-    present = {name for (name,) in con.execute(
-        "select table_name from information_schema.tables where table_schema = ?", [ANALYTICS_SCHEMA]
+    present = {f"{schema}.{name}" for schema, name in con.execute(
+        "select table_schema, table_name from information_schema.tables where table_schema in (?, ?)",
+        [STAGING_SCHEMA, ANALYTICS_SCHEMA],
     ).fetchall()}
-    return {path.stem for path in model_files(sql_dir)} <= present
+    return {qualified_name(path) for path in model_files(sql_dir)} <= present
 
 
 def build_models(
@@ -124,94 +128,95 @@ def build_models(
     """Rebuild every model in one transaction; return {mart name: row count}.
 
     On any failure the transaction is rolled back, so the previous models stay as they were,
-    and ModelBuildError names the failing file with DuckDB's message on one line. `fingerprint`
+    and ModelBuildError names the failing file (or `models.toml`, when the declarations are
+    malformed or disagree with a model's columns) with the message on one line. `fingerprint`
     (see inputs_fingerprint) is recorded with the models, in the same transaction.
     """
     started = time.monotonic()
     files = model_files(sql_dir)
-    marts = [path.stem for path in files if path.parent.name == "marts"]
+    try:
+        declarations = load_declarations(sql_dir)
+    except DeclarationError as exc:
+        raise ModelBuildError(DECLARATIONS_FILE, exc.detail) from exc
     try:
         con.execute("begin transaction")
     except duckdb.Error as exc:  # e.g. the caller left a transaction open: not ours to end
         raise ModelBuildError("begin transaction", str(exc)) from exc
-    current = f"staging/{RAW_TABLES_FILE}"
+    step = _Step(RAW_DDL)
     try:
-        con.execute(f"create schema if not exists {RAW_SCHEMA}")
-        con.execute(f"create schema if not exists {ANALYTICS_SCHEMA}")
-        for path in _setup_files(sql_dir):  # raw tables a fresh database lacks, shared macros
-            current = _relative(path, sql_dir)
-            con.execute(path.read_text())
-        for path in files:
-            current = _relative(path, sql_dir)
-            con.execute(path.read_text())
-            if path.stem == "sessions":
-                crash_points.pause_here("models-mid")  # tests kill -9 here, inside the transaction
-        counts = {}
-        for name in marts:
-            current = f"marts/{name}.sql"
-            counts[name] = _row_count(con, f"{ANALYTICS_SCHEMA}.{name}")
-        current = "recording the build"
-        con.execute(f"create or replace table {BUILD_TABLE} as select ?::text as inputs_fingerprint, now() as built_at", [fingerprint])
-        current = "commit"
+        dropped = _prepare(con, sql_dir, step)
+        counts = _create_models(con, sql_dir, files, step)
+        step.now(DECLARATIONS_FILE)
+        dictionary.comment_models(con, declarations, list(counts))
+        step.now(RAW_DDL)
+        dictionary.comment_raw_tables(con)
+        step.now("recording the build")
+        con.execute(
+            f"create or replace table {BUILD_TABLE} as select ?::text as inputs_fingerprint, now() as built_at",
+            [fingerprint],
+        )
+        step.now("commit")
         con.execute("commit")
     except duckdb.Error as exc:
         _rollback(con)
-        raise ModelBuildError(current, str(exc)) from exc
+        raise ModelBuildError(step.where, str(exc)) from exc
+    except DeclarationError as exc:
+        _rollback(con)
+        raise ModelBuildError(DECLARATIONS_FILE, exc.detail) from exc
     except BaseException:
         _rollback(con)
         raise
-    log.info("built %d models in %.2f s (%d session rows)", len(marts), time.monotonic() - started, counts.get("sessions", 0))
+    if dropped:
+        log.info("dropped what the old layout left in %s: %s", ANALYTICS_SCHEMA, ", ".join(dropped))
+    log.info("built %d models in %.2f s (%d session rows)",
+             len(counts), time.monotonic() - started, counts.get("sessions", 0))
     return counts
 
 
-def run_checks(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> list[CheckResult]:
-    """Run every check file, alphabetically; each result says how many rows broke the rule."""
-    return [_run_check(con, path) for path in sorted((sql_dir / "checks").glob("*.sql"))]
+class _Step:
+    """Where the build is, so a failure names the file (or step) it happened in."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def now(self, where: str) -> None:
+        self.where = where
 
 
-def record_checks(con: duckdb.DuckDBPyConnection, fingerprint: str, results: list[CheckResult]) -> None:
-    """Keep these results as the checks' answer on the models built from `fingerprint`'s inputs
-    (which cover sql/checks too): the same inputs give the same answer."""
-    con.execute(f"create or replace table {CHECKS_TABLE} (inputs_fingerprint text, name text, severity text, "
-                "description text, offending_rows bigint)")
-    con.executemany(f"insert into {CHECKS_TABLE} values (?, ?, ?, ?, ?)",
-                    [(fingerprint, r.name, r.severity, r.description, r.offending_rows) for r in results])
+def _prepare(con: duckdb.DuckDBPyConnection, sql_dir: Path, step: _Step) -> list[str]:
+    """The raw tables a fresh database lacks, the schemas, the shared macros; the old layout's
+    objects dropped (returned)."""
+    step.now(RAW_DDL)
+    con.execute(raw_tables_ddl())
+    step.now("dropping the old layout")
+    dropped = legacy.drop_old_layout(con)
+    for schema in (STAGING_SCHEMA, ANALYTICS_SCHEMA, META_SCHEMA):
+        con.execute(f"create schema if not exists {schema}")
+    for path in _setup_files(sql_dir):
+        step.now(_relative(path, sql_dir))
+        con.execute(path.read_text())
+    return dropped
 
 
-def recorded_checks(con: duckdb.DuckDBPyConnection, fingerprint: str) -> list[CheckResult] | None:
-    """The results record_checks kept for this fingerprint, or None."""
-    try:
-        rows = con.execute(f"select name, severity, description, offending_rows from {CHECKS_TABLE} "
-                           "where inputs_fingerprint = ? order by name", [fingerprint]).fetchall()
-    except duckdb.CatalogException:
-        return None
-    return [CheckResult(*row) for row in rows] or None
-
-
-def _run_check(con: duckdb.DuckDBPyConnection, path: Path) -> CheckResult:
-    severity, description, query = _parse_check(path)
-    try:
-        # the newline keeps a trailing line comment from swallowing the closing parenthesis
-        row = con.execute(f"select count(*) from (\n{query}\n)").fetchone()
-    except duckdb.Error as exc:
-        raise CheckError(f"checks/{path.name}: {' '.join(str(exc).split())}") from exc
-    return CheckResult(path.stem, severity, description, int(row[0]))
-
-
-def _parse_check(path: Path) -> tuple[str, str, str]:
-    lines = path.read_text().splitlines()
-    match = _SEVERITY_LINE.fullmatch(lines[0].strip()) if lines else None
-    if match is None or match.group(1).lower() not in SEVERITIES:
-        raise CheckError(f"checks/{path.name}: line 1 must be '-- severity: error|warning'")
-    if len(lines) < 2 or not lines[1].startswith("--") or not lines[1].strip("- \t"):
-        raise CheckError(f"checks/{path.name}: line 2 must be '-- <one-sentence description>'")
-    query = "\n".join(lines[2:]).strip().rstrip(";")
-    return match.group(1).lower(), lines[1].lstrip("-").strip(), query
+def _create_models(con: duckdb.DuckDBPyConnection, sql_dir: Path, files: list[Path], step: _Step) -> dict[str, int]:
+    """Run the model files in order; {mart name: row count}."""
+    for path in files:
+        step.now(_relative(path, sql_dir))
+        con.execute(path.read_text())
+        if path.stem == "sessions":
+            crash_points.pause_here("models-mid")  # tests kill -9 here, inside the transaction
+    counts = {}
+    for path in files:
+        if path.parent.name == "marts":
+            step.now(_relative(path, sql_dir))
+            counts[path.stem] = _row_count(con, f"{ANALYTICS_SCHEMA}.{path.stem}")
+    return counts
 
 
 def _dependency_order(paths: list[Path]) -> list[Path]:
-    """Topological order of `paths` by their analytics.<stem> references (Kahn, ties by name)."""
-    by_name = {path.stem: path for path in paths}
+    """Topological order of one layer's `paths` by the references between the objects they
+    create (Kahn, ties by name)."""
+    by_name = {qualified_name(path): path for path in paths}
     needs = {name: _references(path) & by_name.keys() - {name} for name, path in by_name.items()}
     ready = [name for name, deps in needs.items() if not deps]
     heapq.heapify(ready)
@@ -232,8 +237,9 @@ def _dependency_order(paths: list[Path]) -> list[Path]:
 
 
 def _references(path: Path) -> set[str]:
+    """The `staging.<name>` and `analytics.<name>` objects the file mentions, lowercase."""
     sql = _LINE_COMMENT.sub("", path.read_text())
-    return {name.lower() for name in _REFERENCE.findall(sql)}
+    return {f"{schema}.{name}".lower() for schema, name in _REFERENCE.findall(sql)}
 
 
 def _row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import duckdb
 
-from cekura_sessions import settings
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
-from cekura_sessions.models.runner import RAW_TABLES_FILE
 
 _RAW = contract.RAW_SCHEMA
 _HISTORY = f"{_RAW}.{contract.STATUS_HISTORY_TABLE}"
@@ -21,8 +19,6 @@ _HISTORY = f"{_RAW}.{contract.STATUS_HISTORY_TABLE}"
 # the dlt load the history was last compared after (one row)
 _SYNCED = f"{_RAW}.session_status_history_synced"
 
-# the history table is declared once, with the raw tables the models read
-_RAW_TABLES_SQL = settings.SQL_DIR / "staging" / RAW_TABLES_FILE
 _SYNCED_DDL = f"create table if not exists {_SYNCED} (load_id text)"
 
 _SYNC = f"""
@@ -87,7 +83,7 @@ def record_changes(con: duckdb.DuckDBPyConnection, report: RunReport) -> int:
     """Append this run's observed changes; returns how many were recorded. Skipped when no
     load has happened since the last comparison: the sessions are then as last compared
     (a quiet night at 1,000,000 sessions saves 0.7 s)."""
-    con.execute(_RAW_TABLES_SQL.read_text())
+    con.execute(contract.raw_tables_ddl())  # the history table is declared with the models' inputs
     con.execute(_SYNCED_DDL)
     if not _table_exists(con, contract.SESSIONS_TABLE) or not _table_exists(con, contract.PROJECT_LISTINGS_TABLE):
         return 0

@@ -17,7 +17,7 @@ from cekura_sessions import crash_points, logs
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
-from cekura_sessions.models import runner
+from cekura_sessions.models import checks, runner
 from cekura_sessions.run import history, ledger, listed, stored
 from cekura_sessions.run.database import (
     DatabaseBusy,
@@ -145,18 +145,18 @@ def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
 def _models_and_checks(con: duckdb.DuckDBPyConnection, outcome: RunOutcome) -> None:
     """Rebuild the models and run the checks, unless neither the raw data they read nor the
     SQL changed since the last build: a quiet night then costs a fingerprint, and the checks'
-    answer is the one they gave on these same runner."""
+    answer is the one they gave on these same inputs."""
     fingerprint = runner.inputs_fingerprint(con)
     if runner.up_to_date(con, fingerprint):
         log.info("models are up to date: no raw data or SQL changed since they were built")
-        recorded = runner.recorded_checks(con, fingerprint)
+        recorded = checks.recorded_checks(con, fingerprint)
         if recorded is not None:
             outcome.checks = recorded
             return
     else:
         outcome.model_rows = runner.build_models(con, fingerprint=fingerprint)
-    outcome.checks = runner.run_checks(con)
-    runner.record_checks(con, fingerprint, outcome.checks)
+    outcome.checks = checks.run_checks(con)
+    checks.record_checks(con, fingerprint, outcome.checks)
 
 
 def _record_finish(config: RunConfig, db_path: Path, outcome: RunOutcome) -> None:

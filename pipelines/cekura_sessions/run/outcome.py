@@ -10,7 +10,7 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from cekura_sessions.api.errors import ApiError, AuthError, ConfigError, describe_error
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
-from cekura_sessions.models import runner
+from cekura_sessions.models.checks import CheckResult
 from cekura_sessions.run.database import first_line
 
 log = logging.getLogger(__name__)
@@ -26,14 +26,14 @@ class RunOutcome:
     report: RunReport
     message: str = ""
     model_rows: dict[str, int] = field(default_factory=dict)
-    checks: list[runner.CheckResult] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
 
 
 class FatalError(Exception):
     """Nothing could be loaded; the message says what to do."""
 
 
-def problems(report: RunReport, checks: list[runner.CheckResult]) -> list[str]:
+def problems(report: RunReport, checks: list[CheckResult]) -> list[str]:
     problems = []
     if report.projects_failed:
         problems.append(f"{len(report.projects_failed)} project(s) failed ({report.failed_summary()})")

@@ -13,7 +13,7 @@ with sessions as (
 ),
 
 projects as (
-    select * from analytics.stg_projects
+    select * from staging.stg_projects
 ),
 
 -- timezone() raises on a name ICU does not know, so only known names get through

@@ -7,7 +7,7 @@
 create or replace table analytics.project_completion_rates as
 
 with projects as (
-    select * from analytics.stg_projects
+    select * from staging.stg_projects
     where is_deleted is distinct from true
 ),
 

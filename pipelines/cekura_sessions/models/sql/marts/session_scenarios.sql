@@ -5,7 +5,7 @@
 create or replace table analytics.session_scenarios as
 
 with scenario_ids as (
-    select * from analytics.stg_session_scenario_ids
+    select * from staging.stg_session_scenario_ids
 ),
 
 final as (

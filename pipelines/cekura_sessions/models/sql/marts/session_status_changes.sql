@@ -18,7 +18,7 @@ with observations as (
         lag(status) over by_session as previous_status,
         lag(project_id) over by_session as previous_project_id,
         lag(is_deleted) over by_session as previous_is_deleted,
-    from analytics.stg_session_status_history
+    from staging.stg_session_status_history
     window by_session as (partition by session_id order by observed_at)
 ),
 

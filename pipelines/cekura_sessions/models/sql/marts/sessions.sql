@@ -7,18 +7,18 @@
 create or replace table analytics.sessions as
 
 with sessions as (
-    select * from analytics.stg_sessions
+    select * from staging.stg_sessions
 ),
 
 projects as (
-    select * from analytics.stg_projects
+    select * from staging.stg_projects
 ),
 
 scenario_counts as (
     select
         session_id,
         count(*) as scenario_count,
-    from analytics.stg_session_scenario_ids
+    from staging.stg_session_scenario_ids
     group by session_id
 ),
 

@@ -2,7 +2,7 @@
 -- without one it is read as UTC, never in the session's TimeZone; unparsable -> NULL.
 -- Expects text already trimmed and upper-cased (staging does that in its source CTE).
 
-create or replace macro analytics.iso_timestamp(iso_text) as
+create or replace macro staging.iso_timestamp(iso_text) as
     case
         when regexp_matches(iso_text, '[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$')
             then try_cast(iso_text as timestamptz)

@@ -2,7 +2,7 @@
 -- Grain: one row per project listed by /user/v1/projects/. Key: project_id.
 -- Timestamps arrive as ISO-8601 text with any offset (or none: read as UTC); unparsable -> NULL.
 
-create or replace view analytics.stg_projects as
+create or replace view staging.stg_projects as
 
 with source as (
     select
@@ -25,8 +25,8 @@ final as (
         organization_name,
         timezone,
         is_deleted,
-        analytics.iso_timestamp(created_at_text) as created_at,
-        analytics.iso_timestamp(updated_at_text) as updated_at,
+        staging.iso_timestamp(created_at_text) as created_at,
+        staging.iso_timestamp(updated_at_text) as updated_at,
     from source
 )
 

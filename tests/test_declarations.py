@@ -1,0 +1,241 @@
+"""sql/models.toml: its descriptions become the database's data dictionary (COMMENT ON), and a
+declaration that is malformed or disagrees with its model fails the build, keeping the
+previous models.
+
+Expected comments are read from models.toml with tomllib and from the contract's columns
+directly, not through the code under test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from pathlib import Path
+
+import duckdb
+import pytest
+import raw_data
+from cekura_sessions.extract import contract
+from cekura_sessions.models import runner
+from cekura_sessions.models.checks import CheckError, run_checks
+from cekura_sessions.models.runner import (
+    ModelBuildError,
+    build_models,
+    inputs_fingerprint,
+)
+from cekura_sessions.settings import SQL_DIR
+from raw_data import VARIED
+
+TOML_TEXT = (SQL_DIR / "models.toml").read_text()
+DECLARED = tomllib.loads(TOML_TEXT)
+# scenario_stats' declaration, its sub-tables included (the next model's follows it)
+SCENARIO_STATS_BLOCK = TOML_TEXT[TOML_TEXT.index("[scenario_stats]\n"):TOML_TEXT.index("[session_status_changes]\n")]
+
+
+def fresh_db(path: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path))
+    raw_data.create_raw_tables(con)
+    raw_data.load(con, VARIED)
+    return con
+
+
+def copied_sql(tmp_path: Path) -> Path:
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    return sql_dir
+
+
+def comments(con: duckdb.DuckDBPyConnection, schema: str) -> dict[tuple[str, str], str | None]:
+    return {
+        (table, column): comment
+        for table, column, comment in con.execute(
+            "select table_name, column_name, comment from duckdb_columns() where schema_name = ?", [schema]
+        ).fetchall()
+    }
+
+
+def table_comments(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, str | None]:
+    return dict(con.execute(
+        "select table_name, comment from duckdb_tables() where schema_name = ?", [schema]
+    ).fetchall())
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> duckdb.DuckDBPyConnection:
+    con = fresh_db(tmp_path_factory.mktemp("dictionary") / "cekura.duckdb")
+    build_models(con)
+    yield con
+    con.close()
+
+
+# --- the data dictionary ------------------------------------------------------------------
+
+
+def test_every_mart_is_declared():
+    assert sorted(DECLARED) == sorted(p.stem for p in (SQL_DIR / "marts").glob("*.sql"))
+
+
+def test_every_analytics_column_has_its_declared_comment(built):
+    want = {(model, column): text for model, table in DECLARED.items() for column, text in table["columns"].items()}
+    got = comments(built, "analytics")
+    assert got == want
+    assert all(text.strip() for text in got.values()), "no empty comment"
+
+
+def test_every_analytics_table_has_its_description_grain_and_key(built):
+    want = {
+        model: f"{table['description']} Grain: {table['grain']}. Key: {', '.join(table['key'])}."
+        for model, table in DECLARED.items()
+    }
+    assert table_comments(built, "analytics") == want
+
+
+def test_raw_columns_have_the_contracts_descriptions(built):
+    want = {(t.name, c.name): c.description for t in contract.MODEL_INPUTS for c in t.columns}
+    assert comments(built, "cekura_raw") == want
+    # table descriptions stay out: the projects one names what must never be in the file
+    assert table_comments(built, "cekura_raw") == {t.name: None for t in contract.MODEL_INPUTS}
+
+
+def test_raw_tables_loaded_by_dlt_keep_their_comments_night_after_night(run_night, api, dataset, db_path):
+    run_night()
+    api.dataset = dataset.next_night(seed=41)
+    assert run_night().exit_code == 0
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        got = comments(con, "cekura_raw")
+        tables = table_comments(con, "cekura_raw")
+    by_table = {t.name: t for t in contract.RAW_TABLES}
+    want = {
+        (table, column): next((c.description for c in by_table[table].columns + by_table[table].internal
+                               if c.name == column), None)
+        for table, column in got
+        if table in by_table
+    }
+    assert {key: got[key] for key in want} == want
+    described = [key for key, text in want.items() if text]
+    assert len(described) >= sum(len(by_table[t].columns) for t in ("projects", contract.SESSIONS_TABLE)), described
+    assert {tables[name] for name in by_table if name in tables} == {None}
+
+
+# --- declarations that disagree with the models ---------------------------------------------
+
+
+def _edit(sql_dir: Path, old: str, new: str) -> None:
+    path = sql_dir / "models.toml"
+    text = path.read_text()
+    assert text.count(old) == 1, f"models.toml has not exactly one {old!r}"
+    path.write_text(text.replace(old, new))
+
+
+MISMATCHES = [
+    pytest.param(
+        ('title = "the session\'s title"\n', 'title = "the session\'s title"\nsummary = "a column the model lacks"\n'),
+        "models.toml: [sessions.columns] declares summary, which analytics.sessions does not have",
+        id="declared-column-missing-from-model",
+    ),
+    pytest.param(
+        ('title = "the session\'s title"\n', ""),
+        "models.toml: [sessions.columns] does not declare title of analytics.sessions",
+        id="model-column-not-declared",
+    ),
+    pytest.param(
+        (SCENARIO_STATS_BLOCK, ""),
+        "models.toml: no declaration for the model(s) scenario_stats of marts/; add a table for each, "
+        "with its description, grain, key and columns",
+        id="mart-without-declaration",
+    ),
+]
+
+
+@pytest.mark.parametrize("edit, message", MISMATCHES)
+def test_declaration_that_disagrees_with_its_model_fails_the_build(tmp_path, edit, message):
+    sql_dir = copied_sql(tmp_path)
+    con = fresh_db(tmp_path / "cekura.duckdb")
+    before = build_models(con, sql_dir)
+    comments_before = comments(con, "analytics")
+    _edit(sql_dir, *edit)
+    raw_data.load(con, raw_data.RawData(sessions=[raw_data.session(9001, 101, "completed", None, None)]))
+    with pytest.raises(ModelBuildError) as caught:
+        build_models(con, sql_dir)
+    assert str(caught.value) == message
+    assert caught.value.file == "models.toml"
+    counts = {name: con.execute(f"select count(*) from analytics.{name}").fetchone()[0] for name in before}
+    assert counts == before, "a failed build keeps the previous models"
+    assert comments(con, "analytics") == comments_before
+
+
+def test_declaration_without_a_mart_fails_the_build(tmp_path):
+    sql_dir = copied_sql(tmp_path)
+    (sql_dir / "marts" / "scenario_stats.sql").unlink()
+    con = fresh_db(tmp_path / "cekura.duckdb")
+    message = r"^models\.toml: declares model\(s\) scenario_stats, which marts/ has no file for$"
+    with pytest.raises(ModelBuildError, match=message):
+        build_models(con, sql_dir)
+
+
+# --- malformed declarations -------------------------------------------------------------------
+
+MALFORMED = [
+    pytest.param(
+        ('key = ["session_id"]\n', 'keys = ["session_id"]\n'),
+        r"\[sessions\] unknown keys \['keys'\]", id="unknown-key",
+    ),
+    pytest.param(
+        ('key = ["session_id"]\n', 'key = ["id"]\n'),
+        r"\[sessions\] key names columns not in the model's columns: id", id="key-column-not-declared",
+    ),
+    pytest.param(
+        ("[sessions.not_null.created_at]\n", "[sessions.not_null.nope]\n"),
+        r"\[sessions.not_null.nope\] names columns not in the model's columns: nope", id="rule-on-unknown-column",
+    ),
+    pytest.param(
+        ('"contract:SESSION_STATUSES"', '"contract:STATUSES"'),
+        r"\[sessions.accepted_values.status\] values 'contract:STATUSES' is not one of", id="unknown-contract-name",
+    ),
+    pytest.param(
+        ('severity = "warning"\ndescription = "Every session has',
+         'severity = "fatal"\ndescription = "Every session has'),
+        r"\[sessions.not_null.created_at\] severity must be one of error, warning", id="unknown-severity",
+    ),
+    pytest.param(
+        ('to = "sessions.session_id"', 'to = "sessionz.session_id"'),
+        r"\[session_scenarios.relationships.session_id\] to analytics.sessionz is not a declared model",
+        id="relationship-to-unknown-model",
+    ),
+    pytest.param(
+        ('grain = "one row per session that exists upstream"', 'grain = ""'),
+        r"\[sessions\] grain must be a one-line text", id="empty-grain",
+    ),
+    pytest.param(
+        ("[sessions.columns]\n", "[sessions.columns\n"), r"Expected ']'", id="not-toml",
+    ),
+]
+
+
+@pytest.mark.parametrize("edit, message", MALFORMED)
+def test_malformed_declarations_fail_the_build_and_the_checks(tmp_path, edit, message):
+    sql_dir = copied_sql(tmp_path)
+    con = fresh_db(tmp_path / "cekura.duckdb")
+    build_models(con)  # the real declarations: the checks have models to run on
+    _edit(sql_dir, *edit)
+    with pytest.raises(ModelBuildError, match=rf"^models\.toml: .*{message}") as caught:
+        build_models(con, sql_dir)
+    assert caught.value.file == "models.toml"
+    with pytest.raises(CheckError, match=rf"^models\.toml: .*{message}"):
+        run_checks(con, sql_dir)
+
+
+# --- a changed declaration rebuilds ------------------------------------------------------------
+
+
+def test_inputs_fingerprint_covers_models_toml_and_the_contract(tmp_path, monkeypatch):
+    sql_dir = copied_sql(tmp_path)
+    con = fresh_db(tmp_path / "cekura.duckdb")
+    first = inputs_fingerprint(con, sql_dir)
+    assert inputs_fingerprint(con, sql_dir) == first, "same inputs, same fingerprint"
+    _edit(sql_dir, 'title = "the session\'s title"', 'title = "what the session is called"')
+    declared = inputs_fingerprint(con, sql_dir)
+    assert declared != first, "a changed description must rebuild"
+    ddl = contract.raw_tables_ddl()
+    monkeypatch.setattr(runner, "raw_tables_ddl", lambda: ddl.replace("title text", "title varchar"))
+    assert inputs_fingerprint(con, sql_dir) != declared, "a changed raw DDL must rebuild"
