@@ -11,7 +11,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import raw_data
 from cekura_sessions.models.runner import (
     CheckError,
     CheckResult,
@@ -19,8 +18,9 @@ from cekura_sessions.models.runner import (
     run_checks,
 )
 from cekura_sessions.settings import SQL_DIR
-from model_expectations import CONTRACT_MARTS, ENUM
-from raw_data import CLEAN, VARIED, RawData, parse_timestamp
+from support import raw_data
+from support.model_expectations import CONTRACT_MARTS, ENUM
+from support.raw_data import CLEAN, VARIED, RawData, parse_timestamp
 
 CHECK_FILES = sorted((SQL_DIR / "checks").glob("*.sql"))
 

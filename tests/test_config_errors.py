@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY
+from support.settings import API_KEY
 
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 PREFIX = "cekura-sessions: "

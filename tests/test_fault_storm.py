@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 
 import duckdb
-import expected
 import pytest
 from cekura_sessions.api.client import RetryPolicy
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
-from conftest import API_KEY
+from support import expected
+from support.settings import API_KEY
 
 PROJECTS = 100
 CONCURRENCY = 8

@@ -4,8 +4,8 @@ DuckDB committed it); the repeated rows are dropped before anything else is load
 from __future__ import annotations
 
 import duckdb
-import expected
 from cekura_sessions.run.dlt_pipeline import drop_repeated_rows
+from support import expected
 
 
 def test_rows_loaded_twice_are_dropped_and_the_rest_is_exact(run_night, dataset, db_path):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import raw_data
 from cekura_sessions.models.runner import ModelBuildError, build_models, model_files
 from cekura_sessions.settings import SQL_DIR
-from model_expectations import (
+from support import raw_data
+from support.model_expectations import (
     CONTRACT_MARTS,
     ENUM,
     expected_daily_completion_rates,
@@ -28,7 +28,7 @@ from model_expectations import (
     expected_sessions,
     local_day,
 )
-from raw_data import CLEAN, VARIED, RawData, parse_timestamp
+from support.raw_data import CLEAN, VARIED, RawData, parse_timestamp
 
 MARTS = CONTRACT_MARTS
 ARCHITECTURE_MD = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"

@@ -7,11 +7,11 @@ import copy
 import json
 
 import duckdb
-import expected
 import pytest
 from cekura_sessions.api import client as client_module
 from cekura_sessions.fake.server import FakeCekuraApi
-from conftest import API_KEY
+from support import expected
+from support.settings import API_KEY
 
 PAGE_SIZE = 7
 

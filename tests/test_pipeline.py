@@ -6,11 +6,11 @@ import socket
 from pathlib import Path
 
 import duckdb
-import expected
 import pytest
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
-from conftest import API_KEY, TEST_RETRY
+from support import expected
+from support.settings import API_KEY, TEST_RETRY
 
 
 def _read(db_path: Path) -> duckdb.DuckDBPyConnection:

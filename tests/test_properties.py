@@ -12,13 +12,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
-import expected
 from cekura_sessions.extract.contract import SESSION_STATUSES
 from cekura_sessions.fake.data import FakeDataset
 from cekura_sessions.run import night as pipeline
-from conftest import API_KEY, TEST_RETRY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import expected
+from support.settings import API_KEY, TEST_RETRY
 
 INT64_MAX = 2**63 - 1
 

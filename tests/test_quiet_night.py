@@ -7,7 +7,7 @@ import copy
 from pathlib import Path
 
 import duckdb
-import expected
+from support import expected
 
 
 def _read(db_path: Path) -> duckdb.DuckDBPyConnection:

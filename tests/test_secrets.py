@@ -1,6 +1,6 @@
 """The API key and the members' personal data stay where they belong.
 
-The key (the canary in conftest.API_KEY) may travel only in the X-CEKURA-API-KEY header, only
+The key (the canary in support.settings.API_KEY) may travel only in the X-CEKURA-API-KEY header, only
 over https or to loopback, and must never be written anywhere: not to stdout/stderr (even at
 DEBUG), not to error messages, not to the DuckDB file, not to dlt's pipelines folder, and not to
 what `dlt pipeline ... trace/info` prints. Stored bytes may be compressed (DuckDB pages, parquet,
@@ -24,15 +24,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import expected
 import pyarrow.parquet as pq
 import pytest
 from cekura_sessions import logs, settings
 from cekura_sessions.api import endpoints
 from cekura_sessions.cli import main as cli
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
-from conftest import API_KEY, TEST_RETRY
 from dlt.common.versioned_state import decompress_state
+from support import expected
+from support.settings import API_KEY, TEST_RETRY
 
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 DLT = str(Path(sys.executable).with_name("dlt"))
