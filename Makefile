@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export RUNTIME__DLTHUB_TELEMETRY := false
 
-.PHONY: demo test notebook bench install clean
+.PHONY: demo test test-fast notebook bench install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cekura-sessions demo
 
+# every test, end to end included, spread over the machine's cores (pytest-xdist)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
+
+# the fast tier only: row rules, retry classification, page shapes, transport, fake API and data,
+# models on hand-written rows; no dlt, no subprocesses (tests marked e2e are left out)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not e2e"
 
 notebook: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[notebook]'

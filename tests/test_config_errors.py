@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from support.settings import API_KEY
 
+pytestmark = pytest.mark.e2e  # the CLI in subprocesses
+
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 PREFIX = "cekura-sessions: "
 

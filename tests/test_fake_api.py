@@ -695,6 +695,7 @@ SERVE = (
 )
 
 
+@pytest.mark.e2e  # the server's command line in a subprocess
 def test_serve_prints_url_serves_and_stops_cleanly_on_ctrl_c():
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVE, "--port", "0", "--projects", "3", "--fail-project", "999"],

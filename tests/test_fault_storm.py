@@ -17,6 +17,8 @@ from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from support import expected
 from support.settings import API_KEY
 
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
+
 PROJECTS = 100
 CONCURRENCY = 8
 BURST_PROJECTS = 6  # the first projects listed: they are all in flight in the first wave

@@ -18,6 +18,8 @@ from support.model_expectations import (
 )
 from support.raw_data import RawData
 
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API, then the models
+
 
 def raw_from_dataset(dataset) -> RawData:
     """The raw rows the loader should produce for this dataset, derived in plain Python."""

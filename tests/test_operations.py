@@ -19,6 +19,8 @@ from cekura_sessions.run.lock import lock_path
 from support import expected
 from support.settings import API_KEY
 
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt) in process and the CLI in subprocesses
+
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 
 

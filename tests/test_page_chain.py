@@ -13,6 +13,8 @@ from cekura_sessions.fake.server import FakeCekuraApi
 from support import expected
 from support.settings import API_KEY
 
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
+
 PAGE_SIZE = 7
 
 

@@ -12,6 +12,8 @@ from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from support import expected
 from support.settings import API_KEY, TEST_RETRY
 
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
+
 
 def _read(db_path: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(db_path), read_only=True)

@@ -9,6 +9,8 @@ import pytest
 from cekura_sessions.cli import main as cli
 from cekura_sessions.settings import SQL_DIR
 
+pytestmark = pytest.mark.e2e  # reads the CLI's parser, which imports the whole pipeline (dlt)
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

@@ -34,6 +34,8 @@ from dlt.common.versioned_state import decompress_state
 from support import expected
 from support.settings import API_KEY, TEST_RETRY
 
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt), the CLI in subprocesses and dlt's own CLI
+
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 DLT = str(Path(sys.executable).with_name("dlt"))
 CANARY = API_KEY.encode()
