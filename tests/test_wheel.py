@@ -31,11 +31,12 @@ HANG_GUARD_SECONDS = 300  # only stops a hung step; the whole test takes a few s
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """This environment without anything that would put the source tree on sys.path or
-    configure the pipeline; pip stays offline and quiet."""
+    configure the pipeline; pip stays offline, asks nothing and keeps no cache outside the test."""
     dropped = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV")
     env = {k: v for k, v in os.environ.items()
            if k not in dropped and not k.startswith(("CEKURA_", "SOURCES__", "DESTINATION__", "PIP_"))}
-    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", RUNTIME__DLTHUB_TELEMETRY="false", **extra)
+    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", PIP_NO_CACHE_DIR="1", RUNTIME__DLTHUB_TELEMETRY="false",
+               **extra)
     return env
 
 
