@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export RUNTIME__DLTHUB_TELEMETRY := false
 
-.PHONY: demo test notebook bench install clean
+.PHONY: demo test test-fast notebook bench install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cekura-sessions demo
 
+# every test, end to end included, spread over the machine's cores (pytest-xdist); whole modules
+# go to one worker, so a module-scoped fixture (the config-error CLI runs, the notebook's demo
+# and kernel) is built once, not once per worker
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadscope
+
+# the fast tier only: row rules, retry classification, page shapes, transport, fake API and data,
+# models on hand-written rows, the suite's own rules; no dlt, no pipeline or CLI run (e2e left out)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not e2e"
 
 notebook: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[notebook]'

@@ -1,31 +1,26 @@
-"""Shared fixtures: the fake Cekura API on a real loopback socket and a real DuckDB file per test."""
+"""Shared fixtures: the fake Cekura API on a real loopback socket and a real DuckDB file per test.
+
+Fixtures only; what tests import lives in support/. The pipeline (and with it dlt) is imported
+inside the fixture that runs it, so the fast tests never load dlt.
+"""
 
 from __future__ import annotations
 
 import os
 
-os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"  # before anything imports dlt, in every xdist worker
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from cekura_sessions.api.client import RetryPolicy
 from cekura_sessions.fake.data import DataSpec, FakeDataset, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
-from cekura_sessions.run import night as pipeline
+from support.settings import API_KEY, TEST_RETRY
 
-API_KEY = "canary-7f3e9a1c-key-do-not-leak"
-
-# fast retries keep the suite quick; the caps are what the tests assert against
-TEST_RETRY = RetryPolicy(
-    max_attempts=4,
-    max_wait_seconds=2.0,
-    max_total_wait_seconds=10.0,
-    backoff_initial_seconds=0.02,
-    connect_timeout_seconds=2.0,
-    read_timeout_seconds=2.0,
-)
+if TYPE_CHECKING:
+    from cekura_sessions.run.night import RunOutcome
 
 
 @pytest.fixture
@@ -44,14 +39,15 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "cekura.duckdb"
 
 
-RunNight = Callable[..., pipeline.RunOutcome]
+RunNight = Callable[..., "RunOutcome"]
 
 
 @pytest.fixture
 def run_night(api: FakeCekuraApi, db_path: Path, tmp_path: Path) -> RunNight:
     """Run the real pipeline against the fake API into the test's DuckDB file."""
+    from cekura_sessions.run import night as pipeline
 
-    def _run(**overrides: object) -> pipeline.RunOutcome:
+    def _run(**overrides: object) -> RunOutcome:
         settings = {
             "db_path": db_path,
             "api_key": API_KEY,

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import expected
 import pytest
 from cekura_sessions.fake.data import FakeDataset
 from cekura_sessions.fake.server import FakeCekuraApi, Faults, bad_rows
-from conftest import API_KEY, TEST_RETRY
+from support import expected
+from support.settings import API_KEY, TEST_RETRY
+
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
 
 BAD_PAGE_KINDS = ["html", "truncated", "object", "no_results"]
 NEW_ID = 990_001  # far above any id fake_data hands out

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import raw_data
 from cekura_sessions.extract.contract import SESSION_STATUSES
 from cekura_sessions.models.checks import CheckError, CheckResult, run_checks
 from cekura_sessions.models.runner import build_models
 from cekura_sessions.settings import SQL_DIR
-from model_expectations import CONTRACT_MARTS, ENUM
-from raw_data import CLEAN, VARIED, RawData, parse_message_count, parse_timestamp
+from support import raw_data
+from support.model_expectations import CONTRACT_MARTS, ENUM
+from support.raw_data import CLEAN, VARIED, RawData, parse_message_count, parse_timestamp
 
 CHECK_FILES = sorted((SQL_DIR / "checks").glob("*.sql"))
 MART_NAMES = sorted(p.stem for p in (SQL_DIR / "marts").glob("*.sql"))

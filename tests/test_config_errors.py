@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY
+from support.settings import API_KEY
+
+pytestmark = pytest.mark.e2e  # the CLI in subprocesses
 
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 PREFIX = "cekura-sessions: "

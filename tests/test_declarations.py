@@ -14,7 +14,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import raw_data
 from cekura_sessions.extract import contract
 from cekura_sessions.models import runner
 from cekura_sessions.models.checks import CheckError, run_checks
@@ -24,7 +23,8 @@ from cekura_sessions.models.runner import (
     inputs_fingerprint,
 )
 from cekura_sessions.settings import SQL_DIR
-from raw_data import VARIED
+from support import raw_data
+from support.raw_data import VARIED
 
 TOML_TEXT = (SQL_DIR / "models.toml").read_text()
 DECLARED = tomllib.loads(TOML_TEXT)

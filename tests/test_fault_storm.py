@@ -1,8 +1,9 @@
 """A fault storm: 100 projects, 30% of requests failing at random, and a burst of 429s.
 
-The run must end with every row exact, within the attempt cap, and in a time that the
-Retry-After waits explain: a 429 pauses every worker together (client.BackoffGate), so the
-burst's waits overlap instead of adding up.
+The run must end with every row exact, within the attempt cap, each burst project waiting as
+long as Retry-After asked, and the burst's waits overlapping instead of adding up: a 429 pauses
+every worker together (client.BackoffGate). Time is read from the server's request log only for
+what the waits themselves decide, never for how fast this machine loads the rows.
 """
 
 from __future__ import annotations
@@ -10,18 +11,19 @@ from __future__ import annotations
 import time
 
 import duckdb
-import expected
 import pytest
 from cekura_sessions.api.client import RetryPolicy
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
-from conftest import API_KEY
+from support import expected
+from support.settings import API_KEY
+
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
 
 PROJECTS = 100
 CONCURRENCY = 8
 BURST_PROJECTS = 6  # the first projects listed: they are all in flight in the first wave
 BURST = ["429:1", "429:1"]  # each burst project is told twice to wait 1 s
-OVERHEAD_SECONDS = 10.0  # loading 2,000 rows with 30% of requests failing, on a busy machine
 
 STORM_RETRY = RetryPolicy(
     max_attempts=10,
@@ -50,7 +52,7 @@ def test_fault_storm_ends_exact_within_the_attempt_cap_and_retry_after_budget(ru
     with FakeCekuraApi(storm_dataset, api_key=API_KEY, faults=faults) as server:
         started = time.monotonic()
         outcome = run_night(base_url=server.url, retry=STORM_RETRY, concurrency=CONCURRENCY)
-        wall = time.monotonic() - started
+        wall = time.monotonic() - started  # sleeps make a lower bound; nothing bounds it from above
         log = list(server.requests_log)
 
     assert outcome.exit_code == 0, outcome.message
@@ -68,17 +70,23 @@ def test_fault_storm_ends_exact_within_the_attempt_cap_and_retry_after_budget(ru
     assert outcome.report.stats.retries == len(log) - (len(listed) + 1)
 
     # each burst project waited as long as Retry-After asked, every time
+    attempts = {}
     for pid in burst:
-        times = [r.at for r in log if r.endpoint == "sessions" and r.project_id == pid]
+        attempts[pid] = [r.at for r in log if r.endpoint == "sessions" and r.project_id == pid]
         faults_seen = [r.fault for r in log if r.endpoint == "sessions" and r.project_id == pid]
         assert faults_seen[: len(BURST)] == BURST, faults_seen
-        gaps = [later - earlier for earlier, later in zip(times, times[1:])][: len(BURST)]
+        gaps = [later - earlier for earlier, later in zip(attempts[pid], attempts[pid][1:])][: len(BURST)]
         assert all(gap >= 0.99 for gap in gaps), f"project {pid} retried after {gaps} s"
 
     longest_chain = float(len(BURST))  # one project's Retry-After waits, back to back
+    assert wall >= longest_chain, f"run took {wall:.1f} s, less than one project's Retry-After waits"
+
+    # The burst, from its first 429 to the answer of the last burst project's attempt after its
+    # last 429, spans at least the sum of all its waits if they were taken one after another
+    # (sleeps last at least as long as asked, however busy the machine); overlapping, it spans
+    # about one project's waits. The gap between the two is the behaviour; no load step counts.
     all_waits = float(len(BURST) * BURST_PROJECTS)
-    upper = longest_chain + all_waits / CONCURRENCY + OVERHEAD_SECONDS
-    assert longest_chain <= wall <= upper, (
-        f"run took {wall:.1f} s; Retry-After explains {longest_chain:.0f} s to {upper:.1f} s "
-        f"({all_waits:.0f} s of waits in all would mean the burst's waits were taken one after another)"
+    burst_span = max(times[len(BURST)] for times in attempts.values()) - min(times[0] for times in attempts.values())
+    assert burst_span < all_waits, (
+        f"the burst took {burst_span:.1f} s: its {all_waits:.0f} s of waits were taken one after another"
     )

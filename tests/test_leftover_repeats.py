@@ -4,8 +4,11 @@ DuckDB committed it); the repeated rows are dropped before anything else is load
 from __future__ import annotations
 
 import duckdb
-import expected
+import pytest
 from cekura_sessions.run.dlt_pipeline import drop_repeated_rows
+from support import expected
+
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
 
 
 def test_rows_loaded_twice_are_dropped_and_the_rest_is_exact(run_night, dataset, db_path):

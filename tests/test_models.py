@@ -14,7 +14,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import raw_data
 from cekura_sessions.extract.contract import MODEL_INPUTS
 from cekura_sessions.models.runner import (
     ModelBuildError,
@@ -24,7 +23,8 @@ from cekura_sessions.models.runner import (
     up_to_date,
 )
 from cekura_sessions.settings import SQL_DIR
-from model_expectations import (
+from support import raw_data
+from support.model_expectations import (
     CONTRACT_MARTS,
     ENUM,
     expected_daily_completion_rates,
@@ -35,7 +35,7 @@ from model_expectations import (
     expected_sessions,
     local_day,
 )
-from raw_data import CLEAN, VARIED, RawData, parse_timestamp
+from support.raw_data import CLEAN, VARIED, RawData, parse_timestamp
 
 MARTS = CONTRACT_MARTS
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import duckdb
-import expected
 import pytest
-from model_expectations import (
+from support import expected
+from support.model_expectations import (
     expected_daily_completion_rates,
     expected_project_completion_rates,
     expected_scenario_stats,
@@ -16,7 +16,9 @@ from model_expectations import (
     expected_session_scenarios,
     expected_sessions,
 )
-from raw_data import RawData
+from support.raw_data import RawData
+
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API, then the models
 
 
 def raw_from_dataset(dataset) -> RawData:

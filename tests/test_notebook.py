@@ -118,6 +118,7 @@ def test_notebook_reads_analytics_only_read_only() -> None:
     assert schemas == {"analytics"}, f"schemas read: {schemas}"
 
 
+@pytest.mark.e2e  # the demo CLI in a subprocess and a live kernel
 def test_notebook_runs_with_one_image_per_figure(live_run: NotebookClient) -> None:
     images = _images(live_run.nb)
     shows = [
@@ -129,11 +130,13 @@ def test_notebook_runs_with_one_image_per_figure(live_run: NotebookClient) -> No
     assert images == shows, f"cells of images {images} != cells of plt.show() calls {shows}"
 
 
+@pytest.mark.e2e  # the demo CLI in a subprocess and a live kernel
 def test_notebook_kernel_is_this_environment(live_run: NotebookClient) -> None:
     got = _run_in_kernel(live_run, "import sys; print(sys.prefix)").strip()
     assert Path(got).resolve() == Path(sys.prefix).resolve(), f"kernel runs {got}, tests run {sys.prefix}"
 
 
+@pytest.mark.e2e  # the demo CLI in a subprocess and a live kernel
 def test_notebook_kernel_alive_does_not_hold_database(live_run: NotebookClient, demo_db: Path) -> None:
     assert live_run.km is not None and live_run.km.has_kernel, "the kernel should still be running"
     writer = "import duckdb, sys; duckdb.connect(sys.argv[1]).execute('create table t(x int)')"
@@ -149,6 +152,7 @@ def test_notebook_kernel_alive_does_not_hold_database(live_run: NotebookClient, 
     assert int(got) == want > 0, f"kernel counted {got!r}, the file holds {want}"
 
 
+@pytest.mark.e2e  # the demo CLI in a subprocess and a live kernel
 def test_notebook_finds_demo_db_in_repo_root_by_default(demo_db: Path, tmp_path: Path) -> None:
     """Out of the box: no CEKURA_DB, the kernel runs in notebooks/, demo.duckdb is in the repo root."""
     notebooks = tmp_path / "notebooks"

@@ -12,12 +12,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
-import expected
 import pytest
 from cekura_sessions.cli import main as cli
 from cekura_sessions.fake.server import Faults
 from cekura_sessions.run.lock import lock_path
-from conftest import API_KEY
+from support import expected
+from support.settings import API_KEY
+
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt) in process and the CLI in subprocesses
 
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import copy
 
 import duckdb
-import expected
 import pytest
 from cekura_sessions.fake.server import FakeCekuraApi
-from conftest import API_KEY
+from support import expected
+from support.settings import API_KEY
+
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
 
 PAGE_SIZE = 7
 

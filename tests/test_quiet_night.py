@@ -7,7 +7,10 @@ import copy
 from pathlib import Path
 
 import duckdb
-import expected
+import pytest
+from support import expected
+
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
 
 
 def _read(db_path: Path) -> duckdb.DuckDBPyConnection:

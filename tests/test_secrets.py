@@ -1,6 +1,6 @@
 """The API key and the members' personal data stay where they belong.
 
-The key (the canary in conftest.API_KEY) may travel only in the X-CEKURA-API-KEY header, only
+The key (the canary in support.settings.API_KEY) may travel only in the X-CEKURA-API-KEY header, only
 over https or to loopback, and must never be written anywhere: not to stdout/stderr (even at
 DEBUG), not to error messages, not to the DuckDB file, not to dlt's pipelines folder, and not to
 what `dlt pipeline ... trace/info` prints. Stored bytes may be compressed (DuckDB pages, parquet,
@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import socketserver
 import subprocess
 import sys
@@ -24,15 +23,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import expected
 import pyarrow.parquet as pq
 import pytest
 from cekura_sessions import logs, settings
 from cekura_sessions.api import endpoints
 from cekura_sessions.cli import main as cli
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
-from conftest import API_KEY, TEST_RETRY
 from dlt.common.versioned_state import decompress_state
+from support import expected
+from support.ports import refused_port
+from support.settings import API_KEY, TEST_RETRY
+
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt), the CLI in subprocesses and dlt's own CLI
 
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 DLT = str(Path(sys.executable).with_name("dlt"))
@@ -205,12 +207,6 @@ def test_key_never_leaves_the_header_when_the_run_is_killed(tmp_path, api, db_pa
 # --- error messages and logs of in-process runs ------------------------------------------------
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 IN_PROCESS_FAILURES = [
     pytest.param("auth", 2, id="auth-refused"),
     pytest.param("faults", 1, id="project-always-500"),
@@ -224,15 +220,15 @@ def test_key_is_absent_from_messages_ledger_and_log_records(run_night, api, data
     overrides: dict[str, object] = {}
     if failure == "faults":
         api.faults = Faults(always={expected.listed_project_ids(dataset)[0]: "500"})
-    elif failure == "unreachable":
-        overrides["base_url"] = f"http://127.0.0.1:{_closed_port()}"
     elif failure == "insecure":
         overrides["base_url"] = "http://example.invalid"
 
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG), refused_port() as port:
         if failure == "auth":
             with FakeCekuraApi(dataset, api_key="other") as other:
                 outcome = run_night(base_url=other.url, **overrides)
+        elif failure == "unreachable":
+            outcome = run_night(base_url=f"http://127.0.0.1:{port}")
         else:
             outcome = run_night(**overrides)
 

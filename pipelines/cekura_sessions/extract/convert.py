@@ -21,7 +21,6 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from cekura_sessions.extract import contract
 
@@ -30,7 +29,6 @@ SCENARIO_IDS_SCHEMA = contract.SCENARIO_IDS.arrow_schema()
 PROJECTS_SCHEMA = contract.PROJECTS.arrow_schema()
 PROJECT_LISTINGS_SCHEMA = contract.PROJECT_LISTINGS.arrow_schema()
 
-_NAMING = NamingConvention()
 _NONE = type(None)
 _INT_LIST = pa.list_(pa.int64())
 
@@ -196,8 +194,13 @@ def _as_text(values: list[Any]) -> pa.Array:
 def extra_column_name(field_name: str, taken: list[str]) -> str:
     """The column for a field the spec does not know; one whose name would land on a column
     already there once dlt normalizes it (`project_id`, `createdAt`) gets an `_extra` suffix."""
-    normalized = _NAMING.normalize_identifier(field_name)
-    taken_normalized = {_NAMING.normalize_identifier(name) for name in taken}
+    # dlt's own naming, so the prediction is exact; imported here, where an unknown field
+    # appears, so the conversion (and its fast tests) need no dlt otherwise
+    from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+    naming = NamingConvention()
+    normalized = naming.normalize_identifier(field_name)
+    taken_normalized = {naming.normalize_identifier(name) for name in taken}
     if normalized not in taken_normalized:
         return field_name
     suffix = 1

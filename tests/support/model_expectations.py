@@ -11,7 +11,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from raw_data import RawData, parse_message_count, parse_timestamp
+from .raw_data import RawData, parse_message_count, parse_timestamp
 
 ENUM = ("pending", "in_progress", "completed", "cancelled", "failed")
 TERMINAL = ("completed", "failed", "cancelled")

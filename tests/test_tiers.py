@@ -1,0 +1,98 @@
+"""The test suite's own rules: what tests share comes from support/, never from conftest.py, and
+a fast module (one not marked e2e as a whole) loads without dlt, so `make test-fast` needs none.
+
+The dlt rule is checked in a fresh interpreter per module (this process has long since imported
+dlt for other tests, so `sys.modules` here proves nothing), which names the file whose import
+statement first reached for dlt.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _sources() -> list[Path]:
+    return sorted(p for p in TESTS.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _imported_modules(tree: ast.Module) -> list[str]:
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return names
+
+
+def _module_is_e2e(tree: ast.Module) -> bool:
+    """`pytestmark = pytest.mark.e2e` (alone or in a list) at module level."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets):
+            marks = node.value.elts if isinstance(node.value, (ast.List, ast.Tuple)) else [node.value]
+            return any(ast.unparse(mark) == "pytest.mark.e2e" for mark in marks)
+    return False
+
+
+def _fast_modules() -> list[str]:
+    modules = []
+    for path in sorted(TESTS.glob("test_*.py")):
+        if not _module_is_e2e(ast.parse(path.read_text(encoding="utf-8"))):
+            modules.append(path.stem)
+    return modules
+
+
+# Runs `import <module>` and prints the file whose import statement first asked for dlt, or nothing.
+PROBE = """
+import importlib, sys, traceback
+
+class FirstDltImporter:
+    file = ""
+
+    def find_spec(self, name, path=None, target=None):
+        if not self.file and (name == "dlt" or name.startswith("dlt.")):
+            frames = [f.filename for f in traceback.extract_stack()[:-1] if not f.filename.startswith("<")]
+            self.file = frames[-1] if frames else "?"
+        return None
+
+watch = FirstDltImporter()
+sys.meta_path.insert(0, watch)
+importlib.import_module(sys.argv[1])
+print(watch.file)
+"""
+
+
+def test_no_test_imports_from_conftest():
+    offenders = [
+        str(path.relative_to(TESTS))
+        for path in _sources()
+        if any(name == "conftest" or name.startswith("conftest.")
+               for name in _imported_modules(ast.parse(path.read_text(encoding="utf-8"))))
+    ]
+    assert offenders == [], f"import from support/ instead of conftest: {offenders}"
+
+
+def test_the_tier_rules_see_both_tiers():
+    fast = _fast_modules()
+    assert "test_tiers" in fast and "test_transport" in fast, fast
+    assert "test_pipeline" not in fast and "test_wheel" not in fast, fast
+
+
+@pytest.mark.parametrize("module", ["conftest", *_fast_modules()])
+def test_fast_module_imports_without_dlt(module):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, module], cwd=TESTS, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+    importer = Path(result.stdout.strip()).as_posix() if result.stdout.strip() else None
+    assert importer is None, f"importing {module} imports dlt, first in {importer}"
