@@ -13,16 +13,22 @@ GOOD = {"id": 1, "title": "t", "project": 7, "scenario_ids": [3, 4], "status": "
 
 def test_an_array_is_the_whole_listing():
     rows = [GOOD, {**GOOD, "id": 2, "message_count": "3", "extra": {"x": 1}}, None]
-    assert pages.read_first_page(orjson.dumps(rows)) == pages.Page(rows, None, None)
+    content = orjson.dumps(rows)
+
+    assert pages.read_first_page(content) == pages.Page(content, 3, None, None)
+    assert pages.page_rows(content) == rows
 
 
 def test_a_page_gives_its_rows_next_link_and_count():
     body = {"count": 3, "next": "https://api.example/x/?page=2", "previous": None, "results": [GOOD, {**GOOD, "id": 2}]}
 
-    page = pages.read_first_page(orjson.dumps(body, option=orjson.OPT_INDENT_2))  # pretty-printed too
+    content = orjson.dumps(body, option=orjson.OPT_INDENT_2)  # pretty-printed too
 
-    assert page == pages.Page([GOOD, {**GOOD, "id": 2}], "https://api.example/x/?page=2", 3)
-    assert pages.read_later_page(orjson.dumps(body)) == page
+    page = pages.read_first_page(content)
+
+    assert page == pages.Page(content, 2, "https://api.example/x/?page=2", 3)
+    assert pages.read_later_page(content) == page
+    assert pages.page_rows(content) == [GOOD, {**GOOD, "id": 2}]
 
 
 @pytest.mark.parametrize("body, message", [
@@ -33,6 +39,9 @@ def test_a_page_gives_its_rows_next_link_and_count():
     pytest.param(orjson.dumps({"count": 1, "next": None}), "answer is neither a JSON array nor a page with `results`",
                  id="page-without-results"),
     pytest.param(b'"text"', "answer is neither a JSON array nor a page with `results`", id="json-string"),
+    pytest.param(b'[{"id": 1}, ]', "answer is not valid JSON", id="trailing-comma"),
+    pytest.param(b'[{"id": 1, "title": "\xff"}]', "answer is not valid JSON", id="invalid-utf8"),
+    pytest.param(b'[{"id": 1}] [{"id": 2}]', "answer is not valid JSON", id="two-documents"),
     pytest.param(orjson.dumps({"results": "none"}), "answer is neither a JSON array nor a page with `results`",
                  id="results-not-a-list"),
 ])

@@ -30,16 +30,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class SessionListing:
-    """One project's sessions as the API delivered them, every page read.
+    """One project's sessions as the API delivered them, every page read and checked.
 
-    `rows`: the sessions, parsed but unchecked (extract/ checks them against the contract);
-    `digest`: blake2b-128 hex of the answers' bytes in order, so equal bytes mean an unchanged
-    listing. The rows are parsed here because telling a broken answer (which is retried) from
-    a good one needs the parse; orjson parses a night of 200,000 sessions in about 0.1 s."""
+    `contents`: each answer's bytes, in page order (pages.page_rows reads one's rows);
+    `digest`: blake2b-128 hex of those bytes in order, so equal bytes mean an unchanged listing;
+    `sessions`: how many rows the answers hold."""
 
-    rows: list[Any] = field(repr=False)
+    contents: tuple[bytes, ...] = field(repr=False)
     digest: str
-    pages: int = 1
+    sessions: int
 
 
 class CekuraClient:
@@ -86,16 +85,16 @@ class CekuraClient:
         page, content = self._get(self.base_url + endpoints.SESSIONS_PATH, {"project_id": project_id},
                                   pages.read_first_page)
         digest.update(content)
-        rows, count, read = list(page.rows), page.count, 1
+        contents, sessions, count = [content], page.size, page.count
         while page.next_url:
             page, content = self._get(same_origin(self.base_url, page.next_url), None, pages.read_later_page)
             digest.update(content)
-            rows.extend(page.rows)
-            read += 1
-        if isinstance(count, int) and count != len(rows):
+            contents.append(content)
+            sessions += page.size
+        if isinstance(count, int) and count != sessions:
             # the listing moved under us while paging: a retry of the whole listing is safer
-            raise MalformedBody(f"paged listing returned {len(rows)} rows, count said {count}")
-        return SessionListing(rows, digest.hexdigest(), read)
+            raise MalformedBody(f"paged listing returned {sessions} rows, count said {count}")
+        return SessionListing(tuple(contents), digest.hexdigest(), sessions)
 
     def _get(self, url: str, params: dict[str, Any] | None, read: Callable[[bytes], T]) -> tuple[T, bytes]:
         """GET and `read` (parse, check the shape); a body of the wrong shape counts as a failed

@@ -1,0 +1,1 @@
+"""The `cekura-sessions` command: argument parsing and the messages people read."""

@@ -15,6 +15,7 @@ A listing with rows set aside keeps no digest, so it is read again, and reported
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +23,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cekura_sessions.api.client import SessionListing
 from cekura_sessions.extract import contract, convert
+from cekura_sessions.extract.fetch import FetchedListing
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.seen import SeenSessions
-from cekura_sessions.extract.state import KnownListing, StoredSessions
+from cekura_sessions.extract.state import StoredSessions
 
 FLUSH_ROWS = 20_000
 
@@ -36,7 +37,7 @@ class _Outcome:
     """One changed listing's rows, decided."""
 
     project_id: int
-    listing: SessionListing
+    listing: FetchedListing
     loaded: np.ndarray  # indexes of its rows to load
     set_aside: list[tuple[Any, str]]  # (row as delivered, why)
     to_carry: list[int]  # ids whose last good version should load instead
@@ -46,19 +47,19 @@ class _Outcome:
 class ListingBatch:
     def __init__(self, report: RunReport, seen: SeenSessions, stored_sessions: StoredSessions | None) -> None:
         self.report, self.seen, self.stored_sessions = report, seen, stored_sessions
-        self.pending: list[tuple[int, SessionListing]] = []
+        self.pending: list[tuple[int, FetchedListing]] = []
         self.pending_rows = 0
         self.listings: list[dict[str, Any]] = []  # project_listings rows
         self.rejected: list[dict[str, Any]] = []
         self.extra_fields: set[str] = set()  # fields the spec does not list, as flushed
 
-    def add(self, project_id: int, fetched: SessionListing, known: KnownListing | None) -> None:
-        if known is not None and fetched.digest == known.digest:
+    def add(self, project_id: int, fetched: FetchedListing) -> None:
+        if fetched.unchanged:
             self.report.projects_unchanged.append(project_id)
-            self._listed(project_id, known.sessions, digest=None, write=False)
+            self._listed(project_id, fetched.sessions, digest=None, write=False)
             return
         self.pending.append((project_id, fetched))
-        self.pending_rows += len(fetched.rows)
+        self.pending_rows += fetched.sessions
 
     @property
     def full(self) -> bool:
@@ -70,12 +71,19 @@ class ListingBatch:
         pending, self.pending, self.pending_rows = self.pending, [], 0
         if not pending:
             return None
-        rows = [row for _, listing in pending for row in listing.rows]
-        sizes = [len(listing.rows) for _, listing in pending]
-        converted = convert.convert_sessions(rows, np.repeat(np.array([p for p, _ in pending], dtype=np.int64), sizes))
+        sizes = [listing.sessions for _, listing in pending]
+        starts = np.cumsum([0, *sizes])
+        project_ids = np.repeat(np.array([p for p, _ in pending], dtype=np.int64), sizes)
+
+        def raw_row(index: int) -> Any:  # row `index` of the batch, as delivered
+            number = int(np.searchsorted(starts, index, side="right")) - 1
+            return pending[number][1].row(index - int(starts[number]))
+
+        columns = convert.concat_columns([listing.columns for _, listing in pending])
+        converted = convert.convert(columns, project_ids, raw_row)
         ids = pc.fill_null(converted.sessions["id"], 0).to_numpy()
-        outcomes = self._decide(pending, rows, converted.reasons, ids)
-        keep = np.zeros(len(rows), dtype=bool)
+        outcomes = self._decide(pending, raw_row, converted.reasons, ids)
+        keep = np.zeros(len(project_ids), dtype=bool)
         for outcome in outcomes:
             self._account(outcome)
             keep[outcome.loaded] = True
@@ -91,14 +99,19 @@ class ListingBatch:
             tables.append(convert.tombstones(cleared))
         return self._tables(tables)
 
-    def _decide(self, pending: list[tuple[int, SessionListing]], rows: list[Any], reasons: dict[int, str],
-                ids: np.ndarray) -> list[_Outcome]:
+    def _decide(self, pending: list[tuple[int, FetchedListing]], raw_row: Callable[[int], Any],
+                reasons: dict[int, str], ids: np.ndarray) -> list[_Outcome]:
+        earlier = self.seen.first_listed_under(ids)
+        if not reasons and not earlier and len(np.unique(ids)) == len(ids):
+            # the usual batch: every row loads (the loop below would decide the same, row by row)
+            bounds = np.cumsum([0, *(listing.sessions for _, listing in pending)])
+            return [_Outcome(project_id, listing, np.arange(bounds[n], bounds[n + 1]), [], [])
+                    for n, (project_id, listing) in enumerate(pending)]
         outcomes, start = [], 0
         first_listed: dict[int, tuple[int, int]] = {}  # id -> (project, listing index) in this batch
-        earlier = self.seen.first_listed_under(ids)
         for number, (project_id, listing) in enumerate(pending):
-            end = start + len(listing.rows)
-            broken = [(rows[i], reasons[i]) for i in range(start, end) if i in reasons]
+            end = start + listing.sessions
+            broken = [(raw_row(i), reasons[i]) for i in range(start, end) if i in reasons]
             if any(not contract.is_identifiable(row) for row, _ in broken):
                 outcomes.append(_Outcome(project_id, listing, np.empty(0, dtype=np.int64), broken, [], failed=True))
                 start = end
@@ -111,7 +124,7 @@ class ListingBatch:
                 taken.add(session_id)
                 why = _repeated(session_id, earlier.get(session_id), first_listed.get(session_id), number)
                 if why:
-                    set_aside.append((rows[i], why))
+                    set_aside.append((raw_row(i), why))
                 else:
                     first_listed[session_id] = (project_id, number)
                     loaded.append(i)
@@ -131,7 +144,7 @@ class ListingBatch:
         report.sessions_written += len(outcome.loaded)
         # never remembered with rows set aside: the listing is read again, and reported, every night
         digest = None if outcome.set_aside else outcome.listing.digest
-        self._listed(project_id, len(outcome.listing.rows), digest, write=True)
+        self._listed(project_id, outcome.listing.sessions, digest, write=True)
 
     def _carried(self, outcome: _Outcome) -> tuple[pa.Table, pa.Table] | None:
         """The last good version of the sessions whose new version was set aside, unless this

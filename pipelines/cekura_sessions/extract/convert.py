@@ -12,8 +12,10 @@ most of a large night's time would otherwise go (GOTCHAS.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import cache
 from itertools import chain
 from typing import Any
 
@@ -49,33 +51,105 @@ class Converted:
         return self.sessions.filter(keep), self.scenario_ids.filter(keep[self.parents])
 
 
+@dataclass(frozen=True)
+class Columns:
+    """A listing's rows as columns: the delivered fields typed as stored (message_count as
+    text, scenario_ids as list<int64>), any unknown field as text; `bad` flags the rows with a
+    value the contract does not accept (its cell left NULL)."""
+
+    table: pa.Table
+    bad: np.ndarray
+
+
 def convert_sessions(rows: list[Any], project_ids: np.ndarray) -> Converted:
-    """`rows` as delivered, `project_ids` the listing each came from (int64, same length)."""
-    objects = [row if type(row) is dict else {} for row in rows]
-    flagged = np.fromiter((type(row) is not dict for row in rows), dtype=bool, count=len(rows))
-    columns: dict[str, pa.Array] = {}
-    for name, accepts, type_ in _SCALARS:
-        values = [row.get(name) for row in objects]
-        columns[name], bad = _column(values, accepts, type_)
-        flagged |= bad
-    columns["message_count"], bad = _message_counts([row.get("message_count") for row in objects])
-    flagged |= bad
-    flagged |= pc.is_null(columns["id"]).to_numpy(zero_copy_only=False)
+    """`rows` as delivered (parsed JSON), `project_ids` the listing each came from (int64)."""
+    return convert(python_columns(rows), project_ids, rows.__getitem__)
+
+
+def convert(columns: Columns, project_ids: np.ndarray, raw_row: Callable[[int], Any]) -> Converted:
+    """The one conversion: `columns` (see python_columns, arrow_columns; concat_columns joins
+    several listings') to the raw tables, with the reason of every row that cannot load.
+    `raw_row(i)`: row i as delivered, asked only for the flagged rows."""
+    table = columns.table
+    flagged = columns.bad | pc.is_null(table["id"]).to_numpy(zero_copy_only=False)
     for name in contract.TIMESTAMP_FIELDS:
-        flagged |= _not_plain_timestamps(columns[name])
-    lists, bad = _scenario_id_lists([row.get("scenario_ids") for row in objects])
-    flagged |= bad
-    columns["project_id"] = pa.array(project_ids, pa.int64())
-    columns[contract.TOMBSTONE_COLUMN] = pa.nulls(len(rows), pa.bool_())
-    sessions = pa.table({name: columns[name] for name in SESSIONS_SCHEMA.names}, schema=SESSIONS_SCHEMA)
-    sessions = _with_extra_fields(sessions, objects)
+        flagged |= _not_plain_timestamps(table[name])
     reasons = {}
     for index in np.flatnonzero(flagged).tolist():
-        reason = contract.session_rejection(rows[index])
+        reason = contract.session_rejection(raw_row(index))
         if reason is not None:
             reasons[index] = reason
-    scenario_ids, parents = _scenario_ids(sessions, lists)
+    extra = [name for name in table.column_names if name not in _COLUMNS.names]
+    sessions = pa.table(
+        {
+            **{name: table[name] for name in SESSIONS_SCHEMA.names if name in _COLUMNS.names},
+            "project_id": pa.array(project_ids, pa.int64()),
+            contract.TOMBSTONE_COLUMN: pa.nulls(table.num_rows, pa.bool_()),
+        },
+        schema=SESSIONS_SCHEMA,
+    )
+    for name in extra:
+        sessions = sessions.append_column(name, table[name])
+    scenario_ids, parents = _scenario_ids(sessions, table["scenario_ids"].combine_chunks())
     return Converted(sessions, scenario_ids, parents, reasons)
+
+
+# the delivered fields as the conversion types them
+_COLUMNS = pa.schema([
+    ("id", pa.int64()),
+    ("title", pa.string()),
+    ("project", pa.int64()),
+    ("status", pa.string()),
+    ("created_at", pa.string()),
+    ("updated_at", pa.string()),
+    ("message_count", pa.string()),
+    ("scenario_ids", pa.list_(pa.int64())),
+])
+
+
+def python_columns(rows: list[Any]) -> Columns:
+    """Columns of rows parsed into Python objects, each value checked against the contract."""
+    objects = [row if type(row) is dict else {} for row in rows]
+    bad = np.fromiter((type(row) is not dict for row in rows), dtype=bool, count=len(rows))
+    columns: dict[str, pa.Array] = {}
+    for name, accepts, type_ in _SCALARS:
+        columns[name], bad_values = _column([row.get(name) for row in objects], accepts, type_)
+        bad |= bad_values
+    columns["message_count"], bad_values = _message_counts([row.get("message_count") for row in objects])
+    bad |= bad_values
+    columns["scenario_ids"], bad_values = _scenario_id_lists([row.get("scenario_ids") for row in objects])
+    bad |= bad_values
+    table = pa.table(columns, schema=_COLUMNS)
+    for name, values in _extra_fields(objects).items():
+        taken = [*table.column_names, "project_id", contract.TOMBSTONE_COLUMN]
+        table = table.append_column(extra_column_name(name, taken), _as_text(values))
+    return Columns(table, bad)
+
+
+def arrow_columns(rows: pa.Table) -> Columns:
+    """Columns of rows Arrow's JSON reader typed strictly (extract/read.py): every value is of
+    its field's JSON type already; a null inside a scenario_ids list is the one thing left."""
+    columns = {
+        field.name: rows[field.name].cast(field.type) if field.name in rows.column_names
+        else pa.nulls(rows.num_rows, field.type)
+        for field in _COLUMNS
+    }
+    lists = columns["scenario_ids"].combine_chunks()
+    bad = np.zeros(rows.num_rows, dtype=bool)
+    values = lists.flatten()
+    if values.null_count:  # such a list is left NULL, as python_columns leaves it
+        parents = pc.list_parent_indices(lists).to_numpy()
+        bad[parents[pc.is_null(values).to_numpy(zero_copy_only=False)]] = True
+        columns["scenario_ids"] = pc.if_else(pa.array(bad), pa.nulls(len(bad), lists.type), lists)
+    return Columns(pa.table(columns, schema=_COLUMNS), bad)
+
+
+def concat_columns(parts: list[Columns]) -> Columns:
+    """Several listings' columns as one; an unknown field is NULL on the rows without it."""
+    if len(parts) == 1:
+        return parts[0]
+    table = pa.concat_tables([part.table for part in parts], promote_options="default")
+    return Columns(table, np.concatenate([part.bad for part in parts]))
 
 
 def _accepts_int(value: Any) -> bool:
@@ -87,7 +161,7 @@ def _accepts_text(value: Any) -> bool:
 
 
 # (field, the values the contract accepts, Arrow type): a timestamp's None is accepted here and
-# flagged by _not_plain_timestamps, so the rule gives the reason
+# flagged by _not_plain_timestamps in convert, so the rule gives the reason
 _SCALARS = (
     ("id", _accepts_int, pa.int64()),
     ("title", _accepts_text, pa.string()),
@@ -122,20 +196,20 @@ def _message_counts(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
 
 
 def _not_plain_timestamps(column: pa.Array) -> np.ndarray:
-    """Rows whose timestamp is missing, not of TIMESTAMP_PATTERN's forms, or on a day that does
-    not exist (30 February): the rule decides those (contract.is_timestamp)."""
+    """Rows whose timestamp is missing, not of TIMESTAMP_PATTERN's forms, or on a day that no
+    year has (30 February): the rule decides those (contract.is_timestamp). 29 February is
+    left to the rule too, which knows leap years; Arrow's strptime and casts let 30 February
+    through or fail the whole column, so the month and day are looked up in a set."""
     plain = pc.fill_null(pc.match_substring_regex(column, contract.TIMESTAMP_PATTERN), False)
-    # the pattern bounds each field; the day within its month is checked here (Arrow's
-    # strptime and casts let 30 February through or fail the whole column)
-    dates = pc.if_else(plain, column, "2000-01-01").cast(pa.string())
-    year, month, day = (pc.utf8_slice_codeunits(dates, start, stop).cast(pa.int64()).to_numpy()
-                        for start, stop in ((0, 4), (5, 7), (8, 10)))
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    last_day = _DAYS_IN_MONTH[month - 1] + (leap & (month == 2))
-    return ~(plain.to_numpy(zero_copy_only=False) & (day <= last_day))
+    real_day = pc.fill_null(pc.is_in(pc.utf8_slice_codeunits(column, 5, 10), value_set=_month_days()), False)
+    return ~pc.and_(plain, real_day).to_numpy(zero_copy_only=False)
 
 
-_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+@cache
+def _month_days() -> pa.Array:
+    """"MM-DD" of every day of a common year (29 February: see _not_plain_timestamps); built on
+    first use: pa.array imports pandas, 0.13 s a night where nothing changed need not pay."""
+    return pa.array([f"{date:%m-%d}" for date in (datetime(2001, 1, 1) + timedelta(days=n) for n in range(365))])
 
 
 def _scenario_id_lists(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
@@ -168,7 +242,7 @@ def _scenario_ids(sessions: pa.Table, lists: pa.Array) -> tuple[pa.Table, np.nda
     return table, parents
 
 
-def _with_extra_fields(sessions: pa.Table, objects: list[dict[str, Any]]) -> pa.Table:
+def _extra_fields(objects: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """A field the spec does not list becomes a text column (strings as delivered, anything
     else as JSON), NULL on the rows without it: its type may change from one night to the
     next without breaking the load."""
@@ -180,9 +254,7 @@ def _with_extra_fields(sessions: pa.Table, objects: list[dict[str, Any]]) -> pa.
         for name, value in row.items():
             if name not in known:
                 extra.setdefault(name, [None] * len(objects))[index] = value
-    for name, values in extra.items():
-        sessions = sessions.append_column(extra_column_name(name, sessions.column_names), _as_text(values))
-    return sessions
+    return extra
 
 
 def _as_text(values: list[Any]) -> pa.Array:

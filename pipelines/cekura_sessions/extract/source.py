@@ -18,12 +18,13 @@ import pyarrow as pa
 from dlt.sources import DltResource
 
 from cekura_sessions import settings
-from cekura_sessions.api.client import CekuraClient, SessionListing
+from cekura_sessions.api.client import CekuraClient
 from cekura_sessions.api.endpoints import DEFAULT_BASE_URL
 from cekura_sessions.api.errors import AuthError, describe_error
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.extract import contract, convert
 from cekura_sessions.extract.batch import ListingBatch
+from cekura_sessions.extract.fetch import FetchedListing, fetch_listing
 from cekura_sessions.extract.hints import SESSIONS_RESOURCE_DISPOSITION, with_hints
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.seen import SeenSessions
@@ -77,11 +78,11 @@ def scenario_improvement_sessions(
     wanted = list(dict.fromkeys(project_ids or _active_project_ids(listed_projects)))  # each listed once
     report.projects_wanted = len(wanted)
     batch = ListingBatch(report, SeenSessions(), night.stored_sessions)
-    for project_id, fetched, error in _fetch_listings(client, wanted, concurrency):
+    for project_id, fetched, error in _fetch_listings(client, wanted, concurrency, night):
         if fetched is None:
             report.projects_failed[project_id] = error
             continue
-        batch.add(project_id, fetched, night.listings.get(project_id))
+        batch.add(project_id, fetched)
         if batch.full:
             yield from _flushed(batch)
     yield from _flushed(batch)
@@ -116,18 +117,18 @@ def _flushed(batch: ListingBatch) -> Iterator[Any]:
 
 
 def _fetch_listings(
-    client: CekuraClient, project_ids: list[int], concurrency: int
-) -> Iterator[tuple[int, SessionListing | None, str | None]]:
+    client: CekuraClient, project_ids: list[int], concurrency: int, night: NightState
+) -> Iterator[tuple[int, FetchedListing | None, str | None]]:
     """(project id, listing or None, error) for each project as it completes, with at most
     `concurrency` requests in flight and a bounded number of finished listings held in memory;
     a slow project does not hold up the others."""
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cekura-fetch") as pool:
         queue = iter(project_ids)
-        running: dict[Future[SessionListing], int] = {}
+        running: dict[Future[FetchedListing], int] = {}
         try:
             while True:
                 for project_id in queue:
-                    running[pool.submit(client.list_sessions, project_id)] = project_id
+                    running[pool.submit(fetch_listing, client, project_id, night.listing_digests.get(project_id))] = project_id
                     if len(running) >= 2 * concurrency:
                         break
                 if not running:
@@ -140,7 +141,7 @@ def _fetch_listings(
                 future.cancel()
 
 
-def _result(project_id: int, future: Future[SessionListing]) -> tuple[int, SessionListing | None, str | None]:
+def _result(project_id: int, future: Future[FetchedListing]) -> tuple[int, FetchedListing | None, str | None]:
     try:
         return project_id, future.result(), None
     except AuthError:

@@ -1,0 +1,1 @@
+"""The SQL models (package data under sql/), their declarations and checks, and the build."""

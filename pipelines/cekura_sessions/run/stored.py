@@ -10,24 +10,24 @@ from typing import Any
 import duckdb
 
 from cekura_sessions.extract import contract
-from cekura_sessions.extract.state import KnownListing, NightState
+from cekura_sessions.extract.state import NightState
 
 _RAW = contract.RAW_SCHEMA
 
 
 def read_night_state(con: duckdb.DuckDBPyConnection) -> NightState:
-    return NightState(_known_listings(con), _stored_projects(con), StoredSessions(con))
+    return NightState(_listing_digests(con), _stored_projects(con), StoredSessions(con))
 
 
-def _known_listings(con: duckdb.DuckDBPyConnection) -> dict[int, KnownListing]:
+def _listing_digests(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
     try:
         rows = con.execute(
-            f"select project_id, listing_digest, sessions_listed from {_RAW}.{contract.PROJECT_LISTINGS_TABLE} "
+            f"select project_id, listing_digest from {_RAW}.{contract.PROJECT_LISTINGS_TABLE} "
             "where listing_digest is not null"
         ).fetchall()
     except duckdb.CatalogException:
         return {}
-    return {project_id: KnownListing(digest, sessions) for project_id, digest, sessions in rows}
+    return dict(rows)
 
 
 def _stored_projects(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[Any, ...]]:

@@ -1,0 +1,49 @@
+"""One project's listing, fetched and, when it changed, read into columns: runs in a fetch
+thread, so Arrow's reading overlaps the main thread's work.
+
+The client returns the answers' bytes and their digest; whether the listing changed is decided
+here, against the digest stored by the last load, so an unchanged listing is never read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from cekura_sessions.api.client import CekuraClient
+from cekura_sessions.extract import convert, read
+
+
+@dataclass
+class FetchedListing:
+    """`columns`: the rows as columns (extract/convert.py), or None when the answers are byte
+    for byte the ones last loaded; `digest` of the answers' bytes; `sessions` listed."""
+
+    columns: convert.Columns | None
+    digest: str
+    sessions: int
+    contents: tuple[bytes, ...] = field(repr=False, default=())
+    _rows: list[Any] | None = field(repr=False, default=None)
+
+    @property
+    def unchanged(self) -> bool:
+        return self.columns is None
+
+    def row(self, index: int) -> Any:
+        """Row `index` as delivered (parsed JSON), for the rows set aside; the answers are
+        parsed into Python objects only when one is asked for."""
+        if self._rows is None:
+            self._rows = read.python_rows(self.contents)
+        return self._rows[index]
+
+
+def fetch_listing(client: CekuraClient, project_id: int, known_digest: str | None) -> FetchedListing:
+    """Raises what CekuraClient.list_sessions raises."""
+    listing = client.list_sessions(project_id)
+    if listing.digest == known_digest:
+        return FetchedListing(None, listing.digest, listing.sessions)
+    rows = read.read_rows(listing.contents)
+    if isinstance(rows, pa.Table):
+        return FetchedListing(convert.arrow_columns(rows), listing.digest, listing.sessions, listing.contents)
+    return FetchedListing(convert.python_columns(rows), listing.digest, listing.sessions, listing.contents, rows)
