@@ -79,7 +79,7 @@ class ListingBatch:
             number = int(np.searchsorted(starts, index, side="right")) - 1
             return pending[number][1].row(index - int(starts[number]))
 
-        columns = convert.concat_columns([listing.columns for _, listing in pending])
+        columns = convert.listings_columns([listing.rows for _, listing in pending])
         converted = convert.convert(columns, project_ids, raw_row)
         ids = pc.fill_null(converted.sessions["id"], 0).to_numpy()
         outcomes = self._decide(pending, raw_row, converted.reasons, ids)

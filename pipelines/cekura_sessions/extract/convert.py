@@ -48,6 +48,8 @@ class Converted:
 
     def select(self, keep: np.ndarray) -> tuple[pa.Table, pa.Table]:
         """(sessions, scenario ids) of the rows where the boolean `keep` is true."""
+        if keep.all():  # the usual flush: nothing to filter
+            return self.sessions, self.scenario_ids
         return self.sessions.filter(keep), self.scenario_ids.filter(keep[self.parents])
 
 
@@ -67,8 +69,8 @@ def convert_sessions(rows: list[Any], project_ids: np.ndarray) -> Converted:
 
 
 def convert(columns: Columns, project_ids: np.ndarray, raw_row: Callable[[int], Any]) -> Converted:
-    """The one conversion: `columns` (see python_columns, arrow_columns; concat_columns joins
-    several listings') to the raw tables, with the reason of every row that cannot load.
+    """The one conversion: `columns` (python_columns, arrow_columns, listings_columns) to the
+    raw tables, with the reason of every row that cannot load.
     `raw_row(i)`: row i as delivered, asked only for the flagged rows."""
     table = columns.table
     flagged = columns.bad | pc.is_null(table["id"]).to_numpy(zero_copy_only=False)
@@ -144,8 +146,22 @@ def arrow_columns(rows: pa.Table) -> Columns:
     return Columns(pa.table(columns, schema=_COLUMNS), bad)
 
 
-def concat_columns(parts: list[Columns]) -> Columns:
-    """Several listings' columns as one; an unknown field is NULL on the rows without it."""
+def listings_columns(listings: list[pa.Table | list[Any]]) -> Columns:
+    """The columns of several listings' rows, in order, each as extract/read.py read it: the
+    Arrow-read ones that follow each other converted in one go (fewer, larger Arrow calls hand
+    the GIL to the fetch threads less often), the parsed ones value by value. An unknown field
+    is NULL on the rows without it."""
+    parts: list[Columns] = []
+    run: list[pa.Table] = []
+    for rows in [*listings, None]:
+        if isinstance(rows, pa.Table):
+            run.append(rows)
+            continue
+        if run:
+            parts.append(arrow_columns(pa.concat_tables(run, promote_options="default")))
+            run = []
+        if rows is not None:
+            parts.append(python_columns(rows))
     if len(parts) == 1:
         return parts[0]
     table = pa.concat_tables([part.table for part in parts], promote_options="default")

@@ -1,5 +1,5 @@
-"""One project's listing, fetched and, when it changed, read into columns: runs in a fetch
-thread, so Arrow's reading overlaps the main thread's work.
+"""One project's listing, fetched and, when it changed, read: runs in a fetch thread, so
+Arrow's reading overlaps the main thread's work.
 
 The client returns the answers' bytes and their digest; whether the listing changed is decided
 here, against the digest stored by the last load, so an unchanged listing is never read."""
@@ -12,30 +12,30 @@ from typing import Any
 import pyarrow as pa
 
 from cekura_sessions.api.client import CekuraClient
-from cekura_sessions.extract import convert, read
+from cekura_sessions.extract import read
 
 
 @dataclass
 class FetchedListing:
-    """`columns`: the rows as columns (extract/convert.py), or None when the answers are byte
-    for byte the ones last loaded; `digest` of the answers' bytes; `sessions` listed."""
+    """`rows`: as extract/read.py read them (an Arrow table, or parsed JSON), or None when the
+    answers are byte for byte the ones last loaded; `digest` of the answers' bytes; `sessions`
+    listed."""
 
-    columns: convert.Columns | None
+    rows: pa.Table | list[Any] | None = field(repr=False)
     digest: str
     sessions: int
     contents: tuple[bytes, ...] = field(repr=False, default=())
-    _rows: list[Any] | None = field(repr=False, default=None)
 
     @property
     def unchanged(self) -> bool:
-        return self.columns is None
+        return self.rows is None
 
     def row(self, index: int) -> Any:
-        """Row `index` as delivered (parsed JSON), for the rows set aside; the answers are
-        parsed into Python objects only when one is asked for."""
-        if self._rows is None:
-            self._rows = read.python_rows(self.contents)
-        return self._rows[index]
+        """Row `index` as delivered (parsed JSON), for the rows set aside; Arrow-read answers
+        are parsed into Python objects only when one is asked for."""
+        if isinstance(self.rows, pa.Table):
+            self.rows = read.python_rows(self.contents)
+        return self.rows[index]
 
 
 def fetch_listing(client: CekuraClient, project_id: int, known_digest: str | None) -> FetchedListing:
@@ -43,7 +43,4 @@ def fetch_listing(client: CekuraClient, project_id: int, known_digest: str | Non
     listing = client.list_sessions(project_id)
     if listing.digest == known_digest:
         return FetchedListing(None, listing.digest, listing.sessions)
-    rows = read.read_rows(listing.contents)
-    if isinstance(rows, pa.Table):
-        return FetchedListing(convert.arrow_columns(rows), listing.digest, listing.sessions, listing.contents)
-    return FetchedListing(convert.python_columns(rows), listing.digest, listing.sessions, listing.contents, rows)
+    return FetchedListing(read.read_rows(listing.contents), listing.digest, listing.sessions, listing.contents)

@@ -43,10 +43,14 @@ def read_rows(contents: tuple[bytes, ...]) -> pa.Table | list[Any]:
     arrays = [_arrow_rows(content) for content in contents]
     if all(array is not None for array in arrays):
         try:  # pages typed apart (message_count) cannot be one column
-            rows = pa.concat_arrays(arrays) if len(arrays) > 1 else arrays[0]
-            return pa.Table.from_struct_array(rows)
+            rows = pa.Table.from_struct_array(pa.concat_arrays(arrays) if len(arrays) > 1 else arrays[0])
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            pass
+            return python_rows(contents)
+        if "message_count" in rows.column_names:
+            # as text, the column the contract stores it in, so listings read apart concatenate
+            index = rows.schema.get_field_index("message_count")
+            rows = rows.set_column(index, "message_count", rows["message_count"].cast(pa.string()))
+        return rows
     return python_rows(contents)
 
 
