@@ -175,10 +175,15 @@ REJECTED_ROWS = Table(
 MODEL_INPUTS = (PROJECTS, SESSIONS, SCENARIO_IDS, STATUS_HISTORY)
 RAW_TABLES = (PROJECTS, SESSIONS, SCENARIO_IDS, PROJECT_LISTINGS, STATUS_HISTORY, REJECTED_ROWS)
 
-# The session fields Cekura delivers, with the Python types each accepts (None: may be null or
-# missing). The raw sessions table keeps all but `scenario_ids`, which becomes SCENARIO_IDS.
-DELIVERED_FIELDS = ("id", "title", "project", "scenario_ids", "status", "created_at", "updated_at", "message_count")
-DELIVERED_FIELD_SET = frozenset(DELIVERED_FIELDS)
+# The session fields Cekura delivers (ScenarioImprovementSessionList), typed as they are kept:
+# the sessions table's own columns, and `scenario_ids`, a list that becomes SCENARIO_IDS. Any of
+# them may be missing or null as delivered (the rule says which may not).
+DELIVERED_SCHEMA = pa.schema([
+    *(SESSIONS.arrow_schema().field(name).with_nullable(True)
+      for name in ("id", "title", "project", "status", "created_at", "updated_at", "message_count")),
+    pa.field("scenario_ids", pa.list_(pa.int64())),
+])
+DELIVERED_FIELD_SET = frozenset(DELIVERED_SCHEMA.names)
 TIMESTAMP_FIELDS = ("created_at", "updated_at")
 
 

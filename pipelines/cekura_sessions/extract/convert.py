@@ -97,16 +97,7 @@ def convert(columns: Columns, project_ids: np.ndarray, raw_row: Callable[[int], 
 
 
 # the delivered fields as the conversion types them
-_COLUMNS = pa.schema([
-    ("id", pa.int64()),
-    ("title", pa.string()),
-    ("project", pa.int64()),
-    ("status", pa.string()),
-    ("created_at", pa.string()),
-    ("updated_at", pa.string()),
-    ("message_count", pa.string()),
-    ("scenario_ids", pa.list_(pa.int64())),
-])
+_COLUMNS = contract.DELIVERED_SCHEMA
 
 
 def python_columns(rows: list[Any]) -> Columns:

@@ -22,15 +22,7 @@ from cekura_sessions.extract import contract
 
 # the contract's fields as a plain answer has them; message_count (a string in the spec, an
 # integer in practice) is inferred, and so is any field the spec does not list
-_ROW = pa.struct([
-    ("id", pa.int64()),
-    ("title", pa.string()),
-    ("project", pa.int64()),
-    ("scenario_ids", pa.list_(pa.int64())),
-    ("status", pa.string()),
-    ("created_at", pa.string()),
-    ("updated_at", pa.string()),
-])
+_ROW = pa.struct([field for field in contract.DELIVERED_SCHEMA if field.name != "message_count"])
 _MESSAGE_COUNT_TYPES = (pa.int64(), pa.string(), pa.null())
 _ARRAY = pa.schema([("rows", pa.list_(_ROW))])  # an array, wrapped: {"rows": [...]}
 _PAGE = pa.schema([("results", pa.list_(_ROW))])
