@@ -12,7 +12,7 @@ Scales (generated with ``DataSpec(projects, sessions_per_project, seed=7, odditi
 
 Clients, each measured in a fresh subprocess (so peak RSS is that client's alone):
 
-    pipeline   ``cekura_sessions.pipeline.run`` (what ``cekura-sessions run`` calls): a full night into
+    pipeline   ``cekura_sessions.run.night.run`` (what ``cekura-sessions run`` calls): a full night into
                an empty database, models and checks included, default concurrency (16)
     nochange   a second night of the same pipeline on the database the full night left, with the API
                serving exactly the same data
