@@ -60,3 +60,32 @@ def test_the_projects_list_must_be_an_array():
     assert pages.read_array(b"[]") == []
     with pytest.raises(MalformedBody, match="answer is not a JSON array"):
         pages.read_array(orjson.dumps({"results": []}))
+
+
+def test_an_integer_beyond_64_bits_is_json_all_the_same():
+    # simdjson refuses it; orjson reads it (as a float), so the row's own checks decide
+    content = b'[{"id": 1, "tracking": 123456789012345678901}]'
+    assert pages.read_first_page(content) == pages.Page(content, 1, None, None)
+
+
+@pytest.mark.parametrize("envelope, want", [
+    pytest.param({"next": None, "count": {"total": 1}}, (None, None), id="count-not-a-number"),
+    pytest.param({"next": None, "count": "1"}, (None, None), id="count-as-text"),
+    pytest.param({"next": "?page=2", "count": 1}, ("?page=2", 1), id="relative-next"),
+])
+def test_a_page_keeps_only_plain_next_and_count(envelope, want):
+    page = pages.read_first_page(orjson.dumps({**envelope, "results": [GOOD]}))
+    assert (page.next_url, page.count) == want
+
+
+def test_a_next_that_is_not_a_link_is_malformed_and_the_thread_reads_on():
+    with pytest.raises(MalformedBody, match="`next` is not a link"):
+        pages.read_first_page(orjson.dumps({"count": 1, "next": {"href": "x"}, "results": [GOOD]}))
+    # the check's parser is reused by this thread: nothing of the refused answer holds it
+    content = orjson.dumps([GOOD])
+    assert pages.read_first_page(content) == pages.Page(content, 1, None, None)
+
+
+def test_a_byte_order_mark_is_malformed():
+    with pytest.raises(MalformedBody, match="byte order mark"):
+        pages.read_first_page(b"\xef\xbb\xbf" + orjson.dumps([GOOD]))

@@ -4,7 +4,8 @@ A listing whose answer bytes equal the last loaded ones writes nothing (run/list
 listed). Changed listings wait until FLUSH_ROWS sessions have gathered and are converted in
 one go (extract/convert.py); then, per listing:
 - a row that breaks the contract is set aside in rejected_rows with its reason; a session whose
-  new version is set aside keeps its last good version, unless this run loads it elsewhere;
+  new version is set aside keeps its last good version, unless a listing of this run loads it
+  (decided after the last listing, so it never depends on where a flush fell);
 - a row whose session cannot be named (no integer id) fails its project, which keeps what it
   had: replacing its rows might delete the session that row stands for;
 - a session id listed earlier in this run (in this listing or another) loads once, as first
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -51,6 +54,7 @@ class ListingBatch:
         self.pending_rows = 0
         self.listings: list[dict[str, Any]] = []  # project_listings rows
         self.rejected: list[dict[str, Any]] = []
+        self.to_carry: list[_Outcome] = []  # listings with a set-aside session stored before
         self.extra_fields: set[str] = set()  # fields the spec does not list, as flushed
 
     def add(self, project_id: int, fetched: FetchedListing) -> None:
@@ -88,16 +92,32 @@ class ListingBatch:
             self._account(outcome)
             keep[outcome.loaded] = True
         self.seen.add(ids[keep], converted.sessions["project_id"].to_numpy()[keep])
-        tables, cleared = [converted.select(keep)], []
+        cleared = []
         for outcome in outcomes:
-            carried = self._carried(outcome) if outcome.to_carry else None
-            if carried is not None:
-                tables.append(carried)
-            if not outcome.failed and not len(outcome.loaded) and carried is None:
+            if outcome.to_carry:  # decided once every listing of the run is in (finish)
+                self.to_carry.append(outcome)
+            elif not outcome.failed and not len(outcome.loaded):
                 cleared.append(outcome.project_id)
+        tables = [converted.select(keep)]
         if cleared:
             tables.append(convert.tombstones(cleared))
         return self._tables(tables)
+
+    def finish(self) -> tuple[pa.Table, pa.Table] | None:
+        """After the last flush: the last good version of each session whose new version was
+        set aside, unless a listing of this run loads it (wherever it came in the run), and the
+        tombstones of the listings left with nothing to load."""
+        tables, cleared = [], []
+        for outcome in self.to_carry:
+            carried = self._carried(outcome)
+            if carried is not None:
+                tables.append(carried)
+            elif not len(outcome.loaded):
+                cleared.append(outcome.project_id)
+        self.to_carry = []
+        if cleared:
+            tables.append(convert.tombstones(cleared))
+        return self._tables(tables) if tables else None
 
     def _decide(self, pending: list[tuple[int, FetchedListing]], raw_row: Callable[[int], Any],
                 reasons: dict[int, str], ids: np.ndarray) -> list[_Outcome]:
@@ -135,7 +155,7 @@ class ListingBatch:
 
     def _account(self, outcome: _Outcome) -> None:
         report, project_id = self.report, outcome.project_id
-        self.rejected.extend(convert.rejected_row(report.run_id, project_id, row, why, report.started_at)
+        self.rejected.extend(_rejected_row(report.run_id, project_id, row, why, report.started_at)
                              for row, why in outcome.set_aside)
         report.rows_rejected += len(outcome.set_aside)
         if outcome.failed:
@@ -203,3 +223,13 @@ def _drop_empty_extra_columns(sessions: pa.Table) -> pa.Table:
     empty = [name for name in sessions.column_names
              if name not in known and sessions[name].null_count == sessions.num_rows]
     return sessions.drop_columns(empty) if empty else sessions
+
+
+def _rejected_row(run_id: str, project_id: int | None, row: Any, reason: str, at: datetime) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "project_id": project_id,
+        "raw_json": orjson.dumps(row, default=str).decode(),
+        "reason": reason,
+        "rejected_at": at,
+    }

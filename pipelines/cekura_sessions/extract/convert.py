@@ -28,7 +28,6 @@ from cekura_sessions.extract import contract
 
 SESSIONS_SCHEMA = contract.SESSIONS.arrow_schema()
 SCENARIO_IDS_SCHEMA = contract.SCENARIO_IDS.arrow_schema()
-PROJECTS_SCHEMA = contract.PROJECTS.arrow_schema()
 PROJECT_LISTINGS_SCHEMA = contract.PROJECT_LISTINGS.arrow_schema()
 
 _NONE = type(None)
@@ -56,8 +55,8 @@ class Converted:
 @dataclass(frozen=True)
 class Columns:
     """A listing's rows as columns: the delivered fields typed as stored (message_count as
-    text, scenario_ids as list<int64>), any unknown field as text; `bad` flags the rows with a
-    value the contract does not accept (its cell left NULL)."""
+    text, scenario_ids as list<int64>), any unknown field as text under its delivered name;
+    `bad` flags the rows with a value the contract does not accept (its cell left NULL)."""
 
     table: pa.Table
     bad: np.ndarray
@@ -90,8 +89,10 @@ def convert(columns: Columns, project_ids: np.ndarray, raw_row: Callable[[int], 
         },
         schema=SESSIONS_SCHEMA,
     )
-    for name in extra:
-        sessions = sessions.append_column(name, table[name])
+    taken = list(SESSIONS_SCHEMA.names)
+    for field_name in extra:  # named here, once for all the listings converted together
+        taken.append(extra_column_name(field_name, taken))
+        sessions = sessions.append_column(taken[-1], table[field_name])
     scenario_ids, parents = _scenario_ids(sessions, table["scenario_ids"].combine_chunks())
     return Converted(sessions, scenario_ids, parents, reasons)
 
@@ -113,9 +114,8 @@ def python_columns(rows: list[Any]) -> Columns:
     columns["scenario_ids"], bad_values = _scenario_id_lists([row.get("scenario_ids") for row in objects])
     bad |= bad_values
     table = pa.table(columns, schema=_COLUMNS)
-    for name, values in _extra_fields(objects).items():
-        taken = [*table.column_names, "project_id", contract.TOMBSTONE_COLUMN]
-        table = table.append_column(extra_column_name(name, taken), _as_text(values))
+    for name, values in _extra_fields(objects).items():  # as delivered; convert names their columns
+        table = table.append_column(name, _as_text(values))
     return Columns(table, bad)
 
 
@@ -302,37 +302,3 @@ def tombstones(project_ids: list[int]) -> tuple[pa.Table, pa.Table]:
         "value": pa.nulls(count, pa.int64()), contract.TOMBSTONE_COLUMN: pa.array([True] * count),
     }
     return pa.table(sessions, schema=SESSIONS_SCHEMA), pa.table(scenario_ids, schema=SCENARIO_IDS_SCHEMA)
-
-
-def projects_table(projects: list[dict[str, Any]]) -> pa.Table:
-    """Only the contract's allow-list of project fields; members, emails, webhooks and keys stay behind."""
-    columns: dict[str, list[Any]] = {name: [] for name in PROJECTS_SCHEMA.names}
-    for project in projects:
-        organization = project.get("organization") if isinstance(project.get("organization"), dict) else {}
-        columns["id"].append(project["id"])
-        columns["name"].append(_text(project.get("name")))
-        columns["organization_id"].append(_int_or_none(organization.get("id", project.get("organization_id"))))
-        columns["organization_name"].append(_text(organization.get("name")))
-        columns["timezone"].append(_text(project.get("timezone")))
-        columns["is_deleted"].append(bool(project.get("is_deleted")))
-        columns["created_at"].append(_text(project.get("created_at")))
-        columns["updated_at"].append(_text(project.get("updated_at")))
-    return pa.Table.from_pydict(columns, schema=PROJECTS_SCHEMA)
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if contract.is_integer(value) else None
-
-
-def rejected_row(run_id: str, project_id: int | None, row: Any, reason: str, at: datetime) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "project_id": project_id,
-        "raw_json": orjson.dumps(row, default=str).decode(),
-        "reason": reason,
-        "rejected_at": at,
-    }

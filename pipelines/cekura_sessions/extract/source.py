@@ -26,6 +26,7 @@ from cekura_sessions.extract import contract, convert
 from cekura_sessions.extract.batch import ListingBatch
 from cekura_sessions.extract.fetch import FetchedListing, fetch_listing
 from cekura_sessions.extract.hints import SESSIONS_RESOURCE_DISPOSITION, with_hints
+from cekura_sessions.extract.projects import projects_table
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.seen import SeenSessions
 from cekura_sessions.extract.state import NightState
@@ -58,7 +59,7 @@ def cekura(
 def projects(client: CekuraClient) -> Iterator[pa.Table]:
     """Every project the key can see, allow-listed columns only."""
     valid = [p for p in client.list_projects() if isinstance(p, dict) and contract.is_integer(p.get("id"))]
-    yield convert.projects_table(valid)
+    yield projects_table(valid)
 
 
 @dlt.transformer(name=contract.SESSIONS_TABLE, write_disposition=SESSIONS_RESOURCE_DISPOSITION)
@@ -86,6 +87,7 @@ def scenario_improvement_sessions(
         if batch.full:
             yield from _flushed(batch)
     yield from _flushed(batch)
+    yield from _flushed(batch, final=True)
     if batch.rejected:
         yield with_hints(contract.REJECTED_ROWS_TABLE, batch.rejected)  # few rows: dlt's own normalizer
     if batch.listings:
@@ -109,8 +111,8 @@ def _active_project_ids(listed_projects: pa.Table) -> list[int]:
     return [pid for pid, is_deleted in zip(ids, deleted) if not is_deleted]
 
 
-def _flushed(batch: ListingBatch) -> Iterator[Any]:
-    tables = batch.flush()
+def _flushed(batch: ListingBatch, final: bool = False) -> Iterator[Any]:
+    tables = batch.finish() if final else batch.flush()
     if tables is not None:
         yield with_hints(contract.SESSIONS_TABLE, tables[0])
         yield with_hints(contract.SCENARIO_IDS_TABLE, tables[1])

@@ -60,7 +60,7 @@ def drop_repeated_rows(con: duckdb.DuckDBPyConnection) -> int:
     """Remove the second copy of any session (or scenario-id row) a completed leftover package
     wrote twice; returns how many. A copy job killed after DuckDB committed it, but before dlt
     marked it done, runs again when its package is completed; the merge, told that staged rows
-    are unique (source.py), would then insert both copies."""
+    are unique (extract/batch.py sets repeats aside), would then insert both copies."""
     removed = 0
     for table, key in ((contract.SESSIONS_TABLE, "id"), (contract.SCENARIO_IDS_TABLE, "session_id, position")):
         name = f"{contract.RAW_SCHEMA}.{table}"
