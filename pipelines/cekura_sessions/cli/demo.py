@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int)
         return outcome.exit_code
     _print_completion(db_path)
     print(
-        f"query it: .venv/bin/python -c \"import duckdb; print(duckdb.connect('{db_path}', read_only=True)"
+        f"query it: {_python()} -c \"import duckdb; print(duckdb.connect('{db_path}', read_only=True)"
         f".sql('select * from {settings.ANALYTICS_SCHEMA}.sessions limit 5'))\""
     )
     return 0
@@ -59,3 +60,13 @@ def _print_completion(db_path: Path) -> None:
     for project_id, name, total, completed, rate in rows:
         shown = "-" if rate is None else f"{rate:.0%}"
         print(f"{project_id:>8}  {name[:28]:<28} {total:>8} {completed:>9} {shown:>6}")
+
+
+def _python() -> str:
+    """How to call this interpreter: `.venv/bin/python` in a checkout, its full path elsewhere
+    (an installed wheel), so the printed command runs as pasted."""
+    path = Path(sys.executable)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
