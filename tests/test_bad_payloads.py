@@ -639,3 +639,17 @@ def test_new_field_named_like_a_loaded_column_does_not_stop_the_load(load, api, 
     assert outcome.exit_code in (0, 1), outcome.message
     _assert_projects_hold(db_path, dataset, expected.listed_project_ids(dataset))
     assert _variant_columns(db_path) == []
+
+
+def test_a_body_labelled_gzip_that_is_not_is_retried_then_named(load, api, dataset, db_path):
+    listed = expected.listed_project_ids(dataset)
+    victim, other = listed[0], listed[1]
+    api.faults = Faults(script={("sessions", victim): ["gzip_lie"]}, always={other: "gzip_lie"})
+
+    outcome = load()
+
+    assert outcome.exit_code == 1, outcome.message
+    assert list(outcome.report.projects_failed) == [other]
+    assert "could not be decoded as gzip" in outcome.report.projects_failed[other]
+    assert api.request_count(endpoint="sessions", project_id=victim) == 2
+    _assert_projects_hold(db_path, dataset, [p for p in listed if p != other])

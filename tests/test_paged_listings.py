@@ -7,7 +7,7 @@ import copy
 
 import duckdb
 import pytest
-from cekura_sessions.fake.server import FakeCekuraApi
+from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from support import expected
 from support.settings import API_KEY
 
@@ -62,3 +62,39 @@ def test_a_change_on_the_last_page_reloads_the_listing_exactly(run_night, paged,
     with duckdb.connect(str(db_path), read_only=True) as con:
         assert expected.loaded_sessions(con) == expected.sessions(tomorrow, listed)
         assert expected.loaded_scenario_ids(con) == expected.scenario_ids(tomorrow, listed)
+
+
+@pytest.mark.parametrize("links", [
+    pytest.param("relative", id="relative"),
+    pytest.param("internal-host", id="app-server-behind-a-tls-proxy"),
+])
+def test_next_links_are_followed_on_the_configured_api_root(run_night, dataset, db_path, links):
+    """DRF builds `next` from the request's host: behind a proxy it names the app server."""
+    listed = expected.listed_project_ids(dataset)
+    with FakeCekuraApi(dataset, api_key=API_KEY, page_size=PAGE_SIZE, faults=Faults(next_links=links)) as server:
+        outcome = run_night(base_url=server.url)
+        endpoints = {record.endpoint for record in server.requests_log}
+
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report.stats.requests == 1 + sum(_pages(dataset, p) for p in listed)
+    assert endpoints == {"projects", "sessions"}, endpoints
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        assert expected.loaded_sessions(con) == expected.sessions(dataset, listed)
+        assert expected.loaded_scenario_ids(con) == expected.scenario_ids(dataset, listed)
+
+
+def test_a_next_link_that_loops_fails_its_project_and_the_night_ends(run_night, dataset, db_path):
+    listed = expected.listed_project_ids(dataset)
+    looping = sorted(p for p in listed if _pages(dataset, p) > 1)
+    single = [p for p in listed if p not in looping]
+    assert looping and single, "the test data needs listings of one page and of several"
+    with FakeCekuraApi(dataset, api_key=API_KEY, page_size=PAGE_SIZE, faults=Faults(next_links="self")) as server:
+        outcome = run_night(base_url=server.url)
+        asked = {p: server.request_count(endpoint="sessions", project_id=p) for p in looping}
+
+    assert outcome.exit_code == 1, outcome.message
+    assert sorted(outcome.report.projects_failed) == looping
+    assert all("pagination loops" in why for why in outcome.report.projects_failed.values()), outcome.report.projects_failed
+    assert asked == dict.fromkeys(looping, 1), "a looping listing is asked for its first page once"
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        assert expected.loaded_sessions(con) == expected.sessions(dataset, single)

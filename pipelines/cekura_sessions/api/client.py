@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 
 from cekura_sessions import settings
 from cekura_sessions.api import endpoints, pages
-from cekura_sessions.api.errors import ConfigError, MalformedBody, Unreachable
+from cekura_sessions.api.errors import ConfigError, MalformedBody, ProjectError, Unreachable
 from cekura_sessions.api.responses import classify_response
 from cekura_sessions.api.retry import BackoffGate, RequestStats, RetryPolicy, retrying
-from cekura_sessions.api.transport import ConnectionFailed, Transport
-from cekura_sessions.api.urls import check_base_url, same_origin
+from cekura_sessions.api.transport import ConnectionFailed, Transport, UndecodableBody
+from cekura_sessions.api.urls import check_base_url, on_api_root
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,11 @@ class CekuraClient:
                                   pages.read_first_page)
         digest.update(content)
         contents, sessions, count = [content], page.size, page.count
+        read = {urlsplit(self.base_url + endpoints.SESSIONS_PATH).path + f"?project_id={project_id}"}
         while page.next_url:
-            page, content = self._get(same_origin(self.base_url, page.next_url), None, pages.read_later_page)
+            url = on_api_root(self.base_url, page.next_url)
+            _check_progress(url, read, sessions, count)
+            page, content = self._get(url, None, pages.read_later_page)
             digest.update(content)
             contents.append(content)
             sessions += page.size
@@ -109,11 +112,26 @@ class CekuraClient:
             response = self._transport.get(url, params)
         except ConnectionFailed as error:
             raise Unreachable(str(error)) from None
+        except UndecodableBody as error:
+            raise MalformedBody(str(error)) from None
         classify_response(response)
         content_type = response.headers.get("Content-Type", "")
         if "json" not in content_type:
             raise MalformedBody(f"answer is {content_type or 'untyped'}, not JSON")
         return read(response.content), response.content
+
+
+def _check_progress(url: str, read: set[str], sessions: int, count: Any) -> None:
+    """Stop a listing whose pages never end: a `next` link to a page already read (a loop), or
+    more rows than the first page's `count`. Asking again would loop again, so the project
+    fails (its stored rows are kept); `read` gathers the pages' path and query."""
+    parts = urlsplit(url)
+    where = parts.path + (f"?{parts.query}" if parts.query else "")
+    if where in read:
+        raise ProjectError(f"pagination loops: `next` leads back to {where}, already read")
+    if isinstance(count, int) and sessions > count:
+        raise ProjectError(f"pagination runs past `count`: {sessions} rows read, count said {count}")
+    read.add(where)
 
 
 def _label(url: str, params: dict[str, Any] | None) -> str:

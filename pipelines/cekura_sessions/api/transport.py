@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlencode, urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError, NewConnectionError
+from urllib3.exceptions import DecodeError, HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from cekura_sessions.api.errors import ConfigError
@@ -26,6 +26,10 @@ from cekura_sessions.api.errors import ConfigError
 
 class ConnectionFailed(Exception):
     """No answer: the connection failed or timed out. The message is short and key-free."""
+
+
+class UndecodableBody(Exception):
+    """An answer came, but its bytes could not be decoded as its Content-Encoding says."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class Transport:
                 response = self._manager.urlopen("GET", url, **self._options)
         except NewConnectionError:  # refused, or the name did not resolve (a subclass of timeouts)
             raise ConnectionFailed("connection failed") from None
+        except DecodeError:  # labelled gzip, not gzip (a misconfigured proxy)
+            raise UndecodableBody("the answer said Content-Encoding: gzip but could not be decoded as gzip") from None
         except Urllib3Timeout:
             raise ConnectionFailed("timed out") from None
         except HTTPError:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from cekura_sessions.api.endpoints import DEFAULT_BASE_URL
-from cekura_sessions.api.errors import ConfigError, InsecureUrlError, MalformedBody
+from cekura_sessions.api.errors import ConfigError, InsecureUrlError
 
 
 def check_base_url(base_url: str) -> str:
@@ -33,10 +33,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def same_origin(base_url: str, link: str) -> str:
-    """`link` (absolute or relative, as a `next` link comes) resolved against the API root;
-    MalformedBody when it leaves the root's scheme and host, so the key never goes elsewhere."""
-    absolute = urljoin(base_url + "/", link)
-    if urlsplit(absolute)[:2] != urlsplit(base_url)[:2]:
-        raise MalformedBody(f"pagination link leaves {base_url}")
-    return absolute
+def on_api_root(base_url: str, link: str) -> str:
+    """A `next` link as its path and query on the configured API root. DRF builds the link from
+    the request's scheme and host, which behind a TLS-terminating proxy can say `http://` or
+    name the app server (`http://web-1.internal:8000/...`): only its path and query are taken,
+    so the key goes to the configured root only, over its scheme; a relative link works too."""
+    parts = urlsplit(urljoin(base_url + "/", link))
+    root = urlsplit(base_url)
+    return urlunsplit((root.scheme, root.netloc, parts.path, parts.query, ""))

@@ -12,7 +12,7 @@ from typing import Any
 
 from cekura_sessions.api.endpoints import API_KEY_HEADER
 from cekura_sessions.fake.data import DataSpec, generate
-from cekura_sessions.fake.faults import Faults
+from cekura_sessions.fake.faults import NEXT_LINKS, Faults
 from cekura_sessions.fake.server import FakeCekuraApi
 
 DEFAULT_PORT = 8765
@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate-limit-429", type=float, default=0.0, metavar="SHARE", help="share of requests answered 429 (Retry-After: 1)"
     )
+    parser.add_argument("--next-links", choices=NEXT_LINKS, default="absolute",
+                        help="how paginated answers' `next` links look (with --page-size): absolute (DRF's own), "
+                             "relative, self (a loop), internal-host (the app server's name behind a proxy)")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -51,6 +54,7 @@ def serve(args: argparse.Namespace) -> int:
         random_rate=args.fault_rate,
         latency_ms=args.latency_ms,
         rate_limit_rate=args.rate_limit_429,
+        next_links=args.next_links,
     )
     try:
         api = FakeCekuraApi(

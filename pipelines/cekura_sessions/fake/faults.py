@@ -12,7 +12,10 @@ from typing import Any, NamedTuple
 import orjson
 
 STATUS_FAULTS = ("500", "502", "503", "408", "403", "404")
-CONTENT_FAULTS = ("truncated", "html", "object", "no_results", "bad_rows")
+CONTENT_FAULTS = ("truncated", "html", "object", "no_results", "bad_rows", "gzip_lie")
+# how DRF's `next` links look: as DRF builds them from the request's Host, relative, pointing at
+# the page itself (a loop), or naming the app server behind a TLS-terminating proxy
+NEXT_LINKS = ("absolute", "relative", "self", "internal-host")
 BAD_ROW_ID_BASE = 900_000_000  # ids of bad_rows rows: far above anything fake_data hands out
 
 _ERROR_DETAIL = {
@@ -53,6 +56,7 @@ class Faults:
     random_seed: int = 1
     latency_ms: float = 0.0  # added to every answer
     rate_limit_rate: float = 0.0  # share of requests (both endpoints) answered 429 with Retry-After 1
+    next_links: str = "absolute"  # one of NEXT_LINKS, for paginated answers
 
     def __post_init__(self) -> None:
         for faults in self.script.values():
@@ -60,6 +64,8 @@ class Faults:
                 validate_fault(fault)
         for fault in (*self.always.values(), *self.random_kinds):
             validate_fault(fault)
+        if self.next_links not in NEXT_LINKS:
+            raise ValueError(f"unknown next_links {self.next_links!r}; one of {', '.join(NEXT_LINKS)}")
 
 
 class Answer(NamedTuple):
@@ -90,6 +96,8 @@ def status_fault(fault: str) -> Answer:
 
 
 def content_fault(fault: str, answer: Answer, project_id: int | None) -> Answer:
+    if fault == "gzip_lie":  # labelled gzip, sent plain (a misconfigured proxy)
+        return answer._replace(headers=(*answer.headers, ("Content-Encoding", "gzip")))
     if fault == "truncated":
         return Answer(200, answer.body[: len(answer.body) // 2])
     if fault == "html":

@@ -361,10 +361,12 @@ class _Handler(BaseHTTPRequestHandler):
         page = _int_param(params.get("page", "1"))
         if page is None or not 1 <= page <= pages:
             return detail_answer(404, "Invalid page.")
-        base = f"http://{self.headers.get('Host') or self.server.api.url[7:]}{split.path}"
+        links = self.server.api.faults.next_links
+        host = "web-1.internal:8000" if links == "internal-host" else self.headers.get("Host") or self.server.api.url[7:]
+        base = split.path if links == "relative" else f"http://{host}{split.path}"
         envelope = {
             "count": len(rows),
-            "next": _page_url(base, split.query, page + 1) if page < pages else None,
+            "next": _page_url(base, split.query, page if links == "self" else page + 1) if page < pages else None,
             "previous": _page_url(base, split.query, page - 1) if page > 1 else None,
         }
         results = served.page_results(project_id, page, size)
