@@ -174,6 +174,23 @@ def test_status_exit_code_flips_when_data_is_older_than_the_limit(run_night, db_
     assert cli.main(["status", "--db", str(db_path), "--max-age-hours", "48"]) == 0
 
 
+def test_status_prints_utc_times_whatever_the_machines_time_zone(run_night, db_path):
+    run_night()
+    with duckdb.connect(str(db_path)) as con:
+        when = datetime(2026, 11, 29, 23, 30, tzinfo=timezone.utc)  # 05:00 the next day in Kolkata
+        con.execute("update cekura_raw.project_listings set listed_at = ?", [when])
+        con.execute("update cekura_raw.pipeline_runs set started_at = ?, finished_at = ?", [when, when])
+    env = {**os.environ, "TZ": "Asia/Kolkata", "RUNTIME__DLTHUB_TELEMETRY": "false"}
+
+    result = subprocess.run([*CLI, "status", "--db", str(db_path), "--max-age-hours", "100000"],
+                            capture_output=True, text=True, env=env, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert "last loaded 2026-11-29 23:30 UTC" in result.stdout, result.stdout
+    assert "2026-11-29 23:30:00" in result.stdout, result.stdout  # the run's start
+    assert "2026-11-30 05:00" not in result.stdout, result.stdout
+
+
 def test_status_without_any_successful_run_fails(run_night, db_path, capsys):
     run_night(api_key="wrong-key")
     assert cli.main(["status", "--db", str(db_path)]) == 1

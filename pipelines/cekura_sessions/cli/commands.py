@@ -98,7 +98,7 @@ def _print_freshness(freshness: list[tuple]) -> None:
     print(f"{len(freshness)} project(s) loaded; stalest first:")
     for project_id, name, listed_at, sessions in stalest:
         age_hours = (now - listed_at).total_seconds() / 3600
-        print(f"  project {project_id:<8} {(name or '?')[:30]:<30} last loaded {listed_at:%Y-%m-%d %H:%M} UTC ({age_hours:.1f} h ago), {sessions} sessions")
+        print(f"  project {project_id:<8} {(name or '?')[:30]:<30} last loaded {listed_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC ({age_hours:.1f} h ago), {sessions} sessions")
 
 
 
