@@ -110,3 +110,14 @@ def test_a_next_that_is_not_a_link_fails_its_project_only(run_night, serve, db_p
     assert list(outcome.report.projects_failed) == [7]
     assert "`next` is not a link" in outcome.report.projects_failed[7]
     assert _loaded(db_path, "project_id, id") == [(8, 2)]
+
+
+def test_a_title_cut_mid_emoji_loads_with_the_replacement_character(run_night, serve, db_path):
+    """JavaScript producers cut strings inside a surrogate pair: `"\\ud83d"` alone (issue 12)."""
+    cut = orjson.dumps([{**ROW, "title": "TITLE"}, {**ROW, "id": 3}]).replace(b"TITLE", b"launch \\ud83d")
+    url = serve({_sessions(7): cut, _sessions(8): orjson.dumps([{**ROW, "id": 2}])})
+
+    outcome = run_night(base_url=url)
+
+    assert outcome.exit_code == 0, outcome.message
+    assert _loaded(db_path) == [(7, 1, "launch \ufffd"), (8, 2, "t"), (7, 3, "t")]

@@ -89,3 +89,15 @@ def test_a_next_that_is_not_a_link_is_malformed_and_the_thread_reads_on():
 def test_a_byte_order_mark_is_malformed():
     with pytest.raises(MalformedBody, match="byte order mark"):
         pages.read_first_page(b"\xef\xbb\xbf" + orjson.dumps([GOOD]))
+
+
+def test_a_lone_surrogate_escape_becomes_the_replacement_character():
+    content = b'[{"id": 1, "title": "cut \\ud83d", "note": "whole \\ud83d\\ude00"}]'
+
+    assert pages.read_first_page(content) == pages.Page(content, 1, None, None)
+    assert pages.page_rows(content) == [{"id": 1, "title": "cut \ufffd", "note": "whole \U0001f600"}]
+
+
+def test_a_lone_surrogate_does_not_let_other_non_json_through():
+    with pytest.raises(MalformedBody):
+        pages.page_rows(b'[{"title": "cut \\ud83d", "n": NaN}]')

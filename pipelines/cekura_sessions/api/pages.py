@@ -11,6 +11,8 @@ night where nothing changed and the rows are never needed. The rows are read by 
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from typing import Any, NamedTuple
 
@@ -31,11 +33,36 @@ class Page(NamedTuple):
 
 
 def parse(content: bytes) -> Any:
-    """The answer as Python objects (orjson); MalformedBody when it is not JSON."""
+    """The answer as Python objects (orjson); MalformedBody when it is not JSON. A lone
+    surrogate escape (`"\\ud83d"`, what a JavaScript producer leaves when it cuts a string
+    mid-emoji) becomes U+FFFD, so one character is lost, not the listing."""
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError as error:
-        raise MalformedBody(f"answer is not valid JSON ({error})") from None
+        if "surrogate" not in str(error):
+            raise MalformedBody(f"answer is not valid JSON ({error})") from None
+        try:  # Python's reader keeps the lone half; it is replaced below
+            body = json.loads(content, parse_constant=_refuse_constant)
+        except ValueError:
+            raise MalformedBody(f"answer is not valid JSON ({error})") from None
+        return _without_lone_surrogates(body)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python's reader takes them, JSON does not
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(key): _without_lone_surrogates(item) for key, item in value.items()}
+    return value
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a pair is one character once read
 
 
 def read_array(content: bytes) -> list[Any]:
