@@ -18,7 +18,7 @@ from cekura_sessions.models.checks import CheckError, CheckResult, run_checks
 from cekura_sessions.models.runner import build_models
 from cekura_sessions.settings import SQL_DIR
 from support import raw_data
-from support.model_expectations import CONTRACT_MARTS, ENUM
+from support.model_expectations import CONTRACT_MARTS, ENUM, known_zone
 from support.raw_data import CLEAN, VARIED, RawData, parse_message_count, parse_timestamp
 
 CHECK_FILES = sorted((SQL_DIR / "checks").glob("*.sql"))
@@ -208,6 +208,9 @@ def test_checks_on_varied_data_raise_exactly_the_expected_warnings(tmp_path):
         "session_scenarios_scenario_id_not_null": sum(
             1 for r in VARIED.scenario_ids if r["value"] is None
         ),
+        "daily_completion_rates_timezone_known": sum(
+            1 for p in VARIED.projects if (p["timezone"] or "").strip() and known_zone(p["timezone"]) is None
+        ),
     }
     assert all(want.values()), f"the varied data should trip every warning: {want}"
     assert failing(results) == want
@@ -352,6 +355,10 @@ CASES = [
         + status_period(2002, observed_to="'2024-04-30 23:00:00+00'")  # ends before
         + status_period(2003, observed_to="'2024-05-01 00:00:01+00'"),  # a second later: fine
         "session_status_changes_observed_to_after_observed_from", 2, id="status-period-ends-before-it-starts",
+    ),
+    pytest.param(
+        RawData(projects=[raw_data.project(299, "Typo", "Europe/Berlni"), raw_data.project(298, "Cased", " europe/BERLIN ")]),
+        "daily_completion_rates_timezone_known", 1, id="timezone-unknown-to-the-database",
     ),
     pytest.param(
         RawData(sessions=[{**BAD_SESSION, "updated_at": "2024-05-04T09:59:59.999999Z"}]),

@@ -653,3 +653,17 @@ def test_clean_data_builds_too(tmp_path):
     counts = build_models(con)
     assert counts["sessions"] == len(CLEAN.sessions)
     assert counts["project_completion_rates"] == sum(1 for p in CLEAN.projects if not p["is_deleted"])
+
+
+@pytest.mark.parametrize("zone", ["asia/kolkata", "Asia/Kolkata ", " ASIA/KOLKATA\t", "Asia/Kolkata"])
+def test_daily_day_matches_a_zone_name_as_the_database_does(tmp_path, zone):
+    """Case and surrounding spaces aside, the name is the zone: 23:50 UTC is the next day in Kolkata."""
+    data = RawData([raw_data.project(401, "Zoned", zone)],
+                   [raw_data.session(4001, 401, "completed", AT_2350, "2024-03-02T00:20:00Z")], [])
+    con = fresh_db(tmp_path / "cekura.duckdb", data)
+    build_models(con)
+
+    got = con.execute("select project_id, day from analytics.daily_completion_rates").fetchall()
+
+    assert local_day(parse_timestamp(AT_2350), zone) == MAR_2, "the oracle reads the name alike"
+    assert got == [(401, MAR_2)]

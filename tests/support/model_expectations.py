@@ -9,7 +9,7 @@ import statistics
 from collections import Counter, defaultdict
 from datetime import date, datetime, timezone
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 from .raw_data import RawData, parse_message_count, parse_timestamp
 
@@ -36,12 +36,20 @@ def quantile_cont(values: list[float], q: float) -> float | None:
     return xs[lo] + (xs[hi] - xs[lo]) * (position - lo)
 
 
+def known_zone(zone_name: str | None) -> str | None:
+    """The IANA name a project's timezone means, matched case-insensitively and trimmed, or
+    None when there is none to match (then the day is UTC's)."""
+    key = (zone_name or "").strip().lower()
+    return _ZONES_BY_KEY.get(key) if key else None
+
+
+# "localtime" is this machine's zone file, not an IANA name the database knows
+_ZONES_BY_KEY = {name.lower(): name for name in sorted(available_timezones()) if name != "localtime"}
+
+
 def local_day(created_at: datetime, zone_name: str | None) -> date:
-    try:
-        zone = ZoneInfo(zone_name) if zone_name else timezone.utc
-    except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
-        zone = timezone.utc
-    return created_at.astimezone(zone).date()
+    name = known_zone(zone_name)
+    return created_at.astimezone(ZoneInfo(name) if name else timezone.utc).date()
 
 
 def duration(row: dict[str, Any]) -> float | None:

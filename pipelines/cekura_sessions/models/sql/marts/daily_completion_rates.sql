@@ -1,7 +1,9 @@
 -- daily_completion_rates: sessions created and completed per project per local day.
 -- Grain: one row per (project, day) that has sessions. Key: (project_id, day).
--- day is the DATE of created_at in the project's timezone; UTC where the project has none,
--- an empty one, one DuckDB (ICU) does not know, or is not in projects. Sessions whose
+-- day is the DATE of created_at in the project's timezone, its name matched as the database
+-- matches names (case aside, surrounding spaces trimmed); UTC where the project has none, an
+-- empty one, one DuckDB (ICU) does not know (check daily_completion_rates_timezone_known lists
+-- those), or is not in projects. Sessions whose
 -- created_at is missing or unparsable have no day and are left out (check
 -- sessions_created_at_not_null lists them). Deleted projects' sessions are included.
 
@@ -16,9 +18,14 @@ projects as (
     select * from staging.stg_projects
 ),
 
--- timezone() raises on a name ICU does not know, so only known names get through
+-- timezone() raises on a name ICU does not know, so only known names get through; a name is
+-- looked up in lower case, as `america/new_york` or `Asia/Kolkata ` mean the same zone
 known_zones as (
-    select name as timezone from pg_timezone_names()
+    select
+        lower(name) as zone_key,
+        min(name) as timezone,
+    from pg_timezone_names()
+    group by lower(name)
 ),
 
 project_zones as (
@@ -27,7 +34,7 @@ project_zones as (
         known_zones.timezone,
     from projects
     inner join known_zones
-        on projects.timezone = known_zones.timezone
+        on lower(regexp_replace(projects.timezone, '^\s+|\s+$', '', 'g')) = known_zones.zone_key
 ),
 
 local_days as (
