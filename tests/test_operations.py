@@ -96,6 +96,28 @@ def test_killed_run_is_recovered_by_the_next_night(tmp_path, api, dataset, db_pa
     assert model_sessions == len(expected.sessions(tomorrow))
 
 
+def test_the_database_file_is_free_while_the_night_waits_on_the_network(tmp_path, api, dataset, db_path):
+    """A notebook or the DuckDB shell can open the file, read-only, while a run fetches."""
+    assert _run_cli(tmp_path, api, db_path).returncode == 0
+    listed = expected.listed_project_ids(dataset)
+    api.reset_log()
+    api.faults = Faults(script={("sessions", listed[-1]): ["slow:60"]})
+    process = subprocess.Popen(
+        [*CLI, "run", "--base-url", api.url, "--db", str(db_path)],
+        env=_cli_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        # every other listing answered: the slow one is the run's only wait (it is logged once answered)
+        _wait_for(lambda: api.request_count(endpoint="sessions") >= len(listed) - 1)
+        assert process.poll() is None, "the run should still be waiting on the slow project"
+        with duckdb.connect(str(db_path), read_only=True) as con:  # raises while another process holds it
+            loaded = expected.loaded_sessions(con)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert loaded == expected.sessions(dataset), "the first night's rows, read while the second fetched"
+
+
 def _wait_for(condition, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not condition():

@@ -22,14 +22,15 @@ class DatabaseUnavailable(Exception):
 class connect:
     """A DuckDB connection that waits a bounded time for a file another process holds."""
 
-    def __init__(self, db_path: Path, wait_seconds: float) -> None:
-        self._db_path, self._wait_seconds = db_path, wait_seconds
+    def __init__(self, db_path: Path, wait_seconds: float, read_only: bool = False) -> None:
+        self._db_path, self._wait_seconds, self._read_only = db_path, wait_seconds, read_only
 
     def __enter__(self) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self._wait_seconds
         while True:
             try:
-                self._con = duckdb.connect(str(self._db_path), config=dict(settings.DUCKDB_CONFIG))
+                self._con = duckdb.connect(str(self._db_path), read_only=self._read_only,
+                                           config=dict(settings.DUCKDB_CONFIG))
                 return self._con
             except duckdb.IOException as error:
                 holder = _lock_holder(str(error))

@@ -102,13 +102,11 @@ def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
         with connect(db_path, config.db_wait_seconds) as con:
             if leftovers_completed:
                 drop_repeated_rows(con)
-            source = cekura(
-                **_source_overrides(config),
-                retry=config.retry,
-                report=report,
-                night=stored.read_night_state(con),
-            )
-            pipeline.extract(source, loader_file_format="parquet")
+            night = stored.read_night_state(con, db_path, config.db_wait_seconds)
+        # the file is not held while the night waits on the network: a notebook or the DuckDB
+        # shell can open it until the load
+        source = cekura(**_source_overrides(config), retry=config.retry, report=report, night=night)
+        pipeline.extract(source, loader_file_format="parquet")
         # Arrow's allocator keeps what the extract freed; hand it back before DuckDB's load
         # (peak RSS at M 430 MB -> 340 MB)
         pa.default_memory_pool().release_unused()

@@ -5,18 +5,22 @@ always gets a full load."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.state import NightState
+from cekura_sessions.run.database import connect
 
 _RAW = contract.RAW_SCHEMA
 
 
-def read_night_state(con: duckdb.DuckDBPyConnection) -> NightState:
-    return NightState(_listing_digests(con), _stored_projects(con), StoredSessions(con))
+def read_night_state(con: duckdb.DuckDBPyConnection, db_path: Path, wait_seconds: float) -> NightState:
+    """What the night needs, read through `con`; the one lookup the extract may still need
+    opens the file read-only for itself, so the run holds no connection while it fetches."""
+    return NightState(_listing_digests(con), _stored_projects(con), StoredSessions(db_path, wait_seconds))
 
 
 def _listing_digests(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
@@ -41,33 +45,37 @@ def _stored_projects(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[Any, ...
 
 
 class StoredSessions:
-    """`(project id, session ids) -> sessions in the API's shape`, as last loaded."""
+    """`(project id, session ids) -> sessions in the API's shape`, as last loaded. Asked only for
+    sessions whose new version was set aside, after the last listing: each call opens the file
+    read-only for the lookup (tens of milliseconds), so the file is free during the fetch."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self._con = con
+    def __init__(self, db_path: Path, wait_seconds: float) -> None:
+        self._db_path, self._wait_seconds = db_path, wait_seconds
 
     def __call__(self, project_id: int, session_ids: list[int]) -> list[dict[str, Any]]:
         if not session_ids:
             return []
-        cursor = self._con.cursor()  # the extract may call from another thread
-        try:
-            result = cursor.execute(
-                f"""
-                select
-                    s.id, s.title, s.project, s.status, s.created_at, s.updated_at, s.message_count,
-                    (
-                        select list(c.value order by c.position)
-                        from {_RAW}.{contract.SCENARIO_IDS_TABLE} as c
-                        where c.session_id = s.id and c.project_id = s.project_id
-                    ) as scenario_ids,
-                from {_RAW}.{contract.SESSIONS_TABLE} as s
-                where s.project_id = ? and s.id in (select unnest(?::bigint[]))
-                """,
-                [project_id, session_ids],
-            )
-            names = [column[0] for column in result.description]
-            return [dict(zip(names, row)) for row in result.fetchall()]
-        except duckdb.CatalogException:
-            return []
-        finally:
-            cursor.close()
+        with connect(self._db_path, self._wait_seconds, read_only=True) as con:
+            return _stored_sessions(con, project_id, session_ids)
+
+
+def _stored_sessions(con: duckdb.DuckDBPyConnection, project_id: int, session_ids: list[int]) -> list[dict[str, Any]]:
+    try:
+        result = con.execute(
+            f"""
+            select
+                s.id, s.title, s.project, s.status, s.created_at, s.updated_at, s.message_count,
+                (
+                    select list(c.value order by c.position)
+                    from {_RAW}.{contract.SCENARIO_IDS_TABLE} as c
+                    where c.session_id = s.id and c.project_id = s.project_id
+                ) as scenario_ids,
+            from {_RAW}.{contract.SESSIONS_TABLE} as s
+            where s.project_id = ? and s.id in (select unnest(?::bigint[]))
+            """,
+            [project_id, session_ids],
+        )
+        names = [column[0] for column in result.description]
+        return [dict(zip(names, row)) for row in result.fetchall()]
+    except duckdb.CatalogException:
+        return []
