@@ -7,6 +7,7 @@ what must be stored is computed in plain Python from the served dataset.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 from datetime import datetime
@@ -652,4 +653,21 @@ def test_a_body_labelled_gzip_that_is_not_is_retried_then_named(load, api, datas
     assert list(outcome.report.projects_failed) == [other]
     assert "could not be decoded as gzip" in outcome.report.projects_failed[other]
     assert api.request_count(endpoint="sessions", project_id=victim) == 2
+    _assert_projects_hold(db_path, dataset, [p for p in listed if p != other])
+
+
+def test_an_answer_trickled_past_its_deadline_is_retried_then_named(load, api, dataset, db_path):
+    """Headers at once, then a byte every 50 ms: each read is quick, the whole answer is not."""
+    listed = expected.listed_project_ids(dataset)
+    victim, other = listed[0], listed[1]
+    api.faults = Faults(script={("sessions", victim): ["trickle:0.05"]}, always={other: "trickle:0.05"})
+    retry = dataclasses.replace(TEST_RETRY, answer_deadline_seconds=0.5, max_attempts=2)
+
+    outcome = load(retry=retry)
+
+    assert outcome.exit_code == 1, outcome.message
+    assert list(outcome.report.projects_failed) == [other]
+    assert "the answer took longer than 0.5 s" in outcome.report.projects_failed[other]
+    assert api.request_count(endpoint="sessions", project_id=victim) == 2
+    assert api.request_count(endpoint="sessions", project_id=other) == 2
     _assert_projects_hold(db_path, dataset, [p for p in listed if p != other])

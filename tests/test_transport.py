@@ -65,7 +65,7 @@ def test_refused_connection_says_connection_failed_not_timed_out():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    get = transport.Transport(f"http://127.0.0.1:{port}", {}, 1, 2, 2).get
+    get = transport.Transport(f"http://127.0.0.1:{port}", {}, 1, 2, 2, 10).get
     try:
         get(f"http://127.0.0.1:{port}/x")
     except transport.ConnectionFailed as error:

@@ -67,6 +67,7 @@ class CekuraClient:
             connections,
             self.policy.connect_timeout_seconds,
             self.policy.read_timeout_seconds,
+            self.policy.answer_deadline_seconds,
         )
 
     def __repr__(self) -> str:  # never show the key

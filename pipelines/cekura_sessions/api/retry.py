@@ -23,7 +23,8 @@ class RetryPolicy:
     max_total_wait_seconds: float = 120.0  # cap on the waits of one request
     backoff_initial_seconds: float = 0.5
     connect_timeout_seconds: float = 10.0
-    read_timeout_seconds: float = 60.0
+    read_timeout_seconds: float = 60.0  # between two socket reads
+    answer_deadline_seconds: float = 300.0  # for the whole answer, headers to last byte
 
 
 @dataclass

@@ -12,6 +12,7 @@ Retries are the caller's (tenacity); here a failed attempt is one exception.
 from __future__ import annotations
 
 import os
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,15 +43,18 @@ class Answer:
 
 class Transport:
     def __init__(self, base_url: str, headers: dict[str, str], connections: int,
-                 connect_timeout: float, read_timeout: float) -> None:
+                 connect_timeout: float, read_timeout: float, answer_deadline: float) -> None:
         headers = {**headers, "Accept-Encoding": "gzip"}
         self._options = {
             "headers": headers,
             "timeout": urllib3.Timeout(connect=connect_timeout, read=read_timeout),
             "retries": False,  # tenacity decides; a second retry layer would multiply attempts
             "redirect": False,  # a redirect is an answer to classify, never a way to carry the key elsewhere
-            "preload_content": True,
+            # read here, against a deadline for the whole answer: urllib3's read timeout applies to
+            # each socket read, so a server that trickles the body would never time out (#1901)
+            "preload_content": False,
         }
+        self._answer_deadline = answer_deadline
         self._manager = _pool_manager(base_url, max(1, connections))
         parts = urlsplit(base_url)
         self._origin = f"{parts.scheme}://{parts.netloc}"
@@ -62,11 +66,13 @@ class Transport:
     def get(self, url: str, params: dict[str, object] | None = None) -> Answer:
         if params:
             url += ("&" if "?" in url else "?") + urlencode(params)
+        deadline = time.monotonic() + self._answer_deadline
         try:
             if self._origin_pool is not None and url.startswith(self._origin + "/"):
                 response = self._origin_pool.urlopen("GET", url[len(self._origin):], **self._options)
             else:
                 response = self._manager.urlopen("GET", url, **self._options)
+            content = self._read(response, deadline)
         except NewConnectionError:  # refused, or the name did not resolve (a subclass of timeouts)
             raise ConnectionFailed("connection failed") from None
         except DecodeError:  # labelled gzip, not gzip (a misconfigured proxy)
@@ -75,7 +81,23 @@ class Transport:
             raise ConnectionFailed("timed out") from None
         except HTTPError:
             raise ConnectionFailed("connection failed") from None
-        return Answer(url, response.status, response.headers, response.data)
+        return Answer(url, response.status, response.headers, content)
+
+    def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+        """The whole body, or ConnectionFailed once the deadline passes (the connection is then
+        closed, not returned to the pool: the rest of the body may never come)."""
+        chunks = []
+        try:
+            while chunk := response.read1(1 << 16):  # whatever one socket read brings, decoded
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    response.close()
+                    raise ConnectionFailed(f"timed out: the answer took longer than {self._answer_deadline:g} s")
+            if response.length_remaining:  # read1 can end early on a short chunk; finish it
+                chunks.append(response.read())
+        finally:
+            response.release_conn()
+        return b"".join(chunks)
 
 
 def _pool_manager(base_url: str, connections: int) -> urllib3.PoolManager:

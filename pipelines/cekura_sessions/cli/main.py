@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cekura_sessions import logs, settings
 from cekura_sessions.api import endpoints
+from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.cli.progress import Progress
 from cekura_sessions.run.night import RunConfig
 from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_OK, RunOutcome
@@ -86,6 +87,9 @@ def _add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-models", action="store_true", help="load only; do not rebuild the models")
     parser.add_argument("--concurrency", type=int, default=None,
                         help=f"requests in flight at once (default {settings.DEFAULT_CONCURRENCY})")
+    parser.add_argument("--answer-deadline", type=float, default=None, metavar="SECONDS",
+                        help=f"longest one answer may take, headers to last byte, before the attempt counts as "
+                             f"timed out and is retried (default {RetryPolicy.answer_deadline_seconds:g})")
     parser.add_argument("--db-wait", type=float, default=30.0, metavar="SECONDS",
                         help="how long to wait for a DuckDB file another program holds (default 30)")
 
@@ -109,6 +113,8 @@ def _project_ids(args: argparse.Namespace) -> list[int] | None:
 def _run(args: argparse.Namespace) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    if args.answer_deadline is not None and args.answer_deadline <= 0:
+        raise UsageError("--answer-deadline must be a positive number of seconds")
     api_key = os.environ.get("CEKURA_API_KEY")
     logs.register_secret(api_key)
     logs.register_secret(os.environ.get("SOURCES__CEKURA__API_KEY"))
@@ -122,6 +128,7 @@ def _run(args: argparse.Namespace) -> int:
         build_models=not args.no_models,
         concurrency=args.concurrency,
         db_wait_seconds=args.db_wait,
+        **({"retry": RetryPolicy(answer_deadline_seconds=args.answer_deadline)} if args.answer_deadline else {}),
     )
     from cekura_sessions.extract.report import RunReport
     from cekura_sessions.run import night

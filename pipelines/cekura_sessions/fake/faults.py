@@ -36,12 +36,13 @@ def validate_fault(fault: str) -> str:
         return fault
     if fault.startswith("429:"):
         return fault
-    if fault.startswith("slow:"):
-        try:
-            if float(fault[5:]) >= 0:
-                return fault
-        except ValueError:
-            pass
+    for prefix in ("slow:", "trickle:"):  # slow: seconds before answering; trickle: seconds per body byte
+        if fault.startswith(prefix):
+            try:
+                if float(fault[len(prefix):]) >= 0:
+                    return fault
+            except ValueError:
+                pass
     raise ValueError(f"unknown fault {fault!r}")
 
 

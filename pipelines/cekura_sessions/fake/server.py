@@ -6,7 +6,8 @@ all), plus the shapes the contract says to expect from Cekura's other list endpo
 pagination). Faults are scripted per endpoint, pinned to a project, or drawn at random from a
 seeded generator, so a test can say exactly which request fails and how.
 
-Order of work per request: latency, network faults (``drop``, ``slow:<s>``), routing of unknown
+Order of work per request: latency, network faults (``drop``, ``slow:<s>``; ``trickle:<s>`` sends
+the headers, then the body a byte every <s> seconds), routing of unknown
 paths (404), auth (401), status and content faults, then the normal answer.
 """
 
@@ -289,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
         answer = self._answer(endpoint, split, params, project_id, fault)
         # logged before it is sent: a client that has its answer finds it in the log
         api._record(endpoint, project_id, page, answer.status, fault)
-        self._send(answer)
+        self._send(answer, float(fault[8:]) if fault and fault.startswith("trickle:") else None)
 
     def _not_allowed(self) -> None:
         self._discard_body()
@@ -376,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- writing -------------------------------------------------------------------------------
 
-    def _send(self, answer: Answer) -> None:
+    def _send(self, answer: Answer, seconds_per_byte: float | None = None) -> None:
         self.send_response(answer.status)
         self.send_header("Content-Type", answer.content_type)
         self.send_header("Content-Length", str(len(answer.body)))
@@ -385,8 +386,15 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command == "HEAD":
+            return
+        if seconds_per_byte is None:
             self.wfile.write(answer.body)
+            return
+        for index in range(len(answer.body)):  # the headers at once, then the body byte by byte
+            self.wfile.write(answer.body[index:index + 1])
+            self.wfile.flush()
+            time.sleep(seconds_per_byte)
 
     def _discard_body(self) -> None:
         length = _int_param(self.headers.get("Content-Length"))
