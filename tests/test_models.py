@@ -104,7 +104,7 @@ def test_model_files_staging_first_then_marts_after_their_references():
             *(f"analytics.{m}" for m in MARTS)} <= set(names), names
     setup_text = "".join(p.read_text() for p in (SQL_DIR / "staging").glob("_*.sql"))
     macros = set(re.findall(r"macro (staging\.\w+)", setup_text))  # run before every model
-    assert macros == {"staging.iso_timestamp"}, macros
+    assert macros == {"staging.iso_timestamp", "staging.zone_key"}, macros
     for i, path in enumerate(files):
         text = re.sub(r"--[^\n]*", "", path.read_text())
         for ref in set(re.findall(r"\b((?:analytics|staging)\.\w+)", text)) - {names[i]} - macros:
@@ -278,7 +278,7 @@ def test_build_keeps_staging_and_bookkeeping_out_of_analytics(varied):
     marts = {p.stem for p in (SQL_DIR / "marts").glob("*.sql")}
     views = {p.stem for p in (SQL_DIR / "staging").glob("stg_*.sql")}
     assert schema_objects(varied.con, "analytics") == {"tables": marts, "views": set(), "macros": set()}
-    assert schema_objects(varied.con, "staging") == {"tables": set(), "views": views, "macros": {"iso_timestamp"}}
+    assert schema_objects(varied.con, "staging") == {"tables": set(), "views": views, "macros": {"iso_timestamp", "zone_key"}}
     assert schema_objects(varied.con, "cekura_meta")["tables"] == {"_build"}
 
 

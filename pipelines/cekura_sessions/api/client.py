@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from cekura_sessions import settings
 from cekura_sessions.api import endpoints, pages
@@ -83,11 +83,11 @@ class CekuraClient:
         Raises AuthError (the run stops), ProjectError (this project fails) or, once retries
         are spent, a RetryableError such as MalformedBody or Unreachable."""
         digest = hashlib.blake2b(digest_size=16)
-        page, content = self._get(self.base_url + endpoints.SESSIONS_PATH, {"project_id": project_id},
-                                  pages.read_first_page)
+        first = f"{self.base_url}{endpoints.SESSIONS_PATH}?{urlencode({'project_id': project_id})}"
+        page, content = self._get(first, None, pages.read_first_page)
         digest.update(content)
         contents, sessions, count = [content], page.size, page.count
-        read = {urlsplit(self.base_url + endpoints.SESSIONS_PATH).path + f"?project_id={project_id}"}
+        read = {_path_and_query(first)}
         while page.next_url:
             url = on_api_root(self.base_url, page.next_url)
             _check_progress(url, read, sessions, count)
@@ -126,13 +126,17 @@ def _check_progress(url: str, read: set[str], sessions: int, count: Any) -> None
     """Stop a listing whose pages never end: a `next` link to a page already read (a loop), or
     more rows than the first page's `count`. Asking again would loop again, so the project
     fails (its stored rows are kept); `read` gathers the pages' path and query."""
-    parts = urlsplit(url)
-    where = parts.path + (f"?{parts.query}" if parts.query else "")
+    where = _path_and_query(url)
     if where in read:
         raise ProjectError(f"pagination loops: `next` leads back to {where}, already read")
     if isinstance(count, int) and sessions > count:
         raise ProjectError(f"pagination runs past `count`: {sessions} rows read, count said {count}")
     read.add(where)
+
+
+def _path_and_query(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def _label(url: str, params: dict[str, Any] | None) -> str:

@@ -76,6 +76,9 @@ class Table:
     description: str
     columns: tuple[Column, ...]
     internal: tuple[Column, ...] = ()  # written by the source, never stored with a value
+    # the run writes it itself (not dlt), so its DDL states the required columns as NOT NULL;
+    # dlt's tables keep the nullability dlt gives them when it loads into them
+    written_by_run: bool = False
 
     def arrow_schema(self) -> pa.Schema:
         return pa.schema(
@@ -157,6 +160,7 @@ STATUS_HISTORY = Table(
         Column("run_id", pa.string(), "the run that saw the change", required=True),
         Column("is_deleted", pa.bool_(), "true when the session vanished upstream", required=True),
     ),
+    written_by_run=True,
 )
 
 REJECTED_ROWS = Table(
@@ -196,7 +200,7 @@ def raw_tables_ddl(tables: tuple[Table, ...] = MODEL_INPUTS) -> str:
     statements = [f"create schema if not exists {RAW_SCHEMA};"]
     for table in tables:
         columns = ",\n".join(
-            f"    {c.name} {c.sql}{' not null' if c.required and table is STATUS_HISTORY else ''}"
+            f"    {c.name} {c.sql}{' not null' if c.required and table.written_by_run else ''}"
             for c in table.columns
         )
         statements.append(f"create table if not exists {RAW_SCHEMA}.{table.name} (\n{columns}\n);")

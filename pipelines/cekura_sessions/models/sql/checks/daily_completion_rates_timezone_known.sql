@@ -3,18 +3,18 @@
 
 with projects as (
     select * from staging.stg_projects
-    where regexp_replace(coalesce(timezone, ''), '^\s+|\s+$', '', 'g') <> ''
+    where staging.zone_key(coalesce(timezone, '')) <> ''
 ),
 
 known_zones as (
-    select distinct lower(name) as zone_key from pg_timezone_names()
+    select distinct staging.zone_key(name) as zone_key from pg_timezone_names()
 ),
 
 final as (
     select projects.*
     from projects
     left join known_zones
-        on lower(regexp_replace(projects.timezone, '^\s+|\s+$', '', 'g')) = known_zones.zone_key
+        on staging.zone_key(projects.timezone) = known_zones.zone_key
     where known_zones.zone_key is null
 )
 

@@ -18,14 +18,14 @@ projects as (
     select * from staging.stg_projects
 ),
 
--- timezone() raises on a name ICU does not know, so only known names get through; a name is
--- looked up in lower case, as `america/new_york` or `Asia/Kolkata ` mean the same zone
+-- timezone() raises on a name ICU does not know, so only known names get through, looked up
+-- by staging.zone_key (case aside, trimmed)
 known_zones as (
     select
-        lower(name) as zone_key,
+        staging.zone_key(name) as zone_key,
         min(name) as timezone,
     from pg_timezone_names()
-    group by lower(name)
+    group by staging.zone_key(name)
 ),
 
 project_zones as (
@@ -34,7 +34,7 @@ project_zones as (
         known_zones.timezone,
     from projects
     inner join known_zones
-        on lower(regexp_replace(projects.timezone, '^\s+|\s+$', '', 'g')) = known_zones.zone_key
+        on staging.zone_key(projects.timezone) = known_zones.zone_key
 ),
 
 local_days as (

@@ -8,3 +8,9 @@ create or replace macro staging.iso_timestamp(iso_text) as
             then try_cast(iso_text as timestamptz)
         else timezone('UTC', try_cast(iso_text as timestamp))
     end;
+
+-- zone_key: a time zone name as the database matches names: lower case, surrounding whitespace
+-- trimmed (`america/new_york` and "Asia/Kolkata " are zones the database knows).
+
+create or replace macro staging.zone_key(zone_name) as
+    lower(regexp_replace(zone_name, '^\s+|\s+$', '', 'g'));
