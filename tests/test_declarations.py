@@ -203,7 +203,8 @@ MALFORMED = [
         id="relationship-to-unknown-model",
     ),
     pytest.param(
-        ('grain = "one row per session that exists upstream"', 'grain = ""'),
+        ('grain = "one row per session that exists upstream, in a project that is not deleted and still listed"',
+         'grain = ""'),
         r"\[sessions\] grain must be a one-line text", id="empty-grain",
     ),
     pytest.param(

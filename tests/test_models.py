@@ -27,6 +27,8 @@ from support import raw_data
 from support.model_expectations import (
     CONTRACT_MARTS,
     ENUM,
+    counted,
+    counts_in_models,
     expected_daily_completion_rates,
     expected_project_completion_rates,
     expected_scenario_stats,
@@ -191,7 +193,7 @@ def test_raw_tables_ddl_creates_the_contracts_columns(tmp_path, table):
         pytest.param(
             "stg_projects",
             ["project_id", "project_name", "organization_id", "organization_name", "timezone",
-             "is_deleted", "created_at", "updated_at"],
+             "is_deleted", "is_listed", "created_at", "updated_at"],
             id="stg_projects",
         ),
         pytest.param(
@@ -328,7 +330,7 @@ def test_build_drops_what_the_old_layout_left_in_analytics(tmp_path):
 
     marts = {p.stem for p in (SQL_DIR / "marts").glob("*.sql")}
     assert schema_objects(con, "analytics") == {"tables": marts | {"my_notes"}, "views": set(), "macros": set()}
-    assert counts["sessions"] == len(VARIED.sessions), "the old analytics.sessions is replaced"
+    assert counts["sessions"] == len(counted(VARIED).sessions), "the old analytics.sessions is replaced"
     assert con.execute("select count(*) from staging.stg_projects").fetchone() == (len(VARIED.projects),)
 
 
@@ -360,6 +362,7 @@ def test_stg_projects_match_python(varied):
             "organization_name": p["organization_name"],
             "timezone": p["timezone"],
             "is_deleted": p["is_deleted"],
+            "is_listed": p["is_listed"],
             "created_at": parse_timestamp(p["created_at"]),
             "updated_at": parse_timestamp(p["updated_at"]),
         }
@@ -452,7 +455,7 @@ UTC = timezone.utc
         pytest.param(1005, "scenario_count", 0, id="null-list"),
         pytest.param(1017, "scenario_count", 2, id="null-element-counts"),
         pytest.param(1009, "project_id", 101, id="null-delivered-project-uses-listing"),
-        pytest.param(1032, "project_name", "Retired bot", id="deleted-projects-name"),
+        pytest.param(1038, "project_name", "Old listing", id="listed-before-is-listed-counts"),
     ],
 )
 def test_sessions_edge_case(varied, session_id, column, want):
@@ -460,6 +463,24 @@ def test_sessions_edge_case(varied, session_id, column, want):
         f"select {column} from analytics.sessions where session_id = ?", [session_id]
     ).fetchone()
     assert got == want, f"session {session_id} {column}"
+
+
+@pytest.mark.parametrize(
+    "project_id",
+    [pytest.param(108, id="deleted"), pytest.param(110, id="no-longer-listed")],
+)
+def test_gone_project_leaves_every_model(varied, project_id):
+    assert any(s["project_id"] == project_id for s in VARIED.sessions), "the case needs sessions"
+    models = [name for (name,) in varied.con.execute(
+        "select table_name from information_schema.tables where table_schema = 'analytics'"
+    ).fetchall()]
+    assert len(models) == 7, models
+    left = {m: varied.con.execute(f"select count(*) from analytics.{m} where project_id = ?", [project_id]).fetchone()[0]
+            for m in models}
+    assert left == dict.fromkeys(models, 0), f"project {project_id} still counts in {left}"
+    (raw,) = varied.con.execute("select count(*) from cekura_raw.scenario_improvement_sessions where project_id = ?",
+                                [project_id]).fetchone()
+    assert raw == sum(1 for s in VARIED.sessions if s["project_id"] == project_id), "raw keeps its rows"
 
 
 def test_repeated_scenario_id_gives_two_rows_but_one_session(varied):
@@ -505,7 +526,6 @@ MAR_1, MAR_2 = date(2024, 3, 1), date(2024, 3, 2)
         pytest.param(102, "Asia/Kolkata", AT_2350, MAR_2, id="asia-kolkata"),
         pytest.param(103, "Australia/Sydney", AT_2350, MAR_2, id="australia-sydney"),
         pytest.param(104, "Pacific/Kiritimati", AT_2350, MAR_2, id="pacific-kiritimati"),
-        pytest.param(108, "Europe/Berlin", AT_2350, MAR_2, id="deleted-project-berlin"),
         pytest.param(105, "Mars/Olympus_Mons", AT_2350, MAR_1, id="unknown-zone-2350"),
         pytest.param(105, "Mars/Olympus_Mons", AT_0010, MAR_2, id="unknown-zone-0010"),
         pytest.param(106, None, AT_2350, MAR_1, id="null-zone-2350"),
@@ -562,7 +582,7 @@ def test_projects_without_sessions_have_zero_counts_and_null_rates(tmp_path):
             "terminal_completion_rate": None,
         }
         for p in data.projects
-        if p["is_deleted"] is not True
+        if counts_in_models(p)
     }
     assert got == want
     assert table_counts(con, ("sessions", "daily_completion_rates", "session_durations")) == {
@@ -576,7 +596,7 @@ def test_all_scenario_lists_empty_and_nested_table_never_created(tmp_path):
     con.execute("drop table cekura_raw.scenario_improvement_sessions__scenario_ids")
     counts = build_models(con)
     assert (counts["session_scenarios"], counts["scenario_stats"]) == (0, 0), counts
-    assert counts["sessions"] == len(VARIED.sessions), counts
+    assert counts["sessions"] == len(counted(VARIED).sessions), counts
     got = con.execute("select distinct scenario_count from analytics.sessions").fetchall()
     assert got == [(0,)]
 
@@ -651,8 +671,8 @@ def test_build_error_names_a_missing_model_table(tmp_path):
 def test_clean_data_builds_too(tmp_path):
     con = fresh_db(tmp_path / "cekura.duckdb", CLEAN)
     counts = build_models(con)
-    assert counts["sessions"] == len(CLEAN.sessions)
-    assert counts["project_completion_rates"] == sum(1 for p in CLEAN.projects if not p["is_deleted"])
+    assert counts["sessions"] == len(counted(CLEAN).sessions)
+    assert counts["project_completion_rates"] == sum(1 for p in CLEAN.projects if counts_in_models(p))
 
 
 @pytest.mark.parametrize("zone", ["asia/kolkata", "Asia/Kolkata ", " ASIA/KOLKATA\t", "Asia/Kolkata"])

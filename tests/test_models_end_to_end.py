@@ -3,6 +3,7 @@ expectations computed from the generated data (never from the SQL under test).""
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 
 import duckdb
@@ -102,3 +103,44 @@ def test_models_follow_the_second_night(run_night, api, dataset, db_path):
         _same(_rows(con, "sessions", "session_id"), expected_sessions(raw_from_dataset(tomorrow)), "sessions")
         _same(_rows(con, "project_completion_rates", "project_id"),
               expected_project_completion_rates(raw_from_dataset(tomorrow)), "project_completion_rates")
+
+
+def test_deleted_unlisted_and_moved_leave_the_models_but_raw_keeps_its_rows(run_night, api, dataset, db_path):
+    run_night()
+    tomorrow = copy.deepcopy(dataset)
+    live = [p["id"] for p in tomorrow.projects if not p.get("is_deleted") and tomorrow.sessions.get(p["id"])]
+    deleted, unlisted, moved_from, moved_to = live[:4]
+    tomorrow.project(deleted)["is_deleted"] = True
+    tomorrow.projects = [p for p in tomorrow.projects if p["id"] != unlisted]
+    moved = tomorrow.sessions[moved_from].pop(0)
+    moved.update(project=moved_to, scenario_ids=[424242], updated_at="2026-12-01T00:00:00Z")
+    tomorrow.sessions[moved_to].append(moved)
+    api.dataset = tomorrow
+
+    assert run_night().exit_code == 0
+
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        # the models: only the listed, undeleted projects of tomorrow, computed from its data alone
+        want = raw_from_dataset(tomorrow)
+        for model, key, compute in ((p.values[0], p.values[1], p.values[2]) for p in MODELS):
+            _same(_rows(con, model, *key), compute(want), model)
+        (changes,) = con.execute("select count(*) from analytics.session_status_changes "
+                                 "where project_id in (?, ?)", [deleted, unlisted]).fetchone()
+        assert changes == 0, "status periods of gone projects left"
+        assert con.execute("select project_id, scenario_id from analytics.session_scenarios where session_id = ?",
+                           [moved["id"]]).fetchall() == [(moved_to, 424242)]
+        # raw keeps the gone projects' sessions as history, and marks the unlisted one
+        for project_id in (deleted, unlisted):
+            assert expected.loaded_sessions(con, f"project_id = {project_id}") == expected.sessions(
+                dataset, [project_id]), f"project {project_id}'s raw rows"
+        listed = dict(con.execute("select id, is_listed from cekura_raw.projects").fetchall())
+        assert listed == {p["id"]: p["id"] != unlisted for p in dataset.projects}
+
+    relisted = copy.deepcopy(tomorrow)
+    relisted.projects.append(dataset.project(unlisted))  # listed again: it counts again
+    api.dataset = relisted
+    assert run_night().exit_code == 0
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        (count,) = con.execute("select sessions_total from analytics.project_completion_rates where project_id = ?",
+                               [unlisted]).fetchone()
+        assert count == len(dataset.sessions[unlisted])

@@ -54,7 +54,7 @@ def test_run_keeps_only_allowed_project_columns(run_night, db_path):
             "select column_name from information_schema.columns "
             "where table_schema = 'cekura_raw' and table_name = 'projects' order by ordinal_position"
         ).fetchall()]
-    assert columns == expected.PROJECT_COLUMNS
+    assert columns == expected.STORED_PROJECT_COLUMNS
     raw_bytes = db_path.read_bytes()
     assert b"@example.com" not in raw_bytes, "a member email reached the database file"
     assert b"webhook" not in raw_bytes.lower()

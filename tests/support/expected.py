@@ -8,6 +8,8 @@ import duckdb
 from cekura_sessions.fake.data import FakeDataset
 
 PROJECT_COLUMNS = ["id", "name", "organization_id", "organization_name", "timezone", "is_deleted", "created_at", "updated_at"]
+# the allow-list as stored: plus our own `is_listed` (false once the projects list drops it)
+STORED_PROJECT_COLUMNS = [*PROJECT_COLUMNS[:6], "is_listed", *PROJECT_COLUMNS[6:]]
 
 
 def listed_project_ids(dataset: FakeDataset) -> list[int]:

@@ -59,7 +59,23 @@ def duration(row: dict[str, Any]) -> float | None:
     return (updated - created).total_seconds()
 
 
+def counts_in_models(project: dict[str, Any]) -> bool:
+    """A project deleted upstream or no longer listed leaves every analytics model (NULL: kept)."""
+    return project.get("is_deleted") is not True and project.get("is_listed") is not False
+
+
+def counted(data: RawData) -> RawData:
+    """The raw rows the models count: no session of a deleted or unlisted project (a project
+    never in `projects` counts), and only scenario rows under their session's current project."""
+    gone = {p["id"] for p in data.projects if not counts_in_models(p)}
+    sessions = [s for s in data.sessions if s["project_id"] not in gone]
+    current = {s["id"]: s["project_id"] for s in sessions}
+    scenario_ids = [r for r in data.scenario_ids if current.get(r["session_id"], object()) == r["project_id"]]
+    return RawData(data.projects, sessions, scenario_ids)
+
+
 def expected_sessions(data: RawData) -> dict[int, dict[str, Any]]:
+    data = counted(data)
     names = {p["id"]: p["name"] for p in data.projects}
     list_lengths = Counter(r["session_id"] for r in data.scenario_ids)
     return {
@@ -81,6 +97,7 @@ def expected_sessions(data: RawData) -> dict[int, dict[str, Any]]:
 
 
 def expected_session_scenarios(data: RawData) -> dict[tuple[int, int], dict[str, Any]]:
+    data = counted(data)
     return {
         (r["session_id"], r["position"]): {
             "session_id": r["session_id"],
@@ -93,9 +110,10 @@ def expected_session_scenarios(data: RawData) -> dict[tuple[int, int], dict[str,
 
 
 def expected_project_completion_rates(data: RawData) -> dict[int, dict[str, Any]]:
+    data = counted(data)
     out = {}
     for p in data.projects:
-        if p["is_deleted"] is True:
+        if not counts_in_models(p):
             continue
         statuses = [s["status"] for s in data.sessions if s["project_id"] == p["id"]]
         n = Counter(statuses)
@@ -118,6 +136,7 @@ def expected_project_completion_rates(data: RawData) -> dict[int, dict[str, Any]
 
 
 def expected_daily_completion_rates(data: RawData) -> dict[tuple[int, date], dict[str, Any]]:
+    data = counted(data)
     zones = {p["id"]: p["timezone"] for p in data.projects}
     statuses: dict[tuple[int, date], list[str | None]] = defaultdict(list)
     for s in data.sessions:
@@ -138,6 +157,7 @@ def expected_daily_completion_rates(data: RawData) -> dict[tuple[int, date], dic
 
 
 def expected_session_durations(data: RawData) -> dict[tuple[int, str], dict[str, Any]]:
+    data = counted(data)
     groups: dict[tuple[int, str], list[float | None]] = defaultdict(list)
     for s in data.sessions:
         if s["status"] in TERMINAL:
@@ -158,6 +178,7 @@ def expected_session_durations(data: RawData) -> dict[tuple[int, str], dict[str,
 
 
 def expected_scenario_stats(data: RawData) -> dict[tuple[int, int], dict[str, Any]]:
+    data = counted(data)
     sessions = {s["id"]: s for s in data.sessions}
     members: dict[tuple[int, int], set[int]] = defaultdict(set)
     for r in data.scenario_ids:

@@ -95,6 +95,7 @@ def project(
     name: str,
     timezone: str | None,
     is_deleted: bool | None = False,
+    is_listed: bool | None = True,
     organization_id: int = 1,
     created_at: str | None = "2023-06-01T09:00:00Z",
     updated_at: str | None = "2024-01-15T16:00:00.000001+05:30",
@@ -106,6 +107,7 @@ def project(
         "organization_name": f"Org {organization_id}",
         "timezone": timezone,
         "is_deleted": is_deleted,
+        "is_listed": is_listed,
         "created_at": created_at,
         "updated_at": updated_at,
     }
@@ -158,6 +160,8 @@ PROJECTS = [
     project(107, "Empty project", ""),  # no sessions; empty zone
     project(108, "Retired bot", "Europe/Berlin", is_deleted=True),  # deleted, has sessions
     project(109, "Blank zone", ""),  # empty zone -> UTC
+    project(110, "Unlisted bot", "UTC", is_listed=False),  # no longer listed, has sessions
+    project(111, "Old listing", "UTC", is_listed=None),  # loaded before is_listed: counts as listed
 ]
 
 SESSIONS = [
@@ -204,6 +208,9 @@ SESSIONS = [
     # a deleted project's sessions
     session(1032, 108, "completed", "2024-03-01T23:50:00Z", "2024-03-02T00:30:00Z", "3"),
     session(1033, 108, "failed", "2024-03-02T08:00:00Z", "2024-03-02T08:30:00Z", "3"),
+    # a project no longer listed, and one loaded before listing was recorded
+    session(1037, 110, "completed", "2024-03-02T08:00:00Z", "2024-03-02T08:30:00Z", "3"),
+    session(1038, 111, "completed", "2024-03-02T09:00:00Z", "2024-03-02T09:30:00Z", "3"),
 ]
 
 SCENARIO_LISTS: dict[int, list[int | None] | None] = {
@@ -232,9 +239,14 @@ SCENARIO_LISTS: dict[int, list[int | None] | None] = {
     1030: [61],
     1032: [81],
     1033: [81, 82],
+    1037: [81],
+    1038: [81],
 }
 
-VARIED = RawData(PROJECTS, SESSIONS, explode(SESSIONS, SCENARIO_LISTS))
+# a row left under the project session 1013 was listed under before it moved to 102: the models
+# count a session's scenarios under its current project only
+MOVED_SESSION_LEFTOVER = {"session_id": 1013, "project_id": 101, "position": 5, "value": 99}
+VARIED = RawData(PROJECTS, SESSIONS, [*explode(SESSIONS, SCENARIO_LISTS), MOVED_SESSION_LEFTOVER])
 
 # The same shape without anything a check warns about: enum statuses only, parsable timestamps,
 # no clock skew, no NULL list elements. Every check passes on it.

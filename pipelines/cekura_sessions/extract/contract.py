@@ -94,8 +94,8 @@ _TEXT_AS_DELIVERED = "as delivered (ISO-8601 text; staging parses it)"
 
 PROJECTS = Table(
     PROJECTS_TABLE,
-    "every project /user/v1/projects/ lists, deleted ones included; an allow-list of columns: "
-    "never members, emails, webhook URLs or anything key-like",
+    "every project /user/v1/projects/ lists or once listed, deleted ones included; an allow-list of "
+    "columns: never members, emails, webhook URLs or anything key-like",
     (
         Column("id", pa.int64(), "the project's id", required=True),
         Column("name", pa.string(), "the project's name"),
@@ -103,6 +103,8 @@ PROJECTS = Table(
         Column("organization_name", pa.string(), "the name of the project's organization"),
         Column("timezone", pa.string(), "IANA time zone name as delivered (may be NULL or unknown)"),
         Column("is_deleted", pa.bool_(), "true once the project is deleted in Cekura"),
+        Column("is_listed", pa.bool_(), "false once /user/v1/projects/ no longer returns the project "
+               "(its rows stay here as history; it leaves every analytics model)"),
         Column("created_at", pa.string(), f"when the project was created, {_TEXT_AS_DELIVERED}"),
         Column("updated_at", pa.string(), f"when the project last changed, {_TEXT_AS_DELIVERED}"),
     ),

@@ -1,5 +1,5 @@
 """The projects list as loaded: the contract's allow-list of columns only; members, emails,
-webhooks and keys stay behind."""
+webhooks and keys stay behind. A project the list no longer returns stays, marked unlisted."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def projects_table(projects: list[dict[str, Any]]) -> pa.Table:
         columns["organization_name"].append(_text(organization.get("name")))
         columns["timezone"].append(_text(project.get("timezone")))
         columns["is_deleted"].append(bool(project.get("is_deleted")))
+        columns["is_listed"].append(True)
         columns["created_at"].append(_text(project.get("created_at")))
         columns["updated_at"].append(_text(project.get("updated_at")))
     return pa.Table.from_pydict(columns, schema=PROJECTS_SCHEMA)
@@ -34,3 +35,18 @@ def _text(value: Any) -> str | None:
 
 def _int_or_none(value: Any) -> int | None:
     return value if contract.is_integer(value) else None
+
+
+def with_unlisted(listed: pa.Table, stored: dict[int, tuple[Any, ...]]) -> pa.Table:
+    """`listed` plus each stored project it no longer holds, as stored but with is_listed false.
+
+    `stored`: {id: row in PROJECTS_SCHEMA's order} (extract/state.py NightState.projects). The
+    merge on id then updates the unlisted projects instead of leaving them looking current: raw
+    keeps them as history, and the models leave them out (CONTRACT.md, projects deleted upstream)."""
+    listed_ids = set(listed.column("id").to_pylist())
+    gone = [row for project_id, row in stored.items() if project_id not in listed_ids]
+    if not gone:
+        return listed
+    at = PROJECTS_SCHEMA.get_field_index("is_listed")
+    rows = [dict(zip(PROJECTS_SCHEMA.names, (*row[:at], False, *row[at + 1:]))) for row in gone]
+    return pa.concat_tables([listed, pa.Table.from_pylist(rows, schema=PROJECTS_SCHEMA)])

@@ -26,7 +26,7 @@ from cekura_sessions.extract import contract, convert
 from cekura_sessions.extract.batch import ListingBatch
 from cekura_sessions.extract.fetch import FetchedListing, fetch_listing
 from cekura_sessions.extract.hints import SESSIONS_RESOURCE_DISPOSITION, with_hints
-from cekura_sessions.extract.projects import projects_table
+from cekura_sessions.extract.projects import projects_table, with_unlisted
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.seen import SeenSessions
 from cekura_sessions.extract.state import NightState
@@ -74,8 +74,9 @@ def scenario_improvement_sessions(
     """The projects (when they changed), each listed project's sessions with the scenario-id
     child table, the listings' digests and any rejected rows, as Arrow tables flushed every
     batch.FLUSH_ROWS sessions."""
-    if not _as_stored(listed_projects, night.projects):
-        yield with_hints(contract.PROJECTS_TABLE, listed_projects)
+    known_projects = with_unlisted(listed_projects, night.projects)
+    if not _as_stored(known_projects, night.projects):
+        yield with_hints(contract.PROJECTS_TABLE, known_projects)
     wanted = list(dict.fromkeys(project_ids or _active_project_ids(listed_projects)))  # each listed once
     report.projects_wanted = len(wanted)
     batch = ListingBatch(report, SeenSessions(), night.stored_sessions)
@@ -98,10 +99,10 @@ def scenario_improvement_sessions(
                  ", ".join(sorted(report.new_fields)))
 
 
-def _as_stored(listed_projects: pa.Table, stored_projects: dict[int, tuple[Any, ...]]) -> bool:
-    """Every listed project is stored exactly so: merging them would change nothing."""
+def _as_stored(known_projects: pa.Table, stored_projects: dict[int, tuple[Any, ...]]) -> bool:
+    """Every project is stored exactly so: merging them would change nothing."""
     return bool(stored_projects) and all(
-        stored_projects.get(row[0]) == row for row in zip(*listed_projects.to_pydict().values())
+        stored_projects.get(row[0]) == row for row in zip(*known_projects.to_pydict().values())
     )
 
 

@@ -5,7 +5,7 @@
 -- empty one, one DuckDB (ICU) does not know (check daily_completion_rates_timezone_known lists
 -- those), or is not in projects. Sessions whose
 -- created_at is missing or unparsable have no day and are left out (check
--- sessions_created_at_not_null lists them). Deleted projects' sessions are included.
+-- sessions_created_at_not_null lists them). Deleted and unlisted projects are left out (sessions).
 
 create or replace table analytics.daily_completion_rates as
 

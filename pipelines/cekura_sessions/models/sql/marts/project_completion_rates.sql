@@ -1,7 +1,7 @@
 -- project_completion_rates: session counts by status and completion rates per project.
--- Grain: one row per project that is not deleted (is_deleted NULL counts as not deleted),
--- including projects with no sessions (counts 0, rates NULL). Key: project_id.
--- Sessions of deleted projects are left out. A status outside the enum (or NULL) is counted
+-- Grain: one row per project that is not deleted (is_deleted NULL counts as not deleted) and
+-- still listed by /user/v1/projects/ (is_listed NULL counts as listed), including projects with
+-- no sessions (counts 0, rates NULL). Key: project_id. A status outside the enum (or NULL) is counted
 -- in sessions_total and sessions_other, so the six counts add up to sessions_total.
 
 create or replace table analytics.project_completion_rates as
@@ -9,6 +9,7 @@ create or replace table analytics.project_completion_rates as
 with projects as (
     select * from staging.stg_projects
     where is_deleted is distinct from true
+        and is_listed is distinct from false
 ),
 
 sessions as (

@@ -2,7 +2,8 @@
 -- Grain: one row per (project, terminal status) that has sessions. Key: (project_id, status).
 -- sessions counts every session; the duration aggregates leave out NULL duration_seconds
 -- (missing timestamps, clock skew), so they are NULL where no session has a duration.
--- Percentiles are continuous (quantile_cont, linear interpolation). Deleted projects included.
+-- Percentiles are continuous (quantile_cont, linear interpolation). Deleted and unlisted projects
+-- are left out (sessions).
 
 create or replace table analytics.session_durations as
 

@@ -5,6 +5,7 @@
 -- the status still holds. Observations that only moved updated_at fold into their period.
 -- Unlike updated_at, which keeps only the latest change, this answers "how long did it sit in
 -- pending", "was it failed before it completed", and "when did it vanish upstream".
+-- Periods under a project deleted upstream or no longer listed are left out.
 
 create or replace table analytics.session_status_changes as
 
@@ -43,15 +44,25 @@ periods as (
     from period_starts
 ),
 
+-- a project deleted upstream or no longer listed leaves every analytics model
+gone_projects as (
+    select project_id
+    from staging.stg_projects
+    where is_deleted or is_listed = false
+),
+
 final as (
     select
-        session_id,
-        project_id,
-        status,
-        observed_from,
-        observed_to,
+        periods.session_id,
+        periods.project_id,
+        periods.status,
+        periods.observed_from,
+        periods.observed_to,
     from periods
-    where not is_deleted
+    left join gone_projects
+        on periods.project_id = gone_projects.project_id
+    where not periods.is_deleted
+        and gone_projects.project_id is null
 )
 
 select * from final

@@ -1,6 +1,9 @@
 -- sessions: every scenario-improvement session that exists upstream, with its project's name,
 -- its scenario count and its duration.
 -- Grain: one row per session. Key: session_id.
+-- A project deleted upstream (is_deleted) or no longer listed (is_listed false) takes its
+-- sessions out of this model, and so out of every model built on it; raw keeps them. A session
+-- listed under a project that /user/v1/projects/ never returned (asked for by id) stays.
 -- duration_seconds is NULL where either timestamp is NULL or updated_at < created_at (clock skew;
 -- the check sessions_updated_at_not_before_created_at lists those sessions).
 
@@ -14,12 +17,14 @@ projects as (
     select * from staging.stg_projects
 ),
 
+-- counted under the project the session is listed under now (a moved session's old rows aside)
 scenario_counts as (
     select
         session_id,
+        project_id,
         count(*) as scenario_count,
     from staging.stg_session_scenario_ids
-    group by session_id
+    group by session_id, project_id
 ),
 
 final as (
@@ -43,6 +48,9 @@ final as (
         on sessions.project_id = projects.project_id
     left join scenario_counts
         on sessions.session_id = scenario_counts.session_id
+        and sessions.project_id = scenario_counts.project_id
+    where projects.is_deleted is distinct from true
+        and projects.is_listed is distinct from false
 )
 
 select * from final

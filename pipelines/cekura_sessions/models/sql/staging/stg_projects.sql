@@ -1,4 +1,6 @@
--- stg_projects: Cekura projects as loaded, renamed and cast; deleted projects included.
+-- stg_projects: Cekura projects as loaded, renamed and cast; deleted and unlisted projects
+-- included. is_listed is false once /user/v1/projects/ no longer returns the project (NULL:
+-- loaded before that was recorded, counts as listed).
 -- Grain: one row per project listed by /user/v1/projects/. Key: project_id.
 -- Timestamps arrive as ISO-8601 text with any offset (or none: read as UTC); unparsable -> NULL.
 
@@ -12,6 +14,7 @@ with source as (
         organization_name,
         timezone,
         is_deleted,
+        is_listed,
         upper(trim(created_at)) as created_at_text,
         upper(trim(updated_at)) as updated_at_text,
     from cekura_raw.projects
@@ -25,6 +28,7 @@ final as (
         organization_name,
         timezone,
         is_deleted,
+        is_listed,
         staging.iso_timestamp(created_at_text) as created_at,
         staging.iso_timestamp(updated_at_text) as updated_at,
     from source
