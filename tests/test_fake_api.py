@@ -722,3 +722,76 @@ def test_serve_prints_url_serves_and_stops_cleanly_on_ctrl_c():
         proc.kill() if proc.poll() is None else None
     assert proc.returncode == 0, err
     assert "Traceback" not in err and out == ""
+
+
+# --- DRF's limit/offset paging, and listings that move between pages -----------------------
+
+
+def _read_all_pages(http: requests.Session, url: str) -> tuple[list[int], list[int]]:
+    """Follow `next` to the end: (ids in order read, `count` of each page)."""
+    ids, counts = [], []
+    while url:
+        body = http.get(url, timeout=TIMEOUT).json()
+        ids += [row["id"] for row in body["results"]]
+        counts.append(body["count"])
+        url = body["next"]
+    return ids, counts
+
+
+def test_limit_offset_pages_follow_drf(make_server, http, data):
+    server = make_server(page_size=7, pagination="limit_offset")
+    pid = max(live_project_ids(data), key=lambda p: len(data.sessions[p]))
+    want = [s["id"] for s in data.sessions[pid]]
+
+    first = http.get(sessions_url(server, pid), timeout=TIMEOUT).json()
+    past_end = http.get(sessions_url(server, pid, limit=7, offset=len(want) + 3), timeout=TIMEOUT)
+
+    assert first["next"].endswith(f"limit=7&offset=7&project_id={pid}"), first["next"]
+    assert first["previous"] is None
+    assert _read_all_pages(http, sessions_url(server, pid))[0] == want
+    assert past_end.status_code == 200 and past_end.json()["results"] == [], "DRF: an empty page, not a 404"
+
+
+@pytest.mark.parametrize(
+    "move, reads",
+    [
+        # what each move does to a page-by-page read of [r0, r1, ...] with pages of 7 (r7 starts page 2)
+        pytest.param("insert-first", lambda ids: ids[:7] + [ids[6]] + ids[7:], id="insert-first-repeats-a-row"),
+        pytest.param("delete-first", lambda ids: ids[:7] + ids[8:], id="delete-first-skips-a-row"),
+        pytest.param("swap", lambda ids: ids[:7] + ids[8:] + ["new"], id="swap-skips-a-row-count-unchanged"),
+    ],
+)
+def test_a_move_changes_the_listing_between_its_first_and_second_page(make_server, http, data, move, reads):
+    pid = max(live_project_ids(data), key=lambda p: len(data.sessions[p]))
+    ids = [s["id"] for s in data.sessions[pid]]
+    assert len(ids) > 14, "the default data needs a project of three pages"
+    server = make_server(page_size=7, faults=Faults(moves={pid: [move]}))
+
+    got, counts = _read_all_pages(http, sessions_url(server, pid))
+
+    new_id = data.next_session_id
+    assert got == [new_id if i == "new" else i for i in reads(ids)]
+    assert counts[0] == len(ids) and set(counts[1:]) == {len(server.dataset.sessions[pid])}
+    again, _ = _read_all_pages(http, sessions_url(server, pid))  # the move was used up: a clean read
+    assert again == [s["id"] for s in server.dataset.sessions[pid]]
+
+
+def test_a_shrink_makes_the_last_next_link_answer_invalid_page(make_server, http, data):
+    pid = max(live_project_ids(data), key=lambda p: len(data.sessions[p]))
+    pages = -(-len(data.sessions[pid]) // 7)
+    server = make_server(page_size=7, faults=Faults(moves={pid: ["shrink"]}))
+    last = sessions_url(server, pid, page=pages)
+
+    http.get(sessions_url(server, pid), timeout=TIMEOUT)  # page 1 goes out, then the listing shrinks
+    r = http.get(last, timeout=TIMEOUT)
+
+    assert (r.status_code, r.json()) == (404, {"detail": "Invalid page."})
+
+
+def test_fake_api_command_takes_moves_and_pagination():
+    parser = argparse.ArgumentParser()
+    fake_api.add_arguments(parser)
+    args = parser.parse_args(["--pagination", "limit_offset", "--move-listing", "3:swap", "--move-listing", "3:shrink"])
+    assert (args.pagination, fake_api._moves(args.move_listing)) == ("limit_offset", {3: ["swap", "shrink"]})
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--move-listing", "3:teleport"])

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from support import expected
-from support.settings import API_KEY
+from support.settings import API_KEY, TEST_RETRY
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
 
@@ -98,3 +98,73 @@ def test_a_next_link_that_loops_fails_its_project_and_the_night_ends(run_night, 
     assert asked == dict.fromkeys(looping, 1), "a looping listing is asked for its first page once"
     with duckdb.connect(str(db_path), read_only=True) as con:
         assert expected.loaded_sessions(con) == expected.sessions(dataset, single)
+
+
+# --- listings that change while they are paged ---------------------------------------------
+
+
+def _raw(db_path) -> tuple[set, list]:
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        return expected.loaded_sessions(con), expected.loaded_scenario_ids(con)
+
+
+def _want(dataset) -> tuple[set, list]:
+    listed = expected.listed_project_ids(dataset)
+    return expected.sessions(dataset, listed), expected.scenario_ids(dataset, listed)
+
+
+@pytest.mark.parametrize("pagination", ["page_number", "limit_offset"])
+@pytest.mark.parametrize("move", ["insert-first", "delete-first", "swap", "shrink"])
+def test_a_listing_that_moves_between_pages_ends_exact(run_night, dataset, db_path, pagination, move):
+    """Night 1 loads; on night 2 the busiest project's listing changes right after its first
+    page went out. The night ends exact: no stored session that still exists is deleted, none
+    is loaded twice, and nothing is set aside."""
+    busiest = max(expected.listed_project_ids(dataset), key=lambda p: len(dataset.sessions[p]))
+    assert _pages(dataset, busiest) > 2, "the test data needs a listing of three pages or more"
+    with FakeCekuraApi(dataset, api_key=API_KEY, page_size=PAGE_SIZE, pagination=pagination) as api:
+        assert run_night(base_url=api.url).exit_code == 0
+        before = {s["id"] for s in dataset.sessions[busiest]}
+        api.faults = Faults(moves={busiest: [move]})
+
+        outcome = run_night(base_url=api.url)
+
+        after = api.dataset  # the move really happened: the served data changed for good
+    assert {s["id"] for s in after.sessions[busiest]} != before, "the move changed nothing"
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report.rows_rejected == 0, "a row seen twice in a torn read was set aside"
+    assert _raw(db_path) == _want(after)
+
+
+def test_a_first_night_read_twice_by_a_shift_loads_each_session_once(run_night, dataset, db_path):
+    busiest = max(expected.listed_project_ids(dataset), key=lambda p: len(dataset.sessions[p]))
+    with FakeCekuraApi(dataset, api_key=API_KEY, page_size=PAGE_SIZE,
+                       faults=Faults(moves={busiest: ["insert-first"]})) as api:
+        outcome = run_night(base_url=api.url)
+        after = api.dataset
+    assert outcome.exit_code == 0, outcome.message
+    assert outcome.report.rows_rejected == 0
+    assert _raw(db_path) == _want(after)
+
+
+def test_a_listing_that_never_holds_still_fails_its_project_and_keeps_its_rows(run_night, dataset, db_path):
+    listed = expected.listed_project_ids(dataset)
+    busiest = max(listed, key=lambda p: len(dataset.sessions[p]))
+    with FakeCekuraApi(dataset, api_key=API_KEY, page_size=PAGE_SIZE) as api:
+        assert run_night(base_url=api.url).exit_code == 0
+        kept = _raw(db_path)
+        api.faults = Faults(moves={busiest: ["swap"] * 100})  # a new session and a deletion on every read
+
+        outcome = run_night(base_url=api.url)
+
+        reads = sum(1 for r in api.requests_log if r.project_id == busiest and r.page == 1)
+        after = api.dataset
+    assert outcome.exit_code == 1, outcome.message
+    assert set(outcome.report.projects_failed) == {busiest}
+    assert "changed" in outcome.report.projects_failed[busiest], outcome.report.projects_failed
+    # bounded: at most listing_reads reads by the source, each at most listing_reads by the client
+    assert reads <= TEST_RETRY.listing_reads ** 2, reads
+    sessions, scenarios = _raw(db_path)
+    others = [p for p in listed if p != busiest]
+    assert {s for s in sessions if s[7] == busiest} == {s for s in kept[0] if s[7] == busiest}, "its rows changed"
+    assert {s for s in sessions if s[7] != busiest} == expected.sessions(after, others)
+    assert [r for r in scenarios if r[1] == busiest] == [r for r in kept[1] if r[1] == busiest]

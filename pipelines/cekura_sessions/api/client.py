@@ -17,7 +17,14 @@ from urllib.parse import urlencode, urlsplit
 
 from cekura_sessions import settings
 from cekura_sessions.api import endpoints, pages
-from cekura_sessions.api.errors import ConfigError, MalformedBody, ProjectError, Unreachable
+from cekura_sessions.api.errors import (
+    ConfigError,
+    ListingMoved,
+    MalformedBody,
+    NotFound,
+    ProjectError,
+    Unreachable,
+)
 from cekura_sessions.api.responses import classify_response
 from cekura_sessions.api.retry import BackoffGate, RequestStats, RetryPolicy, retrying
 from cekura_sessions.api.transport import ConnectionFailed, Transport, UndecodableBody
@@ -34,11 +41,13 @@ class SessionListing:
 
     `contents`: each answer's bytes, in page order (pages.page_rows reads one's rows);
     `digest`: blake2b-128 hex of those bytes in order, so equal bytes mean an unchanged listing;
-    `sessions`: how many rows the answers hold."""
+    `sessions`: how many rows the answers hold; `pages`: how many answers (1: one consistent
+    snapshot; more: read over several requests, while the listing could change)."""
 
     contents: tuple[bytes, ...] = field(repr=False)
     digest: str
     sessions: int
+    pages: int = 1
 
 
 class CekuraClient:
@@ -80,8 +89,24 @@ class CekuraClient:
     def list_sessions(self, project_id: int) -> SessionListing:
         """Every session of one project, whichever list shape the API answers with.
 
-        Raises AuthError (the run stops), ProjectError (this project fails) or, once retries
-        are spent, a RetryableError such as MalformedBody or Unreachable."""
+        A paged listing that changes while it is read (DRF pages a live query: a session
+        created or deleted between two pages shifts the rest) is read again from the start, up
+        to RetryPolicy.listing_reads times in all.
+
+        Raises AuthError (the run stops), ProjectError (this project fails: also when the
+        listing never held still) or, once retries are spent, a RetryableError such as
+        MalformedBody or Unreachable."""
+        moved: ListingMoved | None = None
+        for _ in range(max(1, self.policy.listing_reads)):
+            try:
+                return self._read_listing(project_id)
+            except ListingMoved as error:
+                moved = error
+                log.info("project %s: %s; reading the listing again from its first page", project_id, error)
+        raise ProjectError(f"the listing changed every time it was paged ({moved}; read "
+                           f"{self.policy.listing_reads} times); its stored rows are kept")
+
+    def _read_listing(self, project_id: int) -> SessionListing:
         digest = hashlib.blake2b(digest_size=16)
         first = f"{self.base_url}{endpoints.SESSIONS_PATH}?{urlencode({'project_id': project_id})}"
         page, content = self._get(first, None, pages.read_first_page)
@@ -91,14 +116,19 @@ class CekuraClient:
         while page.next_url:
             url = on_api_root(self.base_url, page.next_url)
             _check_progress(url, read, sessions, count)
-            page, content = self._get(url, None, pages.read_later_page)
+            try:
+                page, content = self._get(url, None, pages.read_later_page)
+            except NotFound:
+                # DRF answers 404 "Invalid page." for a page past the end: the listing shrank
+                raise ListingMoved(f"page {_path_and_query(url)} is gone (HTTP 404)") from None
+            if page.count != count:
+                raise ListingMoved(f"`count` went from {count} to {page.count} between pages")
             digest.update(content)
             contents.append(content)
             sessions += page.size
         if isinstance(count, int) and count != sessions:
-            # the listing moved under us while paging: a retry of the whole listing is safer
-            raise MalformedBody(f"paged listing returned {sessions} rows, count said {count}")
-        return SessionListing(tuple(contents), digest.hexdigest(), sessions)
+            raise ListingMoved(f"the pages held {sessions} rows, `count` said {count}")
+        return SessionListing(tuple(contents), digest.hexdigest(), sessions, len(contents))
 
     def _get(self, url: str, params: dict[str, Any] | None, read: Callable[[bytes], T]) -> tuple[T, bytes]:
         """GET and `read` (parse, check the shape); a body of the wrong shape counts as a failed

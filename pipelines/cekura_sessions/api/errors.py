@@ -16,6 +16,17 @@ class ProjectError(ApiError):
     redirect): fail the project, not the run."""
 
 
+class NotFound(ProjectError):
+    """HTTP 404. On a `next` link it means the page is gone (DRF answers `{"detail": "Invalid
+    page."}` past the end): the listing shrank while it was paged, see ListingMoved."""
+
+
+class ListingMoved(ApiError):
+    """A listing changed while its pages were read (`count` changed, a page vanished, the rows
+    did not add up to `count`): the pages do not make one listing, so it is read again from
+    the start (api/client.py), a bounded number of times (RetryPolicy.listing_reads)."""
+
+
 class RetryableError(ApiError):
     """A transient failure worth another attempt; `retry_after` is the server's hint in seconds."""
 

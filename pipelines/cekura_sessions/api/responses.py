@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from cekura_sessions.api.errors import (
     AuthError,
+    NotFound,
     ProjectError,
     RateLimited,
     RetryableError,
@@ -52,5 +53,8 @@ def classify_response(response: Answer) -> None:
     if status == 408 or status >= 500:
         # request timeout or server trouble: usually transient
         raise RetryableError(f"HTTP {status} on {where}", parse_retry_after(response.headers.get("Retry-After")))
-    # 400, 403, 404 and the rest of 4xx: asking again will not change the answer
+    if status == 404:
+        # asking again will not change the answer; on a `next` link, the listing shrank
+        raise NotFound(f"HTTP 404 on {where}")
+    # 400, 403 and the rest of 4xx: asking again will not change the answer
     raise ProjectError(f"HTTP {status} on {where}")

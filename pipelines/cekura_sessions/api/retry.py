@@ -25,6 +25,7 @@ class RetryPolicy:
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 60.0  # between two socket reads
     answer_deadline_seconds: float = 300.0  # for the whole answer, headers to last byte
+    listing_reads: int = 4  # reads of a paged listing that keeps changing before its project fails
 
 
 @dataclass

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from cekura_sessions.api import pages
@@ -44,6 +46,15 @@ def read_rows(contents: tuple[bytes, ...]) -> pa.Table | list[Any]:
             rows = rows.set_column(index, "message_count", rows["message_count"].cast(pa.string()))
         return rows
     return python_rows(contents)
+
+
+def row_ids(rows: pa.Table | list[Any]) -> np.ndarray:
+    """The integer ids of `rows` as read_rows returned them (int64, in listing order); a row
+    without one (set aside later) has none here."""
+    if isinstance(rows, pa.Table):
+        return pc.drop_null(rows["id"]).to_numpy()
+    ids = [row["id"] for row in rows if isinstance(row, dict) and contract.is_integer(row.get("id"))]
+    return np.array([i for i in ids if -(2**63) <= i < 2**63], dtype=np.int64)
 
 
 def python_rows(contents: tuple[bytes, ...]) -> list[Any]:

@@ -131,7 +131,8 @@ def _fetch_listings(
         try:
             while True:
                 for project_id in queue:
-                    running[pool.submit(fetch_listing, client, project_id, night.listing_digests.get(project_id))] = project_id
+                    known = night.listing_digests.get(project_id)
+                    running[pool.submit(fetch_listing, client, project_id, known, night.stored_ids)] = project_id
                     if len(running) >= 2 * concurrency:
                         break
                 if not running:

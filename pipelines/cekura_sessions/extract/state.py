@@ -8,8 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 # (project id, session ids) -> those sessions as last stored, in the API's shape
 StoredSessions = Callable[[int, list[int]], list[dict[str, Any]]]
+# project id -> the ids of its sessions as last stored (int64, sorted)
+StoredIds = Callable[[int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -18,8 +22,11 @@ class NightState:
     (api/client.py SessionListing.digest), so an unchanged listing writes nothing;
     `projects`: each stored project's allow-listed columns, in contract.PROJECTS's order, so
     an unchanged projects list writes nothing; `stored_sessions`: the last good version of a
-    session whose new version breaks the contract (looked up only for such rows)."""
+    session whose new version breaks the contract (looked up only for such rows); `stored_ids`:
+    each project's stored session ids, so a paged listing that lost some is read again before
+    they are deleted (looked up only for changed listings of several pages)."""
 
     listing_digests: dict[int, str] = field(default_factory=dict)
     projects: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     stored_sessions: StoredSessions | None = None
+    stored_ids: StoredIds | None = None

@@ -13,7 +13,8 @@ from typing import Any
 from cekura_sessions.api.endpoints import API_KEY_HEADER
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.faults import NEXT_LINKS, Faults
-from cekura_sessions.fake.server import FakeCekuraApi
+from cekura_sessions.fake.moves import MOVES, validate_move
+from cekura_sessions.fake.server import PAGINATIONS, FakeCekuraApi
 
 DEFAULT_PORT = 8765
 DEMO_API_KEY = "demo-key"
@@ -44,6 +45,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--next-links", choices=NEXT_LINKS, default="absolute",
                         help="how paginated answers' `next` links look (with --page-size): absolute (DRF's own), "
                              "relative, self (a loop), internal-host (the app server's name behind a proxy)")
+    parser.add_argument("--pagination", choices=PAGINATIONS, default="page_number",
+                        help="DRF paging class (with --page-size): page_number (`page`, 404 past the end) or "
+                             "limit_offset (`limit`, `offset`)")
+    parser.add_argument("--move-listing", action="append", default=[], type=_move, metavar="ID:MOVE",
+                        help="after page 1 of project ID goes out, change its listing: "
+                             f"{', '.join(MOVES)} (repeatable; each applies once, in order)")
+
+
+def _move(text: str) -> tuple[int, str]:
+    project, _, move = text.partition(":")
+    try:
+        return int(project), validate_move(move)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected ID:MOVE, MOVE one of {', '.join(MOVES)}") from error
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -55,10 +70,12 @@ def serve(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms,
         rate_limit_rate=args.rate_limit_429,
         next_links=args.next_links,
+        moves=_moves(args.move_listing),
     )
     try:
         api = FakeCekuraApi(
-            dataset, api_key=args.api_key, page_size=args.page_size, faults=faults, host=args.host, port=args.port
+            dataset, api_key=args.api_key, page_size=args.page_size, faults=faults, host=args.host, port=args.port,
+            pagination=args.pagination,
         )
     except OSError as exc:
         print(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
@@ -74,6 +91,13 @@ def serve(args: argparse.Namespace) -> int:
     if previous is not None:
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _moves(pairs: list[tuple[int, str]]) -> dict[int, list[str]]:
+    moves: dict[int, list[str]] = {}
+    for project_id, move in pairs:
+        moves.setdefault(project_id, []).append(move)
+    return moves
 
 
 def _stop_on_sigterm() -> Any:

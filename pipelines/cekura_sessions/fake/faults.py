@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from cekura_sessions.fake.moves import validate_move
+
 STATUS_FAULTS = ("500", "502", "503", "408", "403", "404")
 CONTENT_FAULTS = ("truncated", "html", "object", "no_results", "bad_rows", "gzip_lie")
 # how DRF's `next` links look: as DRF builds them from the request's Host, relative, pointing at
@@ -58,8 +60,14 @@ class Faults:
     latency_ms: float = 0.0  # added to every answer
     rate_limit_rate: float = 0.0  # share of requests (both endpoints) answered 429 with Retry-After 1
     next_links: str = "absolute"  # one of NEXT_LINKS, for paginated answers
+    # project_id -> listing moves (fake/moves.py MOVES), one applied after each page-1 answer
+    # of that project goes out, until the list is used up
+    moves: dict[int, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for project_moves in self.moves.values():
+            for move in project_moves:
+                validate_move(move)
         for faults in self.script.values():
             for fault in faults:
                 validate_fault(fault)

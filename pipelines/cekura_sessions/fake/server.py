@@ -40,8 +40,14 @@ from cekura_sessions.fake.faults import (  # noqa: F401 - Faults, bad_rows and t
     status_fault,
     validate_fault,
 )
+from cekura_sessions.fake.moves import moved
 
 log = logging.getLogger(__name__)
+
+
+# DRF's two paging classes: PageNumberPagination (`page`, `page_size`; 404 "Invalid page." past
+# the end) and LimitOffsetPagination (`limit`, `offset`; an empty page past the end)
+PAGINATIONS = ("page_number", "limit_offset")
 
 
 class RequestRecord(NamedTuple):
@@ -112,11 +118,15 @@ class FakeCekuraApi:
         api_key: str = "test-key",
         page_size: int | None = None,
         faults: Faults | None = None,
+        pagination: str = "page_number",
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.api_key = api_key
         self.page_size = page_size
+        if pagination not in PAGINATIONS:
+            raise ValueError(f"unknown pagination {pagination!r}; one of {', '.join(PAGINATIONS)}")
+        self.pagination = pagination
         self.requests_log: list[RequestRecord] = []
         self._log_lock = threading.Lock()
         self._fault_lock = threading.Lock()
@@ -192,6 +202,15 @@ class FakeCekuraApi:
     def reset_log(self) -> None:
         with self._log_lock:
             self.requests_log.clear()
+
+    def _move_listing(self, project_id: int) -> None:
+        """After a page-1 answer of `project_id` went out: apply its next scripted move."""
+        with self._fault_lock:
+            script = self._faults.moves.get(project_id)
+            if not script:
+                return
+            move = script.pop(0)
+            self._served = _Served(moved(self._served.dataset, project_id, move, self.page_size or 1))
 
     def _record(self, endpoint: str, project_id: int | None, page: int | None, status: int | str, fault: str | None) -> None:
         with self._log_lock:
@@ -306,8 +325,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _not_allowed
 
     def _page_of(self, endpoint: str, params: dict[str, str]) -> int | None:
-        if endpoint != "sessions" or self.server.api.page_size is None:
+        api = self.server.api
+        if endpoint != "sessions" or api.page_size is None:
             return None
+        if api.pagination == "limit_offset":
+            limit, offset = _int_param(params.get("limit")) or api.page_size, _int_param(params.get("offset", "0"))
+            return None if offset is None or limit <= 0 else offset // limit + 1
         return _int_param(params.get("page", "1"))
 
     def _answer(
@@ -346,25 +369,30 @@ class _Handler(BaseHTTPRequestHandler):
             return detail_answer(400, "project_id is required")
         if project_id not in served.project_ids:
             return detail_answer(404, "Not found.")
-        page_size = self.server.api.page_size
-        if page_size is None:
+        api = self.server.api
+        if api.page_size is None:
             return Answer(200, served.sessions_body(project_id), rows=served.sessions(project_id))
-        return self._paginated(served, split, params, project_id, page_size)
+        if api.pagination == "limit_offset":
+            answer, first = self._limit_offset(served, split, params, project_id, api.page_size)
+        else:
+            answer, first = self._paginated(served, split, params, project_id, api.page_size)
+        if first and answer.status == 200:
+            api._move_listing(project_id)  # once this page is cut: the listing changes under the client
+        return answer
 
     def _paginated(
         self, served: _Served, split: SplitResult, params: dict[str, str], project_id: int, default_size: int
-    ) -> Answer:
-        """DRF PageNumberPagination: 1-based ``page``, client ``page_size``, absolute next/previous."""
+    ) -> tuple[Answer, bool]:
+        """DRF PageNumberPagination: 1-based ``page``, client ``page_size``, absolute next/previous.
+        Returns the answer and whether it is the first page."""
         requested = _int_param(params.get("page_size"))
         size = requested if requested is not None and requested > 0 else default_size
         rows = served.sessions(project_id)
         pages = max(1, math.ceil(len(rows) / size))
         page = _int_param(params.get("page", "1"))
         if page is None or not 1 <= page <= pages:
-            return detail_answer(404, "Invalid page.")
-        links = self.server.api.faults.next_links
-        host = "web-1.internal:8000" if links == "internal-host" else self.headers.get("Host") or self.server.api.url[7:]
-        base = split.path if links == "relative" else f"http://{host}{split.path}"
+            return detail_answer(404, "Invalid page."), False
+        base, links = self._link_base(split)
         envelope = {
             "count": len(rows),
             "next": _page_url(base, split.query, page if links == "self" else page + 1) if page < pages else None,
@@ -373,7 +401,33 @@ class _Handler(BaseHTTPRequestHandler):
         results = served.page_results(project_id, page, size)
         body = orjson.dumps(envelope)[:-1] + b',"results":' + results + b"}"
         start = (page - 1) * size
-        return Answer(200, body, rows=rows[start : start + size], envelope=envelope)
+        return Answer(200, body, rows=rows[start : start + size], envelope=envelope), page == 1
+
+    def _limit_offset(
+        self, served: _Served, split: SplitResult, params: dict[str, str], project_id: int, default_limit: int
+    ) -> tuple[Answer, bool]:
+        """DRF LimitOffsetPagination: ``limit`` (default the page size), 0-based ``offset``; past
+        the end an empty page, never a 404. Returns the answer and whether it is the first page."""
+        limit = _int_param(params.get("limit"))
+        limit = limit if limit is not None and limit > 0 else default_limit
+        offset = _int_param(params.get("offset", "0"))
+        offset = offset if offset is not None and offset >= 0 else 0
+        rows = served.sessions(project_id)
+        base, links = self._link_base(split)
+        at = offset if links == "self" else offset + limit
+        envelope = {
+            "count": len(rows),
+            "next": _query_url(base, split.query, {"limit": limit, "offset": at}) if offset + limit < len(rows) else None,
+            "previous": _query_url(base, split.query, {"limit": limit, "offset": max(0, offset - limit)}) if offset else None,
+        }
+        page = rows[offset : offset + limit]
+        return Answer(200, orjson.dumps({**envelope, "results": page}), rows=page, envelope=envelope), offset == 0
+
+    def _link_base(self, split: SplitResult) -> tuple[str, str]:
+        """Where `next` links point (Faults.next_links says how DRF builds them), and the style."""
+        links = self.server.api.faults.next_links
+        host = "web-1.internal:8000" if links == "internal-host" else self.headers.get("Host") or self.server.api.url[7:]
+        return (split.path if links == "relative" else f"http://{host}{split.path}"), links
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -400,6 +454,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = _int_param(self.headers.get("Content-Length"))
         if length:
             self.rfile.read(length)
+
+
+def _query_url(base: str, query: str, replace: dict[str, int]) -> str:
+    """DRF's replace_query_param for several params: the others kept, all sorted."""
+    params = parse_qs(query, keep_blank_values=True)
+    params.update({name: [str(value)] for name, value in replace.items()})
+    return f"{base}?{urlencode(sorted(params.items()), doseq=True)}"
 
 
 def _page_url(base: str, query: str, page: int) -> str:

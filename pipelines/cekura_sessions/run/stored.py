@@ -5,10 +5,12 @@ always gets a full load."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.state import NightState
@@ -20,7 +22,8 @@ _RAW = contract.RAW_SCHEMA
 def read_night_state(con: duckdb.DuckDBPyConnection, db_path: Path, wait_seconds: float) -> NightState:
     """What the night needs, read through `con`; the one lookup the extract may still need
     opens the file read-only for itself, so the run holds no connection while it fetches."""
-    return NightState(_listing_digests(con), _stored_projects(con), StoredSessions(db_path, wait_seconds))
+    return NightState(_listing_digests(con), _stored_projects(con), StoredSessions(db_path, wait_seconds),
+                      StoredIds(db_path, wait_seconds))
 
 
 def _listing_digests(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
@@ -57,6 +60,36 @@ class StoredSessions:
             return []
         with connect(self._db_path, self._wait_seconds, read_only=True) as con:
             return _stored_sessions(con, project_id, session_ids)
+
+
+class StoredIds:
+    """`project id -> its stored session ids` (int64, sorted). Asked from fetch threads only for
+    a changed listing of several pages: the first call reads every stored (project, id) pair
+    in one query (200,000 sessions: 1.6 MB of ids), later calls look them up."""
+
+    def __init__(self, db_path: Path, wait_seconds: float) -> None:
+        self._db_path, self._wait_seconds = db_path, wait_seconds
+        self._lock = threading.Lock()
+        self._by_project: dict[int, np.ndarray] | None = None
+
+    def __call__(self, project_id: int) -> np.ndarray:
+        with self._lock:
+            if self._by_project is None:
+                with connect(self._db_path, self._wait_seconds, read_only=True) as con:
+                    self._by_project = _stored_ids(con)
+        return self._by_project.get(project_id, np.empty(0, dtype=np.int64))
+
+
+def _stored_ids(con: duckdb.DuckDBPyConnection) -> dict[int, np.ndarray]:
+    try:
+        pairs = con.execute(
+            f"select project_id, id from {_RAW}.{contract.SESSIONS_TABLE} order by project_id, id"
+        ).fetchnumpy()
+    except duckdb.CatalogException:
+        return {}
+    projects, ids = np.asarray(pairs["project_id"], dtype=np.int64), np.asarray(pairs["id"], dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, projects[1:] != projects[:-1]]) if len(projects) else np.empty(0, dtype=int)
+    return {int(projects[s]): ids[s:e] for s, e in zip(starts, [*starts[1:], len(ids)])}
 
 
 def _stored_sessions(con: duckdb.DuckDBPyConnection, project_id: int, session_ids: list[int]) -> list[dict[str, Any]]:
