@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 from cekura_sessions.fake.data import DataSpec, FakeDataset, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
+from support.postgres import PostgresServer
 from support.settings import API_KEY, TEST_RETRY
 
 if TYPE_CHECKING:
@@ -60,3 +61,17 @@ def run_night(api: FakeCekuraApi, db_path: Path, tmp_path: Path) -> RunNight:
         return pipeline.run(pipeline.RunConfig(**settings))
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A real PostgreSQL 16 (pgserver), one per test worker, started on first use."""
+    server = PostgresServer(tmp_path_factory.mktemp("postgres") / "data")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh, empty PostgreSQL database for this test."""
+    return postgres_server.new_database()

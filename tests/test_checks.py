@@ -127,14 +127,14 @@ def test_malformed_check_file_raises_naming_the_file(tmp_path):
         run_checks(con, sql_dir)
 
 
-def test_check_whose_sql_fails_raises_a_duckdb_error_naming_the_file(tmp_path):
+def test_check_whose_sql_fails_raises_a_check_error_naming_the_file(tmp_path):
     sql_dir = copied_sql(tmp_path)
     (sql_dir / "checks" / "needs_a_table.sql").write_text(
         "-- severity: error\n-- Needs a table that is not there.\nselect * from analytics.nowhere\n"
     )
     con = duckdb.connect(str(tmp_path / "cekura.duckdb"))
     build_models(con, sql_dir)
-    with pytest.raises(duckdb.Error, match=r"^checks/needs_a_table\.sql: Catalog Error"):
+    with pytest.raises(CheckError, match=r"^checks/needs_a_table\.sql: Catalog Error"):
         run_checks(con, sql_dir)
 
 

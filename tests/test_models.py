@@ -40,6 +40,8 @@ from support.model_expectations import (
 from support.raw_data import CLEAN, VARIED, RawData, parse_timestamp
 
 MARTS = CONTRACT_MARTS
+# the functions whose SQL differs per engine, defined once per engine (sql/functions/)
+ENGINE_FUNCTIONS = {"staging.iso_timestamp", "staging.zone_key", "staging.integer_or_null", "staging.seconds_between"}
 
 
 # --- helpers and fixtures ------------------------------------------------------------------
@@ -104,9 +106,9 @@ def test_model_files_staging_first_then_marts_after_their_references():
     names = [f"{schema_of[p.parent.name]}.{p.stem}" for p in files]
     assert {"staging.stg_projects", "staging.stg_sessions", "staging.stg_session_scenario_ids",
             *(f"analytics.{m}" for m in MARTS)} <= set(names), names
-    setup_text = "".join(p.read_text() for p in (SQL_DIR / "staging").glob("_*.sql"))
-    macros = set(re.findall(r"macro (staging\.\w+)", setup_text))  # run before every model
-    assert macros == {"staging.iso_timestamp", "staging.zone_key"}, macros
+    macros = set(re.findall(r"macro (staging\.\w+)", (SQL_DIR / "functions" / "duckdb.sql").read_text()))
+    functions = set(re.findall(r"function (staging\.\w+)", (SQL_DIR / "functions" / "postgres.sql").read_text()))
+    assert macros == functions == ENGINE_FUNCTIONS, (macros, functions)  # run before every model, on each engine
     for i, path in enumerate(files):
         text = re.sub(r"--[^\n]*", "", path.read_text())
         for ref in set(re.findall(r"\b((?:analytics|staging)\.\w+)", text)) - {names[i]} - macros:
@@ -119,7 +121,6 @@ def test_model_files_orders_staging_views_by_their_references(tmp_path):
     # sorts before stg_sessions, but reads it, so it must come after
     (sql_dir / "staging" / "stg_a_titles.sql").write_text(
         "-- stg_a_titles: test view. Grain: one row per session. Key: session_id.\n"
-        "create or replace view staging.stg_a_titles as\n"
         "with final as (\n"
         "    select session_id, title, from staging.stg_sessions\n"
         ")\n"
@@ -140,7 +141,6 @@ def test_model_files_picks_up_a_new_mart_by_its_references(tmp_path):
     # sorts first alphabetically, but reads two marts, so it must come after both
     (sql_dir / "marts" / "a_status_counts.sql").write_text(
         "-- a_status_counts: test mart. Grain: one row per status. Key: status.\n"
-        "create or replace table analytics.a_status_counts as\n"
         "with final as (\n"
         "    select status, count(*) as sessions, from analytics.sessions\n"
         "    where session_id in (select session_id from analytics.scenario_stats)\n"
@@ -280,7 +280,7 @@ def test_build_keeps_staging_and_bookkeeping_out_of_analytics(varied):
     marts = {p.stem for p in (SQL_DIR / "marts").glob("*.sql")}
     views = {p.stem for p in (SQL_DIR / "staging").glob("stg_*.sql")}
     assert schema_objects(varied.con, "analytics") == {"tables": marts, "views": set(), "macros": set()}
-    assert schema_objects(varied.con, "staging") == {"tables": set(), "views": views, "macros": {"iso_timestamp", "zone_key"}}
+    assert schema_objects(varied.con, "staging") == {"tables": set(), "views": views, "macros": {f.split(".")[1] for f in ENGINE_FUNCTIONS}}
     assert schema_objects(varied.con, "cekura_meta")["tables"] == {"_build"}
 
 
@@ -653,12 +653,10 @@ def test_failed_build_keeps_previous_models(tmp_path, broken_file, error):
     assert build_models(con, sql_dir)["sessions"] == before["sessions"] + 1
 
 
-def test_build_error_names_a_missing_model_table(tmp_path):
+def test_build_error_names_the_model_reading_a_missing_table(tmp_path):
     sql_dir = tmp_path / "sql"
     shutil.copytree(SQL_DIR, sql_dir)
-    (sql_dir / "marts" / "misnamed.sql").write_text(
-        "create or replace table analytics.other_name as select 1 as x"
-    )
+    (sql_dir / "marts" / "misnamed.sql").write_text("select * from analytics.other_name")
     con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
     with pytest.raises(ModelBuildError, match=r"^marts/misnamed\.sql: Catalog Error"):
         build_models(con, sql_dir)

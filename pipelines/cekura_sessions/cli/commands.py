@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from cekura_sessions.destination.warehouse import WarehouseError
 from cekura_sessions.extract import contract
 from cekura_sessions.models import checks, runner
 from cekura_sessions.run import status as status_reads
@@ -39,7 +40,7 @@ def check(db_path: Path) -> int:
     try:
         with duckdb.connect(str(db_path), read_only=True) as con:
             results = checks.run_checks(con)
-    except duckdb.Error as error:
+    except (duckdb.Error, WarehouseError) as error:
         return _fail(f"cannot run the checks on {db_path}: {str(error).splitlines()[0]}; run `cekura-sessions models` first")
     width = max([len(r.name) for r in results] + [5])
     print(f"{'check':<{width}} {'severity':<8} {'offending rows':>14}  result")

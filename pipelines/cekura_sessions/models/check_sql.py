@@ -13,8 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
-
+from cekura_sessions.destination.warehouse import WarehouseError
 from cekura_sessions.models.declarations import (
     SEVERITIES,
     DeclarationError,
@@ -27,9 +26,9 @@ from cekura_sessions.settings import ANALYTICS_SCHEMA, SQL_DIR
 _SEVERITY_LINE = re.compile(r"--\s*severity:\s*(\w+)\s*$", re.IGNORECASE)
 
 
-class CheckError(duckdb.Error):
-    """A check is malformed or its SQL does not run (a duckdb.Error, named by where it is
-    defined: `checks/<file>.sql` or `models.toml`)."""
+class CheckError(WarehouseError):
+    """A check is malformed or its SQL does not run (named by where it is defined:
+    `checks/<file>.sql` or `models.toml`)."""
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import duckdb
-
+from cekura_sessions.destination.warehouse import Warehouse, WarehouseError, as_warehouse
 from cekura_sessions.models.check_sql import Check, CheckError, all_checks
 from cekura_sessions.settings import META_SCHEMA, SQL_DIR
 
@@ -34,36 +34,44 @@ class CheckResult:
         return self.offending_rows == 0
 
 
-def run_checks(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> list[CheckResult]:
+def run_checks(con: Any, sql_dir: Path = SQL_DIR) -> list[CheckResult]:
     """Run every check, by name; each result says how many rows broke the rule. Raises
-    CheckError naming the check's origin when one is malformed or its SQL fails."""
-    return [_run_check(con, check) for check in all_checks(sql_dir)]
+    CheckError naming the check's origin when one is malformed or its SQL fails. `con`: a
+    DuckDB or psycopg2 connection, or a Warehouse."""
+    warehouse = as_warehouse(con)
+    return [_run_check(warehouse, check) for check in all_checks(sql_dir)]
 
 
-def record_checks(con: duckdb.DuckDBPyConnection, fingerprint: str, results: list[CheckResult]) -> None:
+def record_checks(con: Any, fingerprint: str, results: list[CheckResult]) -> None:
     """Keep these results as the checks' answer on the models built from `fingerprint`'s inputs
     (which cover models.toml and sql/checks too): the same inputs give the same answer."""
-    con.execute(f"create schema if not exists {META_SCHEMA}")
-    con.execute(f"create or replace table {CHECKS_TABLE} (inputs_fingerprint text, name text, severity text, "
-                "description text, offending_rows bigint)")
-    con.executemany(f"insert into {CHECKS_TABLE} values (?, ?, ?, ?, ?)",
-                    [(fingerprint, r.name, r.severity, r.description, r.offending_rows) for r in results])
+    warehouse = as_warehouse(con)
+    with warehouse.transaction():
+        warehouse.execute(f"create schema if not exists {META_SCHEMA}")
+        warehouse.execute(f"drop table if exists {CHECKS_TABLE}")
+        warehouse.execute(f"create table {CHECKS_TABLE} (inputs_fingerprint text, name text, severity text, "
+                          "description text, offending_rows bigint)")
+        warehouse.executemany(f"insert into {CHECKS_TABLE} values (?, ?, ?, ?, ?)",
+                              [(fingerprint, r.name, r.severity, r.description, r.offending_rows) for r in results])
 
 
-def recorded_checks(con: duckdb.DuckDBPyConnection, fingerprint: str) -> list[CheckResult] | None:
+def recorded_checks(con: Any, fingerprint: str) -> list[CheckResult] | None:
     """The results record_checks kept for this fingerprint, or None."""
-    try:
-        rows = con.execute(f"select name, severity, description, offending_rows from {CHECKS_TABLE} "
-                           "where inputs_fingerprint = ? order by name", [fingerprint]).fetchall()
-    except duckdb.CatalogException:
+    warehouse = as_warehouse(con)
+    if not warehouse.has_table(*CHECKS_TABLE.split(".")):
         return None
+    rows = warehouse.execute(f"select name, severity, description, offending_rows from {CHECKS_TABLE} "
+                             "where inputs_fingerprint = ? order by name", [fingerprint]).fetchall()
     return [CheckResult(*row) for row in rows] or None
 
 
-def _run_check(con: duckdb.DuckDBPyConnection, check: Check) -> CheckResult:
+def _run_check(warehouse: Warehouse, check: Check) -> CheckResult:
     try:
         # the newline keeps a trailing line comment from swallowing the closing parenthesis
-        row = con.execute(f"select count(*) from (\n{check.query}\n)").fetchone()
-    except duckdb.Error as exc:
+        query = warehouse.select_sql(check.query)
+        row = warehouse.execute(f"select count(*) from (\n{query}\n) as offending").fetchone()
+    except WarehouseError as exc:
+        raise CheckError(f"{check.origin}: {exc}") from exc
+    except ValueError as exc:  # sqlglot cannot read it (a PostgreSQL destination only)
         raise CheckError(f"{check.origin}: {' '.join(str(exc).split())}") from exc
     return CheckResult(check.name, check.severity, check.description, int(row[0]))

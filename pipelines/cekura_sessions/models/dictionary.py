@@ -9,15 +9,14 @@ explains every column. Run inside the build's transaction, right after the model
 
 from __future__ import annotations
 
-import duckdb
-
+from cekura_sessions.destination.warehouse import Warehouse
 from cekura_sessions.extract.contract import RAW_SCHEMA, RAW_TABLES
 from cekura_sessions.models.declarations import DeclarationError, ModelDeclaration
 from cekura_sessions.settings import ANALYTICS_SCHEMA
 
 
 def comment_models(
-    con: duckdb.DuckDBPyConnection, declarations: dict[str, ModelDeclaration], marts: list[str]
+    con: Warehouse, declarations: dict[str, ModelDeclaration], marts: list[str]
 ) -> None:
     """Comment each built mart and its columns from its declaration. Raises DeclarationError
     when a mart has no declaration (or a declaration no mart), or when the declared columns and
@@ -34,7 +33,7 @@ def comment_models(
         con.execute(";\n".join(statements))
 
 
-def comment_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+def comment_raw_tables(con: Warehouse) -> None:
     """Comment the columns of the contract's raw tables that exist (dlt creates a table on its
     first load only, and may leave out a column never delivered). The tables themselves get no
     comment: the projects table's description names what is never stored (emails, webhook
@@ -85,13 +84,9 @@ def _expect_same_columns(declaration: ModelDeclaration, columns: list[str]) -> N
         )
 
 
-def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
+def _columns(con: Warehouse, schema: str, table: str) -> list[str]:
     """The table's columns in order; empty when there is no such table."""
-    return [name for (name,) in con.execute(
-        "select column_name from duckdb_columns() "
-        "where database_name = current_database() and schema_name = ? and table_name = ? order by column_index",
-        [schema, table],
-    ).fetchall()]
+    return con.columns(schema, table)
 
 
 def _literal(text: str) -> str:

@@ -1,4 +1,5 @@
-"""What an older layout left in `analytics`, dropped so users see only the models there.
+"""What an older layout left in `analytics`, dropped so users see only the models there (DuckDB
+only: no PostgreSQL database ever had that layout).
 
 Before the staging views and the bookkeeping had schemas of their own, a build created
 `analytics.stg_*` views, the macro `analytics.iso_timestamp`, and the tables `analytics._build`
@@ -8,8 +9,7 @@ is cleaned up by its first build in the new layout, or not at all if that build 
 
 from __future__ import annotations
 
-import duckdb
-
+from cekura_sessions.destination.warehouse import Warehouse
 from cekura_sessions.settings import ANALYTICS_SCHEMA
 
 OLD_STAGING_PREFIX = "stg_"
@@ -17,7 +17,7 @@ OLD_TABLES = ("_build", "_checks")
 OLD_MACROS = ("iso_timestamp",)
 
 
-def drop_old_layout(con: duckdb.DuckDBPyConnection) -> list[str]:
+def drop_old_layout(con: Warehouse) -> list[str]:
     """Drop the old layout's objects from `analytics`; return their qualified names (empty on a
     database that never had them). The views go before the macro they call."""
     views = [name for (name,) in con.execute(
@@ -36,7 +36,7 @@ def drop_old_layout(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [f"{ANALYTICS_SCHEMA}.{name}" for name in (*views, *tables, *macros)]
 
 
-def _present(con: duckdb.DuckDBPyConnection, catalog: str, names: tuple[str, ...]) -> list[str]:
+def _present(con: Warehouse, catalog: str, names: tuple[str, ...]) -> list[str]:
     """Those of `names` that `catalog` (a duckdb_* listing) has in analytics of this database."""
     query = f"{catalog} where database_name = current_database() and schema_name = ?"
     found = {name for (name,) in con.execute(query, [ANALYTICS_SCHEMA]).fetchall()}

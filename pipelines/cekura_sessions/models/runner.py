@@ -1,12 +1,15 @@
-"""Build the SQL models in `sql/` against DuckDB, in one transaction, and tell whether they are
-up to date with their inputs (the checks are run by checks.py).
+"""Build the SQL models in `sql/` in DuckDB or PostgreSQL, in one transaction, and tell whether
+they are up to date with their inputs (the checks are run by checks.py).
 
 Layout of `sql/`:
-- `staging/_*.sql`, run first in name order, after the contract's `create table if not exists`
-  for the raw tables staging reads (so the models build before, or without, a load):
-  `_macros.sql` (shared SQL macros such as `staging.iso_timestamp`).
-- `staging/<view>.sql`: each creates the view `staging.<view>` over `cekura_raw`.
-- `marts/<model>.sql`: each creates the table `analytics.<model>` (the file stem is the name).
+- `functions/<engine>.sql` (duckdb.sql, postgres.sql), run first, after the contract's `create
+  table if not exists` for the raw tables staging reads (so the models build before, or
+  without, a load): the few functions whose SQL differs between engines (ISO-8601 parsing,
+  safe integer casts, seconds between two timestamps, time zone name keys), with one meaning.
+- `staging/<view>.sql`: a SELECT over `cekura_raw`, materialised as the view `staging.<view>`.
+- `marts/<model>.sql`: a SELECT, materialised as the table `analytics.<model>` (the file stem is
+  the name). Written in DuckDB's dialect; PostgreSQL gets it through sqlglot
+  (destination/warehouse.py), so a model calls only portable SQL and the functions above.
 - `models.toml`: each mart's description, grain, key, columns and generic checks
   (declarations.py); the build writes the descriptions as the tables' and columns' comments
   (dictionary.py), and fails when a mart and its declaration disagree.
@@ -25,10 +28,10 @@ import logging
 import re
 import time
 from pathlib import Path
-
-import duckdb
+from typing import Any
 
 from cekura_sessions import crash_points
+from cekura_sessions.destination.warehouse import DUCKDB, Warehouse, WarehouseError, as_warehouse
 from cekura_sessions.extract.contract import MODEL_INPUTS, RAW_SCHEMA, raw_tables_ddl
 from cekura_sessions.models import dictionary, legacy
 from cekura_sessions.models.declarations import (
@@ -81,57 +84,65 @@ def qualified_name(path: Path) -> str:
     return f"{dict(LAYERS)[path.parent.name]}.{path.stem}"
 
 
-def _setup_files(sql_dir: Path) -> list[Path]:
-    """`staging/_*.sql`: run before the models, in name order."""
-    return sorted((sql_dir / "staging").glob("_*.sql"))
+def functions_file(sql_dir: Path, dialect: str) -> Path:
+    """`functions/<engine>.sql`: run before the models."""
+    return sql_dir / "functions" / f"{dialect}.sql"
 
 
-def inputs_fingerprint(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> str:
+# order-independent content hashes of a table, per engine (DuckDB's hash() has no PostgreSQL
+# twin; md5 of the row's text, cut to 60 bits, sums without overflow in numeric)
+_CONTENT_HASH = {
+    DUCKDB: "select count(*), coalesce(sum(hash(t)::hugeint), 0) from {table} as t",
+    "postgres": "select count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint::numeric), 0) "
+                "from {table} as t",
+}
+
+
+def inputs_fingerprint(con: Any, sql_dir: Path = SQL_DIR) -> str:
     """A fingerprint of everything the models are built from: the SQL files and models.toml, what
     they take from the contract (the raw DDL, the raw columns' descriptions, the accepted values)
     and the content of the raw tables they read (order-independent row hashes: about 40 ms at
     200,000 sessions)."""
+    warehouse = as_warehouse(con)
     digest = hashlib.blake2b(digest_size=16)
     for path in sorted([*sql_dir.rglob("*.sql"), *sql_dir.rglob("*.toml")]):
         digest.update(_relative(path, sql_dir).encode() + b"\0" + path.read_bytes())
     digest.update(raw_tables_ddl().encode())
     digest.update(repr((dictionary.raw_descriptions(), sorted(CONTRACT_VALUES.items()))).encode())
     for table in (t.name for t in MODEL_INPUTS):
-        try:
-            row = con.execute(
-                f"select count(*), coalesce(sum(hash(t)::hugeint), 0) from {RAW_SCHEMA}.{table} as t"
-            ).fetchone()
-        except duckdb.CatalogException:
-            row = ("missing",)
-        digest.update(f"{table}:{row}".encode())
+        row: Any = ("missing",)
+        if warehouse.has_table(RAW_SCHEMA, table):
+            row = warehouse.execute(_CONTENT_HASH[warehouse.dialect].format(table=f"{RAW_SCHEMA}.{table}")).fetchone()
+        digest.update(f"{table}:{tuple(row)}".encode())
     return digest.hexdigest()
 
 
-def up_to_date(con: duckdb.DuckDBPyConnection, fingerprint: str, sql_dir: Path = SQL_DIR) -> bool:
+def up_to_date(con: Any, fingerprint: str, sql_dir: Path = SQL_DIR) -> bool:
     """True when the models were last built from these inputs and every one of them is there."""
-    try:
-        row = con.execute(f"select inputs_fingerprint from {BUILD_TABLE}").fetchone()
-    except duckdb.CatalogException:
+    warehouse = as_warehouse(con)
+    schema, table = BUILD_TABLE.split(".")
+    if not warehouse.has_table(schema, table):
         return False
+    row = warehouse.execute(f"select inputs_fingerprint from {BUILD_TABLE}").fetchone()
     if not row or row[0] != fingerprint:
         return False
-    present = {f"{schema}.{name}" for schema, name in con.execute(
+    present = {f"{schema}.{name}" for schema, name in warehouse.execute(
         "select table_schema, table_name from information_schema.tables where table_schema in (?, ?)",
         [STAGING_SCHEMA, ANALYTICS_SCHEMA],
     ).fetchall()}
     return {qualified_name(path) for path in model_files(sql_dir)} <= present
 
 
-def build_models(
-    con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR, fingerprint: str | None = None
-) -> dict[str, int]:
+def build_models(con: Any, sql_dir: Path = SQL_DIR, fingerprint: str | None = None) -> dict[str, int]:
     """Rebuild every model in one transaction; return {mart name: row count}.
 
     On any failure the transaction is rolled back, so the previous models stay as they were,
     and ModelBuildError names the failing file (or `models.toml`, when the declarations are
     malformed or disagree with a model's columns) with the message on one line. `fingerprint`
-    (see inputs_fingerprint) is recorded with the models, in the same transaction.
+    (see inputs_fingerprint) is recorded with the models, in the same transaction. `con`: a
+    DuckDB or psycopg2 connection, or a Warehouse.
     """
+    con = as_warehouse(con)
     started = time.monotonic()
     files = model_files(sql_dir)
     try:
@@ -140,7 +151,7 @@ def build_models(
         raise ModelBuildError(DECLARATIONS_FILE, exc.detail) from exc
     try:
         con.execute("begin transaction")
-    except duckdb.Error as exc:  # e.g. the caller left a transaction open: not ours to end
+    except WarehouseError as exc:  # e.g. the caller left a transaction open: not ours to end
         raise ModelBuildError("begin transaction", str(exc)) from exc
     step = _Step(RAW_DDL)
     try:
@@ -151,13 +162,12 @@ def build_models(
         step.now(RAW_DDL)
         dictionary.comment_raw_tables(con)
         step.now("recording the build")
-        con.execute(
-            f"create or replace table {BUILD_TABLE} as select ?::text as inputs_fingerprint, now() as built_at",
-            [fingerprint],
-        )
+        con.execute(f"drop table if exists {BUILD_TABLE}")
+        con.execute(f"create table {BUILD_TABLE} (inputs_fingerprint text, built_at timestamptz)")
+        con.execute(f"insert into {BUILD_TABLE} values (?, now())", [fingerprint])
         step.now("commit")
         con.execute("commit")
-    except duckdb.Error as exc:
+    except WarehouseError as exc:
         _rollback(con)
         raise ModelBuildError(step.where, str(exc)) from exc
     except DeclarationError as exc:
@@ -183,26 +193,26 @@ class _Step:
         self.where = where
 
 
-def _prepare(con: duckdb.DuckDBPyConnection, sql_dir: Path, step: _Step) -> list[str]:
-    """The raw tables a fresh database lacks, the schemas, the shared macros; the old layout's
-    objects dropped (returned)."""
+def _prepare(con: Warehouse, sql_dir: Path, step: _Step) -> list[str]:
+    """The raw tables a fresh database lacks, the schemas, the engine's functions; the old
+    layout's objects dropped (returned)."""
     step.now(RAW_DDL)
     con.execute(raw_tables_ddl())
     step.now("dropping the old layout")
-    dropped = legacy.drop_old_layout(con)
+    dropped = legacy.drop_old_layout(con) if con.dialect == DUCKDB else []  # never on PostgreSQL
     for schema in (STAGING_SCHEMA, ANALYTICS_SCHEMA, META_SCHEMA):
         con.execute(f"create schema if not exists {schema}")
-    for path in _setup_files(sql_dir):
-        step.now(_relative(path, sql_dir))
-        con.execute(path.read_text())
+    functions = functions_file(sql_dir, con.dialect)
+    step.now(_relative(functions, sql_dir))
+    con.execute(functions.read_text())
     return dropped
 
 
-def _create_models(con: duckdb.DuckDBPyConnection, sql_dir: Path, files: list[Path], step: _Step) -> dict[str, int]:
-    """Run the model files in order; {mart name: row count}."""
+def _create_models(con: Warehouse, sql_dir: Path, files: list[Path], step: _Step) -> dict[str, int]:
+    """Materialise the model files in order; {mart name: row count}."""
     for path in files:
         step.now(_relative(path, sql_dir))
-        con.execute(path.read_text())
+        con.execute(_materialise(con, path))
         if path.stem == "sessions":
             crash_points.pause_here("models-mid")  # tests kill -9 here, inside the transaction
     counts = {}
@@ -211,6 +221,16 @@ def _create_models(con: duckdb.DuckDBPyConnection, sql_dir: Path, files: list[Pa
             step.now(_relative(path, sql_dir))
             counts[path.stem] = _row_count(con, f"{ANALYTICS_SCHEMA}.{path.stem}")
     return counts
+
+
+def _materialise(con: Warehouse, path: Path) -> str:
+    """The statement that makes a model file's SELECT its view (staging) or table (marts)."""
+    kind = "view" if path.parent.name == "staging" else "table"
+    select = con.select_sql(path.read_text())
+    if con.dialect == DUCKDB:
+        return f"create or replace {kind} {qualified_name(path)} as\n{select}"
+    # PostgreSQL's `create or replace view` refuses a changed column list: drop, then create
+    return f"drop {kind} if exists {qualified_name(path)} cascade;\ncreate {kind} {qualified_name(path)} as\n{select}"
 
 
 def _dependency_order(paths: list[Path]) -> list[Path]:
@@ -242,16 +262,13 @@ def _references(path: Path) -> set[str]:
     return {f"{schema}.{name}".lower() for schema, name in _REFERENCE.findall(sql)}
 
 
-def _row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+def _row_count(con: Warehouse, table: str) -> int:
     row = con.execute(f"select count(*) from {table}").fetchone()
     return int(row[0])
 
 
-def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    try:
-        con.execute("rollback")
-    except duckdb.Error:
-        pass  # a failed commit has already ended the transaction
+def _rollback(con: Warehouse) -> None:
+    con.rollback()
 
 
 def _relative(path: Path, sql_dir: Path) -> str:

@@ -7,8 +7,6 @@
 -- created_at is missing or unparsable have no day and are left out (check
 -- sessions_created_at_not_null lists them). Deleted and unlisted projects are left out (sessions).
 
-create or replace table analytics.daily_completion_rates as
-
 with sessions as (
     select * from analytics.sessions
     where created_at is not null

@@ -4,8 +4,6 @@
 -- no sessions (counts 0, rates NULL). Key: project_id. A status outside the enum (or NULL) is counted
 -- in sessions_total and sessions_other, so the six counts add up to sessions_total.
 
-create or replace table analytics.project_completion_rates as
-
 with projects as (
     select * from staging.stg_projects
     where is_deleted is distinct from true

@@ -4,8 +4,6 @@
 -- Only rows pointing to an existing session count (check session_scenarios_session_exists);
 -- NULL list elements are left out (check session_scenarios_scenario_id_not_null).
 
-create or replace table analytics.scenario_stats as
-
 with session_scenarios as (
     select * from analytics.session_scenarios
     where scenario_id is not null

@@ -5,8 +5,6 @@
 -- Percentiles are continuous (quantile_cont, linear interpolation). Deleted and unlisted projects
 -- are left out (sessions).
 
-create or replace table analytics.session_durations as
-
 with terminal_sessions as (
     select * from analytics.sessions
     where is_terminal

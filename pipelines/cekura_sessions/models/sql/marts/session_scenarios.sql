@@ -5,8 +5,6 @@
 -- deleted or unlisted project's sessions leave, and a session that moved to another project
 -- keeps no rows from before the move.
 
-create or replace table analytics.session_scenarios as
-
 with scenario_ids as (
     select * from staging.stg_session_scenario_ids
 ),

@@ -7,8 +7,6 @@
 -- pending", "was it failed before it completed", and "when did it vanish upstream".
 -- Periods under a project deleted upstream or no longer listed are left out.
 
-create or replace table analytics.session_status_changes as
-
 with observations as (
     select
         session_id,

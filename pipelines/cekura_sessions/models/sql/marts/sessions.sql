@@ -7,8 +7,6 @@
 -- duration_seconds is NULL where either timestamp is NULL or updated_at < created_at (clock skew;
 -- the check sessions_updated_at_not_before_created_at lists those sessions).
 
-create or replace table analytics.sessions as
-
 with sessions as (
     select * from staging.stg_sessions
 ),
@@ -40,8 +38,8 @@ final as (
         coalesce(scenario_counts.scenario_count, 0) as scenario_count,
         case
             when sessions.updated_at >= sessions.created_at
-                then (epoch_us(sessions.updated_at) - epoch_us(sessions.created_at)) / 1e6
-        end::double as duration_seconds,
+                then staging.seconds_between(sessions.created_at, sessions.updated_at)
+        end as duration_seconds,
         coalesce(sessions.status in ('completed', 'failed', 'cancelled'), false) as is_terminal,
     from sessions
     left join projects

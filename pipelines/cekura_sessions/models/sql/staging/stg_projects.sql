@@ -4,8 +4,6 @@
 -- Grain: one row per project listed by /user/v1/projects/. Key: project_id.
 -- Timestamps arrive as ISO-8601 text with any offset (or none: read as UTC); unparsable -> NULL.
 
-create or replace view staging.stg_projects as
-
 with source as (
     select
         id,

@@ -2,8 +2,6 @@
 -- Grain: one row per (session, list position). Key: (session_id, position).
 -- A session whose list is NULL or empty has no rows; a repeated id keeps one row per position.
 
-create or replace view staging.stg_session_scenario_ids as
-
 with source as (
     select
         session_id,

@@ -2,8 +2,6 @@
 -- Grain: one row per (session, observation). Key: (session_id, observed_at).
 -- is_deleted marks the observation that the session no longer appears in its project's listing.
 
-create or replace view staging.stg_session_status_history as
-
 with source as (
     select
         session_id,

@@ -6,8 +6,6 @@
 -- message_count arrives as text (a spec oddity); only a plain integer that fits INTEGER is
 -- kept, anything else -> NULL (a bare try_cast would round '12.5' to 13 and read '1e3' as 1000).
 
-create or replace view staging.stg_sessions as
-
 with source as (
     select
         id,
@@ -30,10 +28,7 @@ final as (
         status,
         staging.iso_timestamp(created_at_text) as created_at,
         staging.iso_timestamp(updated_at_text) as updated_at,
-        case
-            when regexp_full_match(trim(message_count), '[+-]?[0-9]+')
-                then try_cast(trim(message_count) as integer)
-        end as message_count,
+        staging.integer_or_null(message_count) as message_count,
     from source
 )
 

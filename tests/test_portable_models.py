@@ -1,0 +1,159 @@
+"""The same SQL models and checks on DuckDB and on a real PostgreSQL: from the same raw rows,
+every mart is identical row for row, each equals the plain-Python expectations, and the checks
+give the same answers."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from cekura_sessions.destination.warehouse import PostgresWarehouse, WarehouseError, as_warehouse
+from cekura_sessions.models.checks import run_checks
+from cekura_sessions.models.runner import ModelBuildError, build_models, inputs_fingerprint, up_to_date
+from support import postgres, raw_data
+from support.model_expectations import (
+    CONTRACT_MARTS,
+    expected_daily_completion_rates,
+    expected_project_completion_rates,
+    expected_scenario_stats,
+    expected_session_durations,
+    expected_session_scenarios,
+    expected_sessions,
+)
+from support.raw_data import CLEAN, VARIED, RawData
+
+KEYS = {
+    "sessions": ("session_id",),
+    "session_scenarios": ("session_id", "position"),
+    "project_completion_rates": ("project_id",),
+    "daily_completion_rates": ("project_id", "day"),
+    "session_durations": ("project_id", "status"),
+    "scenario_stats": ("project_id", "scenario_id"),
+    "session_status_changes": ("session_id", "observed_from"),
+}
+EXPECTED = {
+    "sessions": expected_sessions,
+    "session_scenarios": expected_session_scenarios,
+    "project_completion_rates": expected_project_completion_rates,
+    "daily_completion_rates": expected_daily_completion_rates,
+    "session_durations": expected_session_durations,
+    "scenario_stats": expected_scenario_stats,
+}
+
+
+def _loaded(con: Any, data: RawData) -> Any:
+    warehouse = as_warehouse(con)
+    raw_data.create_raw_tables(warehouse)
+    raw_data.load(warehouse, data)
+    return warehouse
+
+
+def _rows(con: Any, model: str) -> dict[tuple, dict[str, Any]]:
+    cursor = con.execute(f"select * from analytics.{model}")
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+    return {tuple(row[k] for k in KEYS[model]): row for row in rows}
+
+
+def _same(got: dict, want: dict, what: str) -> None:
+    assert got.keys() == want.keys(), f"{what}: keys differ: {sorted(set(got) ^ set(want), key=repr)[:4]}"
+    for key, want_row in want.items():
+        assert got[key].keys() >= want_row.keys(), f"{what} {key}: columns {got[key].keys()} lack some of {want_row}"
+        for column, value in want_row.items():
+            have = got[key][column]
+            if isinstance(value, float) and isinstance(have, float | int):
+                assert math.isclose(have, value, rel_tol=1e-9, abs_tol=1e-6), f"{what} {key} {column}: {have} != {value}"
+            elif isinstance(value, datetime):
+                assert have == value, f"{what} {key} {column}: {have} != {value}"
+            else:
+                assert have == value, f"{what} {key} {column}: {have!r} != {value!r}"
+
+
+@pytest.fixture
+def both(tmp_path: Path, pg_url: str):
+    """VARIED loaded and built on each engine: (duckdb warehouse, postgres warehouse)."""
+    duck = _loaded(duckdb.connect(str(tmp_path / "cekura.duckdb")), VARIED)
+    pg = _loaded(postgres.connect(pg_url), VARIED)
+    assert build_models(duck) == build_models(pg), "row counts differ"
+    yield duck, pg
+    duck.close()
+    pg.close()
+
+
+@pytest.mark.parametrize("model", list(KEYS))
+def test_every_mart_is_identical_on_both_engines(both, model):
+    duck, pg = both
+    _same(_rows(pg, model), _rows(duck, model), f"postgres vs duckdb: {model}")
+
+
+@pytest.mark.parametrize("model", list(EXPECTED))
+def test_every_contract_mart_on_postgres_matches_python(both, model):
+    assert set(EXPECTED) == set(CONTRACT_MARTS)
+    _, pg = both
+    want = {tuple(row[k] for k in KEYS[model]): row for row in EXPECTED[model](VARIED).values()}
+    _same(_rows(pg, model), want, f"postgres: {model}")
+
+
+def test_the_checks_answer_the_same_on_both_engines(both):
+    duck, pg = both
+    on_duckdb = [(r.name, r.severity, r.offending_rows) for r in run_checks(duck)]
+    on_postgres = [(r.name, r.severity, r.offending_rows) for r in run_checks(pg)]
+    assert on_postgres == on_duckdb
+    assert any(count for _, _, count in on_duckdb), "VARIED should trip some warnings"
+
+
+def test_a_failed_build_on_postgres_keeps_the_previous_models(tmp_path, pg_url):
+    pg = _loaded(postgres.connect(pg_url), CLEAN)
+    before = build_models(pg)
+    sql_dir = tmp_path / "sql"
+    import shutil
+
+    from cekura_sessions.settings import SQL_DIR
+
+    shutil.copytree(SQL_DIR, sql_dir)
+    (sql_dir / "marts" / "scenario_stats.sql").write_text("select * from analytics.nowhere")
+    raw_data.insert_raw(pg, sessions=[raw_data.session(2999, 201, "completed", "2024-05-04T10:00:00Z", None)])
+
+    with pytest.raises(ModelBuildError, match=r"^marts/scenario_stats\.sql: .*nowhere"):
+        build_models(pg, sql_dir)
+
+    (count,) = pg.execute("select count(*) from analytics.sessions").fetchone()
+    assert count == before["sessions"], "the failed build's sessions table was kept"
+    assert build_models(pg)["sessions"] == before["sessions"] + 1, "the connection is usable after the failure"
+
+
+def test_the_fingerprint_follows_the_raw_rows_on_postgres(pg_url):
+    pg = _loaded(postgres.connect(pg_url), CLEAN)
+    first = inputs_fingerprint(pg)
+    build_models(pg, fingerprint=first)
+    assert up_to_date(pg, first) and inputs_fingerprint(pg) == first
+    pg.execute("update cekura_raw.scenario_improvement_sessions set status = 'failed' where id = 2001")
+    assert inputs_fingerprint(pg) != first
+
+
+def test_timestamps_parse_alike_on_both_engines(tmp_path, pg_url):
+    """The ISO-8601 forms the contract lets through, and text it would not, read the same."""
+    texts = ["2024-03-01T08:00:00Z", "2024-03-01T09:00:00.250000+00:00", "2024-03-02T13:30:00+05:30",
+             "2024-03-02T16:00:00-08:00", "2024-03-06T12:00:00", "2022-12-31", "2024-03-01 08:00:00+0530",
+             "2024-13-01T00:00:00Z", "2024-02-30T00:00:00", "garbage", "NOW", "EPOCH", "INFINITY", "", "soon"]
+    duck = as_warehouse(duckdb.connect(str(tmp_path / "t.duckdb")))
+    pg = postgres.connect(pg_url)
+    for warehouse in (duck, as_warehouse(pg)):
+        build_models(warehouse)  # defines the engine's functions
+    got = {}
+    for name, warehouse in (("duckdb", duck), ("postgres", as_warehouse(pg))):
+        got[name] = [warehouse.execute("select staging.iso_timestamp(upper(trim(?)))", [t]).fetchone()[0] for t in texts]
+    assert got["postgres"] == got["duckdb"], list(zip(texts, got["duckdb"], got["postgres"]))
+    assert got["duckdb"][7:] == [None] * 8, "impossible dates and words are NULL"
+
+
+def test_postgres_errors_are_one_line_and_name_the_missing_table(pg_url):
+    pg = as_warehouse(postgres.connect(pg_url))
+    assert isinstance(pg, PostgresWarehouse)
+    with pytest.raises(WarehouseError, match=r"nowhere") as caught:
+        pg.execute("select * from analytics.nowhere where x = ?", [1])
+    assert "\n" not in str(caught.value)
