@@ -52,7 +52,7 @@ def check(db_path: Path, db_wait: float, show: int = 0) -> int:
             results = checks.run_checks(con)
             _print_checks(results)
             if show:
-                _print_offending_rows(con, [r.name for r in results if not r.passed], show)
+                _print_offending_rows(con, [r for r in results if not r.passed], show)
     except DatabaseBusy as error:
         return _fail(str(error), EXIT_LOCKED)
     except DatabaseUnavailable as error:
@@ -158,13 +158,25 @@ def _print_checks(results: list[checks.CheckResult]) -> None:
     logs.write("\n".join(lines))
 
 
-def _print_offending_rows(con: duckdb.DuckDBPyConnection, names: list[str], limit: int) -> None:
-    """Each named check's own SELECT of offending rows, first `limit` rows, as DuckDB draws them."""
+def _print_offending_rows(con: duckdb.DuckDBPyConnection, failed: list[checks.CheckResult], limit: int) -> None:
+    """Each named check's own SELECT of offending rows, its first `limit` rows, every column
+    (DuckDB's own drawing hides columns past the width, often the one that broke the rule)."""
     queries = {c.name: c.query for c in all_checks()}
-    for name in names:
+    for check in failed:
         # the newline keeps a trailing line comment from swallowing the closing parenthesis
-        relation = con.sql(f"select * from (\n{queries[name]}\n) limit {int(limit)}")
-        logs.write(f"\n{name}: first {limit} offending row(s)\n{relation}")
+        result = con.execute(f"select * from (\n{queries[check.name]}\n) limit {int(limit)}")
+        columns = [column[0] for column in result.description]
+        rows = [[_cell(value) for value in row] for row in result.fetchall()]
+        widths = [max(len(text) for text in column) for column in zip(columns, *rows)]
+        lines = [f"{check.name}: {len(rows)} of {check.offending_rows} offending row(s)"]
+        lines += ["  " + "  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip()
+                  for row in [columns, *rows]]
+        logs.write("\n".join(lines))
+
+
+def _cell(value: object) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _models_built(con: duckdb.DuckDBPyConnection) -> bool:

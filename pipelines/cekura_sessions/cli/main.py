@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -16,6 +17,7 @@ from cekura_sessions import logs, settings
 from cekura_sessions.api import endpoints
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.cli.progress import Progress
+from cekura_sessions.run.database import first_line
 from cekura_sessions.run.night import RunConfig
 from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_OK, RunOutcome
 
@@ -45,6 +47,8 @@ exit codes: 0 ok, 1 stale (no run loaded data within --max-age-hours), 2 status 
 the file, 3 locked (another process holds it past --db-wait), 4 partial (the newest run ended
 partial), 5 missing (no file at --db), 6 failed (the newest run loaded nothing; older data is
 still within the limit). The last line says which, on stdout when ok and on stderr otherwise."""
+
+log = logging.getLogger("cekura_sessions")
 
 # what the one line under --log-file adds to a run's exit code (CONTRACT.md)
 _RUN_EXIT_MEANINGS = {1: "partial", 2: "fatal", 3: "locked", 130: "interrupted", 143: "terminated"}
@@ -82,6 +86,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         logs.say("interrupted", level="error")
         return 130
+    except Exception as error:
+        # a bug or an environment problem: one line for people, the traceback for --log-level DEBUG
+        log.debug("%s failed", args.command, exc_info=True)
+        logs.say(f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --log-level DEBUG for details)",
+                 level="error")
+        return EXIT_FATAL
 
 
 def _asks_for_json(argv: list[str]) -> bool:
