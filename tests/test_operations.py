@@ -192,7 +192,7 @@ def test_status_exit_code_flips_when_data_is_older_than_the_limit(run_night, db_
     with duckdb.connect(str(db_path)) as con:
         con.execute("update cekura_raw.pipeline_runs set finished_at = ?", [datetime.now(timezone.utc) - timedelta(hours=30)])
     assert cli.main(["status", "--db", str(db_path)]) == 1
-    assert "h old" in capsys.readouterr().err
+    assert "stale: the newest run that loaded data finished 30.0 h ago" in capsys.readouterr().err
     assert cli.main(["status", "--db", str(db_path), "--max-age-hours", "48"]) == 0
 
 
@@ -248,9 +248,9 @@ def test_models_command_rebuilds_from_raw(run_night, db_path, capsys):
     ).split()
 
 
-@pytest.mark.parametrize("command", ["models", "check", "status"])
-def test_read_side_commands_on_a_missing_database_say_so(tmp_path, capsys, command):
-    assert cli.main([command, "--db", str(tmp_path / "none.duckdb")]) == 2
+@pytest.mark.parametrize("command, code", [("models", 2), ("check", 2), ("status", 5)])  # status: "missing"
+def test_read_side_commands_on_a_missing_database_say_so(tmp_path, capsys, command, code):
+    assert cli.main([command, "--db", str(tmp_path / "none.duckdb")]) == code
     assert "does not exist" in capsys.readouterr().err
 
 

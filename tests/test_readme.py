@@ -43,6 +43,22 @@ def test_readme_documents_run_option(option):
     assert option in README
 
 
+def _options() -> list[tuple[str, str]]:
+    """(command, option) for every option a user can pass, but fake-api's (README sends to its --help)."""
+    parser = cli._parser()
+    found = [("", o) for a in parser._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, sub in actions[0].choices.items():
+        if name != "fake-api":
+            found += [(name, o) for a in sub._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
+    return found
+
+
+@pytest.mark.parametrize("command, option", _options())
+def test_readme_documents_every_option(command, option):
+    assert f"`{option}" in README, f"`cekura-sessions {command} {option}` is not in README.md"
+
+
 def test_readme_raw_tables_are_the_contracts_generated_block():
     start, end = "<!-- raw-tables:start -->", "<!-- raw-tables:end -->"
     assert README.count(start) == 1 and README.count(end) == 1, "README.md needs each marker once"

@@ -1,119 +1,187 @@
-"""The commands that work on what is already loaded: `models`, `check`, `status`."""
+"""The commands that work on what is already loaded: `models`, `check`, `status`.
+
+Each opens the file through run/database.py, so a file another process holds is waited for
+(--db-wait) and then reported in one line (exit 3), never as DuckDB's own error.
+"""
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 
-from cekura_sessions.destination.warehouse import WarehouseError
-from cekura_sessions.extract import contract
+from cekura_sessions import logs, settings
 from cekura_sessions.models import checks, runner
+from cekura_sessions.models.check_sql import all_checks
 from cekura_sessions.run import status as status_reads
+from cekura_sessions.run.database import DatabaseBusy, DatabaseUnavailable, connect, first_line
 
-_RAW = contract.RAW_SCHEMA
+EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_LOCKED = 0, 1, 2, 3
 
 
-def rebuild_models(db_path: Path) -> int:
+def rebuild_models(db_path: Path, db_wait: float) -> int:
+    """Exit 0 built, 2 no file or the build failed (the previous models stay), 3 file held."""
     if not _exists(db_path):
-        return 2
+        return EXIT_ERROR
     started = time.monotonic()
     try:
-        with duckdb.connect(str(db_path)) as con:
+        with connect(db_path, db_wait) as con:
             rows = runner.build_models(con)
-    except duckdb.IOException as error:
-        return _fail(f"cannot open {db_path}: {str(error).splitlines()[0]}")
+    except DatabaseBusy as error:
+        return _fail(str(error), EXIT_LOCKED)
+    except DatabaseUnavailable as error:
+        return _fail(str(error))
     except runner.ModelBuildError as error:
         return _fail(f"{error}; the previous models are unchanged")
-    for name, count in rows.items():
-        print(f"{name:<32} {count:>10} rows")
-    print(f"built {len(rows)} models in {time.monotonic() - started:.2f} s")
-    return 0
+    logs.write("\n".join(f"{name:<32} {count:>10} rows" for name, count in rows.items()))
+    logs.say(f"built {len(rows)} models in {time.monotonic() - started:.2f} s", models=len(rows))
+    return EXIT_OK
 
 
-def check(db_path: Path) -> int:
+def check(db_path: Path, db_wait: float, show: int = 0) -> int:
+    """Exit 0 every error-severity check passed, 1 one failed, 2 cannot run, 3 file held.
+    `show` > 0 prints up to that many offending rows of each check that did not pass."""
     if not _exists(db_path):
-        return 2
+        return EXIT_ERROR
     try:
-        with duckdb.connect(str(db_path), read_only=True) as con:
+        with connect(db_path, db_wait, read_only=True) as con:
+            if not _models_built(con):
+                return _fail(f"{db_path} has no models yet; build them with `cekura-sessions models --db {db_path}`")
             results = checks.run_checks(con)
-    except (duckdb.Error, WarehouseError) as error:
-        return _fail(f"cannot run the checks on {db_path}: {str(error).splitlines()[0]}; run `cekura-sessions models` first")
-    width = max([len(r.name) for r in results] + [5])
-    print(f"{'check':<{width}} {'severity':<8} {'offending rows':>14}  result")
-    for result in results:
-        verdict = "ok" if result.passed else ("FAIL" if result.severity == "error" else "warn")
-        print(f"{result.name:<{width}} {result.severity:<8} {result.offending_rows:>14}  {verdict}")
+            _print_checks(results)
+            if show:
+                _print_offending_rows(con, [r for r in results if not r.passed], show)
+    except DatabaseBusy as error:
+        return _fail(str(error), EXIT_LOCKED)
+    except DatabaseUnavailable as error:
+        return _fail(str(error))
+    except checks.CheckError as error:
+        return _fail(f"a check could not run: {error}")
     failed = [r.name for r in results if not r.passed and r.severity == "error"]
     if failed:
-        print(f"cekura-sessions: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+        return _fail(f"{len(failed)} check(s) failed: {', '.join(failed)}", EXIT_FAILED)
+    return EXIT_OK
 
 
-def status(db_path: Path, max_age_hours: float, recent_runs: int) -> int:
-    if not _exists(db_path):
-        return 2
+def status(db_path: Path, db_wait: float, max_age_hours: float, recent_runs: int) -> int:
+    """Prints recent runs, project freshness and row counts, then one verdict line; exits with the
+    verdict's code (run/status.py, STATUS_EXIT_CODES)."""
+    codes = status_reads.STATUS_EXIT_CODES
+    if not db_path.exists():
+        return _fail(f"missing: {db_path} does not exist; run `cekura-sessions run` first (or pass --db)",
+                     codes["missing"])
     try:
-        with duckdb.connect(str(db_path), read_only=True) as con:
+        with connect(db_path, db_wait, read_only=True) as con:
             runs = status_reads.recent_runs(con, recent_runs)
             freshness = status_reads.project_freshness(con)
             counts = status_reads.row_counts(con)
-            newest_success = status_reads.newest_success(con) if runs else None
-    except duckdb.IOException as error:
-        return _fail(f"cannot open {db_path}: {str(error).splitlines()[0]}")
-    _print_runs(runs)
+            loaded_at = status_reads.newest_loaded(con)
+            last = status_reads.newest_finished(con)
+    except DatabaseBusy as error:
+        return _fail(f"locked: {error}", codes["locked"])
+    except (DatabaseUnavailable, duckdb.Error) as error:
+        return _fail(f"cannot read {db_path}: {first_line(error)}", codes["error"])
+    if recent_runs:
+        _print_runs(runs)
     _print_freshness(freshness)
-    print("rows: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
-    return _freshness_verdict(newest_success, max_age_hours)
+    logs.write("rows: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    now = datetime.now(timezone.utc)
+    state = status_reads.verdict(loaded_at, last, timedelta(hours=max_age_hours), now)
+    line = _verdict_line(state, loaded_at, last, max_age_hours, now)
+    if state == "ok":
+        logs.say(line, state=state)
+    else:
+        logs.say(line, level="error", state=state, exit_code=codes[state])
+    return codes[state]
 
 
+def _verdict_line(state: str, loaded_at: datetime | None, last: status_reads.FinishedRun | None,
+                  max_age_hours: float, now: datetime) -> str:
+    def hours(when: datetime) -> str:
+        return f"{(now - when).total_seconds() / 3600:.1f} h"
 
-
-
-
+    if state == "stale":
+        if loaded_at is None:
+            return "stale: no run has succeeded yet; run `cekura-sessions run` and see its last line"
+        return (f"stale: the newest run that loaded data finished {hours(loaded_at)} ago "
+                f"(limit {max_age_hours:g} h, --max-age-hours)")
+    assert last is not None  # ok, partial and failed are about a finished run
+    if state == "ok":
+        return f"ok: the newest run, {last.run_id}, succeeded {hours(last.finished_at)} ago"
+    why = f": {last.error}" if last.error else ""
+    if state == "partial":
+        return f"partial: the newest run, {last.run_id}, {hours(last.finished_at)} ago, ended partial (exit 1){why}"
+    return (f"failed: the newest run, {last.run_id}, {hours(last.finished_at)} ago, loaded nothing "
+            f"(exit {last.exit_code}){why}; the data is from {hours(loaded_at)} ago")
 
 
 def _print_runs(runs: list[tuple]) -> None:
-    print(f"{'run':<17} {'started (UTC)':<20} {'took':>7} {'status':<10} {'exit':>4} {'ok':>5} {'failed':>6} {'sessions':>9} {'requests':>8} {'retries':>7}")
-    for run_id, started, finished, status, exit_code, ok, failed, sessions, requests, retries, error in runs:
+    lines = [f"{'run':<17} {'started (UTC)':<20} {'took':>7} {'status':<10} {'exit':>4} {'ok':>5} {'failed':>6} "
+             f"{'listed':>8} {'written':>8} {'requests':>8} {'retries':>7}"]
+    for run_id, started, finished, status, exit_code, ok, failed, listed, written, requests, retries, error in runs:
         took = f"{(finished - started).total_seconds():.1f}s" if finished else "-"
         shown_status = status if finished else "unfinished"
-        print(
+        lines.append(
             f"{run_id:<17} {started.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} {took:>7} {shown_status:<10} "
-            f"{_dash(exit_code):>4} {_dash(ok):>5} {_dash(failed):>6} {_dash(sessions):>9} {_dash(requests):>8} {_dash(retries):>7}"
+            f"{_dash(exit_code):>4} {_dash(ok):>5} {_dash(failed):>6} {_dash(listed):>8} {_dash(written):>8} "
+            f"{_dash(requests):>8} {_dash(retries):>7}"
         )
         if error:
-            print(f"{'':<17} {error}")
+            lines.append(f"{'':<17} {error}")
+    if len(lines) == 1:
+        lines.append("no run recorded yet")
+    logs.write("\n".join(lines))
 
 
 def _print_freshness(freshness: list[tuple]) -> None:
     if not freshness:
-        print("no project has been loaded yet")
+        logs.write("no project has been loaded yet")
         return
     now = datetime.now(timezone.utc)
-    stalest = freshness[:5]
-    print(f"{len(freshness)} project(s) loaded; stalest first:")
-    for project_id, name, listed_at, sessions in stalest:
+    lines = [f"{len(freshness)} project(s) loaded; stalest first:"]
+    for project_id, name, listed_at, sessions in freshness[:5]:
         age_hours = (now - listed_at).total_seconds() / 3600
-        print(f"  project {project_id:<8} {(name or '?')[:30]:<30} last loaded {listed_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC ({age_hours:.1f} h ago), {sessions} sessions")
+        lines.append(f"  project {project_id:<8} {(name or '?')[:30]:<30} last loaded "
+                     f"{listed_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC ({age_hours:.1f} h ago), "
+                     f"{sessions} sessions")
+    logs.write("\n".join(lines))
 
 
+def _print_checks(results: list[checks.CheckResult]) -> None:
+    width = max([len(r.name) for r in results] + [5])
+    lines = [f"{'check':<{width}} {'severity':<8} {'offending rows':>14}  result"]
+    for result in results:
+        verdict = "ok" if result.passed else ("FAIL" if result.severity == "error" else "warn")
+        lines.append(f"{result.name:<{width}} {result.severity:<8} {result.offending_rows:>14}  {verdict}")
+    logs.write("\n".join(lines))
 
 
-def _freshness_verdict(newest_success: datetime | None, max_age_hours: float) -> int:
-    if newest_success is None:
-        print("cekura-sessions: no run has succeeded yet", file=sys.stderr)
-        return 1
-    age = datetime.now(timezone.utc) - newest_success
-    if age > timedelta(hours=max_age_hours):
-        print(f"cekura-sessions: the newest successful run is {age.total_seconds() / 3600:.1f} h old "
-              f"(limit {max_age_hours:g} h)", file=sys.stderr)
-        return 1
-    return 0
+def _print_offending_rows(con: duckdb.DuckDBPyConnection, failed: list[checks.CheckResult], limit: int) -> None:
+    """Each named check's own SELECT of offending rows, its first `limit` rows, every column
+    (DuckDB's own drawing hides columns past the width, often the one that broke the rule)."""
+    queries = {c.name: c.query for c in all_checks()}
+    for check in failed:
+        # the newline keeps a trailing line comment from swallowing the closing parenthesis
+        result = con.execute(f"select * from (\n{queries[check.name]}\n) limit {int(limit)}")
+        columns = [column[0] for column in result.description]
+        rows = [[_cell(value) for value in row] for row in result.fetchall()]
+        widths = [max(len(text) for text in column) for column in zip(columns, *rows)]
+        lines = [f"{check.name}: {len(rows)} of {check.offending_rows} offending row(s)"]
+        lines += ["  " + "  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip()
+                  for row in [columns, *rows]]
+        logs.write("\n".join(lines))
+
+
+def _cell(value: object) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _models_built(con: duckdb.DuckDBPyConnection) -> bool:
+    return con.execute("select count(*) from duckdb_tables() where schema_name = ?",
+                       [settings.ANALYTICS_SCHEMA]).fetchone()[0] > 0
 
 
 def _exists(db_path: Path) -> bool:
@@ -123,9 +191,9 @@ def _exists(db_path: Path) -> bool:
     return False
 
 
-def _fail(message: str) -> int:
-    print(f"cekura-sessions: {message}", file=sys.stderr)
-    return 2
+def _fail(message: str, code: int = EXIT_ERROR) -> int:
+    logs.say(message, level="error", exit_code=code)
+    return code
 
 
 def _dash(value: object) -> str:

@@ -16,7 +16,7 @@ from cekura_sessions.run.night import RunConfig, run
 DEMO_KEY = "demo-key"
 
 
-def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int) -> int:
+def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int, db_wait: float = 30.0) -> int:
     dataset = generate(DataSpec(projects=projects, sessions_per_project=sessions_per_project, seed=seed))
     started = time.monotonic()
     with FakeCekuraApi(dataset, api_key=DEMO_KEY) as api:
@@ -25,6 +25,7 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int)
                 db_path=db_path,
                 api_key=DEMO_KEY,
                 base_url=api.url,
+                db_wait_seconds=db_wait,
                 # the demo keeps its dlt state beside its database, apart from the nightly pipeline's
                 pipelines_dir=str(db_path.resolve().parent / ".cekura-demo-pipeline"),
             )

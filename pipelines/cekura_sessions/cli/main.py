@@ -7,74 +7,176 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
+from typing import IO, NoReturn
 
 from cekura_sessions import logs, settings
 from cekura_sessions.api import endpoints
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.cli.progress import Progress
+from cekura_sessions.run.database import first_line
 from cekura_sessions.run.night import RunConfig
 from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_OK, RunOutcome
 
+DESCRIPTION = """\
+Copy your Cekura scenario-improvement sessions into a DuckDB file, build completion-rate and
+duration models from them, and check them: nightly from cron or systemd, one run at a time,
+one line when something went wrong."""
+
+CONFIGURATION = f"""\
+configuration (environment variables; dlt's .dlt/secrets.toml [sources.cekura] works too):
+  CEKURA_API_KEY      the API key (run refuses to start without one)
+  CEKURA_BASE_URL     API root (default {endpoints.DEFAULT_BASE_URL})
+  CEKURA_PROJECT_IDS  comma-separated project ids (default: every project the key can see)
+  CEKURA_DB           the DuckDB file (default {settings.DEFAULT_DB})"""
+
+RUN_EXIT_CODES = """\
+exit codes of run: 0 done, 1 partial (some projects or a data check failed), 2 nothing loaded,
+3 another run or program holds the database, 130/143 interrupted by SIGINT/SIGTERM."""
+
+EPILOG = f"""{CONFIGURATION}
+
+{RUN_EXIT_CODES}
+`cekura-sessions COMMAND --help` lists a command's options; README.md has the rest."""
+
+STATUS_EPILOG = """\
+exit codes: 0 ok, 1 stale (no run loaded data within --max-age-hours), 2 status could not read
+the file, 3 locked (another process holds it past --db-wait), 4 partial (the newest run ended
+partial), 5 missing (no file at --db), 6 failed (the newest run loaded nothing; older data is
+still within the limit). The last line says which, on stdout when ok and on stderr otherwise."""
+
 log = logging.getLogger("cekura_sessions")
+
+# what the one line under --log-file adds to a run's exit code (CONTRACT.md)
+_RUN_EXIT_MEANINGS = {1: "partial", 2: "fatal", 3: "locked", 130: "interrupted", 143: "terminated"}
 
 
 class UsageError(Exception):
     """Bad configuration; the message says what to fix."""
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, like every other error (argparse's default prints the whole usage first)."""
+        logs.say(f"{message} (see `{self.prog} --help`)", level="error")
+        self.exit(EXIT_FATAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    logs.setup_logging(args.log_level, args.log_format)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logs.set_format("json" if _asks_for_json(argv) else "text")
+    logs.set_run_id(None)
+    args = _parser().parse_args(argv)
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    if args.log_file:
+        return _logging_to_file(args)
+    logs.setup_logging(args.log_level, args.log_format)
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return args.handler(args)
     except UsageError as error:
-        print(f"cekura-sessions: {error}", file=sys.stderr)
+        logs.say(str(error), level="error")
         return EXIT_FATAL
     except KeyboardInterrupt:
-        print("cekura-sessions: interrupted", file=sys.stderr)
+        logs.say("interrupted", level="error")
         return 130
+    except Exception as error:
+        # a bug or an environment problem: one line for people, the traceback for --log-level DEBUG
+        log.debug("%s failed", args.command, exc_info=True)
+        logs.say(f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --log-level DEBUG for details)",
+                 level="error")
+        return EXIT_FATAL
+
+
+def _asks_for_json(argv: list[str]) -> bool:
+    return "--log-format=json" in argv or any(a == "--log-format" and b == "json" for a, b in zip(argv, argv[1:]))
+
+
+# --- the parser -----------------------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cekura-sessions", description=__doc__)
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--log-format", default="text", choices=["text", "json"])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="cekura-sessions", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"cekura-sessions {_version()}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="the least severe log records shown (default INFO; DEBUG adds tracebacks)")
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="text (default), or json: every line the command writes is one JSON object "
+                             "with time, level, logger, message and run_id")
+    parser.add_argument("--log-file", metavar="PATH", default=os.environ.get("CEKURA_LOG_FILE") or None,
+                        help="append everything the command writes to PATH instead (CEKURA_LOG_FILE); on a "
+                             "non-zero exit write one line to stdout, which cron mails")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="the nightly job: extract, load, rebuild models, run checks")
-    _add_load_arguments(run)
-    run.add_argument("--base-url", help=f"API root (CEKURA_BASE_URL; default {endpoints.DEFAULT_BASE_URL})")
+    run = commands.add_parser("run", help="the nightly job: extract, load, rebuild the models, run the checks",
+                              description="The nightly job: list every project, load each project's sessions "
+                                          "into the DuckDB file, rebuild the models and run the data checks.",
+                              epilog=f"{CONFIGURATION}\n\n{RUN_EXIT_CODES}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_db(run)
+    run.add_argument("--base-url", metavar="URL",
+                     help=f"API root (CEKURA_BASE_URL; default {endpoints.DEFAULT_BASE_URL})")
     run.add_argument("--project-id", type=str, action="append", dest="project_ids", metavar="N",
                      help="load only this project (repeatable; CEKURA_PROJECT_IDS)")
+    run.add_argument("--no-models", action="store_true", help="load only; do not rebuild the models or run the checks")
+    run.add_argument("--concurrency", type=_whole(1), default=None, metavar="N",
+                     help=f"requests in flight at once (default {settings.DEFAULT_CONCURRENCY})")
+    run.add_argument("--answer-deadline", type=_seconds(positive=True), default=None, metavar="SECONDS",
+                     help=f"longest one answer may take, headers to last byte, before the attempt counts as "
+                          f"timed out and is retried (default {RetryPolicy.answer_deadline_seconds:g})")
+    _add_db_wait(run)
     run.set_defaults(handler=_run)
 
-    demo = commands.add_parser("demo", help="the whole job against the bundled fake API into demo.duckdb")
-    demo.add_argument("--db", default=settings.DEMO_DB, help="DuckDB file (default demo.duckdb)")
-    demo.add_argument("--projects", type=int, default=12)
-    demo.add_argument("--sessions-per-project", type=int, default=150)
-    demo.add_argument("--seed", type=int, default=7)
+    demo = commands.add_parser("demo", help="the whole job against the bundled fake API into demo.duckdb",
+                               description="Serve generated data from the bundled fake Cekura API on loopback, "
+                                           "run the nightly job against it and print a short summary.")
+    demo.add_argument("--db", default=settings.DEMO_DB, metavar="PATH", help="DuckDB file (default demo.duckdb)")
+    demo.add_argument("--projects", type=_whole(1), default=12, metavar="N", help="projects to generate (default 12)")
+    demo.add_argument("--sessions-per-project", type=_whole(0), default=150, metavar="N",
+                      help="sessions per project (default 150)")
+    demo.add_argument("--seed", type=int, default=7, metavar="N", help="seed of the generated data (default 7)")
+    _add_db_wait(demo)
     demo.set_defaults(handler=_demo)
 
-    for name, help_text, handler in (
-        ("models", "rebuild the SQL models from what is loaded", _models),
-        ("check", "run the data checks; non-zero exit on a failed check", _check),
-    ):
-        sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--db", help="DuckDB file (CEKURA_DB; default cekura.duckdb)")
-        sub.set_defaults(handler=handler)
+    models = commands.add_parser("models", help="rebuild the SQL models from what is loaded",
+                                 description="Rebuild every model in schema analytics from the raw tables, in one "
+                                             "transaction: on failure the previous models stay. Exit 0 built, "
+                                             "2 cannot build, 3 the file is held.")
+    _add_db(models)
+    _add_db_wait(models)
+    models.set_defaults(handler=_models)
 
-    status = commands.add_parser("status", help="recent runs, their outcome, and how fresh the data is")
-    status.add_argument("--db", help="DuckDB file (CEKURA_DB; default cekura.duckdb)")
-    status.add_argument("--max-age-hours", type=float, default=26.0,
-                        help="exit 1 when the newest successful run is older than this (default 26)")
-    status.add_argument("--runs", type=int, default=10, help="how many recent runs to list")
+    check = commands.add_parser("check", help="run the data checks; non-zero exit on a failed check",
+                                description="Run the data checks on the models. Exit 0 every error check passed, "
+                                            "1 one failed, 2 cannot run, 3 the file is held.")
+    _add_db(check)
+    _add_db_wait(check)
+    check.add_argument("--show", type=_whole(1), nargs="?", const=10, default=0, metavar="N",
+                       help="print the offending rows of each check that did not pass, the first N (default 10)")
+    check.set_defaults(handler=_check)
+
+    status = commands.add_parser("status", help="recent runs, their outcome, and how fresh the data is",
+                                 description="Recent runs, each project's last load, row counts, and one verdict "
+                                             "line: ok, stale, partial, failed, locked or missing.",
+                                 epilog=STATUS_EPILOG)
+    _add_db(status)
+    _add_db_wait(status)
+    status.add_argument("--max-age-hours", type=_hours, default=26.0, metavar="HOURS",
+                        help="stale when no run loaded data within this many hours (default 26)")
+    status.add_argument("--runs", type=_whole(0), default=10, metavar="N",
+                        help="how many recent runs to list (default 10)")
     status.set_defaults(handler=_status)
 
-    fake = commands.add_parser("fake-api", help="serve the fake Cekura API on loopback")
+    fake = commands.add_parser("fake-api", help="serve the fake Cekura API on loopback",
+                               description="Serve generated data as the Cekura API would, with fault switches, "
+                                           "until Ctrl-C or SIGTERM.")
     from cekura_sessions.fake import command as fake_command
 
     fake_command.add_arguments(fake)
@@ -82,16 +184,115 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_load_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", help="DuckDB file (CEKURA_DB; default cekura.duckdb)")
-    parser.add_argument("--no-models", action="store_true", help="load only; do not rebuild the models")
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help=f"requests in flight at once (default {settings.DEFAULT_CONCURRENCY})")
-    parser.add_argument("--answer-deadline", type=float, default=None, metavar="SECONDS",
-                        help=f"longest one answer may take, headers to last byte, before the attempt counts as "
-                             f"timed out and is retried (default {RetryPolicy.answer_deadline_seconds:g})")
-    parser.add_argument("--db-wait", type=float, default=30.0, metavar="SECONDS",
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="PATH", help=f"DuckDB file (CEKURA_DB; default {settings.DEFAULT_DB})")
+
+
+def _add_db_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db-wait", type=_seconds(positive=False), default=30.0, metavar="SECONDS",
                         help="how long to wait for a DuckDB file another program holds (default 30)")
+
+
+def _whole(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _seconds(positive: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value > 0 if positive else value >= 0) or value == float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"must be a number of seconds {'above' if positive else 'of at least'} 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def _hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of hours above 0, got {text!r}")
+    return value
+
+
+def _version() -> str:
+    try:
+        return metadata.version("cekura-sessions")
+    except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+# --- --log-file -----------------------------------------------------------------------------------
+
+
+def _logging_to_file(args: argparse.Namespace) -> int:
+    """Everything the command writes goes to the file; cron mails stdout, so stdout gets one line
+    only when the command exits non-zero."""
+    path = Path(args.log_file)
+    try:
+        log_file = open(path, "a", encoding="utf-8", buffering=1)
+    except OSError as error:
+        logs.say(f"cannot write the log file {path} ({error.strerror}); create its folder or fix --log-file",
+                 level="error")
+        return EXIT_FATAL
+    code = 1  # what an exception escaping the command means to the shell
+    with log_file, _redirected(log_file) as stdout:
+        try:
+            logs.setup_logging(args.log_level, args.log_format, dated=True)
+            code = _dispatch(args)
+        finally:
+            if code != 0:
+                stdout.write(_failure_line(args.command, code, path) + "\n")
+                stdout.flush()
+    return code
+
+
+@contextmanager
+def _redirected(log_file: IO[str]) -> Iterator[IO[str]]:
+    """Descriptors 1 and 2 point at the log file for the block, so C libraries and child
+    processes write there too; yields a stream on the original stdout."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    streams = sys.stdout, sys.stderr
+    original = os.fdopen(os.dup(saved[1]), "w", encoding="utf-8")
+    try:
+        for fd in saved:
+            os.dup2(log_file.fileno(), fd)
+        sys.stdout = sys.stderr = log_file
+        yield original
+    finally:
+        log_file.flush()
+        sys.stdout, sys.stderr = streams
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        original.close()
+
+
+def _failure_line(command: str, code: int, path: Path) -> str:
+    meaning = f", {_RUN_EXIT_MEANINGS[code]}" if command == "run" and code in _RUN_EXIT_MEANINGS else ""
+    run = f" {logs.current_run_id()}" if command == "run" and logs.current_run_id() else ""
+    said = " ".join((logs.last_error() or "no message; see the log").split())
+    return f"cekura-sessions {command}{run} exited {code}{meaning}: {said} (log: {path})"
+
+
+# --- the commands ---------------------------------------------------------------------------------
 
 
 def _db_path(args: argparse.Namespace) -> Path:
@@ -111,10 +312,6 @@ def _project_ids(args: argparse.Namespace) -> list[int] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.concurrency is not None and args.concurrency < 1:
-        raise UsageError("--concurrency must be at least 1")
-    if args.answer_deadline is not None and args.answer_deadline <= 0:
-        raise UsageError("--answer-deadline must be a positive number of seconds")
     api_key = os.environ.get("CEKURA_API_KEY")
     logs.register_secret(api_key)
     logs.register_secret(os.environ.get("SOURCES__CEKURA__API_KEY"))
@@ -135,6 +332,7 @@ def _run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     report = RunReport()
+    logs.set_run_id(report.run_id)
     with Progress(report, enabled=sys.stderr.isatty()):
         outcome = night.run(config, report)
     _print_outcome(outcome, time.monotonic() - started)
@@ -144,40 +342,44 @@ def _run(args: argparse.Namespace) -> int:
 def _print_outcome(outcome: RunOutcome, seconds: float) -> None:
     report = outcome.report
     if outcome.exit_code == EXIT_OK or report.projects_ok:
-        print(
+        logs.say(
             f"run {report.run_id}: {len(report.projects_ok)} project(s) listed "
             f"({len(report.projects_unchanged)} unchanged), {report.sessions_listed} sessions listed, "
             f"{report.sessions_written} written, {len(report.projects_failed)} project(s) failed, "
-            f"{report.stats.requests} requests ({report.stats.retries} retries), {seconds:.1f} s"
+            f"{report.stats.requests} requests ({report.stats.retries} retries), {seconds:.1f} s",
+            exit_code=outcome.exit_code, projects_listed=len(report.projects_ok),
+            projects_unchanged=len(report.projects_unchanged), projects_failed=len(report.projects_failed),
+            sessions_listed=report.sessions_listed, sessions_written=report.sessions_written,
+            requests=report.stats.requests, retries=report.stats.retries, seconds=round(seconds, 1),
         )
         for check in outcome.checks:
             if not check.passed:
-                print(f"  check {check.name} ({check.severity}): {check.offending_rows} offending row(s)")
+                logs.say(f"  check {check.name} ({check.severity}): {check.offending_rows} offending row(s)",
+                         level="warning", check=check.name, severity=check.severity,
+                         offending_rows=check.offending_rows)
     if outcome.exit_code != EXIT_OK:
-        print(f"cekura-sessions: {outcome.message}", file=sys.stderr)
+        logs.say(outcome.message, level="error", exit_code=outcome.exit_code)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import demo
 
-    return demo.run_demo(Path(args.db), args.projects, args.sessions_per_project, args.seed)
+    return demo.run_demo(Path(args.db), args.projects, args.sessions_per_project, args.seed, args.db_wait)
 
 
 def _models(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import commands
 
-    return commands.rebuild_models(_db_path(args))
+    return commands.rebuild_models(_db_path(args), args.db_wait)
 
 
 def _check(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import commands
 
-    return commands.check(_db_path(args))
+    return commands.check(_db_path(args), args.db_wait, args.show)
 
 
 def _status(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import commands
 
-    return commands.status(_db_path(args), args.max_age_hours, args.runs)
-
-
+    return commands.status(_db_path(args), args.db_wait, args.max_age_hours, args.runs)

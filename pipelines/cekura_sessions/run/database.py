@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import duckdb
 
 from cekura_sessions import settings
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseBusy(Exception):
@@ -27,6 +30,7 @@ class connect:
 
     def __enter__(self) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self._wait_seconds
+        told = False
         while True:
             try:
                 self._con = duckdb.connect(str(self._db_path), read_only=self._read_only,
@@ -41,6 +45,10 @@ class connect:
                         f"{self._db_path} is held by {holder}; close that program (a notebook kernel or "
                         "the DuckDB CLI) or raise --db-wait"
                     ) from None
+                if not told:  # a wait in silence looks like a hang
+                    log.warning("%s is held by %s; waiting up to %g s for it (--db-wait)",
+                                self._db_path, holder, self._wait_seconds)
+                    told = True
                 time.sleep(0.5)
 
     def __exit__(self, *exc: object) -> None:

@@ -29,6 +29,9 @@ create table if not exists {_TABLE} (
     http_retries bigint,
     error text
 );
+-- added later: how many sessions the run's listings held (sessions_loaded is what it wrote,
+-- 0 on a night when nothing changed)
+alter table {_TABLE} add column if not exists sessions_listed bigint;
 """
 
 
@@ -49,11 +52,12 @@ def record_finish(
         f"""
         update {_TABLE} set
             finished_at = ?, status = ?, exit_code = ?, projects_ok = ?, projects_failed = ?,
-            sessions_loaded = ?, http_requests = ?, http_retries = ?, error = ?
+            sessions_listed = ?, sessions_loaded = ?, http_requests = ?, http_retries = ?, error = ?
         where run_id = ?
         """,
         [
             datetime.now(timezone.utc), status, exit_code, len(report.projects_ok), failed,
-            report.sessions_written, report.stats.requests, report.stats.retries, error, report.run_id,
+            report.sessions_listed, report.sessions_written, report.stats.requests, report.stats.retries, error,
+            report.run_id,
         ],
     )

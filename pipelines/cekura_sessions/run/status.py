@@ -1,9 +1,11 @@
-"""What `status` reports, read from the database: the run ledger's recent runs, each
-project's last listing, the raw tables' row counts. Rows, not text: cli/commands.py prints them."""
+"""What `status` reports, read from the database: the run ledger's recent runs, each project's
+last listing, the raw tables' row counts, and the verdict on them. Rows and states, not text:
+cli/commands.py prints them."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import duckdb
 
@@ -11,26 +13,51 @@ from cekura_sessions import settings
 from cekura_sessions.extract import contract
 
 _RAW = contract.RAW_SCHEMA
+_RUNS = f"{_RAW}.{settings.RUNS_TABLE}"
+
+# `status` exits with one code per state, so a monitor tells them apart without reading the line
+STATUS_EXIT_CODES = {
+    "ok": 0,  # the newest finished run succeeded, within the age limit
+    "stale": 1,  # no run loaded data within the age limit (or ever)
+    "error": 2,  # status itself could not run: a bad option, a file that is not a DuckDB database
+    "locked": 3,  # another process holds the file past --db-wait (a run writing, a notebook)
+    "partial": 4,  # the newest finished run ended partial (exit 1); the rest is fresh
+    "missing": 5,  # there is no database file at the path
+    "failed": 6,  # the newest finished run loaded nothing (exit 2, 3, 130, 143); older data is still fresh
+}
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    run_id: str
+    finished_at: datetime
+    status: str  # succeeded | partial | failed
+    exit_code: int | None
+    error: str | None
 
 
 def recent_runs(con: duckdb.DuckDBPyConnection, limit: int) -> list[tuple]:
-    try:
-        return con.execute(
-            f"""
-            select run_id, started_at, finished_at, status, exit_code, projects_ok,
-                   json_array_length(json_keys(coalesce(projects_failed, '{{}}'))) as projects_failed,
-                   sessions_loaded, http_requests, http_retries, error
-            from {_RAW}.{settings.RUNS_TABLE}
-            order by started_at desc
-            limit ?
-            """,
-            [limit],
-        ).fetchall()
-    except duckdb.CatalogException:
+    """The newest `limit` runs, newest first: (run_id, started_at, finished_at, status, exit_code,
+    projects_ok, projects_failed (a count), sessions_listed (NULL in a ledger written before the
+    column), sessions_loaded, http_requests, http_retries, error). [] when no run was recorded."""
+    if limit <= 0 or not _has_ledger(con):
         return []
+    listed = "sessions_listed" if "sessions_listed" in _ledger_columns(con) else "null"
+    return con.execute(
+        f"""
+        select run_id, started_at, finished_at, status, exit_code, projects_ok,
+               json_array_length(json_keys(coalesce(projects_failed, '{{}}'))) as projects_failed,
+               {listed} as sessions_listed, sessions_loaded, http_requests, http_retries, error
+        from {_RUNS}
+        order by started_at desc
+        limit ?
+        """,
+        [limit],
+    ).fetchall()
 
 
 def project_freshness(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """(project_id, name, listed_at, sessions_listed) per project ever listed, stalest first."""
     try:
         return con.execute(
             f"""
@@ -45,6 +72,7 @@ def project_freshness(con: duckdb.DuckDBPyConnection) -> list[tuple]:
 
 
 def row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows of each raw table by name; 0 for a table not created yet."""
     counts = {}
     for table in (contract.PROJECTS_TABLE, contract.SESSIONS_TABLE, contract.SCENARIO_IDS_TABLE,
                   contract.STATUS_HISTORY_TABLE, contract.REJECTED_ROWS_TABLE):
@@ -55,7 +83,45 @@ def row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return counts
 
 
-def newest_success(con: duckdb.DuckDBPyConnection) -> datetime | None:
+def newest_loaded(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the newest run that loaded data (succeeded or partial) finished; None if none did."""
+    if not _has_ledger(con):
+        return None
     return con.execute(
-        f"select max(finished_at) from {_RAW}.{settings.RUNS_TABLE} where status = 'succeeded'"
+        f"select max(finished_at) from {_RUNS} where status in ('succeeded', 'partial')"
     ).fetchone()[0]
+
+
+def newest_finished(con: duckdb.DuckDBPyConnection) -> FinishedRun | None:
+    """The newest run that finished, whatever its outcome (a run still going, or killed, has not)."""
+    if not _has_ledger(con):
+        return None
+    row = con.execute(
+        f"""
+        select run_id, finished_at, status, exit_code, error from {_RUNS}
+        where finished_at is not null order by finished_at desc limit 1
+        """
+    ).fetchone()
+    return FinishedRun(*row) if row else None
+
+
+def verdict(loaded_at: datetime | None, last: FinishedRun | None, max_age: timedelta, now: datetime) -> str:
+    """The state `status` reports (a key of STATUS_EXIT_CODES) when the file could be read:
+    stale outranks a partial or failed last run, since then nothing recent is loaded at all."""
+    if loaded_at is None or now - loaded_at > max_age:
+        return "stale"
+    if last is None or last.status == "succeeded":
+        return "ok"
+    return "partial" if last.exit_code == 1 else "failed"
+
+
+def _has_ledger(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(_ledger_columns(con))
+
+
+def _ledger_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute(
+        "select column_name from duckdb_columns() where schema_name = ? and table_name = ?",
+        [_RAW, settings.RUNS_TABLE],
+    ).fetchall()
+    return {name for (name,) in rows}
