@@ -52,6 +52,10 @@ class Warehouse:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         raise NotImplementedError
 
+    def changed_rows(self, sql: str, params: Sequence[Any] | None = None) -> int:
+        """Run an INSERT, UPDATE or DELETE; how many rows it wrote."""
+        raise NotImplementedError
+
     def select_sql(self, sql: str) -> str:
         """A SELECT written in DuckDB's dialect, as this engine reads it."""
         return sql
@@ -109,6 +113,10 @@ class DuckDBWarehouse(Warehouse):
         except duckdb.Error as error:
             raise WarehouseError(_one_line(error)) from error
 
+    def changed_rows(self, sql: str, params: Sequence[Any] | None = None) -> int:
+        row = self.execute(sql, params).fetchone()  # DuckDB answers a write with its row count
+        return int(row[0]) if row else 0
+
 
 class PostgresWarehouse(Warehouse):
     """A psycopg2 connection in autocommit mode: transactions are begun and ended explicitly,
@@ -140,6 +148,9 @@ class PostgresWarehouse(Warehouse):
             self.con.cursor().executemany(_format_params(sql), [list(row) for row in rows])
         except psycopg2.Error as error:
             raise WarehouseError(_one_line(error)) from error
+
+    def changed_rows(self, sql: str, params: Sequence[Any] | None = None) -> int:
+        return max(0, self.execute(sql, params).rowcount)  # type: ignore[attr-defined]
 
     def select_sql(self, sql: str) -> str:
         return _to_postgres(sql)

@@ -8,8 +8,9 @@ the next run. Only projects whose listing succeeded in this run can record a dis
 
 from __future__ import annotations
 
-import duckdb
+from typing import Any
 
+from cekura_sessions.destination.warehouse import Warehouse, as_warehouse
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 
@@ -21,18 +22,25 @@ _SYNCED = f"{_RAW}.session_status_history_synced"
 
 _SYNCED_DDL = f"create table if not exists {_SYNCED} (load_id text)"
 
+# SQL both engines read (no qualify, no trailing commas): parameters are, in order, the run id
+# of listed_projects, then the observation's time and run id
 _SYNC = f"""
 insert into {_HISTORY}
-with latest as (
-    select *
+with ranked as (
+    select
+        *,
+        row_number() over (partition by session_id order by observed_at desc) as newest_first
     from {_HISTORY}
-    qualify row_number() over (partition by session_id order by observed_at desc) = 1
+),
+
+latest as (
+    select * from ranked where newest_first = 1
 ),
 
 listed_projects as (
     select project_id
     from {_RAW}.{contract.PROJECT_LISTINGS_TABLE}
-    where run_id = $run_id
+    where run_id = ?
 ),
 
 current_sessions as (
@@ -40,7 +48,7 @@ current_sessions as (
         id as session_id,
         project_id,
         status,
-        updated_at,
+        updated_at
     from {_RAW}.{contract.SESSIONS_TABLE}
     where project_id in (select project_id from listed_projects)
 ),
@@ -51,9 +59,9 @@ changed as (
         c.project_id,
         c.status,
         c.updated_at,
-        false as is_deleted,
+        false as is_deleted
     from current_sessions as c
-    left join latest as l using (session_id)
+    left join latest as l on l.session_id = c.session_id
     where l.session_id is null
         or l.is_deleted
         or l.status is distinct from c.status
@@ -67,42 +75,40 @@ vanished as (
         l.project_id,
         l.status,
         l.updated_at,
-        true as is_deleted,
+        true as is_deleted
     from latest as l
     where not l.is_deleted
         and l.project_id in (select project_id from listed_projects)
-        and l.session_id not in (select id from {_RAW}.{contract.SESSIONS_TABLE})
+        and not exists (select 1 from {_RAW}.{contract.SESSIONS_TABLE} as s where s.id = l.session_id)
 )
 
-select session_id, project_id, status, updated_at, $observed_at, $run_id, is_deleted
-from (select * from changed union all select * from vanished)
+select session_id, project_id, status, updated_at, cast(? as timestamptz), cast(? as text), is_deleted
+from (select * from changed union all select * from vanished) as observed
 """
 
 
-def record_changes(con: duckdb.DuckDBPyConnection, report: RunReport) -> int:
+def record_changes(con: Any, report: RunReport) -> int:
     """Append this run's observed changes; returns how many were recorded. Skipped when no
     load has happened since the last comparison: the sessions are then as last compared
-    (a quiet night at 1,000,000 sessions saves 0.7 s)."""
-    con.execute(contract.raw_tables_ddl())  # the history table is declared with the models' inputs
-    con.execute(_SYNCED_DDL)
-    if not _table_exists(con, contract.SESSIONS_TABLE) or not _table_exists(con, contract.PROJECT_LISTINGS_TABLE):
+    (a quiet night at 1,000,000 sessions saves 0.7 s). `con`: a DuckDB or psycopg2
+    connection, or a Warehouse."""
+    warehouse = as_warehouse(con)
+    warehouse.execute(contract.raw_tables_ddl())  # the history table is declared with the models' inputs
+    warehouse.execute(_SYNCED_DDL)
+    if not _has(warehouse, contract.SESSIONS_TABLE) or not _has(warehouse, contract.PROJECT_LISTINGS_TABLE):
         return 0
-    try:
-        latest_load = con.execute(f"select max(load_id) from {_RAW}._dlt_loads").fetchone()[0]
-    except duckdb.CatalogException:  # tables declared for the models, never loaded by dlt
-        latest_load = None
-    synced = con.execute(f"select max(load_id) from {_SYNCED}").fetchone()[0]
+    latest_load = None  # tables declared for the models, never loaded by dlt
+    if _has(warehouse, "_dlt_loads"):
+        latest_load = warehouse.execute(f"select max(load_id) from {_RAW}._dlt_loads").fetchone()[0]
+    synced = warehouse.execute(f"select max(load_id) from {_SYNCED}").fetchone()[0]
     if latest_load is not None and latest_load == synced:
         return 0
-    con.execute(_SYNC, {"run_id": report.run_id, "observed_at": report.started_at})
-    recorded = con.fetchone()[0]
-    con.execute(f"delete from {_SYNCED}; insert into {_SYNCED} values (?)", [latest_load])
+    recorded = warehouse.changed_rows(_SYNC, [report.run_id, report.started_at, report.run_id])
+    with warehouse.transaction():
+        warehouse.execute(f"delete from {_SYNCED}")
+        warehouse.execute(f"insert into {_SYNCED} values (?)", [latest_load])
     return recorded
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    found = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [_RAW, table],
-    ).fetchone()
-    return bool(found and found[0])
+def _has(warehouse: Warehouse, table: str) -> bool:
+    return warehouse.has_table(_RAW, table)

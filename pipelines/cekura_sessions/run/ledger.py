@@ -4,11 +4,12 @@ killed stays visible as unfinished."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
-import duckdb
 import orjson
 
 from cekura_sessions import settings
+from cekura_sessions.destination.warehouse import as_warehouse
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 
@@ -35,7 +36,9 @@ alter table {_TABLE} add column if not exists sessions_listed bigint;
 """
 
 
-def record_start(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
+def record_start(con: Any, report: RunReport) -> None:
+    """A `running` row for this run (`con`: a DuckDB or psycopg2 connection, or a Warehouse)."""
+    con = as_warehouse(con)
     con.execute(_DDL)
     con.execute(
         f"insert into {_TABLE} (run_id, started_at, status) values (?, ?, 'running')",
@@ -43,9 +46,9 @@ def record_start(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
     )
 
 
-def record_finish(
-    con: duckdb.DuckDBPyConnection, report: RunReport, status: str, exit_code: int, error: str | None
-) -> None:
+def record_finish(con: Any, report: RunReport, status: str, exit_code: int, error: str | None) -> None:
+    """The run's outcome on its row: status succeeded, partial, failed (or interrupted)."""
+    con = as_warehouse(con)
     con.execute(_DDL)
     failed = orjson.dumps({str(pid): why for pid, why in sorted(report.projects_failed.items())}).decode()
     con.execute(

@@ -8,20 +8,22 @@ history, which reads this run's listings by `run_id`; `status` reads `listed_at`
 
 from __future__ import annotations
 
-import duckdb
+from typing import Any
 
+from cekura_sessions.destination.warehouse import as_warehouse
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 
 
-def mark_listed(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
+def mark_listed(con: Any, report: RunReport) -> None:
+    """`con`: a DuckDB or psycopg2 connection, or a Warehouse."""
     if not report.projects_unchanged:
         return
-    con.execute(
+    as_warehouse(con).execute(
         f"""
         update {contract.RAW_SCHEMA}.{contract.PROJECT_LISTINGS_TABLE}
-        set listed_at = $listed_at, run_id = $run_id
-        where project_id in (select unnest($project_ids::bigint[]))
+        set listed_at = ?, run_id = ?
+        where project_id in (select unnest(cast(? as bigint[])))
         """,
-        {"listed_at": report.started_at, "run_id": report.run_id, "project_ids": report.projects_unchanged},
+        [report.started_at, report.run_id, report.projects_unchanged],
     )

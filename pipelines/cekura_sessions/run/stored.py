@@ -9,9 +9,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 
+from cekura_sessions.destination.warehouse import Warehouse, WarehouseError, as_warehouse
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.state import NightState
 from cekura_sessions.run.database import connect
@@ -19,31 +19,30 @@ from cekura_sessions.run.database import connect
 _RAW = contract.RAW_SCHEMA
 
 
-def read_night_state(con: duckdb.DuckDBPyConnection, db_path: Path, wait_seconds: float) -> NightState:
+def read_night_state(con: Any, db_path: Path, wait_seconds: float) -> NightState:
     """What the night needs, read through `con`; the one lookup the extract may still need
     opens the file read-only for itself, so the run holds no connection while it fetches."""
-    return NightState(_listing_digests(con), _stored_projects(con), StoredSessions(db_path, wait_seconds),
+    warehouse = as_warehouse(con)
+    return NightState(_listing_digests(warehouse), _stored_projects(warehouse), StoredSessions(db_path, wait_seconds),
                       StoredIds(db_path, wait_seconds))
 
 
-def _listing_digests(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
-    try:
-        rows = con.execute(
-            f"select project_id, listing_digest from {_RAW}.{contract.PROJECT_LISTINGS_TABLE} "
-            "where listing_digest is not null"
-        ).fetchall()
-    except duckdb.CatalogException:
+def _listing_digests(con: Warehouse) -> dict[int, str]:
+    if not con.has_table(_RAW, contract.PROJECT_LISTINGS_TABLE):
         return {}
+    rows = con.execute(
+        f"select project_id, listing_digest from {_RAW}.{contract.PROJECT_LISTINGS_TABLE} "
+        "where listing_digest is not null"
+    ).fetchall()
     return dict(rows)
 
 
-def _stored_projects(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[Any, ...]]:
-    """Each stored project's allow-listed columns, in contract.PROJECTS's order."""
-    columns = ", ".join(contract.PROJECTS.names)
-    try:
-        rows = con.execute(f"select {columns} from {_RAW}.{contract.PROJECTS_TABLE}").fetchall()
-    except duckdb.Error:  # no table yet, or a column dlt has not created (never a value seen)
+def _stored_projects(con: Warehouse) -> dict[int, tuple[Any, ...]]:
+    """Each stored project's allow-listed columns, in contract.PROJECTS's order; none while a
+    column is missing (no table yet, or a column dlt has not created: never a value seen)."""
+    if not set(contract.PROJECTS.names) <= set(con.columns(_RAW, contract.PROJECTS_TABLE)):
         return {}
+    rows = con.execute(f"select {', '.join(contract.PROJECTS.names)} from {_RAW}.{contract.PROJECTS_TABLE}").fetchall()
     return {row[0]: row for row in rows}
 
 
@@ -59,7 +58,7 @@ class StoredSessions:
         if not session_ids:
             return []
         with connect(self._db_path, self._wait_seconds, read_only=True) as con:
-            return _stored_sessions(con, project_id, session_ids)
+            return _stored_sessions(as_warehouse(con), project_id, session_ids)
 
 
 class StoredIds:
@@ -76,39 +75,38 @@ class StoredIds:
         with self._lock:
             if self._by_project is None:
                 with connect(self._db_path, self._wait_seconds, read_only=True) as con:
-                    self._by_project = _stored_ids(con)
+                    self._by_project = _stored_ids(as_warehouse(con))
         return self._by_project.get(project_id, np.empty(0, dtype=np.int64))
 
 
-def _stored_ids(con: duckdb.DuckDBPyConnection) -> dict[int, np.ndarray]:
-    try:
-        pairs = con.execute(
-            f"select project_id, id from {_RAW}.{contract.SESSIONS_TABLE} order by project_id, id"
-        ).fetchnumpy()
-    except duckdb.CatalogException:
+def _stored_ids(con: Warehouse) -> dict[int, np.ndarray]:
+    if not con.has_table(_RAW, contract.SESSIONS_TABLE):
         return {}
-    projects, ids = np.asarray(pairs["project_id"], dtype=np.int64), np.asarray(pairs["id"], dtype=np.int64)
+    pairs = np.array(con.execute(
+        f"select project_id, id from {_RAW}.{contract.SESSIONS_TABLE} order by project_id, id"
+    ).fetchall(), dtype=np.int64).reshape(-1, 2)
+    projects, ids = pairs[:, 0].copy(), pairs[:, 1].copy()
     starts = np.flatnonzero(np.r_[True, projects[1:] != projects[:-1]]) if len(projects) else np.empty(0, dtype=int)
     return {int(projects[s]): ids[s:e] for s, e in zip(starts, [*starts[1:], len(ids)])}
 
 
-def _stored_sessions(con: duckdb.DuckDBPyConnection, project_id: int, session_ids: list[int]) -> list[dict[str, Any]]:
+def _stored_sessions(con: Warehouse, project_id: int, session_ids: list[int]) -> list[dict[str, Any]]:
     try:
         result = con.execute(
             f"""
             select
                 s.id, s.title, s.project, s.status, s.created_at, s.updated_at, s.message_count,
                 (
-                    select list(c.value order by c.position)
+                    select array_agg(c.value order by c.position)
                     from {_RAW}.{contract.SCENARIO_IDS_TABLE} as c
                     where c.session_id = s.id and c.project_id = s.project_id
-                ) as scenario_ids,
+                ) as scenario_ids
             from {_RAW}.{contract.SESSIONS_TABLE} as s
-            where s.project_id = ? and s.id in (select unnest(?::bigint[]))
+            where s.project_id = ? and s.id in (select unnest(cast(? as bigint[])))
             """,
             [project_id, session_ids],
         )
-        names = [column[0] for column in result.description]
-        return [dict(zip(names, row)) for row in result.fetchall()]
-    except duckdb.CatalogException:
+    except WarehouseError:  # no table yet: dlt creates the nested table on its first non-empty list
         return []
+    names = [column[0] for column in result.description]
+    return [dict(zip(names, row)) for row in result.fetchall()]
