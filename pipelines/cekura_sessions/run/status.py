@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-import duckdb
+from typing import Any
 
 from cekura_sessions import settings
+from cekura_sessions.destination.warehouse import DUCKDB, Warehouse, as_warehouse
 from cekura_sessions.extract import contract
 
 _RAW = contract.RAW_SCHEMA
@@ -36,17 +36,18 @@ class FinishedRun:
     error: str | None
 
 
-def recent_runs(con: duckdb.DuckDBPyConnection, limit: int) -> list[tuple]:
+def recent_runs(con: Any, limit: int) -> list[tuple]:
     """The newest `limit` runs, newest first: (run_id, started_at, finished_at, status, exit_code,
     projects_ok, projects_failed (a count), sessions_listed (NULL in a ledger written before the
     column), sessions_loaded, http_requests, http_retries, error). [] when no run was recorded."""
+    con = as_warehouse(con)
     if limit <= 0 or not _has_ledger(con):
         return []
     listed = "sessions_listed" if "sessions_listed" in _ledger_columns(con) else "null"
     return con.execute(
         f"""
         select run_id, started_at, finished_at, status, exit_code, projects_ok,
-               json_array_length(json_keys(coalesce(projects_failed, '{{}}'))) as projects_failed,
+               {_FAILED_COUNT[con.dialect]} as projects_failed,
                {listed} as sessions_listed, sessions_loaded, http_requests, http_retries, error
         from {_RUNS}
         order by started_at desc
@@ -56,35 +57,35 @@ def recent_runs(con: duckdb.DuckDBPyConnection, limit: int) -> list[tuple]:
     ).fetchall()
 
 
-def project_freshness(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+def project_freshness(con: Any) -> list[tuple]:
     """(project_id, name, listed_at, sessions_listed) per project ever listed, stalest first."""
-    try:
-        return con.execute(
-            f"""
-            select l.project_id, p.name, l.listed_at, l.sessions_listed
-            from {_RAW}.{contract.PROJECT_LISTINGS_TABLE} as l
-            left join {_RAW}.{contract.PROJECTS_TABLE} as p on p.id = l.project_id
-            order by l.listed_at, l.project_id
-            """
-        ).fetchall()
-    except duckdb.CatalogException:
+    con = as_warehouse(con)
+    if not con.has_table(_RAW, contract.PROJECT_LISTINGS_TABLE) or not con.has_table(_RAW, contract.PROJECTS_TABLE):
         return []
+    return con.execute(
+        f"""
+        select l.project_id, p.name, l.listed_at, l.sessions_listed
+        from {_RAW}.{contract.PROJECT_LISTINGS_TABLE} as l
+        left join {_RAW}.{contract.PROJECTS_TABLE} as p on p.id = l.project_id
+        order by l.listed_at, l.project_id
+        """
+    ).fetchall()
 
 
-def row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def row_counts(con: Any) -> dict[str, int]:
     """Rows of each raw table by name; 0 for a table not created yet."""
+    warehouse = as_warehouse(con)
     counts = {}
     for table in (contract.PROJECTS_TABLE, contract.SESSIONS_TABLE, contract.SCENARIO_IDS_TABLE,
                   contract.STATUS_HISTORY_TABLE, contract.REJECTED_ROWS_TABLE):
-        try:
-            counts[table] = con.execute(f"select count(*) from {_RAW}.{table}").fetchone()[0]
-        except duckdb.CatalogException:
-            counts[table] = 0
+        has = warehouse.has_table(_RAW, table)
+        counts[table] = warehouse.execute(f"select count(*) from {_RAW}.{table}").fetchone()[0] if has else 0
     return counts
 
 
-def newest_loaded(con: duckdb.DuckDBPyConnection) -> datetime | None:
+def newest_loaded(con: Any) -> datetime | None:
     """When the newest run that loaded data (succeeded or partial) finished; None if none did."""
+    con = as_warehouse(con)
     if not _has_ledger(con):
         return None
     return con.execute(
@@ -92,8 +93,9 @@ def newest_loaded(con: duckdb.DuckDBPyConnection) -> datetime | None:
     ).fetchone()[0]
 
 
-def newest_finished(con: duckdb.DuckDBPyConnection) -> FinishedRun | None:
+def newest_finished(con: Any) -> FinishedRun | None:
     """The newest run that finished, whatever its outcome (a run still going, or killed, has not)."""
+    con = as_warehouse(con)
     if not _has_ledger(con):
         return None
     row = con.execute(
@@ -115,13 +117,16 @@ def verdict(loaded_at: datetime | None, last: FinishedRun | None, max_age: timed
     return "partial" if last.exit_code == 1 else "failed"
 
 
-def _has_ledger(con: duckdb.DuckDBPyConnection) -> bool:
+# how many projects failed: the keys of the ledger's projects_failed JSON object
+_FAILED_COUNT = {
+    DUCKDB: "json_array_length(json_keys(coalesce(projects_failed, '{}')))",
+    "postgres": "(select count(*) from json_object_keys(coalesce(projects_failed, '{}')))",
+}
+
+
+def _has_ledger(con: Warehouse) -> bool:
     return bool(_ledger_columns(con))
 
 
-def _ledger_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
-    rows = con.execute(
-        "select column_name from duckdb_columns() where schema_name = ? and table_name = ?",
-        [_RAW, settings.RUNS_TABLE],
-    ).fetchall()
-    return {name for (name,) in rows}
+def _ledger_columns(con: Warehouse) -> set[str]:
+    return set(con.columns(_RAW, settings.RUNS_TABLE))
