@@ -15,7 +15,9 @@ from typing import IO, NoReturn
 
 from cekura_sessions import logs, settings
 from cekura_sessions.api import endpoints
+from cekura_sessions.api.errors import ConfigError
 from cekura_sessions.api.retry import RetryPolicy
+from cekura_sessions.cli import api_config
 from cekura_sessions.cli.progress import Progress
 from cekura_sessions.run.database import first_line
 from cekura_sessions.run.night import RunConfig
@@ -80,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     try:
         return args.handler(args)
-    except UsageError as error:
+    except (UsageError, ConfigError) as error:
         logs.say(str(error), level="error")
         return EXIT_FATAL
     except KeyboardInterrupt:
@@ -312,15 +314,15 @@ def _project_ids(args: argparse.Namespace) -> list[int] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    api_key = os.environ.get("CEKURA_API_KEY")
-    logs.register_secret(api_key)
+    logs.register_secret(os.environ.get("CEKURA_API_KEY"))
     logs.register_secret(os.environ.get("SOURCES__CEKURA__API_KEY"))
-    if api_key is not None and not api_key.strip():
-        raise UsageError("CEKURA_API_KEY is set but empty; set it to your Cekura API key")
+    api_key = api_config.api_key()  # where it came from names what to fix in every message about it
+    logs.register_secret(api_key.value)
     config = RunConfig(
         db_path=_db_path(args),
-        api_key=api_key,
-        base_url=args.base_url or os.environ.get("CEKURA_BASE_URL") or None,
+        api_key=api_key.value,
+        api_key_origin=api_key.origin,
+        base_url=api_config.base_url(args.base_url).value,
         project_ids=_project_ids(args),
         build_models=not args.no_models,
         concurrency=args.concurrency,
