@@ -144,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--sessions-per-project", type=_whole(0), default=150, metavar="N",
                       help="sessions per project (default 150)")
     demo.add_argument("--seed", type=int, default=7, metavar="N", help="seed of the generated data (default 7)")
+    from cekura_sessions.fake import command as fake_command
+
+    fake_command.add_as_of_argument(demo)
     _add_db_wait(demo)
     demo.set_defaults(handler=_demo)
 
@@ -179,8 +182,6 @@ def _parser() -> argparse.ArgumentParser:
     fake = commands.add_parser("fake-api", help="serve the fake Cekura API on loopback",
                                description="Serve generated data as the Cekura API would, with fault switches, "
                                            "until Ctrl-C or SIGTERM.")
-    from cekura_sessions.fake import command as fake_command
-
     fake_command.add_arguments(fake)
     fake.set_defaults(handler=fake_command.serve)
     return parser
@@ -365,8 +366,10 @@ def _print_outcome(outcome: RunOutcome, seconds: float) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import demo
+    from cekura_sessions.fake.command import today_utc
 
-    return demo.run_demo(Path(args.db), args.projects, args.sessions_per_project, args.seed, args.db_wait)
+    return demo.run_demo(Path(args.db), args.projects, args.sessions_per_project, args.seed,
+                         args.as_of or today_utc(), args.db_wait)
 
 
 def _models(args: argparse.Namespace) -> int:
