@@ -108,8 +108,8 @@ def test_placeholder_key_is_refused_before_any_request_naming_where_it_came_from
     result = done[name]
 
     assert result.stderr.splitlines() == [
-        f"cekura-sessions: the API key in {origin} is still the placeholder {PLACEHOLDER!r} of "
-        f".dlt/example.secrets.toml; put your Cekura API key in {origin}"
+        f"cekura-sessions: the API key in {origin} is still the placeholder of .dlt/example.secrets.toml; "
+        f"put your Cekura API key in {origin}"
     ], result.stderr
     assert result.returncode == 2
     assert untouched.requests_log == [], "a run sent the placeholder key (this API accepts only it)"

@@ -76,8 +76,9 @@ def _check(key: Setting) -> None:
         # http.client would refuse it with an error that quotes the whole header
         raise ConfigError(f"the API key in {key.origin} contains control characters; check {key.origin}")
     if value == PLACEHOLDER_KEY:
-        raise ConfigError(f"the API key in {key.origin} is still the placeholder {PLACEHOLDER_KEY!r} of "
-                          f".dlt/example.secrets.toml; put your Cekura API key in {key.origin}")
+        # the value itself is not repeated: whatever a key variable holds is masked in every line
+        raise ConfigError(f"the API key in {key.origin} is still the placeholder of .dlt/example.secrets.toml; "
+                          f"put your Cekura API key in {key.origin}")
 
 
 @configspec
