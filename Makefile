@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NOTEBOOK_STAMP := $(VENV)/.installed-notebook
 export RUNTIME__DLTHUB_TELEMETRY := false
 
 .PHONY: demo test test-fast notebook bench install clean
@@ -29,8 +30,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not e2e"
 
-notebook: $(STAMP)
+# the notebook extras are installed once (again only after the base install is redone), so
+# `make notebook` needs no network once it has run
+$(NOTEBOOK_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[notebook]'
+	touch $(NOTEBOOK_STAMP)
+
+notebook: $(NOTEBOOK_STAMP)
 	test -n "$$CEKURA_DB" || test -f demo.duckdb || $(BIN)/cekura-sessions demo
 	$(BIN)/jupyter lab notebooks/session_analysis.ipynb
 

@@ -603,8 +603,8 @@ def test_default_data_shape_and_invariants(data):
 
 def test_statuses_weighted_realistically():
     counts = Counter(s["status"] for s in sessions_of(generate(DataSpec(projects=20, sessions_per_project=200))))
-    enum = [counts[s] for s in ("completed", "in_progress", "failed", "cancelled", "pending")]
-    assert enum == sorted(enum, reverse=True), counts
+    enum = [counts[s] for s in ("completed", "failed", "cancelled", "in_progress", "pending")]
+    assert enum == sorted(enum, reverse=True), counts  # open sessions are the recent ones: few (test_demo_data.py)
     assert sum(enum) > 0.99 * sum(counts.values()), counts
 
 

@@ -3,12 +3,14 @@ never holds the DuckDB file while its kernel stays open."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -18,6 +20,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbformat import NotebookNode
+from support.settings import API_KEY
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "session_analysis.ipynb"
 # completion rate per project, daily rate of the largest projects, durations, top scenarios
@@ -166,3 +169,69 @@ def test_notebook_finds_demo_db_in_repo_root_by_default(demo_db: Path, tmp_path:
         got = _run_in_kernel(client, "print(DB)").strip()
     assert Path(got) == (tmp_path / "demo.duckdb").resolve(), got
     assert len(_images(client.nb)) == FIGURES
+
+
+def _stdout(cell: NotebookNode) -> str:
+    return "".join(o.text for o in cell.get("outputs", []) if o.output_type == "stream" and o.name == "stdout")
+
+
+def _loaded_nothing(folder: Path) -> Path:
+    """A database as a first run leaves it when the key sees no projects: models built, no rows."""
+    from cekura_sessions.fake.data import DataSpec, generate
+    from cekura_sessions.fake.server import FakeCekuraApi
+
+    db = folder / "empty.duckdb"
+    with FakeCekuraApi(generate(DataSpec(projects=0)), api_key=API_KEY) as api:
+        result = subprocess.run(
+            [sys.executable, "-m", "cekura_sessions.cli", "run", "--base-url", api.url, "--db", str(db)],
+            cwd=folder, env=_kernel_env(CEKURA_API_KEY=API_KEY, DLT_DATA_DIR=str(folder / "dlt")),
+            capture_output=True, text=True, timeout=120,
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return db
+
+
+def _new_file(folder: Path) -> Path:
+    """A DuckDB file nothing was ever loaded into (no analytics schema at all)."""
+    db = folder / "new.duckdb"
+    duckdb.connect(str(db)).close()
+    return db
+
+
+@pytest.mark.e2e  # the CLI in a subprocess and a live kernel
+@pytest.mark.parametrize("make_db", [
+    pytest.param(_loaded_nothing, id="a-run-that-found-no-sessions"),
+    pytest.param(_new_file, id="a-new-file"),
+])
+def test_notebook_on_an_empty_database_says_no_data_yet(tmp_path: Path, make_db: Callable[[Path], Path]) -> None:
+    db = make_db(tmp_path)
+    client = _client(nbformat.read(NOTEBOOK, as_version=4), NOTEBOOK.parent)
+    with client.setup_kernel(env=_kernel_env(CEKURA_DB=str(db)), cleanup_kc=True):
+        for index, cell in enumerate(client.nb.cells):
+            client.execute_cell(cell, index)  # raises on the first cell that fails
+
+    said = [_stdout(cell) for cell in _code_cells(client.nb)]
+    first = next(n for n, text in enumerate(said) if text.startswith("database: ")) + 1
+    errors = [o for cell in _code_cells(client.nb) for o in cell.outputs if o.output_type == "error"]
+    assert errors == [] and _images(client.nb) == [], (errors, _images(client.nb))
+    assert first < len(said) - 1, said
+    for n, text in enumerate(said[first:], first):
+        assert text.startswith(f"no data yet: {db.resolve()} holds no sessions"), f"code cell {n} said {text!r}"
+        assert text.count("\n") == 1, f"code cell {n} said more than that: {text!r}"
+
+
+@pytest.mark.e2e  # the demo CLI in a subprocess and a live kernel
+def test_notebook_daily_axis_names_the_month_of_every_tick(live_run: NotebookClient) -> None:
+    shown = json.loads(_run_in_kernel(live_run, (
+        "import json\n"
+        "daily_fig.canvas.draw()\n"
+        "ax = daily_axes[-1, 0]\n"
+        "print(json.dumps({'ticks': [[float(x), label.get_text()] for x, label in "
+        "zip(ax.get_xticks(), ax.get_xticklabels())], 'offset': ax.xaxis.get_offset_text().get_text()}))"
+    )))
+
+    # matplotlib places a date at its days since 1970-01-01 (its default date epoch)
+    days = [datetime(1970, 1, 1) + timedelta(days=x) for x, _ in shown["ticks"]]
+    assert len(days) >= 3, shown
+    assert [label for _, label in shown["ticks"]] == [day.strftime("%b %d") for day in days], shown
+    assert shown["offset"] in {str(day.year) for day in days}, shown

@@ -46,7 +46,7 @@ def classify_response(response: Answer) -> None:
         raise ProjectError(f"HTTP {status} on {where} redirects to {moved}; set the base URL to where the API is")
     if status == 401:
         # the key is missing or wrong: every other request would fail the same way
-        raise AuthError("the API refused the key (HTTP 401); check CEKURA_API_KEY")
+        raise AuthError("the API refused the key (HTTP 401)")
     if status == 429:
         # rate limited: wait as long as the server asks, then try again
         raise RateLimited(f"rate limited (HTTP 429) on {where}", parse_retry_after(response.headers.get("Retry-After")))

@@ -12,6 +12,7 @@ Retries are the caller's (tenacity); here a failed attempt is one exception.
 from __future__ import annotations
 
 import os
+import ssl
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -19,14 +20,24 @@ from pathlib import Path
 from urllib.parse import unquote, urlencode, urlsplit
 
 import urllib3
-from urllib3.exceptions import DecodeError, HTTPError, NewConnectionError
-from urllib3.exceptions import TimeoutError as Urllib3Timeout
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    DecodeError,
+    HTTPError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from cekura_sessions.api.errors import ConfigError
 
 
 class ConnectionFailed(Exception):
-    """No answer: the connection failed or timed out. The message is short and key-free."""
+    """No answer: the connection failed or timed out. The message is one key-free line that names
+    where it tried to go and what to do (see connection_failure)."""
 
 
 class UndecodableBody(Exception):
@@ -55,6 +66,8 @@ class Transport:
             "preload_content": False,
         }
         self._answer_deadline = answer_deadline
+        self._timeouts = (connect_timeout, read_timeout)
+        self._proxy = _proxy_for(base_url)
         self._manager = _pool_manager(base_url, max(1, connections))
         parts = urlsplit(base_url)
         self._origin = f"{parts.scheme}://{parts.netloc}"
@@ -73,14 +86,10 @@ class Transport:
             else:
                 response = self._manager.urlopen("GET", url, **self._options)
             content = self._read(response, deadline)
-        except NewConnectionError:  # refused, or the name did not resolve (a subclass of timeouts)
-            raise ConnectionFailed("connection failed") from None
         except DecodeError:  # labelled gzip, not gzip (a misconfigured proxy)
             raise UndecodableBody("the answer said Content-Encoding: gzip but could not be decoded as gzip") from None
-        except Urllib3Timeout:
-            raise ConnectionFailed("timed out") from None
-        except HTTPError:
-            raise ConnectionFailed("connection failed") from None
+        except HTTPError as error:
+            raise ConnectionFailed(connection_failure(error, url, self._proxy, *self._timeouts)) from None
         return Answer(url, response.status, response.headers, content)
 
     def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
@@ -92,7 +101,8 @@ class Transport:
                 chunks.append(chunk)
                 if time.monotonic() > deadline:
                     response.close()
-                    raise ConnectionFailed(f"timed out: the answer took longer than {self._answer_deadline:g} s")
+                    raise ConnectionFailed(f"timed out: the answer took longer than {self._answer_deadline:g} s "
+                                           f"({self._origin} sends it too slowly; see --answer-deadline)")
             if response.length_remaining:  # read1 can end early on a short chunk; finish it
                 chunks.append(response.read())
         finally:
@@ -105,7 +115,7 @@ def _pool_manager(base_url: str, connections: int) -> urllib3.PoolManager:
     proxy = _proxy_for(base_url)
     if proxy:
         # an https target is tunnelled (CONNECT): the proxy never sees the key
-        return _proxy_manager(proxy, options)
+        return _proxy_manager(proxy.url, options)
     return urllib3.PoolManager(**options)
 
 
@@ -138,12 +148,98 @@ def _proxy_manager(proxy: str, options: dict[str, object]) -> urllib3.ProxyManag
     return urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
 
 
-def _proxy_for(base_url: str) -> str | None:
+@dataclass(frozen=True)
+class Proxy:
+    url: str  # as the variable says it, credentials included
+    variable: str  # HTTPS_PROXY, HTTP_PROXY or ALL_PROXY (either case in the environment)
+
+    @property
+    def shown(self) -> str:
+        """The proxy for messages: scheme, host and port, never its user:password."""
+        parts = urllib3.util.parse_url(self.url if "://" in self.url else f"http://{self.url}")
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _proxy_for(base_url: str) -> Proxy | None:
     parts = urlsplit(base_url)
     if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
-    proxies = urllib.request.getproxies()
-    return proxies.get(parts.scheme) or proxies.get("all")
+    proxies = urllib.request.getproxies()  # keyed by scheme, lowercase, from *_PROXY in either case
+    for scheme in (parts.scheme, "all"):
+        if proxies.get(scheme):
+            return Proxy(proxies[scheme], f"{scheme.upper()}_PROXY")
+    return None
+
+
+def connection_failure(error: HTTPError, url: str, proxy: Proxy | None, connect_timeout: float,
+                       read_timeout: float) -> str:
+    """One line for an attempt that got no answer: what failed, naming the URL's origin (and the
+    proxy, when one was in the way), and what to do. urllib3 tells the causes apart by class."""
+    parts = urlsplit(url)
+    target, host = f"{parts.scheme}://{parts.netloc}", parts.hostname or "?"
+    if isinstance(error, ProxyError):
+        return (f"cannot reach {target} through the proxy {proxy.shown if proxy else '?'} "
+                f"({proxy.variable if proxy else 'a *_PROXY variable'}): {_proxy_trouble(error.original_error)}; "
+                f"check that proxy, or list {host} in NO_PROXY to connect directly")
+    if isinstance(error, SSLError):
+        return f"TLS with {target} failed: {_tls_trouble(error)}"
+    if isinstance(error, NameResolutionError):  # before NewConnectionError, its base class
+        return (f"cannot resolve the host name {host} of {target} (DNS: {_strerror(error.__cause__)}); "
+                "check the base URL's host name and this machine's DNS and network")
+    if isinstance(error, NewConnectionError):  # before ConnectTimeoutError, its base class
+        cause = error.__cause__
+        if isinstance(cause, ConnectionRefusedError):
+            return (f"{target} refused the connection (nothing listens on port {parts.port or _default_port(parts.scheme)}"
+                    " there); check the base URL's host and port, and that the API is up")
+        return f"cannot connect to {target} ({_strerror(cause)}); check the network and any firewall in between"
+    if isinstance(error, ConnectTimeoutError):
+        return (f"{target} did not accept a connection within {connect_timeout:g} s (timed out); "
+                "check the network and any firewall in between")
+    if isinstance(error, ReadTimeoutError):
+        return f"{target} stopped answering (timed out: nothing for {read_timeout:g} s)"
+    if isinstance(error, ProtocolError):  # the connection dropped before the answer was whole
+        inner = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], BaseException) else error
+        return f"the connection to {target} dropped before the answer was complete ({_strerror(inner)})"
+    return f"the connection to {target} failed ({_strerror(error)})"
+
+
+def _proxy_trouble(error: Exception) -> str:
+    if isinstance(error, NameResolutionError):
+        return "its host name does not resolve"
+    if isinstance(error, NewConnectionError) and isinstance(error.__cause__, ConnectionRefusedError):
+        return "it refused the connection (nothing listens on its port)"
+    if isinstance(error, (NewConnectionError, ConnectTimeoutError)):
+        return f"cannot connect to it ({_strerror(error.__cause__ or error)})"
+    text = str(error)
+    if text.startswith("Tunnel connection failed: "):  # the proxy's answer to CONNECT, e.g. 407
+        return f"it answered {text.removeprefix('Tunnel connection failed: ')}"
+    return _strerror(error)
+
+
+def _tls_trouble(error: SSLError) -> str:
+    inner = error.args[0] if error.args and isinstance(error.args[0], ssl.SSLError) else None
+    if isinstance(inner, ssl.SSLCertVerificationError):
+        return (f"certificate verify failed ({inner.verify_message}); if a proxy or firewall on your network "
+                "re-signs TLS, set REQUESTS_CA_BUNDLE to its CA certificate file")
+    if inner is not None and inner.reason == "WRONG_VERSION_NUMBER":
+        return ("the server does not speak TLS there (wrong version number); if it serves plain http, "
+                "check the scheme and port of the base URL")
+    reason = (inner.reason or inner.strerror or str(inner)) if inner is not None else str(error)
+    return f"{str(reason).lower().replace('_', ' ')}; check the base URL and REQUESTS_CA_BUNDLE"
+
+
+def _strerror(error: BaseException | None) -> str:
+    """The operating system's words for a socket error, without errno numbers or object reprs."""
+    if error is None:
+        return "unknown error"
+    text = error.strerror if isinstance(error, OSError) and error.strerror else str(error).split("\n")[0]
+    if not text or "(" in text and "=" in text:  # empty, or a repr of urllib3's connection object
+        return type(error).__name__
+    return text[:1].lower() + text[1:]
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
 
 
 def _certifi_bundle() -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -16,8 +17,11 @@ from cekura_sessions.run.night import RunConfig, run
 DEMO_KEY = "demo-key"
 
 
-def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int, db_wait: float = 30.0) -> int:
-    dataset = generate(DataSpec(projects=projects, sessions_per_project=sessions_per_project, seed=seed))
+def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int, as_of: date,
+             db_wait: float = 30.0) -> int:
+    """`as_of`: the day the generated data is as of (today, unless asked otherwise): its sessions
+    were created over the 30 days before it."""
+    dataset = generate(DataSpec(projects=projects, sessions_per_project=sessions_per_project, seed=seed, as_of=as_of))
     started = time.monotonic()
     with FakeCekuraApi(dataset, api_key=DEMO_KEY) as api:
         outcome = run(
@@ -32,7 +36,8 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
         )
     seconds = time.monotonic() - started
     report = outcome.report
-    print(f"demo: fake Cekura API with {len(dataset.projects)} projects -> {db_path}")
+    print(f"demo: fake Cekura API with {len(dataset.projects)} projects, sessions created "
+          f"{dataset.spec.epoch:%Y-%m-%d} .. {dataset.as_of - timedelta(days=2):%Y-%m-%d} -> {db_path}")
     print(
         f"loaded {report.sessions_written} sessions from {len(report.projects_ok)} projects "
         f"in {seconds:.1f} s ({report.stats.requests} requests)"

@@ -15,7 +15,9 @@ from typing import IO, NoReturn
 
 from cekura_sessions import logs, settings
 from cekura_sessions.api import endpoints
+from cekura_sessions.api.errors import ConfigError
 from cekura_sessions.api.retry import RetryPolicy
+from cekura_sessions.cli import api_config
 from cekura_sessions.cli.progress import Progress
 from cekura_sessions.run.database import first_line
 from cekura_sessions.run.night import RunConfig
@@ -80,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     try:
         return args.handler(args)
-    except UsageError as error:
+    except (UsageError, ConfigError) as error:
         logs.say(str(error), level="error")
         return EXIT_FATAL
     except KeyboardInterrupt:
@@ -142,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--sessions-per-project", type=_whole(0), default=150, metavar="N",
                       help="sessions per project (default 150)")
     demo.add_argument("--seed", type=int, default=7, metavar="N", help="seed of the generated data (default 7)")
+    from cekura_sessions.fake import command as fake_command
+
+    fake_command.add_as_of_argument(demo)
     _add_db_wait(demo)
     demo.set_defaults(handler=_demo)
 
@@ -177,8 +182,6 @@ def _parser() -> argparse.ArgumentParser:
     fake = commands.add_parser("fake-api", help="serve the fake Cekura API on loopback",
                                description="Serve generated data as the Cekura API would, with fault switches, "
                                            "until Ctrl-C or SIGTERM.")
-    from cekura_sessions.fake import command as fake_command
-
     fake_command.add_arguments(fake)
     fake.set_defaults(handler=fake_command.serve)
     return parser
@@ -312,15 +315,15 @@ def _project_ids(args: argparse.Namespace) -> list[int] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    api_key = os.environ.get("CEKURA_API_KEY")
-    logs.register_secret(api_key)
+    logs.register_secret(os.environ.get("CEKURA_API_KEY"))
     logs.register_secret(os.environ.get("SOURCES__CEKURA__API_KEY"))
-    if api_key is not None and not api_key.strip():
-        raise UsageError("CEKURA_API_KEY is set but empty; set it to your Cekura API key")
+    api_key = api_config.api_key()  # where it came from names what to fix in every message about it
+    logs.register_secret(api_key.value)
     config = RunConfig(
         db_path=_db_path(args),
-        api_key=api_key,
-        base_url=args.base_url or os.environ.get("CEKURA_BASE_URL") or None,
+        api_key=api_key.value,
+        api_key_origin=api_key.origin,
+        base_url=api_config.base_url(args.base_url).value,
         project_ids=_project_ids(args),
         build_models=not args.no_models,
         concurrency=args.concurrency,
@@ -363,8 +366,10 @@ def _print_outcome(outcome: RunOutcome, seconds: float) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import demo
+    from cekura_sessions.fake.command import today_utc
 
-    return demo.run_demo(Path(args.db), args.projects, args.sessions_per_project, args.seed, args.db_wait)
+    return demo.run_demo(Path(args.db), args.projects, args.sessions_per_project, args.seed,
+                         args.as_of or today_utc(), args.db_wait)
 
 
 def _models(args: argparse.Namespace) -> int:

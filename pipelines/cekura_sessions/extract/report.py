@@ -14,6 +14,8 @@ class RunReport:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     projects_wanted: int = 0
+    projects_fetched: int = 0  # listings finished, loaded or failed: counted as each ends (the progress line)
+    sessions_fetched: int = 0  # sessions in those listings
     projects_ok: list[int] = field(default_factory=list)
     projects_unchanged: list[int] = field(default_factory=list)
     projects_failed: dict[int, str] = field(default_factory=dict)
@@ -26,6 +28,12 @@ class RunReport:
     @property
     def projects_done(self) -> int:
         return len(self.projects_ok) + len(self.projects_failed)
+
+    def listing_finished(self, sessions: int) -> None:
+        """Count one project's listing as finished (`sessions`: 0 when it failed). Called by the
+        one thread that collects the listings; other threads only read the counts."""
+        self.projects_fetched += 1
+        self.sessions_fetched += sessions
 
     def failed_summary(self) -> str:
         return "; ".join(f"project {pid}: {why}" for pid, why in sorted(self.projects_failed.items()))

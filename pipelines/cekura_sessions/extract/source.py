@@ -81,6 +81,7 @@ def scenario_improvement_sessions(
     report.projects_wanted = len(wanted)
     batch = ListingBatch(report, SeenSessions(), night.stored_sessions)
     for project_id, fetched, error in _fetch_listings(client, wanted, concurrency, night):
+        report.listing_finished(fetched.sessions if fetched is not None else 0)
         if fetched is None:
             report.projects_failed[project_id] = error
             continue

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import date, datetime, timezone
 from types import FrameType
 from typing import Any
 
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--projects", type=int, default=DataSpec.projects, help="projects to generate")
     parser.add_argument("--sessions-per-project", type=int, default=DataSpec.sessions_per_project, help="sessions per project")
     parser.add_argument("--seed", type=int, default=DataSpec.seed, help="data seed")
+    add_as_of_argument(parser)
     parser.add_argument("--api-key", default=DEMO_API_KEY, help=f"the key clients must send (default: {DEMO_API_KEY})")
     parser.add_argument("--page-size", type=int, default=None, help="paginate sessions DRF-style (default: plain arrays)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
@@ -61,9 +63,21 @@ def _move(text: str) -> tuple[int, str]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected ID:MOVE, MOVE one of {', '.join(MOVES)}") from error
 
 
+def add_as_of_argument(parser: argparse.ArgumentParser) -> None:
+    """`--as-of YYYY-MM-DD`: the day the generated data is as of (`args.as_of`, a date; None: today)."""
+    parser.add_argument("--as-of", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+                        help="the day the data is as of: sessions are created over the 30 days before it "
+                             "(default: today, UTC); the same day and seed give the same data")
+
+
+def today_utc() -> date:
+    return datetime.now(timezone.utc).date()
+
+
 def serve(args: argparse.Namespace) -> int:
     """Serve generated data until Ctrl-C (or SIGTERM)."""
-    dataset = generate(DataSpec(projects=args.projects, sessions_per_project=args.sessions_per_project, seed=args.seed))
+    dataset = generate(DataSpec(projects=args.projects, sessions_per_project=args.sessions_per_project, seed=args.seed,
+                                as_of=args.as_of or today_utc()))
     faults = Faults(
         always={pid: "500" for pid in args.fail_project},
         random_rate=args.fault_rate,

@@ -1,9 +1,17 @@
 """Deterministic fake Cekura data: projects and scenario-improvement sessions.
 
-Everything comes from ``random.Random(spec.seed)`` and a fixed epoch (2026-09-01T00:00:00Z),
-never from the global random module or the wall clock, so one seed always yields equal data.
-Sessions are created over the 30 days after the epoch; a dataset is "as of" epoch + 31 days,
-and each ``next_night`` moves that clock one day on.
+Everything comes from ``random.Random(spec.seed)`` and ``spec.as_of``, the day the data is "as
+of" (a date, midnight UTC), never from the global random module or the wall clock, so one seed
+and one day always yield equal data. The default day is fixed (2026-10-02), so tests can compute
+what to expect; the demo and ``fake-api`` pass today, so "the last 30 days" finds the data.
+Sessions are created over the 30 days that end a day before ``as_of`` (from the epoch,
+``as_of`` - 31 days, 2026-09-01 by default); every timestamp is before ``as_of``, and each
+``next_night`` moves that clock one day on. Moving ``as_of`` by n days moves every timestamp by
+n days and changes nothing else.
+
+Statuses follow age, as in a live account: a session created in the span's last day may still
+be ``pending`` or ``in_progress`` (8% and 15%, like the rest of the enum's weights); an older one
+has almost always finished (about 1% is left open: the stuck sessions a notebook should find).
 
 Shapes follow ``cekura-api/openapi-subset.json``: projects carry the full API shape (nested
 organization and member records with emails, a webhook URL, a key-like ``vapi_api_key``) so
@@ -19,7 +27,8 @@ oddity is present in ``generate(DataSpec())`` (6 projects x 40 sessions):
         s3 scenario_ids with a repeated id [a, b, a] | s4 message_count "12" (numeric string) |
         s5 message_count null
     P1  timezone Asia/Kolkata
-        s0 created_at exactly 2026-09-03T10:00:00Z, updated_at 2026-09-03T10:20:00Z |
+        s0 created_at exactly epoch + 2 days 10:00:00Z, updated_at 20 minutes later (by default
+           2026-09-03T10:00:00Z and 2026-09-03T10:20:00Z) |
         s1 both "+00:00" | s2 both "+05:30" | s3 both "-08:00" |
         s4 microseconds: created_at "...10.123456Z", updated_at "....654321+00:00" |
         s5 status "archived" (outside the enum) |
@@ -56,16 +65,16 @@ import bisect
 import copy
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from itertools import accumulate
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 
-EPOCH = datetime(2026, 9, 1, tzinfo=timezone.utc)
+DEFAULT_AS_OF = date(2026, 10, 2)
 SPAN_DAYS = 30
-_EPOCH_NAIVE = EPOCH.replace(tzinfo=None)
 _SPAN_S = SPAN_DAYS * 86_400
+_RECENT_S = 86_400  # a session created this close to the span's end may still be open
 _US = 1_000_000
 
 # Marks a project whose "timezone" key is left out (as opposed to present and null).
@@ -84,6 +93,8 @@ CHANGE_KINDS = (
 )
 
 _STATUS_WEIGHTS = (("completed", 55), ("in_progress", 15), ("failed", 12), ("cancelled", 10), ("pending", 8))
+# older sessions: the terminal statuses in the same proportions, and about 1% left open (stuck)
+_SETTLED_WEIGHTS = (("completed", 55), ("in_progress", 0.5), ("failed", 12), ("cancelled", 10), ("pending", 0.3))
 # Seconds between created_at and updated_at, per status; pending sessions were never touched.
 _DURATIONS = {
     "completed": (120, 7_200),
@@ -132,6 +143,12 @@ class DataSpec:
     seed: int = 7
     mean_scenario_ids: float = 3.0
     oddities: bool = True  # include every spec oddity (False: clean, uniform data, used by benchmarks)
+    as_of: date = DEFAULT_AS_OF  # the day (midnight UTC) the data is as of; every timestamp is before it
+
+    @property
+    def epoch(self) -> datetime:
+        """Where the span of session creation starts: ``as_of`` - 31 days, midnight UTC."""
+        return datetime.combine(self.as_of, time(0), tzinfo=timezone.utc) - timedelta(days=SPAN_DAYS + 1)
 
 
 @dataclass
@@ -140,7 +157,7 @@ class FakeDataset:
     sessions: dict[int, list[dict]]  # project id -> list of session dicts exactly as served
     spec: DataSpec = field(default_factory=DataSpec)
     next_session_id: int = 1  # ids are never reused, not even after a deletion
-    as_of: datetime = EPOCH + timedelta(days=SPAN_DAYS + 1)  # every timestamp is before this
+    as_of: datetime = datetime.combine(DEFAULT_AS_OF, time(0), tzinfo=timezone.utc)  # every timestamp is before this
     last_changes: dict[str, list[int]] = field(default_factory=dict)  # what next_night changed
 
     def project(self, project_id: int) -> dict:
@@ -191,9 +208,9 @@ def _format(dt: datetime, form: _TsForm) -> str:
     return (dt + form.offset).isoformat() + form.suffix
 
 
-def _format_us(us: int, form: _TsForm) -> str:
-    """_format of an instant given in microseconds since the epoch (the hot path)."""
-    return (_EPOCH_NAIVE + timedelta(microseconds=us) + form.offset).isoformat() + form.suffix
+def _format_us(epoch: datetime, us: int, form: _TsForm) -> str:
+    """_format of an instant given in microseconds since the (naive-UTC) epoch (the hot path)."""
+    return (epoch + timedelta(microseconds=us) + form.offset).isoformat() + form.suffix
 
 
 def parse_ts(text: str) -> datetime:
@@ -251,6 +268,7 @@ class _Weighted:
 
 
 _STATUSES = _Weighted(_STATUS_WEIGHTS)
+_SETTLED = _Weighted(_SETTLED_WEIGHTS)
 _FORMS = _Weighted(_FORM_WEIGHTS)
 
 
@@ -297,15 +315,17 @@ def _message_count(rng: random.Random, status: str, odd: bool) -> int | str | No
     return n
 
 
-def _status(rng: random.Random, odd: bool) -> str:
+def _status(rng: random.Random, odd: bool, recent: bool) -> str:
     if odd and rng.random() < 0.003:
         return _one_of(rng, UNKNOWN_STATUSES)
-    return _STATUSES.pick(rng)
+    return (_STATUSES if recent else _SETTLED).pick(rng)
 
 
-def _new_session(rng: random.Random, sid: int, pid: int, created_s: int, spec: DataSpec) -> dict:
+def _new_session(rng: random.Random, sid: int, pid: int, created_s: int, spec: DataSpec, epoch: datetime) -> dict:
+    """A session created `created_s` seconds after `epoch` (naive UTC); one created in the span's
+    last day (or later, in a next night) may still be open."""
     odd = spec.oddities
-    status = _status(rng, odd)
+    status = _status(rng, odd, recent=created_s >= _SPAN_S - _RECENT_S)
     lo, hi = _DURATIONS.get(status, (60, 7_200))
     duration = _between(rng, lo, hi) if hi else 0
     c_form = _FORMS.pick(rng) if odd else _Z
@@ -317,8 +337,8 @@ def _new_session(rng: random.Random, sid: int, pid: int, created_s: int, spec: D
         "project": None if odd and rng.random() < 0.02 else pid,
         "scenario_ids": _scenario_ids(rng, _pool_base(pid), spec.mean_scenario_ids, odd),
         "status": status,
-        "created_at": _format_us(created, c_form),
-        "updated_at": _format_us(updated, u_form),
+        "created_at": _format_us(epoch, created, c_form),
+        "updated_at": _format_us(epoch, updated, u_form),
         "message_count": _message_count(rng, status, odd),
     }
 
@@ -328,9 +348,10 @@ def _project_sessions(rng: random.Random, pid: int, first_id: int, count: int, s
     rows = []
     sid = first_id
     step = _SPAN_S / max(count, 1)
+    epoch = spec.epoch.replace(tzinfo=None)
     for i in range(count):
         created_s = int(i * step + rng.random() * step)
-        rows.append(_new_session(rng, sid, pid, created_s, spec))
+        rows.append(_new_session(rng, sid, pid, created_s, spec, epoch))
         sid += 1 if rng.random() < 0.8 else _between(rng, 2, 4)
     return rows, sid
 
@@ -362,15 +383,15 @@ class _People:
         return {"id": 9_000 + n, "name": f"Person {n}", "email": f"person{n}@example.com"}
 
 
-def _past(rng: random.Random, min_days: int, max_days: int) -> datetime:
-    return _EPOCH_NAIVE - timedelta(seconds=rng.randint(min_days * 86_400, max_days * 86_400))
+def _past(rng: random.Random, epoch: datetime, min_days: int, max_days: int) -> datetime:
+    return epoch - timedelta(seconds=rng.randint(min_days * 86_400, max_days * 86_400))
 
 
-def _organizations(rng: random.Random, count: int, people: _People) -> list[tuple[dict, list[dict]]]:
+def _organizations(rng: random.Random, count: int, people: _People, epoch: datetime) -> list[tuple[dict, list[dict]]]:
     """(organization dict, its users) for each organization."""
     orgs = []
     for k in range(count):
-        created = _past(rng, 300, 700)
+        created = _past(rng, epoch, 300, 700)
         at = _format(created, _Z_MICRO if rng.random() < 0.5 else _Z)
         users = [people.user() for _ in range(rng.randint(2, 4))]
         org = {
@@ -394,7 +415,7 @@ def _make_project(
     rng: random.Random, index: int, pid: int, org: tuple[dict, list[dict]], people: _People, spec: DataSpec
 ) -> dict:
     org_dict, users = org
-    created = _past(rng, 30, 280)
+    created = _past(rng, spec.epoch.replace(tzinfo=None), 30, 280)
     at = _format(created, _Z_MICRO)
     project: dict[str, Any] = {
         "id": pid,
@@ -428,7 +449,7 @@ def _make_project(
 
 # --- placements -------------------------------------------------------------------------------
 
-_Change = Callable[[dict, int], None]  # (session, listed project id)
+_Change = Callable[[dict, int, datetime], None]  # (session, listed project id, naive-UTC epoch)
 
 
 def _retime(s: dict, created: datetime, updated: datetime, c_form: _TsForm, u_form: _TsForm) -> None:
@@ -442,41 +463,41 @@ def _whole(text: str) -> datetime:
 
 
 def _same_instants(form: _TsForm) -> _Change:
-    def apply(s: dict, pid: int) -> None:
+    def apply(s: dict, pid: int, epoch: datetime) -> None:
         _retime(s, _whole(s["created_at"]), _whole(s["updated_at"]), form, form)
 
     return apply
 
 
-def _exact_example(s: dict, pid: int) -> None:
+def _exact_example(s: dict, pid: int, epoch: datetime) -> None:
     s["status"] = "completed"
-    created = datetime(2026, 9, 3, 10, 0, 0)
+    created = epoch + timedelta(days=2, hours=10)
     _retime(s, created, created + timedelta(minutes=20), _Z, _Z)
 
 
-def _with_micros(s: dict, pid: int) -> None:
+def _with_micros(s: dict, pid: int, epoch: datetime) -> None:
     created = _whole(s["created_at"]).replace(second=10, microsecond=123_456)
     updated = created.replace(microsecond=0) + timedelta(minutes=7, microseconds=654_321)
     _retime(s, created, updated, _Z_MICRO, _UTC_MICRO)
 
 
-def _clock_skew(s: dict, pid: int) -> None:
+def _clock_skew(s: dict, pid: int, epoch: datetime) -> None:
     created = _whole(s["created_at"])
     _retime(s, created, created - timedelta(seconds=90), _Z, _Z)
 
 
-def _repeated_ids(s: dict, pid: int) -> None:
+def _repeated_ids(s: dict, pid: int, epoch: datetime) -> None:
     base = _pool_base(pid)
     s["scenario_ids"] = [base + 3, base + 17, base + 3]
 
 
-def _long_title(s: dict, pid: int) -> None:
+def _long_title(s: dict, pid: int, epoch: datetime) -> None:
     head = "Improve appointment booking for callers who change their mind halfway through; "
     s["title"] = (head * 4)[:255]
 
 
 def _setter(key: str, value: Any) -> _Change:
-    def apply(s: dict, pid: int) -> None:
+    def apply(s: dict, pid: int, epoch: datetime) -> None:
         s[key] = copy.copy(value)
 
     return apply
@@ -507,13 +528,14 @@ _PLACEMENTS: tuple[tuple[int, int, _Change], ...] = (
 
 
 def _apply_placements(dataset: FakeDataset) -> None:
+    epoch = dataset.spec.epoch.replace(tzinfo=None)
     for p_index, s_index, change in _PLACEMENTS:
         if p_index >= len(dataset.projects):
             continue
         pid = dataset.projects[p_index]["id"]
         rows = dataset.sessions[pid]
         if s_index < len(rows):
-            change(rows[s_index], pid)
+            change(rows[s_index], pid, epoch)
 
 
 # --- generate ---------------------------------------------------------------------------------
@@ -523,7 +545,7 @@ def generate(spec: DataSpec) -> FakeDataset:
     """Projects and sessions for a spec; equal specs give equal datasets."""
     rng = random.Random(spec.seed)
     people = _People()
-    orgs = _organizations(rng, 1 + max(spec.projects - 1, 0) // 8, people)
+    orgs = _organizations(rng, 1 + max(spec.projects - 1, 0) // 8, people, spec.epoch.replace(tzinfo=None))
     projects: list[dict] = []
     sessions: dict[int, list[dict]] = {}
     pid = 100
@@ -533,7 +555,8 @@ def generate(spec: DataSpec) -> FakeDataset:
         projects.append(_make_project(rng, index, pid, orgs[index % len(orgs)], people, spec))
         count = 0 if spec.oddities and index == _EMPTY_INDEX else spec.sessions_per_project
         sessions[pid], sid = _project_sessions(rng, pid, sid, count, spec)
-    dataset = FakeDataset(projects, sessions, spec=spec, next_session_id=sid)
+    as_of = spec.epoch + timedelta(days=SPAN_DAYS + 1)
+    dataset = FakeDataset(projects, sessions, spec=spec, next_session_id=sid, as_of=as_of)
     if spec.oddities:
         _apply_placements(dataset)
     return dataset
@@ -672,11 +695,12 @@ class _Night:
         return (self.start + timedelta(seconds=seconds)).replace(tzinfo=None, microsecond=0)
 
     def _new_sessions(self, live: list[int]) -> None:
-        offset_s = int((self.start - EPOCH).total_seconds())
+        epoch = self.base.spec.epoch
+        offset_s = int((self.start - epoch).total_seconds())
         for n, pid in enumerate(live):
             for _ in range(self.rng.randint(1 if n == 0 else 0, 2)):
                 created_s = offset_s + self.rng.randint(60, 86_400 - 3 * 3_600)
-                s = _new_session(self.rng, self.next_id, pid, created_s, self.base.spec)
+                s = _new_session(self.rng, self.next_id, pid, created_s, self.base.spec, epoch.replace(tzinfo=None))
                 self.sessions[pid].append(s)
                 self.changes["new"].append(self.next_id)
                 self.next_id += self.rng.randint(1, 3)

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 class RunConfig:
     db_path: Path
     api_key: str | None = field(default=None, repr=False)  # None: dlt resolves it ([sources.cekura] api_key)
+    api_key_origin: str | None = None  # where the key came from, for the hint when the API refuses it
     base_url: str | None = None  # None: dlt config, else the default
     project_ids: list[int] | None = None
     build_models: bool = True
@@ -117,7 +118,7 @@ def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
     except (FatalError, DatabaseBusy, DatabaseUnavailable):
         raise
     except Exception as error:  # dlt wraps every step's failure; find what really happened
-        raise FatalError(fatal_message(error, config.base_url or "the configured API")) from None
+        raise FatalError(fatal_message(error, config.base_url, config.api_key_origin)) from None
 
 
 def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutcome:

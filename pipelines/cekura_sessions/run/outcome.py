@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
-from cekura_sessions.api.errors import ApiError, AuthError, ConfigError, describe_error
+from cekura_sessions.api.errors import ApiError, AuthError, ConfigError, Unreachable, describe_error
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.models.checks import CheckResult
@@ -62,14 +62,24 @@ def _root_cause(error: BaseException) -> BaseException:
     return error
 
 
-def fatal_message(error: BaseException, api: str) -> str:
+def fatal_message(error: BaseException, api: str | None, key_origin: str | None = None) -> str:
+    """The one line for a run that loaded nothing. `api`: the base URL (None: dlt resolved it and
+    only the error can name it); `key_origin`: where the key came from (None: not known)."""
     cause = _root_cause(error)
     if isinstance(cause, ConfigFieldMissingException):
         return "no API key: set CEKURA_API_KEY (or api_key under [sources.cekura] in .dlt/secrets.toml)"
-    if isinstance(cause, (AuthError, ConfigError)):
+    if isinstance(cause, AuthError):
+        where = f"the API at {api}" if api else "the API"
+        check = key_origin or "CEKURA_API_KEY, or api_key under [sources.cekura] in .dlt/secrets.toml"
+        return f"{where} refused the key (HTTP 401); check the key in {check}"
+    if isinstance(cause, ConfigError):
         return str(cause)
+    if isinstance(cause, Unreachable):  # its message names the URL, the proxy, and what to do
+        return f"nothing loaded: listing projects failed: {describe_error(cause)}"
     if isinstance(cause, ApiError):
-        return f"nothing loaded: listing projects at {api} failed ({describe_error(cause)}); check the URL and the network"
+        at = f" at {api}" if api else ""
+        return (f"nothing loaded: listing projects{at} failed ({describe_error(cause)}); check the base URL, "
+                "and if it is right, try again later")
     step = getattr(error, "step", "load")
     log.debug("the %s step failed", step, exc_info=error)
     return f"nothing loaded: dlt's {step} step failed ({type(cause).__name__}: {first_line(cause)})"
