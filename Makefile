@@ -44,4 +44,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/night.py
 
 clean:
-	rm -rf $(VENV) demo.duckdb demo.duckdb.lock .cekura-demo-pipeline .pytest_cache
+	rm -rf $(VENV) demo.duckdb demo.duckdb.lock demo.duckdb.dlt .pytest_cache

@@ -268,8 +268,7 @@ def test_leftover_packages_of_another_database_are_not_loaded_here(tmp_path, api
     import time
 
     other_db = tmp_path / "other.duckdb"
-    env = {**os.environ, "CEKURA_API_KEY": API_KEY, "CEKURA_SESSIONS_PAUSE_AT": "load",
-           "DLT_DATA_DIR": str(tmp_path / "dlt")}
+    env = {**os.environ, "CEKURA_API_KEY": API_KEY, "CEKURA_SESSIONS_PAUSE_AT": "load"}
     process = subprocess.Popen(
         [sys.executable, "-m", "cekura_sessions.cli", "run", "--base-url", api.url, "--db", str(other_db)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -284,7 +283,7 @@ def test_leftover_packages_of_another_database_are_not_loaded_here(tmp_path, api
     tomorrow = dataset.next_night(seed=12)
     api.dataset = tomorrow
 
-    pipelines_dir = tmp_path / "dlt" / "pipelines"
+    pipelines_dir = tmp_path / "other.duckdb.dlt"  # the killed run's own folder, named explicitly below
     assert list((pipelines_dir / "cekura_sessions" / "load" / "normalized").iterdir()), "no leftover package to test with"
 
     mine = tmp_path / "mine.duckdb"

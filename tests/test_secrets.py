@@ -180,7 +180,9 @@ def test_key_never_leaves_the_header_in_cli_runs(tmp_path, api, dataset, db_path
     assert "DEBUG" in result.stderr, "the run did not log at DEBUG"
     assert API_KEY not in result.stdout
     assert API_KEY not in result.stderr
-    _assert_no_secret_anywhere(tmp_path, db_path, tmp_path / "dlt-data" / "pipelines", API_KEY)
+    pipelines_dir = db_path.with_name(db_path.name + ".dlt")  # dlt's folder of this database, beside it
+    assert pipelines_dir.is_dir(), "the run made no dlt folder to search"
+    _assert_no_secret_anywhere(tmp_path, db_path, pipelines_dir, API_KEY)
 
 
 def test_key_never_leaves_the_header_when_the_run_is_killed(tmp_path, api, db_path):
@@ -198,7 +200,7 @@ def test_key_never_leaves_the_header_when_the_run_is_killed(tmp_path, api, db_pa
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
 
-    pipelines_dir = tmp_path / "dlt-data" / "pipelines"
+    pipelines_dir = db_path.with_name(db_path.name + ".dlt")  # dlt's folder of this database, beside it
     assert list(pipelines_dir.rglob("*.parquet")), "the killed run left no load package to search"
     assert API_KEY not in out.read_text() + err.read_text()
     _assert_no_secret_anywhere(tmp_path, db_path, pipelines_dir, API_KEY)

@@ -7,13 +7,26 @@ from pathlib import Path
 
 DEFAULT_DB = "cekura.duckdb"
 DEFAULT_CONCURRENCY = 16  # requests in flight; a 429 pauses them all
-# DuckDB spills to disk past this, so a night at 1,000,000 sessions stays near the memory of one
-# at 200,000 (256 MB: L 551 MB instead of 999 MB peak RSS; 192 MB: M 380 MB instead of 404 MB,
-# no slower in benchmarks/night.py)
-DUCKDB_CONFIG = {"memory_limit": "192MB"}
+DUCKDB_CONFIG = {
+    # DuckDB spills to disk past this, so a night at 1,000,000 sessions stays near the memory of one
+    # at 200,000 (256 MB: L 551 MB instead of 999 MB peak RSS; 192 MB: M 380 MB instead of 404 MB,
+    # no slower in benchmarks/night.py)
+    "memory_limit": "192MB",
+    # DuckDB 2.0 writes storage version 69 unless told otherwise; the DuckDB shell people install
+    # (`duckdb-cli` 1.5.x) reads up to 68. A file keeps the version it was created with, and the
+    # run creates it through this config (its first connection, or dlt's)
+    "storage_compatibility_version": "v1.5.0",
+}
 DEMO_DB = "demo.duckdb"
 
 PIPELINE_NAME = "cekura_sessions"
+PIPELINES_DIR_SUFFIX = ".dlt"  # dlt's working folder of `cekura.duckdb` is `cekura.duckdb.dlt/` beside it
+# loaded packages are history, never recovery (that needs only the pending ones): the newest is kept,
+# without its data files, for `dlt pipeline ... load-package`
+LOADED_PACKAGES_KEPT = 1
+# after SIGINT/SIGTERM, how long the run may take to unwind (a fetch thread can sit in a slow
+# answer for its whole deadline) before it records the interruption and exits where it stands
+INTERRUPT_GRACE_SECONDS = 10.0
 ANALYTICS_SCHEMA = "analytics"  # the models users query (CONTRACT.md)
 STAGING_SCHEMA = "staging"  # staging views and their macros: the models' internals
 META_SCHEMA = "cekura_meta"  # bookkeeping: what the models were built from, the checks' answers

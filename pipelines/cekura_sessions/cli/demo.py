@@ -10,9 +10,12 @@ from pathlib import Path
 import duckdb
 
 from cekura_sessions import settings
+from cekura_sessions.extract.report import RunReport
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
-from cekura_sessions.run.night import RunConfig, run
+from cekura_sessions.run.interrupt import exit_now
+from cekura_sessions.run.night import RunConfig, run_stoppable
+from cekura_sessions.run.outcome import EXIT_INTERRUPTED
 
 DEMO_KEY = "demo-key"
 
@@ -24,16 +27,12 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
     dataset = generate(DataSpec(projects=projects, sessions_per_project=sessions_per_project, seed=seed, as_of=as_of))
     started = time.monotonic()
     with FakeCekuraApi(dataset, api_key=DEMO_KEY) as api:
-        outcome = run(
-            RunConfig(
-                db_path=db_path,
-                api_key=DEMO_KEY,
-                base_url=api.url,
-                db_wait_seconds=db_wait,
-                # the demo keeps its dlt state beside its database, apart from the nightly pipeline's
-                pipelines_dir=str(db_path.resolve().parent / ".cekura-demo-pipeline"),
-            )
-        )
+        # its dlt state goes beside the file, demo.duckdb.dlt/, like every database's
+        config = RunConfig(db_path=db_path, api_key=DEMO_KEY, base_url=api.url, db_wait_seconds=db_wait)
+        outcome = run_stoppable(config, RunReport(), announce=_say_interrupted)
+    if outcome.exit_code in EXIT_INTERRUPTED:
+        _say_interrupted(outcome.message)
+        exit_now(outcome.exit_code)
     seconds = time.monotonic() - started
     report = outcome.report
     print(f"demo: fake Cekura API with {len(dataset.projects)} projects, sessions created "
@@ -51,6 +50,10 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
         f".sql('select * from {settings.ANALYTICS_SCHEMA}.sessions limit 5'))\""
     )
     return 0
+
+
+def _say_interrupted(line: str) -> None:
+    print(f"demo: {line}", file=sys.stderr)
 
 
 def _print_completion(db_path: Path) -> None:

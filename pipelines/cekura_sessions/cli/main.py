@@ -21,7 +21,7 @@ from cekura_sessions.cli import api_config
 from cekura_sessions.cli.progress import Progress
 from cekura_sessions.run.database import first_line
 from cekura_sessions.run.night import RunConfig
-from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_OK, RunOutcome
+from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGINT, RunOutcome
 
 DESCRIPTION = """\
 Copy your Cekura scenario-improvement sessions into a DuckDB file, build completion-rate and
@@ -87,7 +87,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_FATAL
     except KeyboardInterrupt:
         logs.say("interrupted", level="error")
-        return 130
+        return EXIT_SIGINT
     except Exception as error:
         # a bug or an environment problem: one line for people, the traceback for --log-level DEBUG
         log.debug("%s failed", args.command, exc_info=True)
@@ -331,19 +331,31 @@ def _run(args: argparse.Namespace) -> int:
         **({"retry": RetryPolicy(answer_deadline_seconds=args.answer_deadline)} if args.answer_deadline else {}),
     )
     from cekura_sessions.extract.report import RunReport
-    from cekura_sessions.run import night
+    from cekura_sessions.run import interrupt, night
 
     started = time.monotonic()
     report = RunReport()
     logs.set_run_id(report.run_id)
     with Progress(report, enabled=sys.stderr.isatty()):
-        outcome = night.run(config, report)
+        outcome = night.run_stoppable(config, report, announce=_say_interrupted)
     _print_outcome(outcome, time.monotonic() - started)
+    if outcome.exit_code in EXIT_INTERRUPTED:
+        interrupt.exit_now(outcome.exit_code)  # a fetch thread may still wait on an answer
     return outcome.exit_code
+
+
+def _say_interrupted(line: str) -> None:
+    """The one line of a run stopped where it stood (run/interrupt.py's watchdog), on a line of
+    its own even under the progress display."""
+    erase = "\r\033[K" if sys.stderr.isatty() else ""  # the progress line (cli/progress.py)
+    print(f"{erase}cekura-sessions: {line}", file=sys.stderr)
 
 
 def _print_outcome(outcome: RunOutcome, seconds: float) -> None:
     report = outcome.report
+    if outcome.exit_code in EXIT_INTERRUPTED:  # one line, nothing of a half-done night
+        print(f"cekura-sessions: {outcome.message}", file=sys.stderr)
+        return
     if outcome.exit_code == EXIT_OK or report.projects_ok:
         logs.say(
             f"run {report.run_id}: {len(report.projects_ok)} project(s) listed "

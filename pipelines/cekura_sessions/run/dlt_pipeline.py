@@ -1,55 +1,123 @@
-"""The dlt pipeline of one database file, and what a killed run left in its folder."""
+"""The dlt pipeline of one database file, its working folder beside the file, and what a killed
+run left there."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
+import uuid
 import warnings
 from pathlib import Path
 
 import dlt
 import duckdb
+from dlt.common.runtime.collector import NullCollector
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-from cekura_sessions import logs, settings
+from cekura_sessions import crash_points, logs, settings
 from cekura_sessions.extract import contract
+from cekura_sessions.run import interrupt
 
 log = logging.getLogger(__name__)
 
+_DATABASE_TABLE = f"{settings.META_SCHEMA}._database"  # one row: the file's database_id
+_FOLDER_MARKER = "cekura_database"  # in dlt's working folder: the file it serves, {"path", "database_id"}
 
-def make_pipeline(db_path: Path, pipelines_dir: str | None) -> dlt.Pipeline:
+
+def pipelines_dir_for(db_path: Path) -> Path:
+    """dlt's working folder for this database file alone: `<db>.dlt/` beside it.
+
+    dlt's default (`~/.dlt`, `/var/dlt` as root) is one folder per pipeline name on the machine,
+    so every database file shared it: after a failed night into one file, dlt's stored schema
+    version said the other file's tables existed (every later night into that file failed with a
+    CatalogException), and two runs at once removed each other's packages (dlt #1619)."""
+    return db_path.with_name(db_path.name + settings.PIPELINES_DIR_SUFFIX)
+
+
+def make_pipeline(db_path: Path, pipelines_dir: str | None = None) -> dlt.Pipeline:
+    """The pipeline loading `db_path`; `pipelines_dir` None: its own folder, pipelines_dir_for()."""
     # without this, merge keeps a full copy of every load in cekura_raw_staging (GOTCHAS.md)
     os.environ.setdefault("LOAD__TRUNCATE_STAGING_DATASET", "true")
+    # a loaded job's file is never read again; dlt keeps it for ever otherwise (about 8 MB a full night)
+    os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
     credentials = DuckDbCredentials(str(db_path), global_config=dict(settings.DUCKDB_CONFIG))
     pipeline = dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
         destination=dlt.destinations.duckdb(credentials),
         dataset_name=contract.RAW_SCHEMA,
-        pipelines_dir=pipelines_dir,
+        pipelines_dir=str(pipelines_dir or pipelines_dir_for(db_path)),
+        progress=_PauseInLoad(db_path) if crash_points.armed(_LOAD_JOB_STAGE) else None,
     )
+    # dlt's own handlers hold a SIGINT or SIGTERM until the load drains, then drop it when the
+    # package completed; run/interrupt.py's handlers stop the run instead
+    pipeline.runtime_config.intercept_signals = False
     logs.adopt_dlt_logger()
     return pipeline
 
 
-def finish_leftover_packages(pipeline: dlt.Pipeline, db_path: Path) -> bool:
+def prune_loaded_packages(pipeline: dlt.Pipeline, keep: int = settings.LOADED_PACKAGES_KEPT) -> int:
+    """Delete all but the newest `keep` loaded packages; returns how many went. Recovery needs
+    only the pending packages, and `dlt pipeline ... trace` reads the trace, not these; without
+    this dlt keeps every package the folder ever loaded."""
+    loaded = sorted(pipeline.list_completed_load_packages(), key=float)  # load ids are timestamps
+    old = loaded[: max(len(loaded) - keep, 0)]
+    for load_id in old:
+        shutil.rmtree(pipeline.get_load_package_info(load_id).package_path, ignore_errors=True)
+    return len(old)
+
+
+def database_id(con: duckdb.DuckDBPyConnection) -> str:
+    """This database file's own id, made the first time a run opens it: a file that replaced
+    another at the same path (deleted and created anew, a backup put back) has another id."""
+    con.execute(f"create schema if not exists {settings.META_SCHEMA}")
+    con.execute(f"create table if not exists {_DATABASE_TABLE} (database_id text not null, created_at timestamptz not null)")
+    found = con.execute(f"select database_id from {_DATABASE_TABLE} limit 1").fetchone()
+    if found:
+        return found[0]
+    made = uuid.uuid4().hex
+    con.execute(f"insert into {_DATABASE_TABLE} values (?, now())", [made])
+    return made
+
+
+def bind_to_database(pipeline: dlt.Pipeline, db_path: Path, database: str) -> None:
+    """Start the folder afresh unless it belongs to this very file (`database`: its database_id).
+
+    dlt's folder holds the schema it believes the destination has: a schema version stored in a
+    file by a night whose other tables never reached it tells dlt to create nothing next time, and
+    every later night fails with a CatalogException. And its pending packages were made for one
+    file: they must never load into another. A folder named explicitly (`pipelines_dir`) may serve
+    several files, and the file at a path may be replaced; a folder used before is dropped whole
+    (state, schemas, packages) when the file it served is not this one."""
+    marker = Path(pipeline.working_dir) / _FOLDER_MARKER
+    mine = {"path": str(db_path), "database_id": database}
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    if recorded != mine:
+        if pipeline.has_pending_data:
+            served = recorded["path"] if isinstance(recorded, dict) else "another database"
+            if served == str(db_path):
+                served = f"the file that was at {served} before this one"
+            log.warning("discarding load packages left for %s (this run loads %s)", served, db_path)
+        pipeline.drop()
+        marker.write_text(json.dumps(mine), encoding="utf-8")
+
+
+def finish_leftover_packages(pipeline: dlt.Pipeline) -> bool:
     """Complete what a killed run left behind before extracting anything new; a plain
     `pipeline.run()` would stop there (dlt #3227). True when packages were completed: the
-    caller then runs drop_repeated_rows."""
-    marker = Path(pipeline.working_dir) / "cekura_db_path"
-    previous_db = marker.read_text(encoding="utf-8") if marker.exists() else str(db_path)
-    marker.write_text(str(db_path), encoding="utf-8")
+    caller then runs drop_repeated_rows. Call bind_to_database first."""
     if not pipeline.has_pending_data:
-        return False
-    if previous_db != str(db_path):
-        # the pipeline folder is shared by name; never load another database's leftovers here
-        log.warning("discarding load packages left for %s (this run loads %s)", previous_db, db_path)
-        _discard_pending(pipeline)
         return False
     log.warning("completing load packages left by an interrupted run")
     try:
         pipeline.normalize()
         pipeline.load()
     except Exception as error:  # noqa: BLE001 - a package we cannot finish must not block every later night
+        interrupt.raise_if_received()  # stopped by a signal, not unfinishable: keep it for the next run
         log.error("could not complete the leftover packages (%s); discarding them", error)
         _discard_pending(pipeline)
         return False
@@ -85,3 +153,23 @@ def _discard_pending(pipeline: dlt.Pipeline) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         pipeline.drop_pending_packages()
+
+
+_LOAD_JOB_STAGE = "load-job"
+
+
+class _PauseInLoad(NullCollector):
+    """A test hook (crash_points): pauses dlt's load loop, in the main thread, once its first job
+    completed, so a test can kill or signal a run in the middle of dlt's load. Used only when
+    CEKURA_SESSIONS_PAUSE_AT=load-job."""
+
+    def __init__(self, db_path: Path) -> None:
+        super().__init__()
+        self._marker: Path | None = db_path.with_name(f"{db_path.name}.paused-{_LOAD_JOB_STAGE}")
+
+    def update(self, name: str, inc: int = 1, total: int | None = None, inc_total: int | None = None,
+               message: str | None = None, label: str | None = None) -> None:
+        # dlt counts one completed job as update("Jobs") and nothing else set
+        if self._marker and (name, inc, total, inc_total, message, label) == ("Jobs", 1, None, None, None, None):
+            marker, self._marker = self._marker, None
+            crash_points.pause_here(_LOAD_JOB_STAGE, marker)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
 from cekura_sessions.models import checks, runner
-from cekura_sessions.run import history, ledger, listed, stored
+from cekura_sessions.run import history, interrupt, ledger, listed, stored
 from cekura_sessions.run.database import (
     DatabaseBusy,
     DatabaseUnavailable,
@@ -26,13 +27,18 @@ from cekura_sessions.run.database import (
     first_line,
 )
 from cekura_sessions.run.dlt_pipeline import (
+    bind_to_database,
+    database_id,
     drop_repeated_rows,
     finish_leftover_packages,
     make_pipeline,
+    prune_loaded_packages,
 )
+from cekura_sessions.run.interrupt import Interrupted
 from cekura_sessions.run.lock import LockHeld, LockUnavailable, run_lock
 from cekura_sessions.run.outcome import (
     EXIT_FATAL,
+    EXIT_INTERRUPTED,
     EXIT_LOCKED,
     EXIT_OK,
     EXIT_PARTIAL,
@@ -55,7 +61,7 @@ class RunConfig:
     build_models: bool = True
     concurrency: int | None = None  # None: dlt config, else settings.DEFAULT_CONCURRENCY
     db_wait_seconds: float = 30.0
-    pipelines_dir: str | None = None  # None: dlt's default, so `dlt pipeline cekura_sessions ...` works
+    pipelines_dir: str | None = None  # None: `<db>.dlt/` beside the database, its own (run/dlt_pipeline.py)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -68,6 +74,9 @@ def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
         _check_db_path(db_path)
         with run_lock(db_path, report.run_id):
             return _locked_run(config, db_path, report)
+    except Interrupted as stop:
+        interrupt.claim_finish()
+        return RunOutcome(stop.exit_code, report, str(stop))
     except LockHeld as error:
         return RunOutcome(EXIT_LOCKED, report, f"{error}; nothing was touched")
     except DatabaseBusy as error:
@@ -76,13 +85,35 @@ def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
         return RunOutcome(EXIT_FATAL, report, str(error))
 
 
+def run_stoppable(config: RunConfig, report: RunReport, announce: Callable[[str], None]) -> RunOutcome:
+    """run(), where SIGINT and SIGTERM stop the night in order (run/interrupt.py): the outcome's
+    exit code is then 130 or 143 and the ledger says `interrupted`. Call it from the main thread;
+    the caller exits with interrupt.exit_now() after an interruption, since a fetch thread may
+    still wait on an answer. When the run cannot unwind in time, the process records the
+    interruption, calls `announce(the one line)` and exits from wherever it stands."""
+
+    def give_up(stop: Interrupted) -> None:
+        record_interrupted(config, report, stop)
+        announce(str(stop))
+
+    try:
+        with interrupt.stop_on_signals(give_up):
+            return run(config, report)
+    except Interrupted as stop:  # it came as the run returned: the ledger has the run as it ended
+        return RunOutcome(stop.exit_code, report, str(stop))
+
+
 def _locked_run(config: RunConfig, db_path: Path, report: RunReport) -> RunOutcome:
     with connect(db_path, config.db_wait_seconds) as con:
         ledger.record_start(con, report)
+        database = database_id(con)
     outcome = RunOutcome(EXIT_FATAL, report)
     try:
-        _load(config, db_path, report)
-        outcome = _after_load(config, db_path, report)
+        outcome = _night(config, db_path, database, report)
+    except Interrupted as stop:
+        interrupt.claim_finish()
+        outcome.exit_code, outcome.message = stop.exit_code, str(stop)
+        raise
     except (FatalError, DatabaseBusy, DatabaseUnavailable) as error:
         outcome.message = str(error)
         raise
@@ -96,9 +127,23 @@ def _locked_run(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
     return outcome
 
 
-def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
+def _night(config: RunConfig, db_path: Path, database: str, report: RunReport) -> RunOutcome:
+    try:
+        _load(config, db_path, database, report)
+        outcome = _after_load(config, db_path, report)
+    except BaseException:
+        # after a signal, whatever failed failed because of it (DuckDB turns the handler's
+        # exception into `RuntimeError: Query interrupted`; dlt wraps what it sees)
+        interrupt.raise_if_received()
+        raise
+    interrupt.raise_if_received()  # a signal some code caught and carried on from
+    return outcome
+
+
+def _load(config: RunConfig, db_path: Path, database: str, report: RunReport) -> LoadInfo:
     pipeline = make_pipeline(db_path, config.pipelines_dir)
-    leftovers_completed = finish_leftover_packages(pipeline, db_path)
+    bind_to_database(pipeline, db_path, database)
+    leftovers_completed = finish_leftover_packages(pipeline)
     try:
         with connect(db_path, config.db_wait_seconds) as con:
             if leftovers_completed:
@@ -114,7 +159,9 @@ def _load(config: RunConfig, db_path: Path, report: RunReport) -> LoadInfo:
         _checkpoint("normalize", db_path)
         pipeline.normalize()
         _checkpoint("load", db_path)
-        return pipeline.load()
+        info = pipeline.load()
+        prune_loaded_packages(pipeline)
+        return info
     except (FatalError, DatabaseBusy, DatabaseUnavailable):
         raise
     except Exception as error:  # dlt wraps every step's failure; find what really happened
@@ -158,8 +205,16 @@ def _models_and_checks(con: duckdb.DuckDBPyConnection, outcome: RunOutcome) -> N
     checks.record_checks(con, fingerprint, outcome.checks)
 
 
+def record_interrupted(config: RunConfig, report: RunReport, stop: Interrupted) -> None:
+    """The ledger row of a run a signal stopped, written from wherever the run stands
+    (run/interrupt.py's watchdog, when the run could not unwind in time)."""
+    _record_finish(config, config.db_path.resolve(), RunOutcome(stop.exit_code, report, str(stop)))
+
+
 def _record_finish(config: RunConfig, db_path: Path, outcome: RunOutcome) -> None:
     status = {EXIT_OK: "succeeded", EXIT_PARTIAL: "partial"}.get(outcome.exit_code, "failed")
+    if outcome.exit_code in EXIT_INTERRUPTED:
+        status = "interrupted"
     try:
         with connect(db_path, config.db_wait_seconds) as con:
             ledger.record_finish(con, outcome.report, status, outcome.exit_code, outcome.message or None)

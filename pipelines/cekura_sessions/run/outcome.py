@@ -19,6 +19,9 @@ EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_FATAL = 2
 EXIT_LOCKED = 3
+EXIT_SIGINT = 130  # interrupted: 128 + the signal's number, as shells report it
+EXIT_SIGTERM = 143
+EXIT_INTERRUPTED = (EXIT_SIGINT, EXIT_SIGTERM)
 
 @dataclass
 class RunOutcome:

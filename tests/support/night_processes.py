@@ -1,0 +1,69 @@
+"""A whole `cekura-sessions run` in a real subprocess: its environment, a run, a paused run, and
+what a run leaves in a database folder."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from support.settings import API_KEY
+
+CLI = [sys.executable, "-m", "cekura_sessions.cli"]
+DLT = str(Path(sys.executable).with_name("dlt"))
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """This process's environment without CEKURA_* settings, with the test key, and with dlt's
+    machine-wide folder (DLT_DATA_DIR) inside the test's folder, so a test can check nothing
+    lands there."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CEKURA_")}
+    env.update(CEKURA_API_KEY=API_KEY, RUNTIME__DLTHUB_TELEMETRY="false", DLT_DATA_DIR=str(tmp_path / "dlt-data"))
+    env.update(extra)
+    return env
+
+
+def run_cli(tmp_path: Path, base_url: str, db_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, "run", "--base-url", base_url, "--db", str(db_path), "--db-wait", "5", *args],
+        env=cli_env(tmp_path, **env), capture_output=True, text=True, timeout=180,
+    )
+
+
+def start_cli(tmp_path: Path, base_url: str, db_path: Path, *args: str, **env: str) -> subprocess.Popen:
+    """A run in the background; its stderr is kept (read it after it ended)."""
+    return subprocess.Popen(
+        [*CLI, "run", "--base-url", base_url, "--db", str(db_path), "--db-wait", "5", *args],
+        env=cli_env(tmp_path, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def pause_marker(db_path: Path, stage: str) -> Path:
+    """The file a run paused at `stage` (CEKURA_SESSIONS_PAUSE_AT) creates; removing it lets the run go on."""
+    return db_path.with_name(f"{db_path.name}.paused-{stage}")
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.05)
+
+
+def lock_is_free(db_path: Path) -> bool:
+    """Whether a run could take the database's lock now (run/lock.py's flock on `<db>.lock`)."""
+    with open(db_path.with_name(db_path.name + ".lock"), "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return True
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
