@@ -7,10 +7,15 @@ names the socket folder as `?host=`, which libpq and dlt read like any other URL
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+
+# pgserver logs at INFO from its exit hook, after pytest has closed the stream it captured
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 class PostgresServer:
