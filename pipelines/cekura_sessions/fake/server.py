@@ -154,7 +154,9 @@ class FakeCekuraApi:
         with self._fault_lock:
             self._faults = faults
             self._rng = random.Random(faults.random_seed)
-            self._throttle = SlidingWindowThrottle(faults.throttle, faults.throttle_headers) if faults.throttle else None
+            # a fresh window with every switch: a test starts from a throttle nobody has used
+            self._throttle = (SlidingWindowThrottle(faults.throttle, faults.throttle_headers)
+                              if faults.throttle else None)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
