@@ -920,7 +920,7 @@ def run_throttle(root: Path, rate: str, requests: int, say: Any) -> dict[str, An
             refused = stats["statuses"].get("429", 0)
             floor_s = (stats["requests"] - refused) / per_second
             times = [at for at, _ in stats["log"]]
-            fetch_s = max(times) - min(times)  # the server's first answer to its last: the night's API part
+            fetch_s = max(times) - min(times) if times else float("nan")  # the server's first answer to its last
             run = {"headers": headers, "wall_s": m.wall_s, "work_s": m.work_s, "fetch_s": fetch_s, "floor_s": floor_s,
                    "wall_vs_floor": m.wall_s / floor_s, "requests": stats["requests"], "refused": refused,
                    "refused_share": refused / stats["requests"], "verified": m.verified, "problems": m.problems}
