@@ -47,9 +47,16 @@ After the scales, a rate-limit run shows the pipeline's bounded concurrency and 
 on 429: the server answers a seeded random share of requests with 429 (Retry-After: 1) and the
 requests it served are bucketed per second from its request log.
 
+A throttled run then shows the pacing to Django REST framework's throttle: a night of 300 requests
+(299 projects x 20 sessions, and the projects list) against the fake API throttled at 10 requests a
+second (a sliding window per key, Retry-After floored, so mostly 0), once as DRF answers and once
+with a gateway's RateLimit-* headers. It reports the night's wall time against the throttle's own
+floor (accepted requests / rate: 30 s) and the share of requests refused (429), from the server's log.
+
 Results: a table per scale on stdout, and ``results.json`` + ``results.md`` under ``--out``
 (``bench-results/`` is git-ignored). Development: ``--projects 50`` shrinks M/M20/MP to 50 projects
-(L to 5x that); ``--clients`` picks clients; ``--no-ratelimit`` skips the rate-limit run.
+(L to 5x that); ``--clients`` picks clients; ``--no-ratelimit`` skips the rate-limit run,
+``--no-throttle`` the throttled run.
 """
 
 from __future__ import annotations
@@ -91,6 +98,11 @@ TARGET_NOCHANGE_VS_FLOOR = 1.2
 TARGET_RSS_M_MB = 400.0
 TARGET_RSS_L_VS_M = 1.5
 TARGET_FILE_VS_FLOOR = 1.5
+TARGET_THROTTLE_VS_FLOOR = 1.2  # a throttle-bound night's wall time / (accepted requests / the throttle's rate)
+TARGET_THROTTLE_REFUSED = 0.10  # share of the night's requests answered 429
+THROTTLE_RATE = "10/s"
+THROTTLE_REQUESTS = 300
+THROTTLE_HEADERS = ("none", "ratelimit")  # DRF's own answers; a gateway's RateLimit-* headers
 
 
 @dataclass(frozen=True)
@@ -179,6 +191,8 @@ def serve_main(args: argparse.Namespace) -> int:
                 random_rate=command.get("random_rate", 0.0),
                 random_kinds=tuple(command.get("random_kinds", ("429",))),
                 random_seed=command.get("random_seed", 1),
+                throttle=command.get("throttle"),
+                throttle_headers=command.get("throttle_headers", "none"),
             )
             _reply({"ok": True})
         elif kind == "dataset":
@@ -881,6 +895,59 @@ def run_ratelimit(root: Path, projects: int, say: Any) -> dict[str, Any]:
 
 
 # =====================================================================================================
+# throttling: pacing to DRF's sliding-window throttle (Retry-After floored, often 0)
+# =====================================================================================================
+
+
+def run_throttle(root: Path, rate: str, requests: int, say: Any) -> dict[str, Any]:
+    from cekura_sessions.fake.throttle import parse_rate
+
+    allowed, seconds = parse_rate(rate)
+    per_second = allowed / seconds
+    scale = Scale("T", requests - 1, 20, clients=("pipeline",), note=f"DRF throttle {rate}, 0 ms")
+    work = root / "throttle"
+    work.mkdir(parents=True)
+    say(f"\n== throttle: {requests} requests ({scale.projects} projects x 20 sessions and the projects list), {scale.note}")
+    server = Server(scale, work / "server.log")
+    runs = []
+    try:
+        for headers in THROTTLE_HEADERS:
+            server.ask("faults", throttle=rate, throttle_headers=headers)
+            run_dir = work / headers
+            run_dir.mkdir()
+            m = measure(scale, "pipeline", 1, server, run_dir, run_dir / "p.duckdb", run_dir / "dlt")
+            stats = server.ask("stats", log=True)
+            refused = stats["statuses"].get("429", 0)
+            floor_s = (stats["requests"] - refused) / per_second
+            times = [at for at, _ in stats["log"]]
+            fetch_s = max(times) - min(times) if times else float("nan")  # the server's first answer to its last
+            run = {"headers": headers, "wall_s": m.wall_s, "work_s": m.work_s, "fetch_s": fetch_s, "floor_s": floor_s,
+                   "wall_vs_floor": m.wall_s / floor_s, "requests": stats["requests"], "refused": refused,
+                   "refused_share": refused / stats["requests"], "verified": m.verified, "problems": m.problems}
+            runs.append(run)
+            say(f"   headers {headers}: {m.wall_s:.1f} s ({run['wall_vs_floor']:.2f}x the floor's {floor_s:.0f} s; "
+                f"first to last request {fetch_s:.1f} s), "
+                f"{refused} of {stats['requests']} requests refused ({run['refused_share']:.1%}), "
+                f"{'ok' if m.verified else 'FAILED: ' + '; '.join(m.problems)}")
+    finally:
+        server.close()
+    return {"rate": rate, "requests": requests, "runs": runs}
+
+
+def throttle_verdicts(throttle: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for run in throttle["runs"]:
+        scale = f"T ({throttle['rate']}, headers {run['headers']})"
+        out.append({"scale": scale, "target": f"throttle-bound night <= {TARGET_THROTTLE_VS_FLOOR}x the throttle's floor",
+                    "value": run["wall_vs_floor"], "limit": TARGET_THROTTLE_VS_FLOOR, "unit": "x",
+                    "passed": run["wall_vs_floor"] <= TARGET_THROTTLE_VS_FLOOR and run["verified"]})
+        out.append({"scale": scale, "target": f"refused (429) <= {TARGET_THROTTLE_REFUSED:.0%} of requests",
+                    "value": run["refused_share"] * 100, "limit": TARGET_THROTTLE_REFUSED * 100, "unit": "%",
+                    "passed": run["refused_share"] <= TARGET_THROTTLE_REFUSED})
+    return out
+
+
+# =====================================================================================================
 # reporting
 # =====================================================================================================
 
@@ -971,8 +1038,19 @@ def report_markdown(results: dict[str, Any]) -> str:
     if results["verdicts"]:
         out += ["", "### Targets", "", "| scale | target | measured | verdict |", "| --- | --- | ---: | --- |"]
         for v in results["verdicts"]:
-            value = {"MB": f"{v['value']:.0f} MB", "s": f"{v['value']:.1f} s"}.get(v["unit"], f"{v['value']:.2f}x")
+            value = {"MB": f"{v['value']:.0f} MB", "s": f"{v['value']:.1f} s", "%": f"{v['value']:.1f}%"}.get(
+                v["unit"], f"{v['value']:.2f}x")
             out.append(f"| {v['scale']} | {v['target']} | {value} | {'met' if v['passed'] else 'MISSED'} |")
+    throttle = results.get("throttle")
+    if throttle:
+        out += ["", f"### Throttled night ({throttle['requests']} requests, DRF throttle {throttle['rate']})", "",
+                "| headers | wall s | first to last request s | floor s | wall / floor | requests | refused (429) | "
+                "refused share | rows verified |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        for run in throttle["runs"]:
+            out.append(f"| {run['headers']} | {run['wall_s']:.1f} | {run['fetch_s']:.1f} | {run['floor_s']:.1f} | "
+                       f"{run['wall_vs_floor']:.2f}x | "
+                       f"{run['requests']} | {run['refused']} | {run['refused_share']:.1%} | {'yes' if run['verified'] else 'NO'} |")
     rl = results.get("ratelimit")
     if rl:
         out += ["", f"### Rate limiting ({rl['scale']['projects']} projects x 400 sessions, {rl['scale']['note']})", ""]
@@ -1005,6 +1083,10 @@ def main() -> int:
     parser.add_argument("--clients", default=",".join(ALL_CLIENTS), help=f"comma-separated subset of {','.join(ALL_CLIENTS)}")
     parser.add_argument("--no-ratelimit", action="store_true", help="skip the rate-limit run")
     parser.add_argument("--ratelimit-projects", type=int, default=200, help="projects in the rate-limit run (default 200)")
+    parser.add_argument("--no-throttle", action="store_true", help="skip the throttled run")
+    parser.add_argument("--throttle-rate", default=THROTTLE_RATE, help=f"the throttled run's DRF rate (default {THROTTLE_RATE})")
+    parser.add_argument("--throttle-requests", type=int, default=THROTTLE_REQUESTS,
+                        help=f"requests of the throttled night, the projects list included (default {THROTTLE_REQUESTS})")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, logs)")
     # internal: subprocess roles
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -1056,6 +1138,10 @@ def main() -> int:
             say(table_markdown(name, scale_result["scale"], scale_result["expected"], scale_result["summary"]))
             _write(out_dir, results, started)  # partial results survive an interrupted run
         results["verdicts"] = verdicts({n: r["summary"] for n, r in results["scales"].items()})
+        if not args.no_throttle:
+            results["throttle"] = run_throttle(root, args.throttle_rate, args.throttle_requests, say)
+            results["verdicts"] += throttle_verdicts(results["throttle"])
+            _write(out_dir, results, started)
         if not args.no_ratelimit:
             results["ratelimit"] = run_ratelimit(root, args.ratelimit_projects, say)
     finally:
@@ -1068,6 +1154,7 @@ def main() -> int:
     say(f"results: {out_dir / 'results.md'}, {out_dir / 'results.json'}")
     failed = [m for r in results["scales"].values() for m in r["measurements"] if not m["verified"]]
     failed += [r for r in (results.get("ratelimit") or {}).get("runs", []) if not r["verified"]]
+    failed += [r for r in (results.get("throttle") or {}).get("runs", []) if not r["verified"]]
     if failed:
         say(f"{len(failed)} run(s) FAILED verification (see above)")
         return 1

@@ -2,7 +2,7 @@
 
 The run must end with every row exact, within the attempt cap, each burst project waiting as
 long as Retry-After asked, and the burst's waits overlapping instead of adding up: a 429 pauses
-every worker together (client.BackoffGate). Time is read from the server's request log only for
+every worker together (the client's Pacer, api/pacing.py). Time is read from the server's request log only for
 what the waits themselves decide, never for how fast this machine loads the rows.
 """
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-
 # pgserver logs at INFO from its exit hook, after pytest has closed the stream it captured
 logging.getLogger("pgserver").setLevel(logging.WARNING)
 

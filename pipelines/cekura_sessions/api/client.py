@@ -25,8 +25,9 @@ from cekura_sessions.api.errors import (
     ProjectError,
     Unreachable,
 )
+from cekura_sessions.api.pacing import Pacer
 from cekura_sessions.api.responses import classify_response
-from cekura_sessions.api.retry import BackoffGate, RequestStats, RetryPolicy, retrying
+from cekura_sessions.api.retry import RequestStats, RetryPolicy, retrying
 from cekura_sessions.api.transport import ConnectionFailed, Transport, UndecodableBody
 from cekura_sessions.api.urls import check_base_url, on_api_root
 
@@ -68,8 +69,11 @@ class CekuraClient:
             raise ConfigError("the API key contains control characters; check CEKURA_API_KEY")
         self.base_url = check_base_url(base_url)
         self.policy = policy or RetryPolicy()
+        if not self.policy.time_budget_seconds > 0:
+            raise ConfigError("the time budget must be a positive number of seconds; check time_budget_seconds")
         self.stats = stats or RequestStats()
-        self.gate = BackoffGate()
+        # every request of every worker passes it: paced to the API's throttle once it throttles
+        self.gate = Pacer(connections, self.policy.max_wait_seconds, self.policy.time_budget_seconds)
         self._transport = Transport(
             self.base_url,
             {endpoints.API_KEY_HEADER: api_key.strip(), "Accept": "application/json"},
@@ -137,14 +141,17 @@ class CekuraClient:
         return controller(self._get_once, url, params, read)
 
     def _get_once(self, url: str, params: dict[str, Any] | None, read: Callable[[bytes], T]) -> tuple[T, bytes]:
-        self.gate.wait()
+        started = self.gate.turn()
         self.stats.count_request()
+        response = None
         try:
             response = self._transport.get(url, params)
         except ConnectionFailed as error:
             raise Unreachable(str(error)) from None
         except UndecodableBody as error:
             raise MalformedBody(str(error)) from None
+        finally:
+            self.gate.answered(started, response)
         classify_response(response)
         content_type = response.headers.get("Content-Type", "")
         if "json" not in content_type:

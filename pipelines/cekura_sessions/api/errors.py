@@ -40,7 +40,13 @@ class Unreachable(RetryableError):
 
 
 class RateLimited(RetryableError):
-    """HTTP 429: the whole client slows down, not just the worker that was told."""
+    """HTTP 429: the whole client slows down, not just the worker that was told (api/pacing.py);
+    asked again for as long as the night's time budget lasts, whatever the attempts."""
+
+
+class ThrottledTooLong(ApiError):
+    """The API still throttled (429) when the night's time budget ran out: this request is not
+    asked again and its project fails (keeping its stored rows); the run goes on."""
 
 
 class MalformedBody(RetryableError):

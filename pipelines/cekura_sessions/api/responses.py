@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 from urllib.parse import urlsplit
+
+import urllib3
 
 from cekura_sessions.api.errors import (
     AuthError,
@@ -30,6 +33,41 @@ def parse_retry_after(value: str | None) -> float | None:
         except (TypeError, ValueError, IndexError):
             return None
     return seconds if seconds > 0 else None
+
+
+class Quota(NamedTuple):
+    """What a gateway's rate-limit headers say: `limit` requests per window, `remaining` of them
+    left after this one, the quota freeing in `reset_seconds` from now (whole seconds as sent)."""
+
+    limit: int
+    remaining: int
+    reset_seconds: float
+
+
+_EPOCH_SECONDS = 1_000_000_000  # a Reset this large is a Unix time (GitHub's X-RateLimit-Reset), not a delay
+
+
+def parse_quota(headers: urllib3.HTTPHeaderDict) -> Quota | None:
+    """The IETF draft's `RateLimit-Limit/Remaining/Reset`, else the older `X-RateLimit-*`; None
+    when neither is there whole or a value is not a number."""
+    for prefix in ("RateLimit-", "X-RateLimit-"):
+        remaining = headers.get(prefix + "Remaining")
+        if remaining is None:
+            continue
+        try:
+            limit, left = int(_first(headers.get(prefix + "Limit"))), int(_first(remaining))
+            reset = float(_first(headers.get(prefix + "Reset")))
+        except ValueError:
+            return None
+        if reset >= _EPOCH_SECONDS:
+            reset -= time.time()
+        return Quota(limit, max(0, left), max(0.0, reset)) if limit > 0 else None
+    return None
+
+
+def _first(value: str | None) -> str:
+    # a later draft lists the policies after the number: "RateLimit-Limit: 10, 10;w=1"
+    return (value or "").split(",")[0].split(";")[0].strip()
 
 
 def classify_response(response: Answer) -> None:

@@ -1,17 +1,18 @@
 """The retry policy, declared once (tenacity): which failures are retried, how long to wait,
-when to give up, and a 429 that pauses every worker of the client, not just the one told."""
+when to give up. A 429 is waited out by the client's Pacer (api/pacing.py), which paces every
+worker, not just the one told; it costs no attempt while the night's time budget lasts."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import tenacity
 
 from cekura_sessions.api.errors import RateLimited, RetryableError, describe_error
+from cekura_sessions.api.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ class RetryPolicy:
     read_timeout_seconds: float = 60.0  # between two socket reads
     answer_deadline_seconds: float = 300.0  # for the whole answer, headers to last byte
     listing_reads: int = 4  # reads of a paged listing that keeps changing before its project fails
+    # from the client's start: while it lasts a 429 is waited out and asked again; once
+    # the API still throttles past it, the projects not fetched yet fail and the night ends
+    time_budget_seconds: float = 7200.0
 
 
 @dataclass
@@ -45,28 +49,9 @@ class RequestStats:
             self.retries += 1
 
 
-class BackoffGate:
-    """Makes every worker pause when any of them is told to slow down (429), so the
-    API sees the whole client back off instead of a thundering herd of retries."""
-
-    def __init__(self) -> None:
-        self._resume_at = 0.0
-        self._lock = threading.Lock()
-
-    def hold_until(self, seconds_from_now: float) -> None:
-        with self._lock:
-            self._resume_at = max(self._resume_at, time.monotonic() + seconds_from_now)
-
-    def wait(self) -> None:
-        with self._lock:
-            delay = self._resume_at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-
-
 class _Wait(tenacity.wait.wait_base):
     """Retry-After when the server gives a positive one, else exponential backoff with jitter;
-    both capped, so one hint cannot stall the night."""
+    both capped, so one hint cannot stall the night. None after a 429: the pacer's turn waits."""
 
     def __init__(self, policy: RetryPolicy) -> None:
         self._policy = policy
@@ -76,34 +61,55 @@ class _Wait(tenacity.wait.wait_base):
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, RateLimited):
+            return 0.0
         hint = getattr(error, "retry_after", None)
         if hint:
             return min(hint, self._policy.max_wait_seconds)
         return self._backoff(retry_state)
 
 
-def retrying(policy: RetryPolicy, gate: BackoffGate, stats: RequestStats, label: str) -> tenacity.Retrying:
+class _Stop(tenacity.stop.stop_base):
+    """Gives up after `max_attempts` failures or `max_total_wait_seconds` of waits, 429s not
+    counted: how long a throttle is waited out is the night's time budget's to say (the pacer
+    fails the request once it is spent). One per request: it counts that request's failures."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+        self._failures = 0
+        self._waited = 0.0
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        if retry_state.outcome is not None and isinstance(retry_state.outcome.exception(), RateLimited):
+            return False
+        self._failures += 1
+        self._waited += retry_state.upcoming_sleep
+        return self._failures >= self._policy.max_attempts or self._waited >= self._policy.max_total_wait_seconds
+
+
+def retrying(policy: RetryPolicy, pacer: Pacer, stats: RequestStats, label: str) -> tenacity.Retrying:
     """A tenacity controller for one request: RetryableError is retried (api/errors.py says
-    which failures are), anything else is raised at once; each retry is logged at WARNING
-    (`label` names the request, never the key) and counted in `stats`."""
+    which failures are), anything else is raised at once; each retry is logged at WARNING, a
+    429's at DEBUG (the pacer reports throttling; `label` names the request, never the key) and
+    counted in `stats`."""
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(RetryableError),
         wait=_Wait(policy),
-        stop=tenacity.stop_after_attempt(policy.max_attempts) | tenacity.stop_before_delay(policy.max_total_wait_seconds),
-        before_sleep=_before_sleep(gate, stats, label),
+        stop=_Stop(policy),
+        before_sleep=_before_sleep(stats, label),
         reraise=True,
     )
 
 
-def _before_sleep(gate: BackoffGate, stats: RequestStats, label: str) -> Callable[[tenacity.RetryCallState], None]:
+def _before_sleep(stats: RequestStats, label: str) -> Callable[[tenacity.RetryCallState], None]:
     def before_sleep(retry_state: tenacity.RetryCallState) -> None:
         stats.count_retry()
         error = retry_state.outcome.exception() if retry_state.outcome else None
-        delay = retry_state.upcoming_sleep
         if isinstance(error, RateLimited):
-            # the limit is the key's, not this worker's: every worker waits out the same pause
-            gate.hold_until(delay)
+            log.debug("%s: attempt %d throttled (%s); asked again when the pacer allows", label,
+                      retry_state.attempt_number, describe_error(error))
+            return
         log.warning("%s: attempt %d failed (%s); retrying in %.1f s", label, retry_state.attempt_number,
-                    describe_error(error), delay)
+                    describe_error(error), retry_state.upcoming_sleep)
 
     return before_sleep

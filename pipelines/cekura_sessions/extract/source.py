@@ -8,6 +8,7 @@ is declared in extract/hints.py; what a valid row is, in extract/contract.py.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -43,9 +44,14 @@ def cekura(
     retry: RetryPolicy | None = None,
     report: RunReport | None = None,
     night: NightState | None = None,
+    time_budget_seconds: float | None = None,
 ) -> DltResource:
-    """`night`: what earlier nights stored (run/stored.py reads it); None: a first night."""
+    """`night`: what earlier nights stored (run/stored.py reads it); None: a first night.
+    `time_budget_seconds` (`[sources.cekura]`, SOURCES__CEKURA__TIME_BUDGET_SECONDS): how long
+    a throttling API is waited out (RetryPolicy.time_budget_seconds when not set)."""
     report = report or RunReport()
+    if time_budget_seconds is not None:
+        retry = dataclasses.replace(retry or RetryPolicy(), time_budget_seconds=float(time_budget_seconds))
     client = CekuraClient(base_url, api_key, policy=retry, stats=report.stats, connections=max(1, concurrency))
     # the projects list only feeds the sessions resource, which loads it when it changed: a
     # night where nothing changed then loads nothing, and dlt skips its normalize and load

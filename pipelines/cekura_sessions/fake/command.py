@@ -16,6 +16,7 @@ from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.faults import NEXT_LINKS, Faults
 from cekura_sessions.fake.moves import MOVES, validate_move
 from cekura_sessions.fake.server import PAGINATIONS, FakeCekuraApi
+from cekura_sessions.fake.throttle import HEADER_STYLES
 
 DEFAULT_PORT = 8765
 DEMO_API_KEY = "demo-key"
@@ -44,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate-limit-429", type=float, default=0.0, metavar="SHARE", help="share of requests answered 429 (Retry-After: 1)"
     )
+    parser.add_argument("--throttle", default=None, metavar="RATE",
+                        help="throttle as Django REST framework does, a sliding window per key: RATE like 10/s or "
+                             "100/min; a refused request answers 429 with Retry-After floored to whole seconds")
+    parser.add_argument("--throttle-headers", choices=HEADER_STYLES, default="none",
+                        help="with --throttle, the rate-limit headers a gateway adds: ratelimit (RateLimit-Limit/"
+                             "Remaining/Reset), x-ratelimit (X-RateLimit-*, Reset as a Unix time) or none (DRF's own)")
     parser.add_argument("--next-links", choices=NEXT_LINKS, default="absolute",
                         help="how paginated answers' `next` links look (with --page-size): absolute (DRF's own), "
                              "relative, self (a loop), internal-host (the app server's name behind a proxy)")
@@ -78,14 +85,11 @@ def serve(args: argparse.Namespace) -> int:
     """Serve generated data until Ctrl-C (or SIGTERM)."""
     dataset = generate(DataSpec(projects=args.projects, sessions_per_project=args.sessions_per_project, seed=args.seed,
                                 as_of=args.as_of or today_utc()))
-    faults = Faults(
-        always={pid: "500" for pid in args.fail_project},
-        random_rate=args.fault_rate,
-        latency_ms=args.latency_ms,
-        rate_limit_rate=args.rate_limit_429,
-        next_links=args.next_links,
-        moves=_moves(args.move_listing),
-    )
+    try:
+        faults = _faults(args)
+    except ValueError as exc:  # a --throttle rate DRF would not read
+        print(f"fake-api: {exc}", file=sys.stderr)
+        return 2
     try:
         api = FakeCekuraApi(
             dataset, api_key=args.api_key, page_size=args.page_size, faults=faults, host=args.host, port=args.port,
@@ -112,6 +116,19 @@ def _moves(pairs: list[tuple[int, str]]) -> dict[int, list[str]]:
     for project_id, move in pairs:
         moves.setdefault(project_id, []).append(move)
     return moves
+
+
+def _faults(args: argparse.Namespace) -> Faults:
+    return Faults(
+        always={pid: "500" for pid in args.fail_project},
+        random_rate=args.fault_rate,
+        latency_ms=args.latency_ms,
+        rate_limit_rate=args.rate_limit_429,
+        next_links=args.next_links,
+        throttle=args.throttle,
+        throttle_headers=args.throttle_headers,
+        moves=_moves(args.move_listing),
+    )
 
 
 def _stop_on_sigterm() -> Any:

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from cekura_sessions.fake.moves import validate_move
+from cekura_sessions.fake.throttle import HEADER_STYLES, parse_rate
 
 STATUS_FAULTS = ("500", "502", "503", "408", "403", "404")
 CONTENT_FAULTS = ("truncated", "html", "object", "no_results", "bad_rows", "gzip_lie")
@@ -59,6 +60,10 @@ class Faults:
     random_seed: int = 1
     latency_ms: float = 0.0  # added to every answer
     rate_limit_rate: float = 0.0  # share of requests (both endpoints) answered 429 with Retry-After 1
+    # DRF's throttle, a sliding window per key (fake/throttle.py): a rate such as "10/s" or
+    # "100/min", None for none; and which rate-limit headers the answers carry (HEADER_STYLES)
+    throttle: str | None = None
+    throttle_headers: str = "none"
     next_links: str = "absolute"  # one of NEXT_LINKS, for paginated answers
     # project_id -> listing moves (fake/moves.py MOVES), one applied after each page-1 answer
     # of that project goes out, until the list is used up
@@ -73,6 +78,10 @@ class Faults:
                 validate_fault(fault)
         for fault in (*self.always.values(), *self.random_kinds):
             validate_fault(fault)
+        if self.throttle is not None:
+            parse_rate(self.throttle)
+        if self.throttle_headers not in HEADER_STYLES:
+            raise ValueError(f"unknown throttle_headers {self.throttle_headers!r}; one of {', '.join(HEADER_STYLES)}")
         if self.next_links not in NEXT_LINKS:
             raise ValueError(f"unknown next_links {self.next_links!r}; one of {', '.join(NEXT_LINKS)}")
 

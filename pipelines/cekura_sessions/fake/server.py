@@ -6,9 +6,11 @@ all), plus the shapes the contract says to expect from Cekura's other list endpo
 pagination). Faults are scripted per endpoint, pinned to a project, or drawn at random from a
 seeded generator, so a test can say exactly which request fails and how.
 
-Order of work per request: latency, network faults (``drop``, ``slow:<s>``; ``trickle:<s>`` sends
-the headers, then the body a byte every <s> seconds), routing of unknown
-paths (404), auth (401), status and content faults, then the normal answer.
+Order of work per request: DRF's throttle (for a request with the right key to a known path, as
+DRF authenticates and routes before it throttles; a refused request draws no fault), latency,
+network faults (``drop``, ``slow:<s>``; ``trickle:<s>`` sends the headers, then the body a byte
+every <s> seconds), routing of unknown paths (404), auth (401), status and content faults, then
+the normal answer.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from cekura_sessions.fake.faults import (  # noqa: F401 - Faults, bad_rows and t
     validate_fault,
 )
 from cekura_sessions.fake.moves import moved
+from cekura_sessions.fake.throttle import SlidingWindowThrottle, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +164,9 @@ class FakeCekuraApi:
         with self._fault_lock:
             self._faults = faults
             self._rng = random.Random(faults.random_seed)
+            # a fresh window with every switch: a test starts from a throttle nobody has used
+            self._throttle = (SlidingWindowThrottle(faults.throttle, faults.throttle_headers)
+                              if faults.throttle else None)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -217,6 +223,14 @@ class FakeCekuraApi:
             self.requests_log.append(RequestRecord(endpoint, project_id, page, status, fault, time.monotonic()))
 
     # --- faults --------------------------------------------------------------------------------
+
+    def _throttled(self, endpoint: str, key: str | None) -> Verdict | None:
+        """The throttle's verdict on a request with the right key to a known path; None when no
+        throttle is on or the request never reaches it (DRF answers 404 and 401 first)."""
+        throttle = self._throttle
+        if throttle is None or endpoint == "other" or key != self.api_key:
+            return None
+        return throttle.check(key)
 
     def _next_fault(self, endpoint: str, project_id: int | None) -> str | None:
         """The fault for this request: scripted, then always, then random."""
@@ -296,10 +310,17 @@ class _Handler(BaseHTTPRequestHandler):
         params = dict(parse_qsl(split.query, keep_blank_values=True))
         project_id = _int_param(params.get("project_id")) if endpoint == "sessions" else None
         page = self._page_of(endpoint, params)
-        fault = api._next_fault(endpoint, project_id)
+        verdict = api._throttled(endpoint, self.headers.get(API_KEY_HEADER))
+        refused = verdict is not None and not verdict.allowed
+        fault = None if refused else api._next_fault(endpoint, project_id)
         latency = api.faults.latency_ms
         if latency:
             time.sleep(latency / 1000)
+        if refused:
+            answer = detail_answer(429, _throttled_detail(verdict.wait), verdict.headers)
+            api._record(endpoint, project_id, page, answer.status, "throttle")
+            self._send(answer)
+            return
         if fault == "drop":
             self.close_connection = True
             api._record(endpoint, project_id, page, "drop", fault)
@@ -307,6 +328,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.startswith("slow:"):
             time.sleep(float(fault[5:]))
         answer = self._answer(endpoint, split, params, project_id, fault)
+        if verdict is not None:
+            answer = answer._replace(headers=(*answer.headers, *verdict.headers))
         # logged before it is sent: a client that has its answer finds it in the log
         api._record(endpoint, project_id, page, answer.status, fault)
         self._send(answer, float(fault[8:]) if fault and fault.startswith("trickle:") else None)
@@ -461,6 +484,11 @@ def _query_url(base: str, query: str, replace: dict[str, int]) -> str:
     params = parse_qs(query, keep_blank_values=True)
     params.update({name: [str(value)] for name, value in replace.items()})
     return f"{base}?{urlencode(sorted(params.items()), doseq=True)}"
+
+
+def _throttled_detail(wait: float) -> str:
+    seconds = math.ceil(wait)
+    return f"Request was throttled. Expected available in {seconds} second{'' if seconds == 1 else 's'}."
 
 
 def _page_url(base: str, query: str, page: int) -> str:

@@ -1,0 +1,188 @@
+"""DRF's throttle (a sliding window per key, `Retry-After` floored, often `0`) on the fake API,
+and the client pacing to it: every listing exact, few requests refused, no tight loop, the
+night's time budget the only thing that ends a throttled request. Real loopback servers; what
+is refused is counted from the server's own request log."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import pytest
+import urllib3
+from cekura_sessions.api.client import CekuraClient
+from cekura_sessions.api.endpoints import API_KEY_HEADER, PROJECTS_PATH
+from cekura_sessions.api.errors import ConfigError, ThrottledTooLong
+from cekura_sessions.api.responses import Quota, parse_quota
+from cekura_sessions.fake.data import DataSpec, generate
+from cekura_sessions.fake.server import FakeCekuraApi, Faults
+from support import expected
+from support.settings import API_KEY, TEST_RETRY
+from support.throttling import fetch_listings, refused
+
+NEVER_LIFTS = Faults(random_rate=1.0, random_kinds=("429:0",))  # every request: 429, Retry-After: 0
+
+
+@pytest.fixture(scope="module")
+def many():
+    # 300 listings at 60/s: long enough that the workers' first requests, all refused when the
+    # window fills, are a small share (they cost at most one per worker, 16)
+    return generate(DataSpec(projects=300, sessions_per_project=3, seed=5, oddities=False))
+
+
+def _get(server: FakeCekuraApi, http: urllib3.PoolManager) -> urllib3.BaseHTTPResponse:
+    return http.request("GET", server.url + PROJECTS_PATH, headers={API_KEY_HEADER: API_KEY}, retries=False)
+
+
+# --- the fake's throttle -------------------------------------------------------------------------
+
+
+def test_fake_throttle_refuses_past_the_window_and_does_not_count_refusals(dataset):
+    http = urllib3.PoolManager()
+    with FakeCekuraApi(dataset, api_key=API_KEY, faults=Faults(throttle="3/s")) as server:
+        first = [_get(server, http) for _ in range(5)]
+        window_ends = server.requests_log[0].at + 1.0
+        time.sleep(max(0.0, window_ends - time.monotonic()) + 0.05)
+        # had the two refusals been counted, they would still fill the window
+        second = [_get(server, http) for _ in range(4)]
+
+    assert [r.status for r in first] == [200, 200, 200, 429, 429]
+    assert [r.headers.get("Retry-After") for r in first[3:]] == ["0", "0"], "a wait under a second is floored to 0"
+    assert first[3].json() == {"detail": "Request was throttled. Expected available in 1 second."}
+    assert [r.status for r in second] == [200, 200, 200, 429]
+    assert all("RateLimit-Remaining" not in r.headers for r in first), "headers sent without the switch"
+
+
+@pytest.mark.parametrize("style, prefix", [("ratelimit", "RateLimit-"), ("x-ratelimit", "X-RateLimit-")])
+def test_fake_throttle_headers_say_limit_remaining_and_reset(dataset, style, prefix):
+    http = urllib3.PoolManager()
+    with FakeCekuraApi(dataset, api_key=API_KEY, faults=Faults(throttle="3/m", throttle_headers=style)) as server:
+        answers = [_get(server, http) for _ in range(4)]
+        asked_at = time.time()
+
+    assert [r.status for r in answers] == [200, 200, 200, 429]
+    assert [r.headers[prefix + "Limit"] for r in answers] == ["3"] * 4
+    assert [r.headers[prefix + "Remaining"] for r in answers] == ["2", "1", "0", "0"]
+    resets = [int(r.headers[prefix + "Reset"]) for r in answers]
+    if style == "ratelimit":
+        assert resets == [60] * 4, "seconds until the oldest request leaves a 60 s window, rounded up"
+    else:
+        assert all(asked_at + 59 <= reset <= asked_at + 61 for reset in resets), f"Unix times {resets}"
+    assert 58 <= int(answers[3].headers["Retry-After"]) <= 59, "floored"
+
+
+def test_fake_throttle_rate_must_read_as_drf_writes_it():
+    for rate in ("10/s", "100/min", "1000/day", "5/hour"):
+        Faults(throttle=rate)
+    for rate in ("ten/s", "10/fortnight", "10", "0/s"):
+        with pytest.raises(ValueError):
+            Faults(throttle=rate)
+
+
+# --- the client pacing to it ---------------------------------------------------------------------
+
+
+def test_a_throttled_listing_of_many_projects_completes_exactly_with_at_most_a_tenth_refused(many):
+    listed = expected.listed_project_ids(many)
+    with FakeCekuraApi(many, api_key=API_KEY, faults=Faults(throttle="60/s")) as server:
+        client = CekuraClient(server.url, API_KEY, policy=TEST_RETRY)
+        got = fetch_listings(client, listed)
+        log = list(server.requests_log)
+
+    want = {pid: [s["id"] for s in many.sessions[pid]] for pid in listed}
+    assert got == want
+    assert refused(log) > 0, "the throttle never refused: the test paced nothing"
+    assert refused(log) <= 0.1 * len(log), f"{refused(log)} of {len(log)} requests refused"
+    assert client.stats.requests == len(log)
+
+
+@pytest.mark.parametrize("style", ["ratelimit", "x-ratelimit"])
+def test_rate_limit_headers_pace_the_client_before_it_is_refused(many, style):
+    listed = expected.listed_project_ids(many)
+    faults = Faults(throttle="60/s", throttle_headers=style)
+    with FakeCekuraApi(many, api_key=API_KEY, faults=faults) as server:
+        client = CekuraClient(server.url, API_KEY, policy=TEST_RETRY)
+        got = fetch_listings(client, listed)
+        log = list(server.requests_log)
+
+    assert got == {pid: [s["id"] for s in many.sessions[pid]] for pid in listed}
+    accepted = len(log) - refused(log)
+    assert accepted == len(listed), "every listing asked once"
+    assert refused(log) <= 2, f"{refused(log)} of {len(log)} requests refused though the headers said what was left"
+
+
+def test_retry_after_zero_never_makes_a_tight_loop(dataset):
+    policy = dataclasses.replace(TEST_RETRY, time_budget_seconds=1.5)
+    with FakeCekuraApi(dataset, api_key=API_KEY, faults=NEVER_LIFTS) as server:
+        client = CekuraClient(server.url, API_KEY, policy=policy)
+        with pytest.raises(ThrottledTooLong):
+            client.list_projects()
+        asked = server.request_count()
+
+    # a pause that grows by half from a second on, within 1.5 s: three requests, four at most
+    # on a slow machine; a tight loop would be thousands
+    assert 2 <= asked <= 4, f"{asked} requests in the budget's 1.5 s"
+
+
+def test_a_429_storm_within_the_budget_does_not_fail_the_project(many):
+    victim = expected.listed_project_ids(many)[0]
+    storm = ["429:0"] * (TEST_RETRY.max_attempts + 2)  # more refusals than any other failure may have
+    with FakeCekuraApi(many, api_key=API_KEY, faults=Faults(script={("sessions", victim): list(storm)})) as server:
+        client = CekuraClient(server.url, API_KEY, policy=TEST_RETRY)
+        for _ in range(20):  # answers accepted in the last second: the rate the pacer starts from
+            client.list_projects()
+        listing = client.list_sessions(victim)
+        log = [r for r in server.requests_log if r.endpoint == "sessions"]
+
+    assert [r.status for r in log] == [429] * len(storm) + [200]
+    assert listing.sessions == len(many.sessions[victim])
+
+
+def test_the_time_budget_ends_a_night_the_throttle_never_lifts_with_one_message(dataset, caplog):
+    listed = expected.listed_project_ids(dataset)
+    policy = dataclasses.replace(TEST_RETRY, time_budget_seconds=1.0)
+    faults = Faults(always={pid: "429:0" for pid in listed})
+    with FakeCekuraApi(dataset, api_key=API_KEY, faults=faults) as server, caplog.at_level(logging.INFO):
+        client = CekuraClient(server.url, API_KEY, policy=policy)
+        got = fetch_listings(client, listed, workers=4)
+        asked = server.request_count(endpoint="sessions")
+
+    assert all(isinstance(error, ThrottledTooLong) for error in got.values()), got
+    assert {str(error) for error in got.values()} == {
+        "not fetched: the API still throttled (HTTP 429) when the night's time budget of 1 s ran out"
+    }
+    budget_lines = [r for r in caplog.records if "time budget" in r.getMessage()]
+    assert len(budget_lines) == 1 and budget_lines[0].levelno == logging.ERROR, [r.getMessage() for r in budget_lines]
+    assert asked <= 4 + len(listed), f"{asked} requests: the projects asked after the budget were sent"
+
+
+def test_a_time_budget_that_is_not_positive_is_refused():
+    with pytest.raises(ConfigError, match="time budget"):
+        CekuraClient("http://127.0.0.1:1", API_KEY, policy=dataclasses.replace(TEST_RETRY, time_budget_seconds=0))
+
+
+# --- reading the headers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers, want", [
+    pytest.param({"RateLimit-Limit": "10", "RateLimit-Remaining": "3", "RateLimit-Reset": "1"},
+                 Quota(10, 3, 1.0), id="ietf-draft"),
+    pytest.param({"RateLimit-Limit": "10, 10;w=1", "RateLimit-Remaining": "0", "RateLimit-Reset": "2"},
+                 Quota(10, 0, 2.0), id="draft-with-policy"),
+    pytest.param({"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "59", "X-RateLimit-Reset": "30"},
+                 Quota(60, 59, 30.0), id="x-seconds"),
+    pytest.param({"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "x", "X-RateLimit-Reset": "30"},
+                 None, id="not-a-number"),
+    pytest.param({"RateLimit-Limit": "10", "RateLimit-Reset": "1"}, None, id="no-remaining"),
+    pytest.param({}, None, id="none"),
+])
+def test_quota_is_read_from_either_header_family(headers, want):
+    assert parse_quota(urllib3.HTTPHeaderDict(headers)) == want
+
+
+def test_a_unix_time_reset_is_read_as_seconds_from_now():
+    reset = int(time.time()) + 30
+    quota = parse_quota(urllib3.HTTPHeaderDict(
+        {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}))
+    assert quota is not None and 28 <= quota.reset_seconds <= 30, quota

@@ -1,0 +1,48 @@
+"""Whole nights against DRF's throttle on the fake API: a throttle-bound night loads exactly,
+and a throttle that never lifts ends the night at its time budget with one message."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import duckdb
+import pytest
+from cekura_sessions.fake.data import DataSpec, generate
+from cekura_sessions.fake.server import FakeCekuraApi, Faults
+from support import expected
+from support.settings import API_KEY, TEST_RETRY
+from support.throttling import refused
+
+pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
+
+
+@pytest.fixture
+def crowded():
+    return generate(DataSpec(projects=80, sessions_per_project=4, seed=9, oddities=False))
+
+
+def test_a_throttle_bound_night_loads_exactly(run_night, crowded, db_path):
+    with FakeCekuraApi(crowded, api_key=API_KEY, faults=Faults(throttle="40/s")) as server:
+        outcome = run_night(base_url=server.url)
+        log = list(server.requests_log)
+
+    assert outcome.exit_code == 0, outcome.message
+    assert refused(log) > 0, "the throttle never refused: nothing was paced"
+    assert len(log) - refused(log) == 1 + len(expected.listed_project_ids(crowded)), "each asked once more only"
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        assert expected.loaded_sessions(con) == expected.sessions(crowded)
+        assert expected.loaded_scenario_ids(con) == expected.scenario_ids(crowded)
+
+
+def test_a_throttle_that_never_lifts_ends_the_night_at_its_time_budget(run_night, dataset, db_path, caplog):
+    listed = expected.listed_project_ids(dataset)
+    faults = Faults(always={pid: "429:0" for pid in listed})  # the projects list answers, no listing ever does
+    with FakeCekuraApi(dataset, api_key=API_KEY, faults=faults) as server, caplog.at_level(logging.INFO):
+        outcome = run_night(base_url=server.url, retry=dataclasses.replace(TEST_RETRY, time_budget_seconds=1.0))
+
+    assert outcome.exit_code == 2, outcome.message  # no project could be loaded
+    assert "the night's time budget of 1 s ran out" in outcome.message, outcome.message
+    assert sorted(outcome.report.projects_failed) == sorted(listed)
+    budget_lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and "time budget" in r.getMessage()]
+    assert len(budget_lines) == 1, budget_lines
