@@ -182,7 +182,7 @@ def measured_night(label: str, db: Path, pipelines_dir: Path, url: str, out: Pat
 
     setup_logging("WARNING", "text")
     meter = StageMeter()
-    config = pipeline.RunConfig(db_path=db, api_key=night.API_KEY, base_url=url, pipelines_dir=str(pipelines_dir))
+    config = pipeline.RunConfig(db=db, api_key=night.API_KEY, base_url=url, pipelines_dir=str(pipelines_dir))
     profiler = None
     if profile:
         from pyinstrument import Profiler

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 from cekura_sessions.fake.data import DataSpec, FakeDataset, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
+from support.destinations import Target, make_target
 from support.postgres import PostgresServer
 from support.settings import API_KEY, TEST_RETRY
 
@@ -50,7 +51,7 @@ def run_night(api: FakeCekuraApi, db_path: Path, tmp_path: Path) -> RunNight:
 
     def _run(**overrides: object) -> RunOutcome:
         settings = {
-            "db_path": db_path,
+            "db": db_path,
             "api_key": API_KEY,
             "base_url": api.url,
             "pipelines_dir": str(tmp_path / "pipelines"),
@@ -75,3 +76,10 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
 def pg_url(postgres_server: PostgresServer) -> str:
     """The URL of a fresh, empty PostgreSQL database for this test."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    """The night's destination, once a DuckDB file and once a fresh PostgreSQL database."""
+    server = request.getfixturevalue("postgres_server") if request.param == "postgres" else None
+    return make_target(request.param, tmp_path, server)

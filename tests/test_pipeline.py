@@ -287,7 +287,7 @@ def test_leftover_packages_of_another_database_are_not_loaded_here(tmp_path, api
     assert list((pipelines_dir / "cekura_sessions" / "load" / "normalized").iterdir()), "no leftover package to test with"
 
     mine = tmp_path / "mine.duckdb"
-    outcome = run_night(db_path=mine, pipelines_dir=str(pipelines_dir))
+    outcome = run_night(db=mine, pipelines_dir=str(pipelines_dir))
 
     assert outcome.exit_code == 0, outcome.message
     _assert_raw_equals(mine, tomorrow)

@@ -95,7 +95,7 @@ def datasets(draw: st.DrawFn) -> FakeDataset:
 
 def _load(api_url: str, folder: Path) -> pipeline.RunOutcome:
     return pipeline.run(pipeline.RunConfig(
-        db_path=folder / "cekura.duckdb",
+        db=folder / "cekura.duckdb",
         api_key=API_KEY,
         base_url=api_url,
         pipelines_dir=str(folder / "pipelines"),

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -32,6 +31,7 @@ from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from dlt.common.versioned_state import decompress_state
 from support import expected
 from support.ports import refused_port
+from support.secrets import files_holding
 from support.settings import API_KEY, TEST_RETRY
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt), the CLI in subprocesses and dlt's own CLI
@@ -42,30 +42,6 @@ CANARY = API_KEY.encode()
 
 
 # --- where a secret could end up ----------------------------------------------------------------
-
-
-def _decoded_views(path: Path) -> Iterator[tuple[str, bytes]]:
-    """The file's raw bytes, plus every decoded form a compressed store would hide text in."""
-    data = path.read_bytes()
-    yield "raw", data
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-        yield "gunzipped", data
-    if path.suffix == ".parquet":
-        yield "parquet values", repr(pq.read_table(path).to_pylist()).encode()
-    for blob in re.findall(rb"eN[A-Za-z0-9+/=]{16,}", data):  # dlt's zlib+base64 pipeline state
-        try:
-            yield "dlt state", repr(decompress_state(blob.decode())).encode()
-        except Exception:  # noqa: BLE001 - not every match is a state blob
-            continue
-
-
-def _files_holding(root: Path, *needles: bytes) -> list[str]:
-    found = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        for view, data in _decoded_views(path):
-            found += [f"{path.relative_to(root)} ({view}): {needle!r}" for needle in needles if needle in data]
-    return found
 
 
 def _database_text(db_path: Path) -> str:
@@ -107,7 +83,7 @@ def _dlt_cli_outputs(pipelines_dir: Path) -> dict[str, str]:
 def _assert_no_secret_anywhere(tmp_path: Path, db_path: Path, pipelines_dir: Path, needle: str) -> None:
     if db_path.exists():
         assert needle not in _database_text(db_path), "the key is in a database value"
-    assert _files_holding(tmp_path, needle.encode()) == [], "the key is in these files"
+    assert files_holding(tmp_path, needle.encode()) == [], "the key is in these files"
     if pipelines_dir.exists():
         for name, out in _dlt_cli_outputs(pipelines_dir).items():
             assert needle not in out, f"`dlt pipeline {name}` prints the key"
@@ -126,7 +102,7 @@ def test_leak_search_finds_a_planted_key(tmp_path):
     (tmp_path / "state.json").write_text(f'{{"state": "{compress_state({"k": API_KEY, "_state_version": 1})}"}}')
 
     assert API_KEY in _database_text(db_path)
-    found = _files_holding(tmp_path, CANARY)
+    found = files_holding(tmp_path, CANARY)
     assert {f.split(" (")[0] for f in found} >= {"planted.parquet", "planted.gz", "state.json"}, found
 
 
@@ -443,4 +419,4 @@ def test_member_emails_webhooks_and_keys_never_reach_the_database(run_night, dat
     assert outcome.exit_code == 0, outcome.message
     text = _database_text(db_path)
     assert sorted(v for v in personal if v in text) == [], "personal data in database values"
-    assert _files_holding(tmp_path, b"@example.com", *(v.encode() for v in personal)) == []
+    assert files_holding(tmp_path, b"@example.com", *(v.encode() for v in personal)) == []

@@ -60,7 +60,7 @@ def loaded_sessions(con: duckdb.DuckDBPyConnection, where: str = "true") -> set[
 def loaded_scenario_ids(con: duckdb.DuckDBPyConnection, where: str = "true") -> list[tuple]:
     return con.execute(
         "select session_id, project_id, position, value "
-        f"from cekura_raw.scenario_improvement_sessions__scenario_ids where {where} order by all"
+        f"from cekura_raw.scenario_improvement_sessions__scenario_ids where {where} order by 1, 2, 3, 4"
     ).fetchall()
 
 

@@ -1,33 +1,35 @@
 """The commands that work on what is already loaded: `models`, `check`, `status`.
 
-Each opens the file through run/database.py, so a file another process holds is waited for
-(--db-wait) and then reported in one line (exit 3), never as DuckDB's own error.
+Each opens the destination through run/database.py (a DuckDB file or a PostgreSQL database), so
+a file another process holds is waited for (--db-wait) and then reported in one line (exit 3),
+never as the engine's own error.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-
-import duckdb
 
 from cekura_sessions import logs, settings
+from cekura_sessions.destination.address import DestinationError, parse_destination
+from cekura_sessions.destination.warehouse import Warehouse, WarehouseError
 from cekura_sessions.models import checks, runner
 from cekura_sessions.models.check_sql import all_checks
 from cekura_sessions.run import status as status_reads
-from cekura_sessions.run.database import DatabaseBusy, DatabaseUnavailable, connect, first_line
+from cekura_sessions.run.database import Database, DatabaseBusy, DatabaseUnavailable, first_line
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_LOCKED = 0, 1, 2, 3
 
 
-def rebuild_models(db_path: Path, db_wait: float) -> int:
-    """Exit 0 built, 2 no file or the build failed (the previous models stay), 3 file held."""
-    if not _exists(db_path):
+def rebuild_models(db: str, db_wait: float) -> int:
+    """Exit 0 built, 2 no database or the build failed (the previous models stay), 3 file held.
+    `db`: a DuckDB file path or a postgresql:// URL."""
+    database = _database(db, db_wait)
+    if database is None:
         return EXIT_ERROR
     started = time.monotonic()
     try:
-        with connect(db_path, db_wait) as con:
+        with database.connect() as con:
             rows = runner.build_models(con)
     except DatabaseBusy as error:
         return _fail(str(error), EXIT_LOCKED)
@@ -40,15 +42,16 @@ def rebuild_models(db_path: Path, db_wait: float) -> int:
     return EXIT_OK
 
 
-def check(db_path: Path, db_wait: float, show: int = 0) -> int:
+def check(db: str, db_wait: float, show: int = 0) -> int:
     """Exit 0 every error-severity check passed, 1 one failed, 2 cannot run, 3 file held.
     `show` > 0 prints up to that many offending rows of each check that did not pass."""
-    if not _exists(db_path):
+    database = _database(db, db_wait)
+    if database is None:
         return EXIT_ERROR
     try:
-        with connect(db_path, db_wait, read_only=True) as con:
+        with database.connect(read_only=True) as con:
             if not _models_built(con):
-                return _fail(f"{db_path} has no models yet; build them with `cekura-sessions models --db {db_path}`")
+                return _fail(f"{database} has no models yet; build them with `cekura-sessions models --db {database}`")
             results = checks.run_checks(con)
             _print_checks(results)
             if show:
@@ -65,15 +68,19 @@ def check(db_path: Path, db_wait: float, show: int = 0) -> int:
     return EXIT_OK
 
 
-def status(db_path: Path, db_wait: float, max_age_hours: float, recent_runs: int) -> int:
+def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int) -> int:
     """Prints recent runs, project freshness and row counts, then one verdict line; exits with the
     verdict's code (run/status.py, STATUS_EXIT_CODES)."""
     codes = status_reads.STATUS_EXIT_CODES
-    if not db_path.exists():
-        return _fail(f"missing: {db_path} does not exist; run `cekura-sessions run` first (or pass --db)",
+    try:
+        database = Database(parse_destination(db), db_wait)
+    except (DestinationError, DatabaseUnavailable) as error:
+        return _fail(str(error), codes["error"])
+    if database.is_file and not database.path.exists():
+        return _fail(f"missing: {database} does not exist; run `cekura-sessions run` first (or pass --db)",
                      codes["missing"])
     try:
-        with connect(db_path, db_wait, read_only=True) as con:
+        with database.connect(read_only=True) as con:
             runs = status_reads.recent_runs(con, recent_runs)
             freshness = status_reads.project_freshness(con)
             counts = status_reads.row_counts(con)
@@ -81,8 +88,8 @@ def status(db_path: Path, db_wait: float, max_age_hours: float, recent_runs: int
             last = status_reads.newest_finished(con)
     except DatabaseBusy as error:
         return _fail(f"locked: {error}", codes["locked"])
-    except (DatabaseUnavailable, duckdb.Error) as error:
-        return _fail(f"cannot read {db_path}: {first_line(error)}", codes["error"])
+    except (DatabaseUnavailable, WarehouseError) as error:
+        return _fail(f"cannot read {database}: {first_line(error)}", codes["error"])
     if recent_runs:
         _print_runs(runs)
     _print_freshness(freshness)
@@ -158,13 +165,13 @@ def _print_checks(results: list[checks.CheckResult]) -> None:
     logs.write("\n".join(lines))
 
 
-def _print_offending_rows(con: duckdb.DuckDBPyConnection, failed: list[checks.CheckResult], limit: int) -> None:
+def _print_offending_rows(con: Warehouse, failed: list[checks.CheckResult], limit: int) -> None:
     """Each named check's own SELECT of offending rows, its first `limit` rows, every column
     (DuckDB's own drawing hides columns past the width, often the one that broke the rule)."""
     queries = {c.name: c.query for c in all_checks()}
     for check in failed:
         # the newline keeps a trailing line comment from swallowing the closing parenthesis
-        result = con.execute(f"select * from (\n{queries[check.name]}\n) limit {int(limit)}")
+        result = con.execute(f"select * from (\n{con.select_sql(queries[check.name])}\n) as offending limit {int(limit)}")
         columns = [column[0] for column in result.description]
         rows = [[_cell(value) for value in row] for row in result.fetchall()]
         widths = [max(len(text) for text in column) for column in zip(columns, *rows)]
@@ -179,16 +186,22 @@ def _cell(value: object) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def _models_built(con: duckdb.DuckDBPyConnection) -> bool:
-    return con.execute("select count(*) from duckdb_tables() where schema_name = ?",
+def _models_built(con: Warehouse) -> bool:
+    return con.execute("select count(*) from information_schema.tables where table_schema = ?",
                        [settings.ANALYTICS_SCHEMA]).fetchone()[0] > 0
 
 
-def _exists(db_path: Path) -> bool:
-    if db_path.exists():
-        return True
-    _fail(f"{db_path} does not exist; run `cekura-sessions run` first (or pass --db)")
-    return False
+def _database(db: str, db_wait: float) -> Database | None:
+    """The destination `db` names, or None (after one line) when it names none or no file is there."""
+    try:
+        database = Database(parse_destination(db), db_wait)
+    except (DestinationError, DatabaseUnavailable) as error:
+        _fail(str(error))
+        return None
+    if database.is_file and not database.path.exists():
+        _fail(f"{database} does not exist; run `cekura-sessions run` first (or pass --db)")
+        return None
+    return database
 
 
 def _fail(message: str, code: int = EXIT_ERROR) -> int:

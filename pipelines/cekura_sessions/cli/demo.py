@@ -28,7 +28,7 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
     started = time.monotonic()
     with FakeCekuraApi(dataset, api_key=DEMO_KEY) as api:
         # its dlt state goes beside the file, demo.duckdb.dlt/, like every database's
-        config = RunConfig(db_path=db_path, api_key=DEMO_KEY, base_url=api.url, db_wait_seconds=db_wait)
+        config = RunConfig(db=db_path, api_key=DEMO_KEY, base_url=api.url, db_wait_seconds=db_wait)
         outcome = run_stoppable(config, RunReport(), announce=_say_interrupted)
     if outcome.exit_code in EXIT_INTERRUPTED:
         _say_interrupted(outcome.message)

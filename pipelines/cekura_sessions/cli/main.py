@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import IO, NoReturn
+from urllib.parse import unquote, urlsplit
 
 from cekura_sessions import logs, settings
 from cekura_sessions.api import endpoints
@@ -24,7 +25,7 @@ from cekura_sessions.run.night import RunConfig
 from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGINT, RunOutcome
 
 DESCRIPTION = """\
-Copy your Cekura scenario-improvement sessions into a DuckDB file, build completion-rate and
+Copy your Cekura scenario-improvement sessions into a DuckDB file (or PostgreSQL), build completion-rate and
 duration models from them, and check them: nightly from cron or systemd, one run at a time,
 one line when something went wrong."""
 
@@ -33,7 +34,7 @@ configuration (environment variables; dlt's .dlt/secrets.toml [sources.cekura] w
   CEKURA_API_KEY      the API key (run refuses to start without one)
   CEKURA_BASE_URL     API root (default {endpoints.DEFAULT_BASE_URL})
   CEKURA_PROJECT_IDS  comma-separated project ids (default: every project the key can see)
-  CEKURA_DB           the DuckDB file (default {settings.DEFAULT_DB})"""
+  CEKURA_DB           a DuckDB file, or a postgresql:// URL (default {settings.DEFAULT_DB})"""
 
 RUN_EXIT_CODES = """\
 exit codes of run: 0 done, 1 partial (some projects or a data check failed), 2 nothing loaded,
@@ -188,7 +189,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="PATH", help=f"DuckDB file (CEKURA_DB; default {settings.DEFAULT_DB})")
+    parser.add_argument("--db", metavar="PATH_OR_URL",
+                        help=f"a DuckDB file, or a postgresql://user:password@host:port/dbname URL with the postgres "
+                             f"extra (CEKURA_DB; default {settings.DEFAULT_DB})")
 
 
 def _add_db_wait(parser: argparse.ArgumentParser) -> None:
@@ -298,8 +301,12 @@ def _failure_line(command: str, code: int, path: Path) -> str:
 # --- the commands ---------------------------------------------------------------------------------
 
 
-def _db_path(args: argparse.Namespace) -> Path:
-    return Path(args.db or os.environ.get("CEKURA_DB") or settings.DEFAULT_DB)
+def _db(args: argparse.Namespace) -> str:
+    """--db, else CEKURA_DB, else the default file: a DuckDB path or a postgresql:// URL."""
+    value = args.db or os.environ.get("CEKURA_DB") or settings.DEFAULT_DB
+    password = urlsplit(value).password if "://" in value else None
+    logs.register_secret(unquote(password) if password else None)
+    return value
 
 
 def _project_ids(args: argparse.Namespace) -> list[int] | None:
@@ -320,7 +327,7 @@ def _run(args: argparse.Namespace) -> int:
     api_key = api_config.api_key()  # where it came from names what to fix in every message about it
     logs.register_secret(api_key.value)
     config = RunConfig(
-        db_path=_db_path(args),
+        db=_db(args),
         api_key=api_key.value,
         api_key_origin=api_key.origin,
         base_url=api_config.base_url(args.base_url).value,
@@ -387,16 +394,16 @@ def _demo(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import commands
 
-    return commands.rebuild_models(_db_path(args), args.db_wait)
+    return commands.rebuild_models(_db(args), args.db_wait)
 
 
 def _check(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import commands
 
-    return commands.check(_db_path(args), args.db_wait, args.show)
+    return commands.check(_db(args), args.db_wait, args.show)
 
 
 def _status(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import commands
 
-    return commands.status(_db_path(args), args.db_wait, args.max_age_hours, args.runs)
+    return commands.status(_db(args), args.db_wait, args.max_age_hours, args.runs)

@@ -1,15 +1,29 @@
-"""Connections to the DuckDB file: wait a bounded time for a file another process holds."""
+"""The destination of a night: connections (a DuckDB file waited for a bounded time while
+another process holds it, or a PostgreSQL database), the run lock, dlt's destination and its
+working folder."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
+import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import duckdb
 
 from cekura_sessions import settings
+from cekura_sessions.destination import postgres
+from cekura_sessions.destination.address import MOTHERDUCK, Destination
+from cekura_sessions.destination.warehouse import DuckDBWarehouse, Warehouse
+from cekura_sessions.extract import contract
+from cekura_sessions.run import lock
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +80,105 @@ def _lock_holder(message: str) -> str | None:
 
 def first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+class Database:
+    """The night's destination, whichever engine: its connections, its run lock, its dlt
+    destination and working folder, and where a test may pause it (crash_points).
+
+    `destination`: what --db named (destination/address.py); `wait_seconds`: how long a DuckDB
+    file held by another process is waited for (PostgreSQL lets many sessions in)."""
+
+    def __init__(self, destination: Destination, wait_seconds: float = 30.0) -> None:
+        if destination.kind == MOTHERDUCK:
+            raise DatabaseUnavailable(f"{destination}: MotherDuck is not supported by this version; "
+                                      "pass a DuckDB file path or a postgresql:// URL")
+        self.destination, self.wait_seconds = destination, wait_seconds
+        self.path = destination.path.resolve() if destination.path is not None else None
+
+    def __str__(self) -> str:
+        return str(self.path) if self.path is not None else str(self.destination)
+
+    @property
+    def is_file(self) -> bool:
+        return self.path is not None
+
+    @contextmanager
+    def connect(self, read_only: bool = False, application: str = "cekura-sessions") -> Iterator[Warehouse]:
+        """A Warehouse on the destination, closed at the end of the block. Raises DatabaseBusy
+        (a DuckDB file held past the wait) or DatabaseUnavailable (one line, no password)."""
+        if self.path is not None:
+            with connect(self.path, self.wait_seconds, read_only=read_only) as con:
+                yield DuckDBWarehouse(con)
+            return
+        try:
+            warehouse = postgres.connect(self.destination, application)
+        except postgres.PostgresUnavailable as error:
+            raise DatabaseUnavailable(str(error)) from None
+        try:
+            if read_only:
+                warehouse.execute("set session characteristics as transaction read only")
+            yield warehouse
+        finally:
+            warehouse.close()
+
+    @contextmanager
+    def run_lock(self, run_id: str) -> Iterator[None]:
+        """One run at a time: the flock beside a DuckDB file; on PostgreSQL a session advisory lock
+        on the dataset, held by a connection of its own for the whole run. Raises LockHeld."""
+        if self.path is not None:
+            with lock.run_lock(self.path, run_id):
+                yield
+            return
+        with self.connect(application=f"cekura-sessions run {run_id} on {socket.gethostname()}") as warehouse:
+            try:
+                with postgres.advisory_lock(warehouse, contract.RAW_SCHEMA):
+                    yield
+            except postgres.PostgresLockHeld as error:
+                raise lock.LockHeld(str(error)) from None
+
+    def check_writable(self) -> None:
+        """Raises DatabaseUnavailable when the run could not write there (checked before the lock)."""
+        if self.path is None:
+            return  # the first connection tells: PostgreSQL's privileges are checked as it writes
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise DatabaseUnavailable(f"the folder of the database, {folder}, does not exist; create it or set CEKURA_DB")
+        if not os.access(folder, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
+            raise DatabaseUnavailable(f"cannot write {self.path}; choose a writable path with --db or CEKURA_DB")
+
+    def pipelines_dir(self) -> Path:
+        """dlt's working folder for this database alone: `<db>.dlt/` beside a DuckDB file; for
+        PostgreSQL a folder in dlt's data directory named by server, database and user (never
+        the password), `postgres-<database>-<hash>`."""
+        if self.path is not None:
+            return self.path.with_name(self.path.name + settings.PIPELINES_DIR_SUFFIX)
+        from dlt.common.runtime.run_context import active  # dlt's data dir: DLT_DATA_DIR, ~/.dlt or /var/dlt
+
+        parts = urlsplit(self.destination.url or "")
+        where = f"{parts.hostname}|{parts.port}|{parts.path}|{parts.username}|{sorted(parse_qs(parts.query).get('host', []))}"
+        digest = hashlib.blake2b(where.encode(), digest_size=4).hexdigest()
+        return Path(active().data_dir) / "cekura-sessions" / f"postgres-{self.destination.database_name}-{digest}"
+
+    def dlt_destination(self) -> Any:
+        """dlt's destination for this database. For PostgreSQL dlt wants a host and a password
+        even on a trusted local socket: `localhost` and a placeholder stand in, and a `host=`
+        parameter (the socket folder) still decides where libpq connects."""
+        import dlt
+
+        if self.path is not None:
+            from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+            return dlt.destinations.duckdb(DuckDbCredentials(str(self.path), global_config=dict(settings.DUCKDB_CONFIG)))
+        parts = urlsplit(self.destination.url or "")
+        user = quote(unquote(parts.username or ""), safe="")
+        password = quote(unquote(parts.password or "") or "unused", safe="")
+        host = parts.netloc.rpartition("@")[2] or "localhost"
+        url = f"postgresql://{user}:{password}@{host}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+        return dlt.destinations.postgres(credentials=url)
+
+    def pause_marker(self, stage: str) -> Path:
+        """The file a test creates to pause a run at `stage` (crash_points)."""
+        if self.path is not None:
+            return self.path.with_name(f"{self.path.name}.paused-{stage}")
+        return self.pipelines_dir().with_name(f"{self.pipelines_dir().name}.paused-{stage}")

@@ -3,6 +3,7 @@ run left there."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -10,15 +11,16 @@ import shutil
 import uuid
 import warnings
 from pathlib import Path
+from typing import Any
 
 import dlt
-import duckdb
 from dlt.common.runtime.collector import NullCollector
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from cekura_sessions import crash_points, logs, settings
+from cekura_sessions.destination.warehouse import DUCKDB, as_warehouse
 from cekura_sessions.extract import contract
 from cekura_sessions.run import interrupt
+from cekura_sessions.run.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -32,29 +34,41 @@ def pipelines_dir_for(db_path: Path) -> Path:
     dlt's default (`~/.dlt`, `/var/dlt` as root) is one folder per pipeline name on the machine,
     so every database file shared it: after a failed night into one file, dlt's stored schema
     version said the other file's tables existed (every later night into that file failed with a
-    CatalogException), and two runs at once removed each other's packages (dlt #1619)."""
+    CatalogException), and two runs at once removed each other's packages (dlt #1619).
+    (run/database.py Database.pipelines_dir says where a PostgreSQL database's folder is.)"""
     return db_path.with_name(db_path.name + settings.PIPELINES_DIR_SUFFIX)
 
 
-def make_pipeline(db_path: Path, pipelines_dir: str | None = None) -> dlt.Pipeline:
-    """The pipeline loading `db_path`; `pipelines_dir` None: its own folder, pipelines_dir_for()."""
+def make_pipeline(database: Database, pipelines_dir: str | None = None) -> dlt.Pipeline:
+    """The pipeline loading `database`; `pipelines_dir` None: its own folder (Database.pipelines_dir)."""
     # without this, merge keeps a full copy of every load in cekura_raw_staging (GOTCHAS.md)
     os.environ.setdefault("LOAD__TRUNCATE_STAGING_DATASET", "true")
     # a loaded job's file is never read again; dlt keeps it for ever otherwise (about 8 MB a full night)
     os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
-    credentials = DuckDbCredentials(str(db_path), global_config=dict(settings.DUCKDB_CONFIG))
+    if not database.is_file:
+        _say_how_postgres_loads()
     pipeline = dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
-        destination=dlt.destinations.duckdb(credentials),
+        destination=database.dlt_destination(),
         dataset_name=contract.RAW_SCHEMA,
-        pipelines_dir=str(pipelines_dir or pipelines_dir_for(db_path)),
-        progress=_PauseInLoad(db_path) if crash_points.armed(_LOAD_JOB_STAGE) else None,
+        pipelines_dir=str(pipelines_dir or database.pipelines_dir()),
+        progress=_PauseInLoad(database.pause_marker(_LOAD_JOB_STAGE)) if crash_points.armed(_LOAD_JOB_STAGE) else None,
     )
     # dlt's own handlers hold a SIGINT or SIGTERM until the load drains, then drop it when the
     # package completed; run/interrupt.py's handlers stop the run instead
     pipeline.runtime_config.intercept_signals = False
     logs.adopt_dlt_logger()
     return pipeline
+
+
+def _say_how_postgres_loads() -> None:
+    # without the ADBC driver dlt loads parquet into PostgreSQL through insert statements,
+    # silently and several times slower (GOTCHAS.md)
+    if importlib.util.find_spec("adbc_driver_postgresql") is not None:
+        log.info("loading PostgreSQL with parquet through the ADBC driver")
+    else:
+        log.warning("the ADBC driver is not installed: dlt loads PostgreSQL with insert statements, "
+                    "several times slower; install it with pip install 'cekura-sessions[postgres]'")
 
 
 def prune_loaded_packages(pipeline: dlt.Pipeline, keep: int = settings.LOADED_PACKAGES_KEPT) -> int:
@@ -68,9 +82,10 @@ def prune_loaded_packages(pipeline: dlt.Pipeline, keep: int = settings.LOADED_PA
     return len(old)
 
 
-def database_id(con: duckdb.DuckDBPyConnection) -> str:
+def database_id(con: Any) -> str:
     """This database file's own id, made the first time a run opens it: a file that replaced
     another at the same path (deleted and created anew, a backup put back) has another id."""
+    con = as_warehouse(con)
     con.execute(f"create schema if not exists {settings.META_SCHEMA}")
     con.execute(f"create table if not exists {_DATABASE_TABLE} (database_id text not null, created_at timestamptz not null)")
     found = con.execute(f"select database_id from {_DATABASE_TABLE} limit 1").fetchone()
@@ -81,7 +96,7 @@ def database_id(con: duckdb.DuckDBPyConnection) -> str:
     return made
 
 
-def bind_to_database(pipeline: dlt.Pipeline, db_path: Path, database: str) -> None:
+def bind_to_database(pipeline: dlt.Pipeline, db_path: Path | str, database: str) -> None:
     """Start the folder afresh unless it belongs to this very file (`database`: its database_id).
 
     dlt's folder holds the schema it believes the destination has: a schema version stored in a
@@ -124,27 +139,32 @@ def finish_leftover_packages(pipeline: dlt.Pipeline) -> bool:
     return True
 
 
-def drop_repeated_rows(con: duckdb.DuckDBPyConnection) -> int:
+def drop_repeated_rows(con: Any) -> int:
     """Remove the second copy of any session (or scenario-id row) a completed leftover package
     wrote twice; returns how many. A copy job killed after DuckDB committed it, but before dlt
     marked it done, runs again when its package is completed; the merge, told that staged rows
     are unique (extract/batch.py sets repeats aside), would then insert both copies."""
+    con = as_warehouse(con)
     removed = 0
+    row = _ROW_ADDRESS[con.dialect]
     for table, key in ((contract.SESSIONS_TABLE, "id"), (contract.SCENARIO_IDS_TABLE, "session_id, position")):
-        name = f"{contract.RAW_SCHEMA}.{table}"
-        try:
-            removed += con.execute(f"""
-                delete from {name} where rowid in (
-                    select rowid from (
-                        select rowid, row_number() over (partition by {key} order by rowid) as copy from {name}
-                    ) where copy > 1
-                )
-            """).fetchone()[0]
-        except duckdb.CatalogException:  # not created yet
+        if not con.has_table(contract.RAW_SCHEMA, table):  # not created yet
             continue
+        name = f"{contract.RAW_SCHEMA}.{table}"
+        removed += con.changed_rows(f"""
+            delete from {name} where {row} in (
+                select {row} from (
+                    select {row}, row_number() over (partition by {key} order by {row}) as copy from {name}
+                ) as copies where copy > 1
+            )
+        """)
     if removed:
         log.warning("removed %d rows the interrupted run's package had loaded twice", removed)
     return removed
+
+
+# each engine's address of a row within its table (neither table has a unique key to tell copies apart)
+_ROW_ADDRESS = {DUCKDB: "rowid", "postgres": "ctid"}
 
 
 def _discard_pending(pipeline: dlt.Pipeline) -> None:
@@ -163,9 +183,9 @@ class _PauseInLoad(NullCollector):
     completed, so a test can kill or signal a run in the middle of dlt's load. Used only when
     CEKURA_SESSIONS_PAUSE_AT=load-job."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, marker: Path) -> None:
         super().__init__()
-        self._marker: Path | None = db_path.with_name(f"{db_path.name}.paused-{_LOAD_JOB_STAGE}")
+        self._marker: Path | None = marker
 
     def update(self, name: str, inc: int = 1, total: int | None = None, inc_total: int | None = None,
                message: str | None = None, label: str | None = None) -> None:

@@ -4,7 +4,6 @@ models, checks, run ledger, exit code."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +15,16 @@ from dlt.common.pipeline import LoadInfo
 
 from cekura_sessions import crash_points, logs
 from cekura_sessions.api.retry import RetryPolicy
+from cekura_sessions.destination.address import Destination, DestinationError, parse_destination
+from cekura_sessions.destination.warehouse import Warehouse, WarehouseError
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
 from cekura_sessions.models import checks, runner
 from cekura_sessions.run import history, interrupt, ledger, listed, stored
 from cekura_sessions.run.database import (
+    Database,
     DatabaseBusy,
     DatabaseUnavailable,
-    connect,
     first_line,
 )
 from cekura_sessions.run.dlt_pipeline import (
@@ -35,7 +36,7 @@ from cekura_sessions.run.dlt_pipeline import (
     prune_loaded_packages,
 )
 from cekura_sessions.run.interrupt import Interrupted
-from cekura_sessions.run.lock import LockHeld, LockUnavailable, run_lock
+from cekura_sessions.run.lock import LockHeld, LockUnavailable
 from cekura_sessions.run.outcome import (
     EXIT_FATAL,
     EXIT_INTERRUPTED,
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunConfig:
-    db_path: Path
+    db: Path | str | Destination  # a DuckDB file, or a postgresql:// URL (destination/address.py)
     api_key: str | None = field(default=None, repr=False)  # None: dlt resolves it ([sources.cekura] api_key)
     api_key_origin: str | None = None  # where the key came from, for the hint when the API refuses it
     base_url: str | None = None  # None: dlt config, else the default
@@ -69,11 +70,11 @@ def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
     """One run; pass `report` to watch its progress from another thread."""
     report = report or RunReport()
     logs.register_secret(config.api_key)
-    db_path = config.db_path.resolve()
     try:
-        _check_db_path(db_path)
-        with run_lock(db_path, report.run_id):
-            return _locked_run(config, db_path, report)
+        database = _database(config)
+        database.check_writable()
+        with database.run_lock(report.run_id):
+            return _locked_run(config, database, report)
     except Interrupted as stop:
         interrupt.claim_finish()
         return RunOutcome(stop.exit_code, report, str(stop))
@@ -81,8 +82,23 @@ def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
         return RunOutcome(EXIT_LOCKED, report, f"{error}; nothing was touched")
     except DatabaseBusy as error:
         return RunOutcome(EXIT_LOCKED, report, str(error))
-    except (FatalError, LockUnavailable, DatabaseUnavailable) as error:
+    except (FatalError, LockUnavailable, DatabaseUnavailable, DestinationError) as error:
         return RunOutcome(EXIT_FATAL, report, str(error))
+
+
+def _database(config: RunConfig) -> Database:
+    """The destination `config.db` names; a URL's password is kept from every log line."""
+    destination = config.db if isinstance(config.db, Destination) else parse_destination(str(config.db))
+    if destination.url:
+        logs.register_secret(_password(destination.url))
+    return Database(destination, config.db_wait_seconds)
+
+
+def _password(url: str) -> str | None:
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(url)
+    return unquote(parts.password) if parts.password else (parse_qs(parts.query).get("password") or [None])[0]
 
 
 def run_stoppable(config: RunConfig, report: RunReport, announce: Callable[[str], None]) -> RunOutcome:
@@ -103,13 +119,13 @@ def run_stoppable(config: RunConfig, report: RunReport, announce: Callable[[str]
         return RunOutcome(stop.exit_code, report, str(stop))
 
 
-def _locked_run(config: RunConfig, db_path: Path, report: RunReport) -> RunOutcome:
-    with connect(db_path, config.db_wait_seconds) as con:
+def _locked_run(config: RunConfig, database: Database, report: RunReport) -> RunOutcome:
+    with database.connect() as con:
         ledger.record_start(con, report)
-        database = database_id(con)
+        database_key = database_id(con)
     outcome = RunOutcome(EXIT_FATAL, report)
     try:
-        outcome = _night(config, db_path, database, report)
+        outcome = _night(config, database, database_key, report)
     except Interrupted as stop:
         interrupt.claim_finish()
         outcome.exit_code, outcome.message = stop.exit_code, str(stop)
@@ -123,14 +139,14 @@ def _locked_run(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
         outcome.message = f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --log-level DEBUG for details)"
         raise FatalError(outcome.message) from None
     finally:
-        _record_finish(config, db_path, outcome)
+        _record_finish(database, outcome)
     return outcome
 
 
-def _night(config: RunConfig, db_path: Path, database: str, report: RunReport) -> RunOutcome:
+def _night(config: RunConfig, database: Database, database_key: str, report: RunReport) -> RunOutcome:
     try:
-        _load(config, db_path, database, report)
-        outcome = _after_load(config, db_path, report)
+        _load(config, database, database_key, report)
+        outcome = _after_load(config, database, report)
     except BaseException:
         # after a signal, whatever failed failed because of it (DuckDB turns the handler's
         # exception into `RuntimeError: Query interrupted`; dlt wraps what it sees)
@@ -140,15 +156,15 @@ def _night(config: RunConfig, db_path: Path, database: str, report: RunReport) -
     return outcome
 
 
-def _load(config: RunConfig, db_path: Path, database: str, report: RunReport) -> LoadInfo:
-    pipeline = make_pipeline(db_path, config.pipelines_dir)
-    bind_to_database(pipeline, db_path, database)
+def _load(config: RunConfig, database: Database, database_key: str, report: RunReport) -> LoadInfo:
+    pipeline = make_pipeline(database, config.pipelines_dir)
+    bind_to_database(pipeline, str(database), database_key)
     leftovers_completed = finish_leftover_packages(pipeline)
     try:
-        with connect(db_path, config.db_wait_seconds) as con:
+        with database.connect() as con:
             if leftovers_completed:
                 drop_repeated_rows(con)
-            night = stored.read_night_state(con, db_path, config.db_wait_seconds)
+            night = stored.read_night_state(con, database)
         # the file is not held while the night waits on the network: a notebook or the DuckDB
         # shell can open it until the load
         source = cekura(**_source_overrides(config), retry=config.retry, report=report, night=night)
@@ -156,9 +172,9 @@ def _load(config: RunConfig, db_path: Path, database: str, report: RunReport) ->
         # Arrow's allocator keeps what the extract freed; hand it back before DuckDB's load
         # (peak RSS at M 430 MB -> 340 MB)
         pa.default_memory_pool().release_unused()
-        _checkpoint("normalize", db_path)
+        _checkpoint("normalize", database)
         pipeline.normalize()
-        _checkpoint("load", db_path)
+        _checkpoint("load", database)
         info = pipeline.load()
         prune_loaded_packages(pipeline)
         return info
@@ -168,14 +184,14 @@ def _load(config: RunConfig, db_path: Path, database: str, report: RunReport) ->
         raise FatalError(fatal_message(error, config.base_url, config.api_key_origin)) from None
 
 
-def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutcome:
+def _after_load(config: RunConfig, database: Database, report: RunReport) -> RunOutcome:
     outcome = RunOutcome(EXIT_OK, report)
     if report.projects_failed and not report.projects_ok:
         raise FatalError(f"no project could be loaded: {report.failed_summary()}")
-    with connect(db_path, config.db_wait_seconds) as con:
+    with database.connect() as con:
         listed.mark_listed(con, report)
         history.record_changes(con, report)
-        _checkpoint("models", db_path)
+        _checkpoint("models", database)
         if config.build_models:
             try:
                 _models_and_checks(con, outcome)
@@ -188,7 +204,7 @@ def _after_load(config: RunConfig, db_path: Path, report: RunReport) -> RunOutco
     return outcome
 
 
-def _models_and_checks(con: duckdb.DuckDBPyConnection, outcome: RunOutcome) -> None:
+def _models_and_checks(con: Warehouse, outcome: RunOutcome) -> None:
     """Rebuild the models and run the checks, unless neither the raw data they read nor the
     SQL changed since the last build: a quiet night then costs a fingerprint, and the checks'
     answer is the one they gave on these same inputs."""
@@ -208,30 +224,22 @@ def _models_and_checks(con: duckdb.DuckDBPyConnection, outcome: RunOutcome) -> N
 def record_interrupted(config: RunConfig, report: RunReport, stop: Interrupted) -> None:
     """The ledger row of a run a signal stopped, written from wherever the run stands
     (run/interrupt.py's watchdog, when the run could not unwind in time)."""
-    _record_finish(config, config.db_path.resolve(), RunOutcome(stop.exit_code, report, str(stop)))
+    _record_finish(_database(config), RunOutcome(stop.exit_code, report, str(stop)))
 
 
-def _record_finish(config: RunConfig, db_path: Path, outcome: RunOutcome) -> None:
+def _record_finish(database: Database, outcome: RunOutcome) -> None:
     status = {EXIT_OK: "succeeded", EXIT_PARTIAL: "partial"}.get(outcome.exit_code, "failed")
     if outcome.exit_code in EXIT_INTERRUPTED:
         status = "interrupted"
     try:
-        with connect(db_path, config.db_wait_seconds) as con:
+        with database.connect() as con:
             ledger.record_finish(con, outcome.report, status, outcome.exit_code, outcome.message or None)
-    except (DatabaseBusy, duckdb.Error) as error:
+    except (DatabaseBusy, DatabaseUnavailable, WarehouseError, duckdb.Error) as error:
         log.error("could not record the run's end in the ledger: %s", error)
 
 
-def _checkpoint(stage: str, db_path: Path) -> None:
-    crash_points.pause_here(stage, db_path.with_name(f"{db_path.name}.paused-{stage}"))
-
-
-def _check_db_path(db_path: Path) -> None:
-    folder = db_path.parent
-    if not folder.is_dir():
-        raise FatalError(f"the folder of the database, {folder}, does not exist; create it or set CEKURA_DB")
-    if not os.access(folder, os.W_OK) or (db_path.exists() and not os.access(db_path, os.W_OK)):
-        raise FatalError(f"cannot write {db_path}; choose a writable path with --db or CEKURA_DB")
+def _checkpoint(stage: str, database: Database) -> None:
+    crash_points.pause_here(stage, database.pause_marker(stage))
 
 
 def _source_overrides(config: RunConfig) -> dict[str, Any]:

@@ -6,7 +6,6 @@ always gets a full load."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,17 +13,17 @@ import numpy as np
 from cekura_sessions.destination.warehouse import Warehouse, WarehouseError, as_warehouse
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.state import NightState
-from cekura_sessions.run.database import connect
+from cekura_sessions.run.database import Database
 
 _RAW = contract.RAW_SCHEMA
 
 
-def read_night_state(con: Any, db_path: Path, wait_seconds: float) -> NightState:
-    """What the night needs, read through `con`; the one lookup the extract may still need
-    opens the file read-only for itself, so the run holds no connection while it fetches."""
+def read_night_state(con: Any, database: Database) -> NightState:
+    """What the night needs, read through `con`; the lookups the extract may still need open
+    the database read-only for themselves, so the run holds no connection while it fetches."""
     warehouse = as_warehouse(con)
-    return NightState(_listing_digests(warehouse), _stored_projects(warehouse), StoredSessions(db_path, wait_seconds),
-                      StoredIds(db_path, wait_seconds))
+    return NightState(_listing_digests(warehouse), _stored_projects(warehouse), StoredSessions(database),
+                      StoredIds(database))
 
 
 def _listing_digests(con: Warehouse) -> dict[int, str]:
@@ -51,14 +50,14 @@ class StoredSessions:
     sessions whose new version was set aside, after the last listing: each call opens the file
     read-only for the lookup (tens of milliseconds), so the file is free during the fetch."""
 
-    def __init__(self, db_path: Path, wait_seconds: float) -> None:
-        self._db_path, self._wait_seconds = db_path, wait_seconds
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     def __call__(self, project_id: int, session_ids: list[int]) -> list[dict[str, Any]]:
         if not session_ids:
             return []
-        with connect(self._db_path, self._wait_seconds, read_only=True) as con:
-            return _stored_sessions(as_warehouse(con), project_id, session_ids)
+        with self._database.connect(read_only=True) as con:
+            return _stored_sessions(con, project_id, session_ids)
 
 
 class StoredIds:
@@ -66,16 +65,16 @@ class StoredIds:
     a changed listing of several pages: the first call reads every stored (project, id) pair
     in one query (200,000 sessions: 1.6 MB of ids), later calls look them up."""
 
-    def __init__(self, db_path: Path, wait_seconds: float) -> None:
-        self._db_path, self._wait_seconds = db_path, wait_seconds
+    def __init__(self, database: Database) -> None:
+        self._database = database
         self._lock = threading.Lock()
         self._by_project: dict[int, np.ndarray] | None = None
 
     def __call__(self, project_id: int) -> np.ndarray:
         with self._lock:
             if self._by_project is None:
-                with connect(self._db_path, self._wait_seconds, read_only=True) as con:
-                    self._by_project = _stored_ids(as_warehouse(con))
+                with self._database.connect(read_only=True) as con:
+                    self._by_project = _stored_ids(con)
         return self._by_project.get(project_id, np.empty(0, dtype=np.int64))
 
 

@@ -1,0 +1,159 @@
+"""The nightly job into either destination, a DuckDB file or a real PostgreSQL (one fixture,
+`target`): exact rows over two nights with changes and deletions, a failed project keeping its
+rows, recovery after kill -9, a second run refused while one holds the lock, and the API key and
+the database password never stored. The CLI runs in real subprocesses against the fake API."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from cekura_sessions.fake.server import Faults
+from support import expected
+from support.destinations import DB_PASSWORD, Target
+from support.secrets import files_holding
+from support.settings import API_KEY
+
+pytestmark = pytest.mark.e2e  # the CLI in subprocesses, dlt loading DuckDB or PostgreSQL
+
+CLI = [sys.executable, "-m", "cekura_sessions.cli"]
+
+
+def _env(target: Target, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CEKURA_", "SOURCES__"))}
+    env.update(CEKURA_API_KEY=API_KEY, RUNTIME__DLTHUB_TELEMETRY="false", DLT_DATA_DIR=str(target.dlt_data_dir))
+    env.update(extra)
+    return env
+
+
+def _run(target: Target, api, *global_options: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *global_options, "run", "--base-url", api.url, "--db", target.db, "--db-wait", "5"],
+                          env=_env(target, **env), capture_output=True, text=True, timeout=180)
+
+
+def _start(target: Target, api, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([*CLI, "run", "--base-url", api.url, "--db", target.db],
+                            env=_env(target, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _raw(target: Target) -> tuple[set, list, set]:
+    with target.read() as con:
+        return expected.loaded_sessions(con), expected.loaded_scenario_ids(con), expected.loaded_projects(con)
+
+
+def _assert_exact(target: Target, dataset, what: str) -> None:
+    sessions, scenario_ids, projects = _raw(target)
+    assert sessions == expected.sessions(dataset), f"{what}: sessions differ"
+    assert scenario_ids == expected.scenario_ids(dataset), f"{what}: scenario ids differ"
+    assert projects == expected.projects(dataset), f"{what}: projects differ"
+    with target.read() as con:
+        (modelled,) = con.execute("select count(*) from analytics.sessions").fetchone()
+    assert modelled == len(expected.sessions(dataset)), f"{what}: analytics.sessions"
+
+
+def _wait_for(condition, what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_two_nights_with_changes_and_deletions_end_exact(target, api, dataset):
+    first = _run(target, api)
+    assert first.returncode == 0, first.stderr
+    _assert_exact(target, dataset, "night 1")
+
+    tomorrow = dataset.next_night(seed=5)  # statuses move, lists change, sessions and a project's listing emptied
+    assert tomorrow.last_changes.get("deleted") and tomorrow.last_changes.get("project_emptied"), tomorrow.last_changes
+    api.dataset = tomorrow
+    second = _run(target, api)
+
+    assert second.returncode == 0, second.stderr
+    _assert_exact(target, tomorrow, "night 2")
+
+
+def test_a_failed_project_keeps_its_rows_and_the_others_move_on(target, api, dataset):
+    assert _run(target, api).returncode == 0
+    tomorrow = dataset.next_night(seed=6)
+    listed = expected.listed_project_ids(tomorrow)
+    victim = next(p for p in listed if dataset.sessions[p] and tomorrow.sessions[p] != dataset.sessions[p])
+    api.dataset = tomorrow
+    api.faults = Faults(always={victim: "500"})
+
+    result = _run(target, api)
+
+    assert result.returncode == 1, result.stderr
+    sessions, scenario_ids, _ = _raw(target)
+    assert {s for s in sessions if s[7] == victim} == expected.sessions(dataset, [victim]), "its rows changed"
+    others = [p for p in listed if p != victim]
+    assert {s for s in sessions if s[7] != victim} == expected.sessions(tomorrow, others)
+    assert [r for r in scenario_ids if r[1] == victim] == expected.scenario_ids(dataset, [victim])
+
+
+@pytest.mark.parametrize("stage", ["load", "models"])
+def test_a_run_killed_with_9_is_recovered_by_the_next_night(target, api, dataset, stage):
+    marker = target.folder / f"paused-{stage}"
+    process = _start(target, api, CEKURA_SESSIONS_PAUSE_AT=stage, CEKURA_SESSIONS_PAUSE_MARKER=str(marker))
+    try:
+        _wait_for(marker.exists, f"the run to pause at {stage}")
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
+
+    tomorrow = dataset.next_night(seed=7)
+    api.dataset = tomorrow
+    result = _run(target, api)
+
+    assert result.returncode == 0, result.stderr
+    _assert_exact(target, tomorrow, "the night after the kill")
+    with target.read() as con:
+        runs = con.execute("select status, finished_at is null from cekura_raw.pipeline_runs "
+                           "order by started_at").fetchall()
+    assert runs == [("running", True), ("succeeded", False)]
+
+
+def test_a_second_run_is_refused_while_one_holds_the_database(target, api, dataset):
+    marker = target.folder / "paused-models"
+    holder = _start(target, api, CEKURA_SESSIONS_PAUSE_AT="models", CEKURA_SESSIONS_PAUSE_MARKER=str(marker))
+    try:
+        _wait_for(marker.exists, "the first run to pause before its models")
+        second = _run(target, api)
+        marker.unlink()  # the first run goes on
+        out, err = holder.communicate(timeout=120)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(30)
+
+    assert second.returncode == 3, second.stderr
+    assert "another run holds" in second.stderr and "nothing was touched" in second.stderr, second.stderr
+    assert holder.returncode == 0, err
+    _assert_exact(target, dataset, "after the refused run")
+    with target.read() as con:
+        (runs,) = con.execute("select count(*) from cekura_raw.pipeline_runs").fetchone()
+    assert runs == 1, "the refused run left a ledger row"
+
+
+def test_the_key_and_the_database_password_are_never_stored_or_printed(target, api, dataset):
+    first = _run(target, api, "--log-level", "DEBUG")
+    tomorrow = copy.deepcopy(dataset)
+    tomorrow.sessions[expected.listed_project_ids(dataset)[0]].pop()
+    api.dataset = tomorrow
+    second = _run(target, api, "--log-level", "DEBUG", "--log-format", "json")
+    broken = subprocess.run([*CLI, "run", "--base-url", api.url, "--db", target.db.replace("/t_", "/missing_", 1)],
+                            env=_env(target), capture_output=True, text=True, timeout=120)
+
+    assert (first.returncode, second.returncode) == (0, 0), second.stderr
+    secrets = [API_KEY] + ([DB_PASSWORD] if target.kind == "postgres" else [])
+    said = first.stdout + first.stderr + second.stdout + second.stderr + broken.stdout + broken.stderr
+    for secret in secrets:
+        assert secret not in said, f"{secret!r} was printed"
+        assert secret not in target.all_text(), f"{secret!r} is in a database value"
+        assert files_holding(target.folder, secret.encode()) == [], f"{secret!r} is in these files"
+    if target.kind == "postgres":
+        assert broken.returncode == 2 and "***" in broken.stderr, broken.stderr
