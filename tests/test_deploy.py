@@ -210,3 +210,14 @@ def test_logrotate_rotates_the_log_and_the_next_run_starts_a_new_one(cron, tmp_p
     second = _log_records(log_file)
     assert {r["run_id"] for r in second} & {r["run_id"] for r in first} == set(), "the new log has only the new run"
     assert second and (log_file.stat().st_mode & 0o777) == 0o640
+
+
+def test_systemd_gives_a_night_longer_than_its_api_time_budget():
+    """A throttle that never lifts ends the night at its time budget (the projects fetched load,
+    exit 1); a TimeoutStartSec shorter than that would kill the run first (exit 143, nothing loaded)."""
+    from cekura_sessions.api.retry import RetryPolicy
+
+    timeout = _unit("cekura-sessions.service").get("Service", "TimeoutStartSec")
+    number, unit = re.fullmatch(r"(\d+)(h|min|s)?", timeout).groups()
+    seconds = int(number) * {"h": 3600, "min": 60, "s": 1, None: 1}[unit]
+    assert seconds >= RetryPolicy().time_budget_seconds + 1800, (timeout, RetryPolicy().time_budget_seconds)

@@ -86,3 +86,33 @@ def test_signal_stops_the_run_and_the_next_night_is_exact(tmp_path, api, dataset
         statuses = [s for (s,) in con.execute("select status from cekura_raw.pipeline_runs order by started_at").fetchall()]
     assert model_sessions == len(expected.sessions(tomorrow))
     assert statuses == ["succeeded", "interrupted", "succeeded"]
+
+
+def test_an_interrupted_run_under_a_log_file_mails_one_line_and_logs_json(tmp_path, api, db_path):
+    """Under cron (--log-file, JSON lines) a SIGTERM still says one line on stdout, which cron
+    mails, and the log file stays one JSON object a line."""
+    import json
+    import subprocess
+
+    from support.night_processes import CLI, cli_env
+
+    log_file = tmp_path / "run.log"
+    marker = pause_marker(db_path, "models-mid")
+    process = subprocess.Popen(
+        [*CLI, "--log-format", "json", "--log-file", str(log_file), "run", "--base-url", api.url, "--db", str(db_path)],
+        env=cli_env(tmp_path, CEKURA_SESSIONS_PAUSE_AT="models-mid", CEKURA_SESSIONS_PAUSE_MARKER=str(marker)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(marker.exists, "the run paused in its models")
+        os.kill(process.pid, signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143, stderr
+    assert stdout.count("\n") == 1 and "exited 143" in stdout and "interrupted by SIGTERM" in stdout, stdout
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]  # raises on a plain line
+    assert any("interrupted by SIGTERM" in r["message"] and r["level"] == "error" for r in records), records
+    assert all(r.get("run_id") for r in records if r["logger"] == "cekura_sessions.cli"), records

@@ -144,3 +144,27 @@ def test_deleted_unlisted_and_moved_leave_the_models_but_raw_keeps_its_rows(run_
         (count,) = con.execute("select sessions_total from analytics.project_completion_rates where project_id = ?",
                                [unlisted]).fetchone()
         assert count == len(dataset.sessions[unlisted])
+
+
+def test_a_database_from_before_is_listed_marks_unlisted_projects_on_its_first_night(run_night, api, dataset, db_path):
+    assert run_night().exit_code == 0
+    with duckdb.connect(str(db_path)) as con:  # as an older version left it: no is_listed column
+        con.execute("alter table cekura_raw.projects drop column is_listed")
+        assert runner_builds(con), "models on the old layout"
+    gone = next(p["id"] for p in dataset.projects if not p.get("is_deleted") and dataset.sessions.get(p["id"]))
+    tomorrow = copy.deepcopy(dataset)
+    tomorrow.projects = [p for p in tomorrow.projects if p["id"] != gone]
+    api.dataset = tomorrow
+
+    assert run_night().exit_code == 0
+
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        (left,) = con.execute("select count(*) from analytics.sessions where project_id = ?", [gone]).fetchone()
+        listed = con.execute("select is_listed from cekura_raw.projects where id = ?", [gone]).fetchall()
+    assert (left, listed) == (0, [(False,)])
+
+
+def runner_builds(con: duckdb.DuckDBPyConnection) -> bool:
+    from cekura_sessions.models.runner import build_models
+
+    return build_models(con)["sessions"] > 0

@@ -116,8 +116,10 @@ def test_notebook_reads_analytics_only_read_only() -> None:
     source = "\n".join(cell.source for cell in _code_cells(nbformat.read(NOTEBOOK, as_version=4)))
     connects = re.findall(r"duckdb\.connect\([^)]*\)", source)
     assert connects and all("read_only=True" in call for call in connects), connects
+    assert source.count("psycopg2.connect(") == source.count("set_session(readonly=True"), "a PostgreSQL session not read-only"
     tables = re.findall(r"\b(?:from|join)\s+(\w+)\.(\w+)\b(?!\s+import)", source, flags=re.IGNORECASE)
-    schemas = {schema for schema, _ in tables}
+    # information_schema: the catalog (is a model there); cekura_sessions: the package, imported
+    schemas = {schema for schema, _ in tables} - {"information_schema", "cekura_sessions"}
     assert schemas == {"analytics"}, f"schemas read: {schemas}"
 
 
@@ -235,3 +237,31 @@ def test_notebook_daily_axis_names_the_month_of_every_tick(live_run: NotebookCli
     assert len(days) >= 3, shown
     assert [label for _, label in shown["ticks"]] == [day.strftime("%b %d") for day in days], shown
     assert shown["offset"] in {str(day.year) for day in days}, shown
+
+
+@pytest.mark.e2e  # a night into a real PostgreSQL, then the notebook in a live kernel
+def test_notebook_runs_on_postgresql_read_only(tmp_path: Path, postgres_server) -> None:
+    from cekura_sessions.fake.data import DataSpec, generate
+    from cekura_sessions.fake.server import FakeCekuraApi
+    from support.destinations import DB_PASSWORD, make_target
+
+    target = make_target("postgres", tmp_path, postgres_server)
+    with FakeCekuraApi(generate(DataSpec(projects=8, sessions_per_project=60)), api_key=API_KEY) as api:
+        loaded = subprocess.run(
+            [sys.executable, "-m", "cekura_sessions.cli", "run", "--base-url", api.url, "--db", target.db],
+            env=_kernel_env(CEKURA_API_KEY=API_KEY, DLT_DATA_DIR=str(tmp_path / "dlt")), capture_output=True,
+            text=True, timeout=180,
+        )
+    assert loaded.returncode == 0, loaded.stderr
+    client = _client(nbformat.read(NOTEBOOK, as_version=4), NOTEBOOK.parent)
+    with client.setup_kernel(env=_kernel_env(CEKURA_DB=target.db), cleanup_kc=True):
+        for index, cell in enumerate(client.nb.cells):
+            client.execute_cell(cell, index)
+        written = _run_in_kernel(client, "print(query('select 1 as x').x[0]); "
+                                          "import psycopg2; c = psycopg2.connect(DB); c.set_session(readonly=True)\n"
+                                          "try:\n    c.cursor().execute('create table analytics.nope (x int)')\n"
+                                          "except psycopg2.errors.ReadOnlySqlTransaction:\n    print('read-only')")
+    assert len(_images(client.nb)) == FIGURES
+    printed = "".join(o.get("text", "") for cell in _code_cells(client.nb) for o in cell.outputs)
+    assert "database: postgresql://" in printed and DB_PASSWORD not in printed, printed[:300]
+    assert written.split() == ["1", "read-only"], written

@@ -17,6 +17,11 @@ def check_base_url(base_url: str) -> str:
         hostname = parts.hostname
     except ValueError:  # such as an unclosed IPv6 bracket
         hostname = None
+    if hostname is not None and (parts.username or parts.password):
+        # Cekura takes the key in a header; a user:password in the URL would only reach logs
+        # and error lines (never shown here)
+        raise ConfigError(f"the base URL carries a user name or password before {hostname}; remove it, "
+                          "the API key goes in CEKURA_API_KEY")
     if hostname is None or parts.scheme not in ("http", "https"):
         raise ConfigError(f"base URL {base_url!r} is not an http(s) URL; use something like {DEFAULT_BASE_URL}")
     if parts.scheme == "http" and not is_loopback(hostname):

@@ -75,9 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     if args.log_file:
-        return _logging_to_file(args)
-    logs.setup_logging(args.log_level, args.log_format)
-    return _dispatch(args)
+        code = _logging_to_file(args)
+    else:
+        logs.setup_logging(args.log_level, args.log_format)
+        code = _dispatch(args)
+    if code in EXIT_INTERRUPTED and args.command == "run":
+        from cekura_sessions.run import interrupt
+
+        # after the one line (and --log-file's failure line): a fetch thread may still wait on
+        # an answer, and the interpreter's exit would join it
+        interrupt.exit_now(code)
+    return code
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -338,7 +346,7 @@ def _run(args: argparse.Namespace) -> int:
         **({"retry": RetryPolicy(answer_deadline_seconds=args.answer_deadline)} if args.answer_deadline else {}),
     )
     from cekura_sessions.extract.report import RunReport
-    from cekura_sessions.run import interrupt, night
+    from cekura_sessions.run import night
 
     started = time.monotonic()
     report = RunReport()
@@ -346,22 +354,21 @@ def _run(args: argparse.Namespace) -> int:
     with Progress(report, enabled=sys.stderr.isatty()):
         outcome = night.run_stoppable(config, report, announce=_say_interrupted)
     _print_outcome(outcome, time.monotonic() - started)
-    if outcome.exit_code in EXIT_INTERRUPTED:
-        interrupt.exit_now(outcome.exit_code)  # a fetch thread may still wait on an answer
-    return outcome.exit_code
+    return outcome.exit_code  # main() exits at once after an interruption
 
 
 def _say_interrupted(line: str) -> None:
     """The one line of a run stopped where it stood (run/interrupt.py's watchdog), on a line of
     its own even under the progress display."""
-    erase = "\r\033[K" if sys.stderr.isatty() else ""  # the progress line (cli/progress.py)
-    print(f"{erase}cekura-sessions: {line}", file=sys.stderr)
+    if sys.stderr.isatty():  # the progress line (cli/progress.py)
+        sys.stderr.write("\r\033[K")
+    logs.say(line, level="error")
 
 
 def _print_outcome(outcome: RunOutcome, seconds: float) -> None:
     report = outcome.report
     if outcome.exit_code in EXIT_INTERRUPTED:  # one line, nothing of a half-done night
-        print(f"cekura-sessions: {outcome.message}", file=sys.stderr)
+        logs.say(outcome.message, level="error", exit_code=outcome.exit_code)
         return
     if outcome.exit_code == EXIT_OK or report.projects_ok:
         logs.say(

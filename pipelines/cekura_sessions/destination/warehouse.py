@@ -175,7 +175,27 @@ def _to_postgres(sql: str) -> str:
     per engine (models/sql/functions/)."""
     import sqlglot
 
-    return ";\n".join(sqlglot.transpile(sql, read="duckdb", write="postgres"))
+    # sqlglot writes a `?` as psycopg2's `%s`, which execute() would then escape: each `?` goes
+    # through as a name of its own and comes back as `?`
+    marked = _outside_quotes(sql, "?", _PARAMETER)
+    return ";\n".join(sqlglot.transpile(marked, read="duckdb", write="postgres")).replace(_PARAMETER, "?")
+
+
+_PARAMETER = "cekura_parameter_mark"
+
+
+def _outside_quotes(sql: str, old: str, new: str) -> str:
+    out, quote = [], None
+    for char in sql:
+        if quote:
+            quote = None if char == quote else quote
+            out.append(char)
+        elif char in ("'", '"'):
+            quote = char
+            out.append(char)
+        else:
+            out.append(new if char == old else char)
+    return "".join(out)
 
 
 def _format_params(sql: str) -> str:

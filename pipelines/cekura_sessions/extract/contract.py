@@ -194,11 +194,14 @@ TIMESTAMP_FIELDS = ("created_at", "updated_at")
 
 
 def raw_tables_ddl(tables: tuple[Table, ...] = MODEL_INPUTS) -> str:
-    """`create table if not exists` for these raw tables (DuckDB and PostgreSQL syntax).
+    """`create table if not exists` for these raw tables, and `add column if not exists` for
+    each of their columns (DuckDB and PostgreSQL syntax).
 
     dlt creates the tables on its first load and may never create one (a list that is always
-    empty makes no nested table, dlt #2390, #2964); dlt reflects existing tables and only adds
-    columns, so these coexist with its loads."""
+    empty makes no nested table, dlt #2390, #2964), or a column never delivered; a database
+    from an older version lacks a column added to the contract since (projects.is_listed), and
+    the models read every column. dlt reflects existing tables and only adds the columns they
+    lack, so these coexist with its loads."""
     statements = [f"create schema if not exists {RAW_SCHEMA};"]
     for table in tables:
         columns = ",\n".join(
@@ -206,6 +209,8 @@ def raw_tables_ddl(tables: tuple[Table, ...] = MODEL_INPUTS) -> str:
             for c in table.columns
         )
         statements.append(f"create table if not exists {RAW_SCHEMA}.{table.name} (\n{columns}\n);")
+        statements += [f"alter table {RAW_SCHEMA}.{table.name} add column if not exists {c.name} {c.sql};"
+                       for c in table.columns if not c.required]
     return "\n\n".join(statements) + "\n"
 
 

@@ -21,7 +21,7 @@ from dlt.sources import DltResource
 from cekura_sessions import settings
 from cekura_sessions.api.client import CekuraClient
 from cekura_sessions.api.endpoints import DEFAULT_BASE_URL
-from cekura_sessions.api.errors import AuthError, describe_error
+from cekura_sessions.api.errors import AuthError, ConfigError, describe_error
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.extract import contract, convert
 from cekura_sessions.extract.batch import ListingBatch
@@ -51,7 +51,12 @@ def cekura(
     a throttling API is waited out (RetryPolicy.time_budget_seconds when not set)."""
     report = report or RunReport()
     if time_budget_seconds is not None:
-        retry = dataclasses.replace(retry or RetryPolicy(), time_budget_seconds=float(time_budget_seconds))
+        try:
+            seconds = float(time_budget_seconds)
+        except (TypeError, ValueError):
+            raise ConfigError(f"the time budget must be a positive number of seconds, not {time_budget_seconds!r}; "
+                              "check time_budget_seconds in [sources.cekura]") from None
+        retry = dataclasses.replace(retry or RetryPolicy(), time_budget_seconds=seconds)
     client = CekuraClient(base_url, api_key, policy=retry, stats=report.stats, connections=max(1, concurrency))
     # the projects list only feeds the sessions resource, which loads it when it changed: a
     # night where nothing changed then loads nothing, and dlt skips its normalize and load

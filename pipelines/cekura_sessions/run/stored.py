@@ -37,11 +37,13 @@ def _listing_digests(con: Warehouse) -> dict[int, str]:
 
 
 def _stored_projects(con: Warehouse) -> dict[int, tuple[Any, ...]]:
-    """Each stored project's allow-listed columns, in contract.PROJECTS's order; none while a
-    column is missing (no table yet, or a column dlt has not created: never a value seen)."""
-    if not set(contract.PROJECTS.names) <= set(con.columns(_RAW, contract.PROJECTS_TABLE)):
+    """Each stored project's allow-listed columns, in contract.PROJECTS's order; a column the
+    table lacks (dlt never saw a value, or a database older than the column) reads NULL."""
+    present = set(con.columns(_RAW, contract.PROJECTS_TABLE))
+    if "id" not in present:
         return {}
-    rows = con.execute(f"select {', '.join(contract.PROJECTS.names)} from {_RAW}.{contract.PROJECTS_TABLE}").fetchall()
+    columns = ", ".join(name if name in present else f"null as {name}" for name in contract.PROJECTS.names)
+    rows = con.execute(f"select {columns} from {_RAW}.{contract.PROJECTS_TABLE}").fetchall()
     return {row[0]: row for row in rows}
 
 
