@@ -40,8 +40,10 @@ notebook: $(NOTEBOOK_STAMP)
 	test -n "$$CEKURA_DB" || test -f demo.duckdb || $(BIN)/cekura-sessions demo
 	$(BIN)/jupyter lab notebooks/session_analysis.ipynb
 
+# the night benchmark (every scale, the throttled night), then DuckDB against PostgreSQL at M
 bench: $(STAMP)
 	$(BIN)/python benchmarks/night.py
+	$(BIN)/python benchmarks/engines.py
 
 clean:
 	rm -rf $(VENV) demo.duckdb demo.duckdb.lock demo.duckdb.dlt .pytest_cache

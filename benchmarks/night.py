@@ -323,7 +323,7 @@ def run_pipeline(args: argparse.Namespace, result: dict[str, Any]) -> None:
     stages: dict[str, float] = {}
     _time_stages(stages, dlt, history, runner, checks)
     config = pipeline.RunConfig(
-        db=Path(args.db),
+        db=args.db,  # a DuckDB file or a postgresql:// URL (benchmarks/engines.py)
         api_key=API_KEY,
         base_url=args.url,
         pipelines_dir=args.pipelines_dir,

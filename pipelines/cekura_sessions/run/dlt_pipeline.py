@@ -47,7 +47,6 @@ def make_pipeline(database: Database, pipelines_dir: str | None = None) -> dlt.P
     os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
     if not database.is_file:
         _say_how_postgres_loads()
-    log.debug("dlt's folder for %s: %s", database, pipelines_dir or database.pipelines_dir())
     pipeline = dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
         destination=database.dlt_destination(),
