@@ -157,3 +157,16 @@ def test_the_key_and_the_database_password_are_never_stored_or_printed(target, a
         assert files_holding(target.folder, secret.encode()) == [], f"{secret!r} is in these files"
     if target.kind == "postgres":
         assert broken.returncode == 2 and "***" in broken.stderr, broken.stderr
+
+
+def test_models_check_and_status_read_either_destination(target, api):
+    assert _run(target, api).returncode == 0
+    said = ""
+    for command in (["models"], ["check", "--show", "3"], ["status"]):
+        result = subprocess.run([*CLI, *command, "--db", target.db], env=_env(target), capture_output=True, text=True,
+                                timeout=120)
+        said += result.stdout + result.stderr
+        # check: the generated data trips warnings only; status: the night just ran
+        assert result.returncode == 0, f"{command}: {result.stderr}"
+    assert "built 7 models" in said and "ok: the newest run" in said, said
+    assert DB_PASSWORD not in said
