@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import duckdb
 import pyarrow as pa
@@ -95,8 +96,6 @@ def _database(config: RunConfig) -> Database:
 
 
 def _password(url: str) -> str | None:
-    from urllib.parse import parse_qs, unquote, urlsplit
-
     parts = urlsplit(url)
     return unquote(parts.password) if parts.password else (parse_qs(parts.query).get("password") or [None])[0]
 
