@@ -88,7 +88,12 @@ def test_signal_stops_the_run_and_the_next_night_is_exact(tmp_path, api, dataset
     assert statuses == ["succeeded", "interrupted", "succeeded"]
 
 
-def test_an_interrupted_run_under_a_log_file_mails_one_line_and_logs_json(tmp_path, api, db_path):
+@pytest.mark.parametrize("stage", [
+    pytest.param("models-mid", id="unwinds-in-order"),
+    # waiting on a slow answer the run cannot unwind: the watchdog records it and exits where it stands
+    pytest.param("extract", id="ended-by-the-watchdog"),
+])
+def test_an_interrupted_run_under_a_log_file_mails_one_line_and_logs_json(tmp_path, api, dataset, db_path, stage):
     """Under cron (--log-file, JSON lines) a SIGTERM still says one line on stdout, which cron
     mails, and the log file stays one JSON object a line."""
     import json
@@ -97,14 +102,20 @@ def test_an_interrupted_run_under_a_log_file_mails_one_line_and_logs_json(tmp_pa
     from support.night_processes import CLI, cli_env
 
     log_file = tmp_path / "run.log"
-    marker = pause_marker(db_path, "models-mid")
+    marker = pause_marker(db_path, stage)
+    env = cli_env(tmp_path, CEKURA_SESSIONS_PAUSE_AT=stage, CEKURA_SESSIONS_PAUSE_MARKER=str(marker))
+    listed = expected.listed_project_ids(dataset)
+    if stage == "extract":
+        api.faults = Faults(script={("sessions", listed[-1]): ["slow:60"]})
     process = subprocess.Popen(
         [*CLI, "--log-format", "json", "--log-file", str(log_file), "run", "--base-url", api.url, "--db", str(db_path)],
-        env=cli_env(tmp_path, CEKURA_SESSIONS_PAUSE_AT="models-mid", CEKURA_SESSIONS_PAUSE_MARKER=str(marker)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        wait_for(marker.exists, "the run paused in its models")
+        if stage == "extract":
+            wait_for(lambda: api.request_count(endpoint="sessions") >= len(listed) - 1, "the other listings answered")
+        else:
+            wait_for(marker.exists, "the run paused in its models")
         os.kill(process.pid, signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=120)
     finally:

@@ -31,7 +31,7 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
         config = RunConfig(db=db_path, api_key=DEMO_KEY, base_url=api.url, db_wait_seconds=db_wait)
         outcome = run_stoppable(config, RunReport(), announce=_say_interrupted)
     if outcome.exit_code in EXIT_INTERRUPTED:
-        _say_interrupted(outcome.message)
+        _say_interrupted(outcome.message, outcome.exit_code)
         exit_now(outcome.exit_code)
     seconds = time.monotonic() - started
     report = outcome.report
@@ -52,7 +52,7 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
     return 0
 
 
-def _say_interrupted(line: str) -> None:
+def _say_interrupted(line: str, code: int) -> None:
     print(f"demo: {line}", file=sys.stderr)
 
 

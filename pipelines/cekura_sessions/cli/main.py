@@ -266,14 +266,24 @@ def _logging_to_file(args: argparse.Namespace) -> int:
         return EXIT_FATAL
     code = 1  # what an exception escaping the command means to the shell
     with log_file, _redirected(log_file) as stdout:
+        _MailLine.stream, _MailLine.path = stdout, path  # a run that exits where it stands mails it too
         try:
             logs.setup_logging(args.log_level, args.log_format, dated=True)
             code = _dispatch(args)
         finally:
+            _MailLine.stream = None
             if code != 0:
                 stdout.write(_failure_line(args.command, code, path) + "\n")
                 stdout.flush()
     return code
+
+
+class _MailLine:
+    """Under --log-file: the original stdout (cron mails it) and the log's path, for a run that
+    the interrupt watchdog ends before _logging_to_file can write its failure line."""
+
+    stream: IO[str] | None = None
+    path: Path | None = None
 
 
 @contextmanager
@@ -357,12 +367,15 @@ def _run(args: argparse.Namespace) -> int:
     return outcome.exit_code  # main() exits at once after an interruption
 
 
-def _say_interrupted(line: str) -> None:
+def _say_interrupted(line: str, code: int) -> None:
     """The one line of a run stopped where it stood (run/interrupt.py's watchdog), on a line of
-    its own even under the progress display."""
+    its own even under the progress display; under --log-file also the failure line cron mails."""
     if sys.stderr.isatty():  # the progress line (cli/progress.py)
         sys.stderr.write("\r\033[K")
-    logs.say(line, level="error")
+    logs.say(line, level="error", exit_code=code)
+    if _MailLine.stream is not None and _MailLine.path is not None:
+        _MailLine.stream.write(_failure_line("run", code, _MailLine.path) + "\n")
+        _MailLine.stream.flush()
 
 
 def _print_outcome(outcome: RunOutcome, seconds: float) -> None:

@@ -100,16 +100,16 @@ def _password(url: str) -> str | None:
     return unquote(parts.password) if parts.password else (parse_qs(parts.query).get("password") or [None])[0]
 
 
-def run_stoppable(config: RunConfig, report: RunReport, announce: Callable[[str], None]) -> RunOutcome:
+def run_stoppable(config: RunConfig, report: RunReport, announce: Callable[[str, int], None]) -> RunOutcome:
     """run(), where SIGINT and SIGTERM stop the night in order (run/interrupt.py): the outcome's
     exit code is then 130 or 143 and the ledger says `interrupted`. Call it from the main thread;
     the caller exits with interrupt.exit_now() after an interruption, since a fetch thread may
     still wait on an answer. When the run cannot unwind in time, the process records the
-    interruption, calls `announce(the one line)` and exits from wherever it stands."""
+    interruption, calls `announce(the one line, the exit code)` and exits from wherever it stands."""
 
     def give_up(stop: Interrupted) -> None:
         record_interrupted(config, report, stop)
-        announce(str(stop))
+        announce(str(stop), stop.exit_code)
 
     try:
         with interrupt.stop_on_signals(give_up):
