@@ -161,6 +161,19 @@ def test_status_into_a_closed_pipe_ends_quietly_with_its_verdict(tmp_path, run_n
     assert result.stderr == "", result.stderr
 
 
+def test_demo_into_a_closed_pipe_ends_quietly(tmp_path):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `demo | head -0`
+    try:
+        result = subprocess.run([*CLI, "--log-level", "WARNING", "demo", "--db", str(tmp_path / "d.duckdb"),
+                                 "--projects", "2", "--sessions-per-project", "5"],
+                                stdout=write_end, stderr=subprocess.PIPE, env=cli_env(tmp_path), text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
 # --- item 7: models, check and demo wait for a held file, then say so in one line ------------------
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from cekura_sessions import settings
+from cekura_sessions import logs, settings
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
@@ -35,17 +35,17 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
         exit_now(outcome.exit_code)
     seconds = time.monotonic() - started
     report = outcome.report
-    print(f"demo: fake Cekura API with {len(dataset.projects)} projects, sessions created "
-          f"{dataset.spec.epoch:%Y-%m-%d} .. {dataset.as_of - timedelta(days=2):%Y-%m-%d} -> {db_path}")
-    print(
+    logs.write(f"demo: fake Cekura API with {len(dataset.projects)} projects, sessions created "
+               f"{dataset.spec.epoch:%Y-%m-%d} .. {dataset.as_of - timedelta(days=2):%Y-%m-%d} -> {db_path}")
+    logs.write(
         f"loaded {report.sessions_written} sessions from {len(report.projects_ok)} projects "
         f"in {seconds:.1f} s ({report.stats.requests} requests)"
     )
     if outcome.exit_code != 0:
-        print(f"exit {outcome.exit_code}: {outcome.message}")
+        logs.write(f"exit {outcome.exit_code}: {outcome.message}")
         return outcome.exit_code
     _print_completion(db_path)
-    print(
+    logs.write(
         f"query it: {_python()} -c \"import duckdb; print(duckdb.connect('{db_path}', read_only=True)"
         f".sql('select * from {settings.ANALYTICS_SCHEMA}.sessions limit 5'))\""
     )
@@ -65,10 +65,11 @@ def _print_completion(db_path: Path) -> None:
             order by project_id
             """
         ).fetchall()
-    print(f"{'project':>8}  {'name':<28} {'sessions':>8} {'completed':>9} {'rate':>6}")
+    lines = [f"{'project':>8}  {'name':<28} {'sessions':>8} {'completed':>9} {'rate':>6}"]
     for project_id, name, total, completed, rate in rows:
         shown = "-" if rate is None else f"{rate:.0%}"
-        print(f"{project_id:>8}  {name[:28]:<28} {total:>8} {completed:>9} {shown:>6}")
+        lines.append(f"{project_id:>8}  {name[:28]:<28} {total:>8} {completed:>9} {shown:>6}")
+    logs.write("\n".join(lines))
 
 
 def _python() -> str:
