@@ -11,6 +11,7 @@ from cekura_sessions.destination.address import (
     POSTGRES,
     DestinationError,
     parse_destination,
+    password_of,
     redacted,
 )
 
@@ -65,3 +66,13 @@ def test_a_db_value_that_names_no_destination_is_refused_in_one_line(value, says
 
 def test_redacted_leaves_a_url_without_password_alone():
     assert redacted("postgresql://reader@db/analytics") == "postgresql://reader@db/analytics"
+
+
+@pytest.mark.parametrize("url, password", [
+    pytest.param(f"postgresql://loader:{SECRET}@db/analytics", "s3cr@t-Pw", id="user-part-decoded"),
+    pytest.param(f"postgresql:///analytics?host=/tmp/pg&password={SECRET}", "s3cr@t-Pw", id="parameter-decoded"),
+    pytest.param("postgresql://reader@db/analytics", None, id="none"),
+    pytest.param("cekura.duckdb", None, id="a-file"),
+])
+def test_password_of_finds_what_every_log_line_must_mask(url, password):
+    assert password_of(url) == password

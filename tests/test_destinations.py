@@ -16,6 +16,7 @@ import pytest
 from cekura_sessions.fake.server import Faults
 from support import expected
 from support.destinations import DB_PASSWORD, Target
+from support.processes import cli_env
 from support.secrets import files_holding
 from support.settings import API_KEY
 
@@ -25,10 +26,7 @@ CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 
 
 def _env(target: Target, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CEKURA_", "SOURCES__"))}
-    env.update(CEKURA_API_KEY=API_KEY, RUNTIME__DLTHUB_TELEMETRY="false", DLT_DATA_DIR=str(target.dlt_data_dir))
-    env.update(extra)
-    return env
+    return cli_env(target.folder, **extra)  # dlt's data dir: target.dlt_data_dir
 
 
 def _run(target: Target, api, *global_options: str, **env: str) -> subprocess.CompletedProcess:

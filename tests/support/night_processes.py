@@ -4,27 +4,16 @@ what a run leaves in a database folder."""
 from __future__ import annotations
 
 import fcntl
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from support.settings import API_KEY
+from support.processes import cli_env
 
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 DLT = str(Path(sys.executable).with_name("dlt"))
-
-
-def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """This process's environment without CEKURA_* settings, with the test key, and with dlt's
-    machine-wide folder (DLT_DATA_DIR) inside the test's folder, so a test can check nothing
-    lands there."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CEKURA_")}
-    env.update(CEKURA_API_KEY=API_KEY, RUNTIME__DLTHUB_TELEMETRY="false", DLT_DATA_DIR=str(tmp_path / "dlt-data"))
-    env.update(extra)
-    return env
 
 
 def run_cli(tmp_path: Path, base_url: str, db_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

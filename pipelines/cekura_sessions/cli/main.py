@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import IO, NoReturn
-from urllib.parse import unquote, urlsplit
 
 from cekura_sessions import logs, settings
 from cekura_sessions.api import endpoints
@@ -20,6 +19,7 @@ from cekura_sessions.api.errors import ConfigError
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.cli import api_config
 from cekura_sessions.cli.progress import Progress
+from cekura_sessions.destination.address import password_of
 from cekura_sessions.run.database import first_line
 from cekura_sessions.run.night import RunConfig
 from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGINT, RunOutcome
@@ -322,8 +322,7 @@ def _failure_line(command: str, code: int, path: Path) -> str:
 def _db(args: argparse.Namespace) -> str:
     """--db, else CEKURA_DB, else the default file: a DuckDB path or a postgresql:// URL."""
     value = args.db or os.environ.get("CEKURA_DB") or settings.DEFAULT_DB
-    password = urlsplit(value).password if "://" in value else None
-    logs.register_secret(unquote(password) if password else None)
+    logs.register_secret(password_of(value))
     return value
 
 

@@ -68,6 +68,17 @@ def parse_destination(value: str) -> Destination:
     return Destination(DUCKDB, path=Path(text).expanduser())
 
 
+def password_of(url: str) -> str | None:
+    """The password a URL carries, decoded (in its user part or a `password=` parameter), or None:
+    what every log line must mask."""
+    if "://" not in url:
+        return None
+    parts = urlsplit(url)
+    if parts.password:
+        return unquote(parts.password)
+    return (parse_qs(parts.query).get("password") or [None])[0]
+
+
 def redacted(url: str) -> str:
     """`url` with its password (in the user part or a `password=` parameter) replaced by ***."""
     parts = urlsplit(url)

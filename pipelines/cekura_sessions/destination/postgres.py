@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
-from cekura_sessions.destination.address import Destination, redacted
+from cekura_sessions.destination.address import Destination, password_of, redacted
 from cekura_sessions.destination.warehouse import PostgresWarehouse, WarehouseError
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -83,9 +84,7 @@ def _holder(warehouse: PostgresWarehouse, key: int) -> str:
 
 def _without_password(text: str, destination: Destination) -> str:
     """libpq quotes parts of the connection string in some messages: never the password."""
-    from urllib.parse import unquote, urlsplit
-
-    password = urlsplit(destination.url or "").password
-    for secret in {password, unquote(password) if password else None} - {None, ""}:
+    raw = urlsplit(destination.url or "").password  # libpq may quote it still percent-encoded
+    for secret in {raw, password_of(destination.url or "")} - {None, ""}:
         text = text.replace(secret, "***")
     return redacted(text) if "://" in text else text

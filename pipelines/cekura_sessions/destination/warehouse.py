@@ -185,6 +185,7 @@ _PARAMETER = "cekura_parameter_mark"
 
 
 def _outside_quotes(sql: str, old: str, new: str) -> str:
+    """`sql` with each character `old` outside quoted text and identifiers replaced by `new`."""
     out, quote = [], None
     for char in sql:
         if quote:
@@ -199,19 +200,10 @@ def _outside_quotes(sql: str, old: str, new: str) -> str:
 
 
 def _format_params(sql: str) -> str:
-    """`?` placeholders as psycopg2's `%s`, and a literal `%` doubled, outside quoted text and
-    identifiers. Written by hand: psycopg2 has no `?` style, and every statement of ours uses it."""
-    out, quote = [], None
-    for char in sql:
-        if quote:
-            quote = None if char == quote else quote
-            out.append("%%" if char == "%" else char)
-        elif char in ("'", '"'):
-            quote = char
-            out.append(char)
-        else:
-            out.append("%s" if char == "?" else "%%" if char == "%" else char)
-    return "".join(out)
+    """`?` placeholders (outside quoted text and identifiers) as psycopg2's `%s`, and every
+    literal `%` doubled, since psycopg2 reads `%` anywhere in a statement given parameters.
+    Written by hand: psycopg2 has no `?` style, and every statement of ours uses it."""
+    return _outside_quotes(sql.replace("%", "%%"), "?", "%s")
 
 
 def _one_line(error: BaseException) -> str:

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import duckdb
 import pyarrow as pa
@@ -16,7 +15,7 @@ from dlt.common.pipeline import LoadInfo
 
 from cekura_sessions import crash_points, logs
 from cekura_sessions.api.retry import RetryPolicy
-from cekura_sessions.destination.address import Destination, DestinationError, parse_destination
+from cekura_sessions.destination.address import Destination, DestinationError, parse_destination, password_of
 from cekura_sessions.destination.warehouse import Warehouse, WarehouseError
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
@@ -91,13 +90,8 @@ def _database(config: RunConfig) -> Database:
     """The destination `config.db` names; a URL's password is kept from every log line."""
     destination = config.db if isinstance(config.db, Destination) else parse_destination(str(config.db))
     if destination.url:
-        logs.register_secret(_password(destination.url))
+        logs.register_secret(password_of(destination.url))
     return Database(destination, config.db_wait_seconds)
-
-
-def _password(url: str) -> str | None:
-    parts = urlsplit(url)
-    return unquote(parts.password) if parts.password else (parse_qs(parts.query).get("password") or [None])[0]
 
 
 def run_stoppable(config: RunConfig, report: RunReport, announce: Callable[[str, int], None]) -> RunOutcome:
