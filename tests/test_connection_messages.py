@@ -82,7 +82,7 @@ def test_self_signed_certificate_says_certificate_verify_failed(tmp_path):
         message = _failure(url)
 
     assert message == (f"TLS with {url} failed: certificate verify failed (self-signed certificate); if a proxy or "
-                       "firewall on your network re-signs TLS, set REQUESTS_CA_BUNDLE to its CA certificate file")
+                       "firewall on your network re-signs TLS, set REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) to its CA certificate file")
 
 
 def test_tls_to_a_plain_http_server_says_it_does_not_speak_tls():

@@ -24,12 +24,13 @@ from cekura_sessions.api.errors import (
     NotFound,
     ProjectError,
     Unreachable,
+    Untrusted,
 )
 from cekura_sessions.api.pacing import Pacer
 from cekura_sessions.api.responses import classify_response
 from cekura_sessions.api.retry import RequestStats, RetryPolicy, retrying
-from cekura_sessions.api.transport import ConnectionFailed, Transport, UndecodableBody
-from cekura_sessions.api.urls import check_base_url, on_api_root
+from cekura_sessions.api.transport import Answer, ConnectionFailed, Transport, UndecodableBody
+from cekura_sessions.api.urls import check_base_url, on_api_root, with_limit
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,9 @@ class SessionListing:
 
 
 class CekuraClient:
-    """One client per run; safe to share between worker threads."""
+    """One client per run; safe to share between worker threads. `page_size`: rows asked for per
+    page of a listing (1..pages.MAX_PAGE_SIZE); a server grants up to its own maximum, and one
+    that takes no page size from clients answers its own."""
 
     def __init__(
         self,
@@ -61,6 +64,7 @@ class CekuraClient:
         policy: RetryPolicy | None = None,
         stats: RequestStats | None = None,
         connections: int = settings.DEFAULT_CONCURRENCY,
+        page_size: int = pages.DEFAULT_PAGE_SIZE,
     ) -> None:
         if not api_key or not api_key.strip():
             raise ConfigError("the API key is empty; set CEKURA_API_KEY")
@@ -68,6 +72,13 @@ class CekuraClient:
             # http.client would refuse it with an error that quotes the whole header
             raise ConfigError("the API key contains control characters; check CEKURA_API_KEY")
         self.base_url = check_base_url(base_url)
+        if type(page_size) is not int or not 1 <= page_size <= pages.MAX_PAGE_SIZE:
+            raise ConfigError(f"the page size must be a whole number from 1 to {pages.MAX_PAGE_SIZE}, not {page_size!r}; "
+                              "check --page-size or page_size in [sources.cekura]")
+        self.page_size = page_size
+        # set by the first answer of any kind: from then on a refused or dropped connection, or a
+        # gateway's 502/503/504, is a restart waited out (RetryPolicy.outage_seconds)
+        self.heard = False
         self.policy = policy or RetryPolicy()
         if not self.policy.time_budget_seconds > 0:
             raise ConfigError("the time budget must be a positive number of seconds; check time_budget_seconds")
@@ -88,7 +99,18 @@ class CekuraClient:
 
     def list_projects(self) -> list[Any]:
         """Every project the key can see, as delivered (a JSON array; unchecked)."""
-        return self._get(self.base_url + endpoints.PROJECTS_PATH, {}, pages.read_array)[0]
+        return self.get(self.base_url + endpoints.PROJECTS_PATH, pages.read_array)[0]
+
+    def listing_url(self, project_id: int) -> str:
+        """The first request of a project's listing: `page_size` asked for (page-number and
+        cursor paging keep it in their `next` links; servers that take none ignore it)."""
+        query = urlencode({"project_id": project_id, "page_size": self.page_size})
+        return f"{self.base_url}{endpoints.SESSIONS_PATH}?{query}"
+
+    def next_url(self, link: str) -> str:
+        """A `next` link as the client follows it: on the API root, and on a limit/offset link
+        `limit` set to the page size (urls.with_limit)."""
+        return with_limit(on_api_root(self.base_url, link), self.page_size)
 
     def list_sessions(self, project_id: int) -> SessionListing:
         """Every session of one project, whichever list shape the API answers with.
@@ -112,16 +134,18 @@ class CekuraClient:
 
     def _read_listing(self, project_id: int) -> SessionListing:
         digest = hashlib.blake2b(digest_size=16)
-        first = f"{self.base_url}{endpoints.SESSIONS_PATH}?{urlencode({'project_id': project_id})}"
-        page, content = self._get(first, None, pages.read_first_page)
+        first = self.listing_url(project_id)
+        page, answer = self.get(first, pages.read_first_page)
+        content = answer.content
         digest.update(content)
         contents, sessions, count = [content], page.size, page.count
         read = {_path_and_query(first)}
         while page.next_url:
-            url = on_api_root(self.base_url, page.next_url)
+            url = self.next_url(page.next_url)
             _check_progress(url, read, sessions, count)
             try:
-                page, content = self._get(url, None, pages.read_later_page)
+                page, answer = self.get(url, pages.read_later_page)
+                content = answer.content
             except NotFound:
                 # DRF answers 404 "Invalid page." for a page past the end: the listing shrank
                 raise ListingMoved(f"page {_path_and_query(url)} is gone (HTTP 404)") from None
@@ -134,29 +158,34 @@ class CekuraClient:
             raise ListingMoved(f"the pages held {sessions} rows, `count` said {count}")
         return SessionListing(tuple(contents), digest.hexdigest(), sessions, len(contents))
 
-    def _get(self, url: str, params: dict[str, Any] | None, read: Callable[[bytes], T]) -> tuple[T, bytes]:
-        """GET and `read` (parse, check the shape); a body of the wrong shape counts as a failed
-        attempt and is retried. Returns what `read` made of the answer, and its bytes."""
-        controller = retrying(self.policy, self.gate, self.stats, _label(url, params))
-        return controller(self._get_once, url, params, read)
+    def get(self, url: str, read: Callable[[bytes], T]) -> tuple[T, Answer]:
+        """GET `url` (on the API root) and `read` the body (parse, check the shape), retried by
+        the policy; a body of the wrong shape counts as a failed attempt. Returns what `read`
+        made of the answer, and the answer (its bytes and headers). Raises what
+        classify_response raises, Untrusted, or, once retries are spent, a RetryableError."""
+        controller = retrying(self.policy, self.gate, self.stats, _label(url), lambda: self.heard)
+        return controller(self._get_once, url, read)
 
-    def _get_once(self, url: str, params: dict[str, Any] | None, read: Callable[[bytes], T]) -> tuple[T, bytes]:
+    def _get_once(self, url: str, read: Callable[[bytes], T]) -> tuple[T, Answer]:
         started = self.gate.turn()
         self.stats.count_request()
         response = None
         try:
-            response = self._transport.get(url, params)
+            response = self._transport.get(url)
         except ConnectionFailed as error:
-            raise Unreachable(str(error)) from None
+            if error.kind == "tls":  # a certificate no retry makes trusted
+                raise Untrusted(str(error)) from None
+            raise Unreachable(str(error), outage=error.kind in ("refused", "dropped")) from None
         except UndecodableBody as error:
             raise MalformedBody(str(error)) from None
         finally:
             self.gate.answered(started, response)
+        self.heard = True
         classify_response(response)
         content_type = response.headers.get("Content-Type", "")
         if "json" not in content_type:
             raise MalformedBody(f"answer is {content_type or 'untyped'}, not JSON")
-        return read(response.content), response.content
+        return read(response.content), response
 
 
 def _check_progress(url: str, read: set[str], sessions: int, count: Any) -> None:
@@ -176,7 +205,5 @@ def _path_and_query(url: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def _label(url: str, params: dict[str, Any] | None) -> str:
-    path = urlsplit(url).path
-    query = "&".join(f"{k}={v}" for k, v in (params or {}).items()) or urlsplit(url).query
-    return f"GET {path}" + (f"?{query}" if query else "")
+def _label(url: str) -> str:
+    return f"GET {_path_and_query(url)}"

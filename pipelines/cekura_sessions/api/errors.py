@@ -7,8 +7,32 @@ class ApiError(Exception):
     """Base class: something went wrong talking to the API."""
 
 
-class AuthError(ApiError):
-    """The key was refused: no request can succeed, so the whole run stops."""
+class FatalApiError(ApiError):
+    """No request of this run can succeed: the run stops (exit 2) with one line (run/outcome.py)."""
+
+
+class AuthError(FatalApiError):
+    """The key was refused (a 401, or a 403 whose `detail` says the key is invalid or missing):
+    no request can succeed, so the whole run stops. `status`: 401 or 403."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Challenged(FatalApiError):
+    """A firewall or bot protection answered instead of the API (`cf-mitigated: challenge`, or a
+    403 with an HTML page): no key and no retry gets through it, so the whole run stops.
+    `evidence`: what showed it, such as "HTTP 403, cf-mitigated: challenge"."""
+
+    def __init__(self, evidence: str) -> None:
+        super().__init__(f"a firewall or bot challenge answered instead of the API ({evidence})")
+        self.evidence = evidence
+
+
+class Untrusted(FatalApiError):
+    """TLS failed in a way no retry changes (the certificate fails verification, or the port
+    does not speak TLS): the whole run stops; the message names REQUESTS_CA_BUNDLE."""
 
 
 class ProjectError(ApiError):
@@ -28,11 +52,15 @@ class ListingMoved(ApiError):
 
 
 class RetryableError(ApiError):
-    """A transient failure worth another attempt; `retry_after` is the server's hint in seconds."""
+    """A transient failure worth another attempt; `retry_after` is the server's hint in seconds;
+    `outage`: what a server that is down for a while gives (a gateway's 502/503/504, a refused or
+    dropped connection), retried for at least RetryPolicy.outage_seconds once the server has
+    answered this night."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, outage: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.outage = outage
 
 
 class Unreachable(RetryableError):

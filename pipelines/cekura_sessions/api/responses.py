@@ -7,10 +7,12 @@ from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+import orjson
 import urllib3
 
 from cekura_sessions.api.errors import (
     AuthError,
+    Challenged,
     NotFound,
     ProjectError,
     RateLimited,
@@ -70,9 +72,26 @@ def _first(value: str | None) -> str:
     return (value or "").split(",")[0].split(";")[0].strip()
 
 
+# DRF's `detail` when its authentication refuses a key: NotAuthenticated, AuthenticationFailed's
+# default, and the words of the API-key and token authentication classes; compared lowercased
+_KEY_REFUSED = frozenset({
+    "authentication credentials were not provided.",
+    "incorrect authentication credentials.",
+    "invalid api key.",
+    "invalid token.",
+})
+
+# the gateway answers a deploy or failover gives while the app server is down (nginx, a load balancer)
+_OUTAGE_STATUSES = frozenset({502, 503, 504})
+
+
 def classify_response(response: Answer) -> None:
-    """Return on 2xx; else raise the error class that says what to do (api/errors.py)."""
+    """Return on 2xx; else raise the error class that says what to do (api/errors.py):
+    AuthError, Challenged, ProjectError (NotFound), RateLimited or RetryableError."""
     status = response.status
+    if response.headers.get("cf-mitigated", "").strip().lower() == "challenge":
+        # Cloudflare's bot challenge wants a browser: nothing this client sends gets past it
+        raise Challenged(f"HTTP {status}, cf-mitigated: challenge")
     if 200 <= status < 300:
         return
     parts = urlsplit(response.url)
@@ -84,15 +103,48 @@ def classify_response(response: Answer) -> None:
         raise ProjectError(f"HTTP {status} on {where} redirects to {moved}; set the base URL to where the API is")
     if status == 401:
         # the key is missing or wrong: every other request would fail the same way
-        raise AuthError("the API refused the key (HTTP 401)")
+        raise AuthError("the API refused the key (HTTP 401)", 401)
+    if status == 403:
+        _classify_forbidden(response, where)
     if status == 429:
         # rate limited: wait as long as the server asks, then try again
         raise RateLimited(f"rate limited (HTTP 429) on {where}", parse_retry_after(response.headers.get("Retry-After")))
     if status == 408 or status >= 500:
-        # request timeout or server trouble: usually transient
-        raise RetryableError(f"HTTP {status} on {where}", parse_retry_after(response.headers.get("Retry-After")))
+        # request timeout or server trouble: usually transient; a gateway's 502/503/504 is what a
+        # restarting app server looks like from here, waited out longer (RetryPolicy.outage_seconds)
+        raise RetryableError(f"HTTP {status} on {where}", parse_retry_after(response.headers.get("Retry-After")),
+                             outage=status in _OUTAGE_STATUSES)
     if status == 404:
         # asking again will not change the answer; on a `next` link, the listing shrank
         raise NotFound(f"HTTP 404 on {where}")
     # 400, 403 and the rest of 4xx: asking again will not change the answer
     raise ProjectError(f"HTTP {status} on {where}")
+
+
+def _classify_forbidden(response: Answer, where: str) -> None:
+    """A 403 that is about the key (DRF answers 403, not 401, when its authentication class
+    sends no challenge) stops the run; an HTML page is a firewall's, not the API's; any other
+    403 (no permission on this project) returns, to fail the project only."""
+    if _is_html(response):
+        raise Challenged(f"HTTP 403 with a web page on {where}")
+    detail = _detail(response.content)
+    if detail is not None and detail.strip().lower() in _KEY_REFUSED:
+        raise AuthError(f'the API refused the key (HTTP 403: "{detail.strip()}")', 403)
+
+
+def _is_html(response: Answer) -> bool:
+    if "html" in response.headers.get("Content-Type", "").lower():
+        return True
+    return response.content.lstrip()[:1] == b"<"
+
+
+def _detail(content: bytes) -> str | None:
+    """DRF's `{"detail": "..."}`, else None (the body is not JSON, or says something else)."""
+    if len(content) > 4096:  # a detail body is a few dozen bytes
+        return None
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return detail if isinstance(detail, str) else None

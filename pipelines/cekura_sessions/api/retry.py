@@ -1,6 +1,9 @@
 """The retry policy, declared once (tenacity): which failures are retried, how long to wait,
 when to give up. A 429 is waited out by the client's Pacer (api/pacing.py), which paces every
-worker, not just the one told; it costs no attempt while the night's time budget lasts."""
+worker, not just the one told; it costs no attempt while the night's time budget lasts. A server
+that answered earlier in the night and now gives a gateway's 502/503/504 or refuses or drops the
+connection is restarting (a deploy, a failover): that request is retried for at least
+`outage_seconds` before its project fails."""
 
 from __future__ import annotations
 
@@ -30,6 +33,11 @@ class RetryPolicy:
     # from the client's start: while it lasts a 429 is waited out and asked again; once
     # the API still throttles past it, the projects not fetched yet fail and the night ends
     time_budget_seconds: float = 7200.0
+    # once the server has answered this night, an outage's failures (RetryableError.outage) of
+    # one request are retried for at least this long, attempts or not: a restart behind nginx
+    # took 3 s, more than six attempts' backoff on a busy machine; DNS failures and a server
+    # never reached still fail after max_attempts
+    outage_seconds: float = 90.0
 
 
 @dataclass
@@ -72,30 +80,40 @@ class _Wait(tenacity.wait.wait_base):
 class _Stop(tenacity.stop.stop_base):
     """Gives up after `max_attempts` failures or `max_total_wait_seconds` of waits, 429s not
     counted: how long a throttle is waited out is the night's time budget's to say (the pacer
-    fails the request once it is spent). One per request: it counts that request's failures."""
+    fails the request once it is spent). An outage's failure, once `heard()` (the server has
+    answered this night), gives up only after `outage_seconds` from the first attempt as well.
+    One per request: it counts that request's failures."""
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, heard: Callable[[], bool]) -> None:
         self._policy = policy
+        self._heard = heard
         self._failures = 0
         self._waited = 0.0
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        if retry_state.outcome is not None and isinstance(retry_state.outcome.exception(), RateLimited):
+        error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        if isinstance(error, RateLimited):
             return False
         self._failures += 1
         self._waited += retry_state.upcoming_sleep
-        return self._failures >= self._policy.max_attempts or self._waited >= self._policy.max_total_wait_seconds
+        spent = self._failures >= self._policy.max_attempts or self._waited >= self._policy.max_total_wait_seconds
+        if spent and getattr(error, "outage", False) and self._heard():
+            # seconds_since_start runs from this request's first attempt to this failure
+            return retry_state.seconds_since_start >= self._policy.outage_seconds
+        return spent
 
 
-def retrying(policy: RetryPolicy, pacer: Pacer, stats: RequestStats, label: str) -> tenacity.Retrying:
+def retrying(policy: RetryPolicy, pacer: Pacer, stats: RequestStats, label: str,
+             heard: Callable[[], bool] = lambda: False) -> tenacity.Retrying:
     """A tenacity controller for one request: RetryableError is retried (api/errors.py says
     which failures are), anything else is raised at once; each retry is logged at WARNING, a
     429's at DEBUG (the pacer reports throttling; `label` names the request, never the key) and
-    counted in `stats`."""
+    counted in `stats`. `heard()`: whether the server has answered this night (an outage's
+    failures are then retried for RetryPolicy.outage_seconds)."""
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(RetryableError),
         wait=_Wait(policy),
-        stop=_Stop(policy),
+        stop=_Stop(policy, heard),
         before_sleep=_before_sleep(stats, label),
         reraise=True,
     )

@@ -37,7 +37,13 @@ from cekura_sessions.api.errors import ConfigError
 
 class ConnectionFailed(Exception):
     """No answer: the connection failed or timed out. The message is one key-free line that names
-    where it tried to go and what to do (see connection_failure)."""
+    where it tried to go and what to do (see connection_failure). `kind` says what a retry may
+    change (failure_kind): "tls" (never: the certificate or the scheme is wrong), "refused" and
+    "dropped" (what a restarting server gives), "dns", "timeout" or "other"."""
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class UndecodableBody(Exception):
@@ -89,7 +95,8 @@ class Transport:
         except DecodeError:  # labelled gzip, not gzip (a misconfigured proxy)
             raise UndecodableBody("the answer said Content-Encoding: gzip but could not be decoded as gzip") from None
         except HTTPError as error:
-            raise ConnectionFailed(connection_failure(error, url, self._proxy, *self._timeouts)) from None
+            raise ConnectionFailed(connection_failure(error, url, self._proxy, *self._timeouts),
+                                   failure_kind(error)) from None
         return Answer(url, response.status, response.headers, content)
 
     def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
@@ -102,7 +109,7 @@ class Transport:
                 if time.monotonic() > deadline:
                     response.close()
                     raise ConnectionFailed(f"timed out: the answer took longer than {self._answer_deadline:g} s "
-                                           f"({self._origin} sends it too slowly; see --answer-deadline)")
+                                           f"({self._origin} sends it too slowly; see --answer-deadline)", "timeout")
             if response.length_remaining:  # read1 can end early on a short chunk; finish it
                 chunks.append(response.read())
         finally:
@@ -203,6 +210,26 @@ def connection_failure(error: HTTPError, url: str, proxy: Proxy | None, connect_
     return f"the connection to {target} failed ({_strerror(error)})"
 
 
+def failure_kind(error: HTTPError) -> str:
+    """What kind of failure an attempt without an answer was (ConnectionFailed.kind)."""
+    if isinstance(error, ProxyError):
+        return "other"
+    if isinstance(error, SSLError):
+        inner = error.args[0] if error.args and isinstance(error.args[0], ssl.SSLError) else None
+        permanent = isinstance(inner, ssl.SSLCertVerificationError) or (
+            inner is not None and inner.reason == "WRONG_VERSION_NUMBER")
+        return "tls" if permanent else "other"  # a handshake cut short may be a restart
+    if isinstance(error, NameResolutionError):
+        return "dns"
+    if isinstance(error, NewConnectionError):
+        return "refused" if isinstance(error.__cause__, ConnectionRefusedError) else "other"
+    if isinstance(error, (ConnectTimeoutError, ReadTimeoutError)):
+        return "timeout"
+    if isinstance(error, ProtocolError):
+        return "dropped"
+    return "other"
+
+
 def _proxy_trouble(error: Exception) -> str:
     if isinstance(error, NameResolutionError):
         return "its host name does not resolve"
@@ -219,8 +246,13 @@ def _proxy_trouble(error: Exception) -> str:
 def _tls_trouble(error: SSLError) -> str:
     inner = error.args[0] if error.args and isinstance(error.args[0], ssl.SSLError) else None
     if isinstance(inner, ssl.SSLCertVerificationError):
+        bundle = next((f"{name} ({os.environ[name]})" for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+                       if os.environ.get(name)), None)
+        if bundle:
+            return (f"certificate verify failed ({inner.verify_message}) against the CA certificates in {bundle}; "
+                    "set REQUESTS_CA_BUNDLE or SSL_CERT_FILE to the CA certificate that signed the server's")
         return (f"certificate verify failed ({inner.verify_message}); if a proxy or firewall on your network "
-                "re-signs TLS, set REQUESTS_CA_BUNDLE to its CA certificate file")
+                "re-signs TLS, set REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) to its CA certificate file")
     if inner is not None and inner.reason == "WRONG_VERSION_NUMBER":
         return ("the server does not speak TLS there (wrong version number); if it serves plain http, "
                 "check the scheme and port of the base URL")

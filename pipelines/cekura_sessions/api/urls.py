@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from cekura_sessions.api.endpoints import DEFAULT_BASE_URL
 from cekura_sessions.api.errors import ConfigError, InsecureUrlError
@@ -46,3 +46,19 @@ def on_api_root(base_url: str, link: str) -> str:
     parts = urlsplit(urljoin(base_url + "/", link))
     root = urlsplit(base_url)
     return urlunsplit((root.scheme, root.netloc, parts.path, parts.query, ""))
+
+
+def with_limit(link: str, limit: int) -> str:
+    """A limit/offset `next` link (one with `offset=`) asking for `limit` rows: DRF's
+    LimitOffsetPagination ignores `page_size` and repeats its own default `limit` in the link,
+    so the page size asked for goes in here; the server still caps it at its max_limit. Any
+    other link is returned as it is (page numbers and cursors keep `page_size` in their links)."""
+    parts = urlsplit(link)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(name == "offset" for name, _ in query) or ("limit", str(limit)) in query:
+        return link
+    if any(name == "limit" for name, _ in query):
+        query = [(name, str(limit) if name == "limit" else value) for name, value in query]
+    else:
+        query.append(("limit", str(limit)))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))

@@ -16,6 +16,7 @@ from typing import IO, NoReturn
 from cekura_sessions import logs, settings
 from cekura_sessions.api import endpoints
 from cekura_sessions.api.errors import ConfigError
+from cekura_sessions.api.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.cli import api_config
 from cekura_sessions.cli.progress import Progress
@@ -139,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-models", action="store_true", help="load only; do not rebuild the models or run the checks")
     run.add_argument("--concurrency", type=_whole(1), default=None, metavar="N",
                      help=f"requests in flight at once (default {settings.DEFAULT_CONCURRENCY})")
+    _add_page_size(run)
     run.add_argument("--answer-deadline", type=_seconds(positive=True), default=None, metavar="SECONDS",
                      help=f"longest one answer may take, headers to last byte, before the attempt counts as "
                           f"timed out and is retried (default {RetryPolicy.answer_deadline_seconds:g})")
@@ -202,17 +204,25 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
                              f"extra (CEKURA_DB; default {settings.DEFAULT_DB})")
 
 
+def _add_page_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--page-size", type=_whole(1, MAX_PAGE_SIZE), default=None, metavar="N",
+                        help=f"rows asked for per page of a listing, 1..{MAX_PAGE_SIZE} (page_size in [sources.cekura]; "
+                             f"default {DEFAULT_PAGE_SIZE}); the API grants up to its own maximum")
+
+
 def _add_db_wait(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db-wait", type=_seconds(positive=False), default=30.0, metavar="SECONDS",
                         help="how long to wait for a DuckDB file another program holds (default 30)")
 
 
-def _whole(minimum: int) -> Callable[[str], int]:
+def _whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = minimum - 1
+        if maximum is not None and not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {minimum} to {maximum}, got {text!r}")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be a whole number of at least {minimum}, got {text!r}")
         return value
@@ -351,6 +361,7 @@ def _run(args: argparse.Namespace) -> int:
         project_ids=_project_ids(args),
         build_models=not args.no_models,
         concurrency=args.concurrency,
+        page_size=args.page_size,
         db_wait_seconds=args.db_wait,
         **({"retry": RetryPolicy(answer_deadline_seconds=args.answer_deadline)} if args.answer_deadline else {}),
     )

@@ -21,7 +21,8 @@ from dlt.sources import DltResource
 from cekura_sessions import settings
 from cekura_sessions.api.client import CekuraClient
 from cekura_sessions.api.endpoints import DEFAULT_BASE_URL
-from cekura_sessions.api.errors import AuthError, ConfigError, describe_error
+from cekura_sessions.api.errors import ConfigError, FatalApiError, describe_error
+from cekura_sessions.api.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.extract import contract, convert
 from cekura_sessions.extract.batch import ListingBatch
@@ -45,10 +46,13 @@ def cekura(
     report: RunReport | None = None,
     night: NightState | None = None,
     time_budget_seconds: float | None = None,
+    page_size: int | None = None,
 ) -> DltResource:
     """`night`: what earlier nights stored (run/stored.py reads it); None: a first night.
     `time_budget_seconds` (`[sources.cekura]`, SOURCES__CEKURA__TIME_BUDGET_SECONDS): how long
-    a throttling API is waited out (RetryPolicy.time_budget_seconds when not set)."""
+    a throttling API is waited out (RetryPolicy.time_budget_seconds when not set).
+    `page_size` (`[sources.cekura]`, `run --page-size`): rows asked for per page, 1..1000
+    (pages.DEFAULT_PAGE_SIZE when not set); ConfigError otherwise."""
     report = report or RunReport()
     if time_budget_seconds is not None:
         try:
@@ -57,13 +61,29 @@ def cekura(
             raise ConfigError(f"the time budget must be a positive number of seconds, not {time_budget_seconds!r}; "
                               "check time_budget_seconds in [sources.cekura]") from None
         retry = dataclasses.replace(retry or RetryPolicy(), time_budget_seconds=seconds)
-    client = CekuraClient(base_url, api_key, policy=retry, stats=report.stats, connections=max(1, concurrency))
+    client = CekuraClient(base_url, api_key, policy=retry, stats=report.stats, connections=max(1, concurrency),
+                          page_size=_page_size(page_size))
     # the projects list only feeds the sessions resource, which loads it when it changed: a
     # night where nothing changed then loads nothing, and dlt skips its normalize and load
     # work (no-change night at M 0.9 s -> 0.75 s)
     return projects(client) | scenario_improvement_sessions(
         client, report, project_ids or None, max(1, concurrency), night or NightState()
     )
+
+
+def _page_size(value: Any) -> int:
+    """`page_size` as given (an int, or a string from a variable), checked: 1..MAX_PAGE_SIZE."""
+    if value is None:
+        return DEFAULT_PAGE_SIZE
+    size = 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        size = int(value.strip())
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise ConfigError(f"the page size must be a whole number from 1 to {MAX_PAGE_SIZE}, not {value!r}; "
+                          "check --page-size or page_size in [sources.cekura]")
+    return size
 
 
 @dlt.resource(name="project_list", selected=False)
@@ -160,7 +180,7 @@ def _fetch_listings(
 def _result(project_id: int, future: Future[FetchedListing]) -> tuple[int, FetchedListing | None, str | None]:
     try:
         return project_id, future.result(), None
-    except AuthError:
+    except FatalApiError:  # a refused key, a firewall's challenge, an untrusted certificate: the run stops
         raise
     except Exception as error:  # noqa: BLE001 - any failure of one project fails that project only
         log.warning("project %s failed: %s", project_id, describe_error(error))

@@ -64,6 +64,7 @@ class RunConfig:
     db_wait_seconds: float = 30.0
     pipelines_dir: str | None = None  # None: `<db>.dlt/` beside the database, its own (run/dlt_pipeline.py)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    page_size: int | None = None  # rows asked for per page; None: dlt config, else pages.DEFAULT_PAGE_SIZE
 
 
 def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
@@ -243,6 +244,7 @@ def _source_overrides(config: RunConfig) -> dict[str, Any]:
         "base_url": config.base_url,
         "project_ids": config.project_ids,
         "concurrency": config.concurrency,
+        "page_size": config.page_size,
     }
     return {name: value for name, value in given.items() if value is not None}
 

@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
-from cekura_sessions.api.errors import ApiError, AuthError, ConfigError, Unreachable, describe_error
+from cekura_sessions.api.errors import (
+    ApiError,
+    AuthError,
+    Challenged,
+    ConfigError,
+    Unreachable,
+    Untrusted,
+    describe_error,
+)
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.models.checks import CheckResult
@@ -71,13 +79,17 @@ def fatal_message(error: BaseException, api: str | None, key_origin: str | None 
     cause = _root_cause(error)
     if isinstance(cause, ConfigFieldMissingException):
         return "no API key: set CEKURA_API_KEY (or api_key under [sources.cekura] in .dlt/secrets.toml)"
+    where = f"the API at {api}" if api else "the API"
     if isinstance(cause, AuthError):
-        where = f"the API at {api}" if api else "the API"
         check = key_origin or "CEKURA_API_KEY, or api_key under [sources.cekura] in .dlt/secrets.toml"
-        return f"{where} refused the key (HTTP 401); check the key in {check}"
+        said = str(cause).partition("refused the key ")[2] or f"(HTTP {cause.status})"
+        return f"{where} refused the key {said}; check the key in {check}"
+    if isinstance(cause, Challenged):
+        return (f"nothing loaded: a firewall or bot challenge stands in front of {where} ({cause.evidence}); "
+                "no key gets past it and retrying will not help: ask the API's operator to allow this machine")
     if isinstance(cause, ConfigError):
         return str(cause)
-    if isinstance(cause, Unreachable):  # its message names the URL, the proxy, and what to do
+    if isinstance(cause, (Unreachable, Untrusted)):  # its message names the URL, the proxy, and what to do
         return f"nothing loaded: listing projects failed: {describe_error(cause)}"
     if isinstance(cause, ApiError):
         at = f" at {api}" if api else ""
