@@ -147,6 +147,21 @@ def _parser() -> argparse.ArgumentParser:
     _add_db_wait(run)
     run.set_defaults(handler=_run)
 
+    probe = commands.add_parser("probe", help="check the key and the API without writing anything",
+                                description="Ask the API what a night would meet, writing nothing (no database, no "
+                                            "dlt folder): whether it accepts the key, the projects it sees and their "
+                                            "sessions, its pagination and the page size it grants, its rate-limit "
+                                            "headers, and the requests a night needs. Exit 0, or 2 with the line "
+                                            "`run` would print.",
+                                epilog=CONFIGURATION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    probe.add_argument("--base-url", metavar="URL",
+                       help=f"API root (CEKURA_BASE_URL; default {endpoints.DEFAULT_BASE_URL})")
+    probe.add_argument("--project-id", type=str, action="append", dest="project_ids", metavar="N",
+                       help="probe only this project (repeatable; CEKURA_PROJECT_IDS)")
+    _add_page_size(probe)
+    probe.add_argument("--dataset", metavar="NAME", help="accepted as run takes it; probe writes nothing")
+    probe.set_defaults(handler=_probe)
+
     demo = commands.add_parser("demo", help="the whole job against the bundled fake API into demo.duckdb",
                                description="Serve generated data from the bundled fake Cekura API on loopback, "
                                            "run the nightly job against it and print a short summary.")
@@ -159,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
 
     fake_command.add_as_of_argument(demo)
     _add_db_wait(demo)
-    demo.set_defaults(handler=_demo)
+    demo.set_defaults(handler=_with_fake_extra(_demo))
 
     models = commands.add_parser("models", help="rebuild the SQL models from what is loaded",
                                  description="Rebuild every model in schema analytics from the raw tables, in one "
@@ -194,7 +209,7 @@ def _parser() -> argparse.ArgumentParser:
                                description="Serve generated data as the Cekura API would, with fault switches, "
                                            "until Ctrl-C or SIGTERM.")
     fake_command.add_arguments(fake)
-    fake.set_defaults(handler=fake_command.serve)
+    fake.set_defaults(handler=_with_fake_extra(fake_command.serve))
     return parser
 
 
@@ -377,6 +392,17 @@ def _run(args: argparse.Namespace) -> int:
     return outcome.exit_code  # main() exits at once after an interruption
 
 
+def _probe(args: argparse.Namespace) -> int:
+    from cekura_sessions.cli import probe
+
+    logs.register_secret(os.environ.get("CEKURA_API_KEY"))
+    logs.register_secret(os.environ.get("SOURCES__CEKURA__API_KEY"))
+    api_key = api_config.api_key()
+    logs.register_secret(api_key.value)
+    return probe.probe(api_config.base_url(args.base_url).value, api_key.value, api_key.origin, _project_ids(args),
+                       args.page_size or DEFAULT_PAGE_SIZE)
+
+
 def _say_interrupted(line: str, code: int) -> None:
     """The one line of a run stopped where it stood (run/interrupt.py's watchdog), on a line of
     its own even under the progress display; under --log-file also the failure line cron mails."""
@@ -411,6 +437,23 @@ def _print_outcome(outcome: RunOutcome, seconds: float) -> None:
                          offending_rows=check.offending_rows)
     if outcome.exit_code != EXIT_OK:
         logs.say(outcome.message, level="error", exit_code=outcome.exit_code)
+
+
+def _with_fake_extra(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`demo` and `fake-api` serve the fake API, a Django REST framework app: without the `fake`
+    extra they stop before anything starts, with one line naming it (exit 2)."""
+
+    def checked(args: argparse.Namespace) -> int:
+        from cekura_sessions.fake.app import FakeExtraMissing, require_fake_extra
+
+        try:
+            require_fake_extra()
+        except FakeExtraMissing as missing:
+            logs.say(f"{args.command}: {missing}", level="error", exit_code=EXIT_FATAL)
+            return EXIT_FATAL
+        return handler(args)
+
+    return checked
 
 
 def _demo(args: argparse.Namespace) -> int:
