@@ -10,6 +10,7 @@ import duckdb
 import orjson
 import pytest
 from cekura_sessions.api.endpoints import PROJECTS_PATH, SESSIONS_PATH
+from cekura_sessions.api.pages import DEFAULT_PAGE_SIZE
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against a loopback server
 
@@ -53,7 +54,8 @@ def serve():
 
 
 def _sessions(project_id: int) -> str:
-    return f"{SESSIONS_PATH}?project_id={project_id}"
+    """A listing's first request as the client sends it: the page size it asks for included."""
+    return f"{SESSIONS_PATH}?project_id={project_id}&page_size={DEFAULT_PAGE_SIZE}"
 
 
 def _loaded(db_path, columns="project_id, id, title"):
