@@ -3,20 +3,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 NOTEBOOK_STAMP := $(VENV)/.installed-notebook
 export RUNTIME__DLTHUB_TELEMETRY := false
 
 .PHONY: demo test test-fast notebook bench install clean
 
-$(STAMP): pyproject.toml constraints.txt
+# the demo needs the runtime and the fake API (Django REST framework) only; the tests add their
+# own extras (pytest, PostgreSQL binaries, the notebook kernel) on top
+$(DEMO_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[fake]'
+	touch $(DEMO_STAMP)
+
+$(STAMP): $(DEMO_STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/cekura-sessions demo
 
 # every test, end to end included, spread over the machine's cores (pytest-xdist); whole modules
@@ -32,7 +39,7 @@ test-fast: $(STAMP)
 
 # the notebook extras are installed once (again only after the base install is redone), so
 # `make notebook` needs no network once it has run
-$(NOTEBOOK_STAMP): $(STAMP)
+$(NOTEBOOK_STAMP): $(DEMO_STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[notebook]'
 	touch $(NOTEBOOK_STAMP)
 

@@ -6,6 +6,9 @@ self-signed certificate, and the fake API spoken to in TLS."""
 
 from __future__ import annotations
 
+import http.server
+import threading
+
 import pytest
 from cekura_sessions.api import transport
 from cekura_sessions.fake.data import DataSpec, generate
@@ -86,9 +89,16 @@ def test_self_signed_certificate_says_certificate_verify_failed(tmp_path):
 
 
 def test_tls_to_a_plain_http_server_says_it_does_not_speak_tls():
-    with FakeCekuraApi(generate(DataSpec(projects=1, sessions_per_project=1))) as api:
-        url = api.url.replace("http://", "https://")
+    """A plain-http server that answers what it cannot parse with a 400, as nginx and Python's
+    http.server do (waitress waits for a request line that never comes: a timeout instead)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}"
         message = _failure(url)
+    finally:
+        server.shutdown()
+        server.server_close()
 
     assert message == (f"TLS with {url} failed: the server does not speak TLS there (wrong version number); if it "
                        "serves plain http, check the scheme and port of the base URL")

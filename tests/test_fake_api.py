@@ -93,22 +93,32 @@ def outcome(http: requests.Session, url: str) -> int | str:
 # --- auth and routing -------------------------------------------------------------------------
 
 
+NOT_PROVIDED = "Authentication credentials were not provided."
+
+
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "detail"),
     [
-        pytest.param({}, id="missing"),
-        pytest.param({API_KEY_HEADER: "wrong-key"}, id="wrong"),
-        pytest.param({API_KEY_HEADER: ""}, id="empty"),
+        pytest.param({}, NOT_PROVIDED, id="missing"),
+        pytest.param({API_KEY_HEADER: "wrong-key"}, "Invalid API key.", id="wrong"),
+        pytest.param({API_KEY_HEADER: ""}, NOT_PROVIDED, id="empty"),
     ],
 )
 @pytest.mark.parametrize("endpoint", ["projects", "sessions"])
-def test_auth_bad_key_401(server, data, headers, endpoint):
+@pytest.mark.parametrize(
+    ("auth", "status", "challenge"),
+    [pytest.param("401", 401, f'{API_KEY_HEADER} realm="api"', id="challenge"),
+     pytest.param("403", 403, None, id="drf-default")],
+)
+def test_auth_bad_key_answered_as_drf_does(make_server, data, headers, detail, endpoint, auth, status, challenge):
+    server = make_server(auth=auth)
     url = server.url + PROJECTS_PATH if endpoint == "projects" else sessions_url(server, data.projects[0]["id"])
 
     r = requests.get(url, headers=headers, timeout=TIMEOUT)
 
-    assert r.status_code == 401, r.text
-    assert r.json() == {"detail": "Invalid API key."}
+    # DRF: 401 with WWW-Authenticate when the authentication class has authenticate_header, else 403
+    assert (r.status_code, r.headers.get("WWW-Authenticate")) == (status, challenge), r.text
+    assert r.json() == {"detail": detail}
 
 
 def test_projects_plain_array_with_members_and_emails(server, http, data):
@@ -141,8 +151,9 @@ def test_projects_organization_filter(server, http, data):
 def test_sessions_without_integer_project_id_400(server, http, query):
     r = http.get(server.url + SESSIONS_PATH + query, timeout=TIMEOUT)
 
+    # DRF's ValidationError: the field's errors under its name
     assert r.status_code == 400, r.text
-    assert r.json() == {"detail": "project_id is required"}
+    assert r.json() == {"project_id": ["This field is required."]}
 
 
 def test_sessions_unknown_project_404(server, http):
@@ -153,9 +164,9 @@ def test_unknown_path_404_and_other_methods_405(server, http):
     assert http.get(server.url + "/user/v1/nope/", timeout=TIMEOUT).status_code == 404
     assert http.get(server.url + PROJECTS_PATH.rstrip("/"), timeout=TIMEOUT).status_code == 404
     post = http.post(server.url + PROJECTS_PATH, json={"name": "x"}, timeout=TIMEOUT)
-    assert post.status_code == 405 and post.headers["Allow"] == "GET"
-    head = http.head(server.url + SESSIONS_PATH, timeout=TIMEOUT)
-    assert head.status_code == 405 and head.content == b""
+    # DRF's answer: the methods the view has (HEAD with GET, OPTIONS always)
+    assert post.status_code == 405 and post.headers["Allow"] == "GET, HEAD, OPTIONS", post.headers
+    assert post.json() == {"detail": 'Method "POST" not allowed.'}
     assert http.delete(server.url + "/nope/", timeout=TIMEOUT).status_code == 404
     # the connection survived all of that (keep-alive, bodies consumed)
     assert http.get(server.url + PROJECTS_PATH, timeout=TIMEOUT).status_code == 200
@@ -200,7 +211,7 @@ def test_sessions_paginated_walk_next_equals_dataset(make_server, http, data):
 
 
 def test_sessions_pagination_client_page_size_kept_in_links(make_server, http, data):
-    server = make_server(page_size=7)
+    server = make_server(page_size=7, max_page_size=100)
     pid = data.projects[0]["id"]
 
     first = http.get(sessions_url(server, pid, page_size=15), timeout=TIMEOUT).json()
@@ -225,7 +236,7 @@ def test_sessions_pagination_links_follow_host_header(make_server, data):
     assert body["next"].startswith(f"http://localhost:{server.port}{SESSIONS_PATH}?")
 
 
-@pytest.mark.parametrize("page", ["0", "-1", "99", "abc", ""])
+@pytest.mark.parametrize("page", ["0", "-1", "99", "abc"])
 def test_sessions_invalid_page_404(make_server, http, data, page):
     server = make_server(page_size=7)
 
@@ -255,8 +266,7 @@ def test_keep_alive_answers_without_nagle_stall(server, http, data):
     # which the client delays ~40 ms, on every answer of a kept-alive connection (GOTCHAS.md)
     pools = http.get_adapter(server.url).poolmanager.pools
     assert sum(pools[key].num_connections for key in pools.keys()) == 1, "the client opened more than one connection"
-    with server._server._connections_lock:
-        open_connections = list(server._server._connections)
+    open_connections = server._server.open_connections()
     assert len(open_connections) == 1, f"{len(open_connections)} connections open after 50 keep-alive requests"
     assert open_connections[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
@@ -795,3 +805,75 @@ def test_fake_api_command_takes_moves_and_pagination():
     assert (args.pagination, fake_api._moves(args.move_listing)) == ("limit_offset", {3: ["swap", "shrink"]})
     with pytest.raises(SystemExit):
         parser.parse_args(["--move-listing", "3:teleport"])
+
+
+# --- DRF's paging classes as a deployment configures them ---------------------------------------
+
+
+def _walk_ids(http: requests.Session, url: str) -> tuple[list[Any], list[int]]:
+    """Every row id following `next` to the end, and each page's row count."""
+    ids, sizes = [], []
+    while url:
+        r = http.get(url, timeout=TIMEOUT)
+        assert r.status_code == 200, (url, r.text)
+        body = r.json()
+        ids += [row["id"] for row in body["results"]]
+        sizes.append(len(body["results"]))
+        url = body["next"]
+    return ids, sizes
+
+
+@pytest.mark.parametrize("pagination", ["page_number", "cursor"])
+@pytest.mark.parametrize(
+    ("max_page_size", "asked", "granted"),
+    [pytest.param(None, 20, 7, id="no-page-size-param-ignores-the-client"),
+     pytest.param(12, 20, 12, id="capped-at-max-page-size"),
+     pytest.param(50, 10, 10, id="granted-as-asked")],
+)
+def test_page_size_query_param_granted_up_to_max_page_size(make_server, http, data, pagination, max_page_size,
+                                                            asked, granted):
+    server = make_server(page_size=7, pagination=pagination, max_page_size=max_page_size)
+    pid = max(live_project_ids(data), key=lambda p: len(data.sessions[p]))
+    want = [s["id"] for s in data.sessions[pid]]
+
+    got, sizes = _walk_ids(http, sessions_url(server, pid, page_size=asked))
+
+    assert sorted(got) == sorted(want) and len(got) == len(want)
+    assert sizes == [granted] * (len(want) // granted) + ([len(want) % granted] if len(want) % granted else [])
+
+
+@pytest.mark.parametrize(("max_page_size", "granted"), [(None, 25), (12, 12)])
+def test_limit_offset_limit_granted_up_to_max_limit(make_server, http, data, max_page_size, granted):
+    server = make_server(page_size=7, pagination="limit_offset", max_page_size=max_page_size)
+    pid = max(live_project_ids(data), key=lambda p: len(data.sessions[p]))
+    want = [s["id"] for s in data.sessions[pid]]
+
+    got, sizes = _walk_ids(http, sessions_url(server, pid, limit=25))
+
+    assert got == want
+    assert sizes[0] == min(granted, len(want))
+
+
+def test_cursor_pages_have_no_count_and_opaque_links(make_server, http, data):
+    server = make_server(page_size=7, pagination="cursor")
+    pid = max(live_project_ids(data), key=lambda p: len(data.sessions[p]))
+
+    first = http.get(sessions_url(server, pid), timeout=TIMEOUT).json()
+
+    assert set(first) == {"next", "previous", "results"}, "DRF's CursorPagination sends no count"
+    assert "cursor=" in first["next"] and first["previous"] is None
+    assert [s["id"] for s in first["results"]] == [s["id"] for s in data.sessions[pid][:7]]
+    assert [r.page for r in server.requests_log] == [1]
+
+
+def test_a_stopped_server_starts_again_on_its_port(make_server, http):
+    server = make_server()
+    port = server.port
+    server.stop()
+    with pytest.raises(requests.ConnectionError):
+        http.get(server.url + PROJECTS_PATH, timeout=TIMEOUT)
+
+    server.start()
+
+    assert server.port == port
+    assert http.get(server.url + PROJECTS_PATH, timeout=TIMEOUT).status_code == 200

@@ -168,3 +168,32 @@ def test_a_listing_that_never_holds_still_fails_its_project_and_keeps_its_rows(r
     assert {s for s in sessions if s[7] == busiest} == {s for s in kept[0] if s[7] == busiest}, "its rows changed"
     assert {s for s in sessions if s[7] != busiest} == expected.sessions(after, others)
     assert [r for r in scenarios if r[1] == busiest] == [r for r in kept[1] if r[1] == busiest]
+
+
+@pytest.mark.parametrize(("page_size", "pagination", "max_page_size"), [
+    pytest.param(None, "page_number", None, id="bare-array"),
+    pytest.param(PAGE_SIZE, "page_number", None, id="page-number"),
+    pytest.param(PAGE_SIZE, "page_number", 12, id="page-number-page-size-param"),
+    pytest.param(PAGE_SIZE, "limit_offset", None, id="limit-offset"),
+    pytest.param(PAGE_SIZE, "limit_offset", 12, id="limit-offset-max-limit"),
+    pytest.param(PAGE_SIZE, "cursor", None, id="cursor"),
+    pytest.param(PAGE_SIZE, "cursor", 12, id="cursor-page-size-param"),
+])
+def test_every_drf_pagination_class_loads_two_nights_with_deletions_exactly(run_night, dataset, db_path, page_size,
+                                                                           pagination, max_page_size):
+    """DRF's own paging classes, as a deployment may configure them; night 2 deletes sessions
+    (one project empties) and creates others: raw rows equal what the fake served, each night."""
+    tomorrow = dataset.next_night(seed=11)
+    assert tomorrow.last_changes.get("deleted"), "night 2 deletes no session: the test shows nothing"
+    with FakeCekuraApi(dataset, api_key=API_KEY, page_size=page_size, pagination=pagination,
+                       max_page_size=max_page_size) as server:
+        for night in (dataset, tomorrow):
+            server.dataset = night
+            listed = expected.listed_project_ids(night)
+
+            outcome = run_night(base_url=server.url)
+
+            assert outcome.exit_code == 0, outcome.message
+            with duckdb.connect(str(db_path), read_only=True) as con:
+                assert expected.loaded_sessions(con) == expected.sessions(night, listed)
+                assert expected.loaded_scenario_ids(con) == expected.scenario_ids(night, listed)

@@ -15,7 +15,7 @@ from cekura_sessions.api.endpoints import API_KEY_HEADER
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.faults import NEXT_LINKS, Faults
 from cekura_sessions.fake.moves import MOVES, validate_move
-from cekura_sessions.fake.server import PAGINATIONS, FakeCekuraApi
+from cekura_sessions.fake.server import AUTH_STYLES, PAGINATIONS, FakeCekuraApi
 from cekura_sessions.fake.throttle import HEADER_STYLES
 
 DEFAULT_PORT = 8765
@@ -31,7 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DataSpec.seed, help="data seed")
     add_as_of_argument(parser)
     parser.add_argument("--api-key", default=DEMO_API_KEY, help=f"the key clients must send (default: {DEMO_API_KEY})")
-    parser.add_argument("--page-size", type=int, default=None, help="paginate sessions DRF-style (default: plain arrays)")
+    parser.add_argument("--page-size", type=int, default=None,
+                        help="page the sessions list with DRF's paging class (--pagination) at this size "
+                             "(default: the spec's plain arrays)")
+    parser.add_argument("--max-page-size", type=int, default=None, metavar="N",
+                        help="with --page-size, let clients ask for pages of up to N (DRF's page_size_query_param "
+                             "`page_size`, or `limit` up to N); default: a client's page size is ignored")
+    parser.add_argument("--auth", choices=AUTH_STYLES, default="401",
+                        help="how a bad or missing key is answered: 401 with a WWW-Authenticate challenge, or 403 "
+                             "as DRF does when the authentication class sends none (default: 401)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests answered 500/502/503 or dropped")
     parser.add_argument(
@@ -46,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate-limit-429", type=float, default=0.0, metavar="SHARE", help="share of requests answered 429 (Retry-After: 1)"
     )
     parser.add_argument("--throttle", default=None, metavar="RATE",
-                        help="throttle as Django REST framework does, a sliding window per key: RATE like 10/s or "
-                             "100/min; a refused request answers 429 with Retry-After floored to whole seconds")
+                        help="DRF's own throttle, a sliding window per key: RATE like 10/s or 20/min; a refused "
+                             "request answers 429 with DRF's Retry-After (its wait, rounded up)")
     parser.add_argument("--throttle-headers", choices=HEADER_STYLES, default="none",
                         help="with --throttle, the rate-limit headers a gateway adds: ratelimit (RateLimit-Limit/"
                              "Remaining/Reset), x-ratelimit (X-RateLimit-*, Reset as a Unix time) or none (DRF's own)")
@@ -55,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how paginated answers' `next` links look (with --page-size): absolute (DRF's own), "
                              "relative, self (a loop), internal-host (the app server's name behind a proxy)")
     parser.add_argument("--pagination", choices=PAGINATIONS, default="page_number",
-                        help="DRF paging class (with --page-size): page_number (`page`, 404 past the end) or "
-                             "limit_offset (`limit`, `offset`)")
+                        help="DRF paging class (with --page-size): page_number (`page`, 404 past the end), "
+                             "limit_offset (`limit`, `offset`) or cursor (an opaque `cursor`, no `count`)")
     parser.add_argument("--move-listing", action="append", default=[], type=_move, metavar="ID:MOVE",
                         help="after page 1 of project ID goes out, change its listing: "
                              f"{', '.join(MOVES)} (repeatable; each applies once, in order)")
@@ -93,7 +101,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         api = FakeCekuraApi(
             dataset, api_key=args.api_key, page_size=args.page_size, faults=faults, host=args.host, port=args.port,
-            pagination=args.pagination,
+            pagination=args.pagination, max_page_size=args.max_page_size, auth=args.auth,
         )
     except OSError as exc:
         print(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
