@@ -13,11 +13,17 @@ class FatalApiError(ApiError):
 
 class AuthError(FatalApiError):
     """The key was refused (a 401, or a 403 whose `detail` says the key is invalid or missing):
-    no request can succeed, so the whole run stops. `status`: 401 or 403."""
+    no request can succeed, so the whole run stops. `status`: 401 or 403; `detail`: DRF's words
+    on a 403 (one of a fixed few, api/responses.py), else None."""
 
-    def __init__(self, message: str, status: int = 401) -> None:
-        super().__init__(message)
-        self.status = status
+    def __init__(self, status: int = 401, detail: str | None = None) -> None:
+        self.status, self.detail = status, detail
+        super().__init__(f"the API refused the key {self.said}")
+
+    @property
+    def said(self) -> str:
+        """`(HTTP 401)`, or `(HTTP 403: "Invalid API key.")`."""
+        return f'(HTTP {self.status}: "{self.detail}")' if self.detail else f"(HTTP {self.status})"
 
 
 class Challenged(FatalApiError):

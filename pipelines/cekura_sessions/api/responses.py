@@ -103,7 +103,7 @@ def classify_response(response: Answer) -> None:
         raise ProjectError(f"HTTP {status} on {where} redirects to {moved}; set the base URL to where the API is")
     if status == 401:
         # the key is missing or wrong: every other request would fail the same way
-        raise AuthError("the API refused the key (HTTP 401)", 401)
+        raise AuthError(401)
     if status == 403:
         _classify_forbidden(response, where)
     if status == 429:
@@ -129,7 +129,7 @@ def _classify_forbidden(response: Answer, where: str) -> None:
         raise Challenged(f"HTTP 403 with a web page on {where}")
     detail = _detail(response.content)
     if detail is not None and detail.strip().lower() in _KEY_REFUSED:
-        raise AuthError(f'the API refused the key (HTTP 403: "{detail.strip()}")', 403)
+        raise AuthError(403, detail.strip())
 
 
 def _is_html(response: Answer) -> bool:

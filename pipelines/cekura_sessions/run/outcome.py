@@ -82,8 +82,7 @@ def fatal_message(error: BaseException, api: str | None, key_origin: str | None 
     where = f"the API at {api}" if api else "the API"
     if isinstance(cause, AuthError):
         check = key_origin or "CEKURA_API_KEY, or api_key under [sources.cekura] in .dlt/secrets.toml"
-        said = str(cause).partition("refused the key ")[2] or f"(HTTP {cause.status})"
-        return f"{where} refused the key {said}; check the key in {check}"
+        return f"{where} refused the key {cause.said}; check the key in {check}"
     if isinstance(cause, Challenged):
         return (f"nothing loaded: a firewall or bot challenge stands in front of {where} ({cause.evidence}); "
                 "no key gets past it and retrying will not help: ask the API's operator to allow this machine")
