@@ -1,5 +1,6 @@
-"""Whole nights against DRF's throttle on the fake API: a throttle-bound night loads exactly,
-and a throttle that never lifts ends the night at its time budget with one message."""
+"""Whole nights against DRF's throttle on the fake API: a throttle-bound night loads exactly and
+keeps what it learned of the throttle, from which the next night paces without a 429; a
+throttle that never lifts ends the night at its time budget with one message."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from support import expected
 from support.settings import API_KEY, TEST_RETRY
-from support.throttling import refused
+from support.throttling import night_of, refused
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
 
@@ -33,6 +34,37 @@ def test_a_throttle_bound_night_loads_exactly(run_night, crowded, db_path):
     with duckdb.connect(str(db_path), read_only=True) as con:
         assert expected.loaded_sessions(con) == expected.sessions(crowded)
         assert expected.loaded_scenario_ids(con) == expected.scenario_ids(crowded)
+
+
+def test_the_next_night_paces_from_the_throttle_the_first_one_learned(run_night, crowded, db_path):
+    faults = Faults(throttle="40/s")
+    with FakeCekuraApi(crowded, api_key=API_KEY, faults=faults) as server:
+        first = run_night(base_url=server.url)
+        first_log = list(server.requests_log)
+        server.faults = faults  # a fresh window, as a day later
+        server.reset_log()
+        second = run_night(base_url=server.url)
+        second_log = list(server.requests_log)
+        base_url = server.url
+
+    assert (first.exit_code, second.exit_code) == (0, 0), (first.message, second.message)
+    assert night_of(first_log).refused > 0, "the first night never met the throttle"
+    assert night_of(second_log).refused <= 1, f"{night_of(second_log).refused} refused on the second night"
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        rows = con.execute("select * from cekura_raw.api_throttles").fetchall()
+        assert expected.loaded_sessions(con) == expected.sessions(crowded)
+    assert [row[:3] for row in rows] == [(base_url, 40, 1.0)]
+    assert API_KEY not in repr(rows), "the key was stored"
+
+
+def test_an_unthrottled_night_remembers_nothing(run_night, api, db_path):
+    outcome = run_night()
+
+    assert outcome.exit_code == 0, outcome.message
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        tables = {t for (t,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'cekura_raw'").fetchall()}
+    assert "api_throttles" not in tables
 
 
 def test_a_throttle_that_never_lifts_ends_the_night_at_its_time_budget(run_night, dataset, db_path, caplog):

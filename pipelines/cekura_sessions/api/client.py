@@ -26,7 +26,8 @@ from cekura_sessions.api.errors import (
     Unreachable,
     Untrusted,
 )
-from cekura_sessions.api.pacing import Pacer
+from cekura_sessions.api.clock import REAL_TIME, Clock
+from cekura_sessions.api.pacing import Pacer, Throttle
 from cekura_sessions.api.responses import classify_response
 from cekura_sessions.api.retry import RequestStats, RetryPolicy, retrying
 from cekura_sessions.api.transport import Answer, ConnectionFailed, Transport, UndecodableBody
@@ -55,7 +56,9 @@ class SessionListing:
 class CekuraClient:
     """One client per run; safe to share between worker threads. `page_size`: rows asked for per
     page of a listing (1..pages.MAX_PAGE_SIZE); a server grants up to its own maximum, and one
-    that takes no page size from clients answers its own."""
+    that takes no page size from clients answers its own. `throttle`: the API's throttle as an
+    earlier night learned it (api/pacing.py), paced to from the first request; `clock`: the time
+    the pacing runs on (a scaled one in tests)."""
 
     def __init__(
         self,
@@ -65,6 +68,8 @@ class CekuraClient:
         stats: RequestStats | None = None,
         connections: int = settings.DEFAULT_CONCURRENCY,
         page_size: int = pages.DEFAULT_PAGE_SIZE,
+        throttle: Throttle | None = None,
+        clock: Clock = REAL_TIME,
     ) -> None:
         if not api_key or not api_key.strip():
             raise ConfigError("the API key is empty; set CEKURA_API_KEY")
@@ -83,8 +88,10 @@ class CekuraClient:
         if not self.policy.time_budget_seconds > 0:
             raise ConfigError("the time budget must be a positive number of seconds; check time_budget_seconds")
         self.stats = stats or RequestStats()
-        # every request of every worker passes it: paced to the API's throttle once it throttles
-        self.gate = Pacer(connections, self.policy.max_wait_seconds, self.policy.time_budget_seconds)
+        # every request of every worker passes it: paced to the API's throttle once it throttles,
+        # from the first request when `throttle` (learned on an earlier night) is given
+        self.gate = Pacer(connections, self.policy.max_wait_seconds, self.policy.time_budget_seconds,
+                          clock=clock, start=throttle)
         self._transport = Transport(
             self.base_url,
             {endpoints.API_KEY_HEADER: api_key.strip(), "Accept": "application/json"},

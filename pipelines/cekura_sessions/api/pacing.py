@@ -1,36 +1,36 @@
 """Pacing to the API's throttle: one Pacer per client, the gate every request of every worker
 thread passes before it is sent.
 
-Until the API throttles, the pacer only notes the time of each accepted answer and reads the
-rate-limit headers, if any: an unthrottled night is not slowed (about 2 microseconds a request),
-except that its first requests go out four at a time, one more per answer, so a throttle with
-room for fewer than the workers refuses a few requests, not all the workers' first ones.
+Cekura is a Django REST framework app, and DRF's throttle is a sliding window per key: N
+requests are allowed in any W seconds (`10/s`, `20/min`); a request that would be the N+1th is
+refused with 429, is not counted, and `Retry-After` says the seconds until the oldest request in
+the window leaves it, rounded up (GOTCHAS.md). So the fastest a client can go is N at once each
+window: R requests need W x (ceil(R / N) - 1). An average rate (N / W, evenly spaced) would take
+twice that at 20/min, so the pacer learns N and W, not a rate, and keeps a replica of the
+server's window:
 
-From the first 429 (or a `RateLimit-Remaining` that the workers could use up at once) it spaces
-request starts at a learned rate; spaced starts also bound what is in flight (the rate times an
-answer's time), so no separate limit on concurrency is needed. Written here rather than taken
-from a library because the rate is not known in advance: DRF's throttle is a sliding window per
-key whose 429 says `Retry-After` floored to whole seconds, often `0` (GOTCHAS.md), so the rate is
-learned from the answers, additive increase / multiplicative decrease:
+- a request may start when fewer than N accepted answers (within the last W seconds) and
+  requests in flight add up. Answers come after the server stamped their request, so the replica
+  counts every request the server's window holds and never lets through one it would refuse;
+  once the window is full, each place frees W after the answer that took it, so after a pause
+  requests resume one by one as places free, never all at once;
+- a 429 with `Retry-After` teaches both: W is the smallest DRF period (1, 60, 3600, 86400 s) that
+  is at least the Retry-After, N the answers accepted within that window (and any request in
+  flight then that is accepted within it); a later 429 of a request the replica let through
+  means N was one too many; a Retry-After beyond W means a longer window;
+- a 429 without `Retry-After` (DRF's overfull window, or a proxy) guesses the window a second
+  (or keeps the known one), and pauses longer with each such 429 in a row, so it never makes a
+  tight loop;
+- `RateLimit-*` / `X-RateLimit-*` headers say N (`Limit`) and W (the largest `Reset`) outright.
 
-- a 429 saying `Retry-After: 0` (or nothing) starts pacing at the rate accepted over the last
-  second (a window that was just filled holds that many), or at the headers' limit over their
-  window, once the oldest of those answers is a second old; a 429 with a positive `Retry-After` pauses every worker that long and a second more,
-  as it is floored (capped by the policy's one wait), and sets no rate, so a lone 429 does not
-  slow the rest of the night;
-- a 429 after accepted answers means the pace crept just over the limit: the rate drops 5% and
-  climbs back over the next hundred accepted answers, so about one request in a hundred is
-  refused while the pace stays within a few percent of the limit;
-- a 429 with no accepted answer since the last one means the window is full: the rate is kept
-  (it was right) and the pause before the next start grows by half each time, so a
-  `Retry-After: 0` never makes a tight loop and a throttle that never lifts is asked ever less;
-- with the headers, the pace stays just under their limit over their window (the largest
-  `Reset` seen), and `Remaining: 0` pauses until the request the server counted `Limit` requests
-  ago leaves the window.
+What is learned is kept by the run (run/throttle_memory.py) and handed to the next night's
+Pacer (`start`), which then paces from its first request. Until a throttle is known, at most
+FIRST_SLOTS requests are in flight in the night's first second, so a window smaller than the
+workers refuses only the few in flight when it first fills.
 
-The night's time budget bounds all of this: once the API still throttles past it, a request is
-not sent again but fails with ThrottledTooLong, so the night ends (the run goes on with what it
-has).
+The night's time budget bounds all of this: a request whose turn would come past it, while
+the API throttles, fails with ThrottledTooLong, so the night ends (the run goes on with what it
+has). A Retry-After longer than the policy's cap on one wait is honoured within that budget.
 """
 
 from __future__ import annotations
@@ -38,270 +38,298 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from cekura_sessions.api.clock import REAL_TIME, Clock
 from cekura_sessions.api.errors import ThrottledTooLong
 from cekura_sessions.api.responses import Quota, parse_quota, parse_retry_after
 from cekura_sessions.api.transport import Answer
 
 log = logging.getLogger(__name__)
 
-TRIM = 0.95  # a 429 after accepted answers: the rate drops to this share
-CLIMB_ANSWERS = 100  # accepted answers to climb back over that drop
-PAUSE_GROWTH = 1.5  # each 429 in a row, with none accepted between, pauses this much longer
-SLOW_START_GROWTH = 1.25  # per accepted answer, while no rate is known yet (doubles in about three)
-HEADROOM = 0.99  # of the rate the headers advertise: spacing jitter must not cross the window
-LOW_QUOTA_SHARE = 0.1  # headers: pacing starts when this share of the limit (or less) remains
-REMEMBERED_ANSWERS = 4096  # accepted answers' times kept (the window's replay needs `Limit` of them)
-FIRST_SLOTS = 4  # requests in flight at a night's start; one more per answer, up to the connections
+DRF_PERIODS = (1.0, 60.0, 3600.0, 86400.0)  # what DRF's rate strings can say: s, min, hour, day
+FIRST_SLOTS = 4  # requests in flight at a night's start, until a throttle is known or ...
+FIRST_SECONDS = 1.0  # ... this much of the night has passed
+PAUSE_GROWTH = 1.5  # each 429 without Retry-After in a row, with none accepted between, pauses this much longer
+REMEMBERED_ANSWERS = 65536  # accepted answers' times kept: a window is learned from those within it
+LONG_WAIT_SECONDS = 5.0  # a wait for a place in the window this long is said at INFO
 REPORT_EVERY_SECONDS = 60.0
 
 
-class Pacer:
-    """Spaces request starts while the API throttles; shared by every worker thread of a client.
+@dataclass(frozen=True)
+class Throttle:
+    """`limit` requests in any `window_seconds`, as DRF's throttle allows them."""
 
-    `connections`: requests in flight at most (the workers); `max_pause_seconds`: the longest any
-    one pause gets (the policy's cap on one wait); `budget_seconds`: from now, how long 429s are
-    waited out."""
+    limit: int
+    window_seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Requests per second, on average."""
+        return self.limit / self.window_seconds
+
+    def __str__(self) -> str:
+        return f"{self.limit} requests per {window_text(self.window_seconds)} ({self.rate:.2f} requests/s)"
+
+
+def window_text(seconds: float) -> str:
+    names = {1.0: "second", 60.0: "minute", 3600.0: "hour", 86400.0: "day"}
+    return names.get(float(seconds), f"{seconds:g} s")
+
+
+def drf_period(seconds: float) -> float:
+    """The smallest DRF period that is at least `seconds` (beyond a day: `seconds` itself)."""
+    for period in DRF_PERIODS:
+        if seconds <= period:
+            return period
+    return float(seconds)
+
+
+class Pacer:
+    """Paces request starts to the API's throttle; shared by every worker thread of a client.
+
+    `connections`: requests in flight at most (the workers); `max_pause_seconds`: the longest
+    pause a 429 without Retry-After gets (the policy's cap on one wait); `budget_seconds`: from
+    now, how long a throttling API is waited out; `clock`: a Clock (api/clock.py) or a callable
+    returning seconds (then waits are real time); `start`: a throttle learned on an earlier
+    night, paced to from the first request."""
 
     def __init__(self, connections: int, max_pause_seconds: float, budget_seconds: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        # a night starts with a few requests in flight, so a throttle with room for fewer than
-        # the workers refuses a few requests before it is noticed, not all the workers' first ones
-        self._connections = connections
-        self._slots = min(FIRST_SLOTS, connections)
-        self._in_flight = 0
-        self._ramping = self._slots < connections  # read without the lock once it is False
+                 clock: Clock | Callable[[], float] = REAL_TIME, start: Throttle | None = None) -> None:
+        self._clock = clock if isinstance(clock, Clock) else _CallableClock(clock)
+        self._connections = max(1, connections)
         self._max_pause = max_pause_seconds
         self._budget = budget_seconds
-        self._deadline = clock() + budget_seconds
-        self._accepted: deque[float] = deque(maxlen=REMEMBERED_ANSWERS)  # appends are atomic: no lock
+        self._deadline = self._clock.now() + budget_seconds
         self._changed = threading.Condition()
-        self._pacing = False  # read without the lock on the fast path; set once, never unset
-        self._rate = 0.0  # request starts per second while pacing
-        self._best_rate = 0.0  # the rate before the last trim: the climb back is a share of it
-        self._slow_start = False  # no rate known yet: climb fast until the first trim
-        self._next_start = 0.0
-        self._plan = 0  # bumped when a 429 or an empty quota voids the slots handed out
-        self._replanned_at = -math.inf  # the last 429's plan: requests started before it do not count
-        self._refused_in_a_row = 0
-        self._accepted_since_replan = 0
-        self._limit = 0  # the headers' limit, and their window in seconds (the largest Reset seen)
-        self._window = 0.0
+        # (answer time, start time) of every accepted answer, oldest first; appended under the lock
+        self._accepted: deque[tuple[float, float]] = deque(maxlen=REMEMBERED_ANSWERS)
+        self._in_flight = 0
+        self._first_turn: float | None = None
+        # the first second is the machine's (what four workers get answered in it), whatever
+        # the clock's scale
+        self._first_seconds = FIRST_SECONDS * self._clock.factor
+        self._throttle = start
+        self._remembered = start is not None
+        self._taught = False  # a 429 or the headers said the throttle this night
+        self._learned_at = -math.inf  # requests that started before this do not teach
+        self._lesson: tuple[float, float, float] | None = None  # (learned at, window opened, window): late answers
+        self._not_before = -math.inf  # no request starts before this (a Retry-After, a pause)
+        # the thread a 429 answered asks again no sooner than its Retry-After says (a worker
+        # retries its own request): `.not_before`
+        self._own = threading.local()
         self._throttled = False  # the latest answer was a 429
-        self._unspent = 0  # requests the headers' quota still had room for when pacing began
-        self._answers = self._refused = 0  # since pacing began, for the periodic report
+        self._refused_in_a_row = 0
+        self._answers = self._refused = 0  # since the first 429, for the periodic report
         self._reported_at = -math.inf
+        self._waits_said_until = -math.inf
+        self._long_retry_after_said = False
         self._budget_reported = False
+        if start is not None:
+            log.info("pacing to the throttle learned on an earlier night: %s", start)
+
+    @property
+    def throttle(self) -> Throttle | None:
+        """The throttle as known now (learned this night, or the one the night started from)."""
+        return self._throttle
+
+    @property
+    def taught(self) -> bool:
+        """Whether this night's answers (a 429, rate-limit headers) said the throttle."""
+        return self._taught
 
     # --- before a request ------------------------------------------------------------------------
 
     def turn(self) -> float:
         """Wait for this request's turn to start; returns its start (the clock's time). Every
-        turn is followed by answered(), answer or not. Raises ThrottledTooLong when the API still
-        throttles and the turn would come past the budget."""
-        if self._ramping:
-            self._take_slot()
-        if not self._pacing:
-            return self._clock()
-        try:
-            return self._paced_turn()
-        except BaseException:
-            self.answered(0.0, None)
-            raise
-
-    def _take_slot(self) -> None:
+        turn that returns is followed by answered(), answer or not. Raises ThrottledTooLong when
+        the API throttles and the turn would come past the budget."""
+        own = getattr(self._own, "not_before", -math.inf)
         with self._changed:
-            while self._ramping and self._in_flight >= self._slots:
-                self._changed.wait()
-            self._in_flight += 1
-
-    def _paced_turn(self) -> float:
-        with self._changed:
+            now = self._clock.now()
+            if self._first_turn is None:
+                self._first_turn = now
             while True:
-                now = self._clock()
-                start = max(now, self._next_start)
-                if self._throttled and start > self._deadline:
-                    raise self._too_long()
-                if self._unspent > 0 and start == now:
-                    self._unspent -= 1  # the quota the headers said is left, not yet asked for: no wait
+                ready, until, last = (False, own, False) if now < own else self._room(now)
+                if ready:
+                    self._in_flight += 1
+                    self._own.not_before = -math.inf
+                    self._own.last_place = last
                     return now
-                self._next_start = start + 1.0 / self._rate
-                plan = self._plan
-                while now < start and plan == self._plan:
-                    self._changed.wait(start - now)
-                    now = self._clock()
-                if plan == self._plan:
-                    return start
-                # the plan changed while this turn waited (a 429): its slot is void, take a new one
+                if until is not None and until > self._deadline and (self._throttled or self._throttle is not None):
+                    raise self._too_long()
+                if until is not None:
+                    self._say_wait(now, until)
+                self._clock.wait(self._changed, None if until is None else until - now)
+                now = self._clock.now()
+
+    def _room(self, now: float) -> tuple[bool, float | None, bool]:
+        """Whether a request may start now; if not, when to look again (None: at the next answer);
+        and whether it takes the last place the known window has."""
+        if now < self._not_before:
+            return False, self._not_before, False
+        throttle = self._throttle
+        if throttle is None:
+            first = now < self._first_turn + self._first_seconds  # type: ignore[operator]
+            cap = min(FIRST_SLOTS, self._connections) if first else self._connections
+            if self._in_flight < cap:
+                return True, None, False
+            return False, (self._first_turn + self._first_seconds if first and self._in_flight < self._connections  # type: ignore[operator]
+                           else None), False
+        if self._in_flight >= self._connections:
+            return False, None, False
+        window = self._window_answers(now - throttle.window_seconds)
+        used = len(window) + self._in_flight
+        if used < throttle.limit:
+            return True, None, used + 1 >= throttle.limit
+        leave = used - throttle.limit + 1  # answers that must leave the window before a place is free
+        if leave > len(window):
+            return False, None, False  # only answers to requests in flight can free it
+        return False, window[leave - 1] + throttle.window_seconds, False
+
+    def _window_answers(self, since: float) -> list[float]:
+        """Times of the accepted answers after `since`, oldest first."""
+        times: list[float] = []
+        for at, _ in reversed(self._accepted):
+            if at <= since:
+                break
+            times.append(at)
+        times.reverse()
+        return times
 
     # --- after an answer -------------------------------------------------------------------------
 
     def answered(self, started: float, answer: Answer | None) -> None:
         """Learn from the answer (None: there was none) to a request that started at `started`
         (as turn() returned)."""
-        if self._ramping:
-            self._free_slot(answer is not None and answer.status != 429)
-        if answer is None:
-            return
-        quota = parse_quota(answer.headers)
-        if answer.status != 429:
-            now = self._clock()
-            self._accepted.append(now)
-            if self._pacing or (quota is not None and self._quota_is_low(quota)):
-                with self._changed:
-                    self._on_accepted(started, now, quota)
-            return
-        with self._changed:
-            self._on_refused(started, answer, quota)
-
-    def _quota_is_low(self, quota: Quota) -> bool:
-        # what is left would not cover one more request from every worker, or is a small share
-        return quota.remaining <= max(quota.limit * LOW_QUOTA_SHARE, self._connections)
-
-    def _free_slot(self, grow: bool) -> None:
+        quota = parse_quota(answer.headers) if answer is not None else None
         with self._changed:
             self._in_flight -= 1
-            self._slots += grow
-            self._ramping = self._slots < self._connections
+            now = self._clock.now()
+            if answer is not None and answer.status == 429:
+                self._on_refused(started, now, answer, quota)
+            else:
+                # no answer: the server may have counted it; counting it too is the safe side
+                self._on_accepted(started, now, quota)
             self._changed.notify_all()
 
     def _on_accepted(self, started: float, now: float, quota: Quota | None) -> None:
-        if not self._pacing and quota is not None:
-            self._on_low_quota(now, quota)
+        self._accepted.append((now, started))
         self._throttled = False
         self._refused_in_a_row = 0
-        self._answers += 1
-        if started >= self._replanned_at:  # sent at the current pace
-            self._accepted_since_replan += 1
-        if math.isinf(self._rate):
-            pass
-        elif self._slow_start:
-            self._rate *= SLOW_START_GROWTH
-        else:
-            self._rate += self._best_rate * (1 - TRIM) / CLIMB_ANSWERS
-        advertised = self._advertised_rate()
-        if advertised is not None:
-            self._rate = min(self._rate, advertised * HEADROOM)
-        self._follow_quota(now, quota)
-        self._report(now)
+        if quota is not None:
+            self._learn_from_quota(quota, now)
+        elif self._lesson is not None and started < self._lesson[0]:
+            self._late_answer(started, now)
+        if self._answers or self._refused:
+            self._answers += 1
+            self._report(now)
 
-    def _on_refused(self, started: float, answer: Answer, quota: Quota | None) -> None:
-        now = self._clock()
-        retry_after = parse_retry_after(answer.headers.get("Retry-After")) or 0.0
-        if retry_after:
-            # floored to whole seconds (GOTCHAS.md): the wait may be up to a second longer
-            retry_after = min(retry_after + 1.0, self._max_pause)
+    def _late_answer(self, started: float, now: float) -> None:
+        """An answer accepted after the 429 that taught the limit, to a request in flight then:
+        within the window the lesson counted (its request stamped before that window's oldest
+        request left it), it was one of the window's N too."""
+        _, opened, window = self._lesson  # type: ignore[misc]
+        if self._throttle is not None and now < opened + window:
+            self._throttle = Throttle(self._throttle.limit + 1, self._throttle.window_seconds)
+            log.debug("an answer in flight at the 429 was accepted within its window: pacing to %s", self._throttle)
+
+    def _on_refused(self, started: float, now: float, answer: Answer, quota: Quota | None) -> None:
         self._throttled = True
+        self._refused_in_a_row += 1
         self._answers += 1
         self._refused += 1
-        first = not self._pacing
-        if first:
-            self._start_pacing(now, quota, by_rate=not retry_after)
-        elif started < self._replanned_at:
-            # sent before the last 429 was taken into account: that plan stands, unless the
-            # server now asks for a longer pause
-            if now + retry_after > self._next_start:
-                self._replan(now + retry_after)
-            self._follow_quota(now, quota)
-            return
-        elif math.isinf(self._rate):
-            if not retry_after:  # paused until now; a window that frees within a second wants a rate
-                self._set_rate(now)
-        elif self._accepted_since_replan:  # sent at the current pace and refused: just over the limit
-            self._best_rate = self._rate
-            # the end of a slow start may have overshot by several steps: what was accepted says
-            measured = self._accepted_last_second(now) if self._slow_start else self._rate
-            self._rate = max(min(self._rate * TRIM, measured), 1.0 / self._max_pause)
-            self._slow_start = False
-        # else: nothing accepted since the last 429; the window is full, the rate was not the fault
-        self._refused_in_a_row += 1
-        pause = max(retry_after, PAUSE_GROWTH ** (self._refused_in_a_row - 1) / self._rate)
-        if first and not retry_after:
-            # `Retry-After: 0` says a place frees within the second: most likely that of the
-            # oldest answer accepted in the last second, whose window that second is
-            recent = [at for at in self._accepted if at > now - 1.0]
-            pause = max(pause, (min(recent) + 1.0 - now) if recent else 0.0)
-        self._replan(now + min(pause, self._max_pause))
-        self._replanned_at, self._accepted_since_replan = now, 0
-        self._follow_quota(now, quota)
-        if first:  # one line for the night's first 429, once every worker is paused; then a report a minute
-            pacing = (f"every request waits {pause:.1f} s" if math.isinf(self._rate)
-                      else f"every request is paced from now on, at first {self._rate:.1f} requests/s")
-            log.warning("the API throttles (HTTP 429 on %s): %s", urlsplit(answer.url).path, pacing)
+        retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+        if retry_after is not None:
+            if retry_after > self._max_pause and not self._long_retry_after_said:
+                self._long_retry_after_said = True
+                log.info("the API asks to wait %.0f s (Retry-After), longer than the %g s other waits are capped at: "
+                         "honoured, as the night's time budget of %g s allows", retry_after, self._max_pause, self._budget)
+            # DRF rounds its wait up: the oldest request leaves the window no sooner than this
+            self._not_before = max(self._not_before, started + math.ceil(retry_after) - 1.0)
+            # the refused request itself waits as long as it was told, as HTTP says
+            self._own.not_before = now + retry_after
+        before = self._throttle
+        if quota is not None:
+            self._learn_from_quota(quota, now)
+        elif started >= self._learned_at:  # sent under what was known: it teaches
+            self._learn_from_refusal(started, now, retry_after, getattr(self._own, "last_place", False))
+        if retry_after is None:
+            # no word on when: pause, longer with each such 429 in a row, so it never loops tight
+            base = self._throttle.window_seconds / self._throttle.limit if self._throttle is not None else 1.0
+            pause = base * PAUSE_GROWTH ** (self._refused_in_a_row - 1)
+            self._not_before = max(self._not_before, now + min(pause, self._max_pause))
+        path = urlsplit(answer.url).path
+        if before is None and self._throttle is not None:  # the night's first lesson: one line
+            log.warning("the API throttles (HTTP 429 on %s): it allows %s; requests are paced to that window "
+                        "from now on", path, self._throttle)
+        elif before is not None and self._throttle != before:
+            log.info("the API's throttle is %s, not %s as paced until now (HTTP 429 on %s)",
+                     self._throttle, before, path)
         else:
-            log.debug("HTTP 429 (%d in a row): pacing at %.2f requests/s after a %.2f s pause",
-                      self._refused_in_a_row, self._rate, min(pause, self._max_pause))
+            log.debug("HTTP 429 on %s (%d in a row); pacing to %s", path, self._refused_in_a_row, self._throttle)
         self._report(now)
 
-    def _start_pacing(self, now: float, quota: Quota | None, by_rate: bool = True) -> None:
-        """`by_rate` False (a positive Retry-After said when to come back): pause, but set no
-        rate until a 429 says 0, so a lone 429 does not slow the rest of the night."""
-        self._learn_quota(quota)
-        self._rate = math.inf
-        if by_rate or self._advertised_rate() is not None:
-            self._set_rate(now)
-        self._pacing, self._replanned_at, self._reported_at = True, now, now
-
-    def _set_rate(self, now: float) -> None:
-        advertised = self._advertised_rate()
-        if advertised is not None:
-            rate = advertised * HEADROOM
+    def _learn_from_refusal(self, started: float, now: float, retry_after: float | None, last_place: bool) -> None:
+        """`last_place`: the refused request took the last place the known window had; refused
+        there, the window holds one fewer. Refused with places to spare, the 429 was not the
+        window's (a proxy's, another client's): the refused request waits, the window stays."""
+        known = self._throttle
+        wait = float(math.ceil(retry_after)) if retry_after is not None else None
+        if known is not None and (wait is None or wait <= known.window_seconds):
+            if last_place and known.limit > 1:
+                self._teach(Throttle(known.limit - 1, known.window_seconds), now, None)
+            return
+        if wait is None:
+            window, cutoff = 1.0, now - 1.0  # a guess; a later Retry-After beyond it corrects it
         else:
-            # the answers accepted in the last second: a window just filled let that many through
-            rate = self._accepted_last_second(now)
-        self._slow_start = rate < 2.0  # too few to tell: the window was full before we began
-        self._rate = self._best_rate = max(rate, 1.0)
-
-    def _accepted_last_second(self, now: float) -> float:
-        return float(sum(1 for at in self._accepted if at > now - 1.0))
-
-    def _on_low_quota(self, now: float, quota: Quota) -> None:
-        self._start_pacing(now, quota)
-        # what is left goes at once, less what is already on its way (known while ramping up)
-        self._unspent = max(0, quota.remaining - self._in_flight) if self._ramping else 0
-        log.info("the API's rate-limit headers say %d of %d requests are left: pacing requests at %.1f/s",
-                 quota.remaining, quota.limit, self._rate)
-
-    def _learn_quota(self, quota: Quota | None) -> None:
-        if quota is not None:
-            self._limit = quota.limit
-            # the largest Reset seen is the window; floored, as a Unix-time Reset can say up to a
-            # second more
-            self._window = max(self._window, float(math.floor(quota.reset_seconds)), 1.0)
-
-    def _advertised_rate(self) -> float | None:
-        """The rate the headers advertise, requests per second (None without headers)."""
-        return self._limit / self._window if self._limit and self._window else None
-
-    def _follow_quota(self, now: float, quota: Quota | None) -> None:
-        """Headers: `Remaining: 0` pauses until a place in the window frees."""
-        if quota is None:
+            window = drf_period(wait)
+            # the oldest request of the full window was stamped more than `window - wait` seconds
+            # before the refused one (DRF rounds up): every request of that window was answered after
+            cutoff = started - window + max(wait - 1.0, 0.0)
+        counted = [(at, start) for at, start in self._accepted if at > cutoff]
+        if known is None and len(counted) < FIRST_SLOTS:
+            # fewer answers than the night's first requests in flight: a window this small cannot
+            # be told from a lone 429 (a proxy's, a fault) at the night's start: the refused
+            # request waits its Retry-After (or every request a growing pause, without one)
             return
-        self._learn_quota(quota)
-        if quota.remaining > 0:
-            return
-        frees = now + quota.reset_seconds
-        if len(self._accepted) >= quota.limit:
-            # the request accepted `limit` answers ago leaves the window `window` seconds after
-            # the server counted it, which was before its answer came: sooner than Reset's whole
-            # seconds say
-            frees = min(frees, self._accepted[-quota.limit] + self._window)
-        if frees > self._next_start:
-            self._replan(min(frees, now + self._max_pause))
+        limit = len(counted)
+        opened = min((start for _, start in counted), default=now)
+        self._teach(Throttle(limit, window), now, (now, opened, window))
 
-    def _replan(self, next_start: float) -> None:
-        """No request starts before `next_start`: the slots handed out are void."""
-        self._next_start = next_start
-        self._unspent = 0
-        self._plan += 1
-        self._changed.notify_all()
+    def _learn_from_quota(self, quota: Quota, now: float) -> None:
+        """The headers: `Limit` per the largest `Reset` seen (a Unix-time Reset can read up to a
+        second more, so its whole seconds), as a DRF period."""
+        window = drf_period(max(1.0, float(math.floor(quota.reset_seconds))))
+        known = self._throttle
+        if known is not None and self._taught:
+            window = max(window, known.window_seconds)  # a Reset mid-window says less than the window
+        throttle = Throttle(quota.limit, window)
+        if self._taught and throttle == known:
+            return
+        if throttle != known:
+            log.info("the API's rate-limit headers say %s: requests are paced to that window", throttle)
+        self._teach(throttle, now, None)
+
+    def _teach(self, throttle: Throttle, now: float, lesson: tuple[float, float, float] | None) -> None:
+        self._throttle = throttle
+        self._taught = True
+        self._learned_at = now
+        self._lesson = lesson
+        if self._reported_at == -math.inf:
+            self._reported_at = now
 
     # --- the night's budget and what people read -------------------------------------------------
+
+    def _say_wait(self, now: float, until: float) -> None:
+        """One line when the window is full for a while (a minute's window: most of a minute)."""
+        if until - now >= LONG_WAIT_SECONDS and now >= self._waits_said_until:
+            self._waits_said_until = until
+            log.info("the API's window is full (%s): the next request waits %.1f s for a place",
+                     self._throttle if self._throttle is not None else "throttled", until - now)
 
     def _too_long(self) -> ThrottledTooLong:
         if not self._budget_reported:
@@ -315,5 +343,15 @@ class Pacer:
     def _report(self, now: float) -> None:
         if now - self._reported_at >= REPORT_EVERY_SECONDS:
             self._reported_at = now
-            log.info("throttled: pacing at %.1f requests/s; %d of %d answers since pacing began were HTTP 429",
-                     self._rate, self._refused, self._answers)
+            log.info("throttled: pacing to %s; %d of %d answers since the first 429 were HTTP 429",
+                     self._throttle, self._refused, self._answers)
+
+
+class _CallableClock(Clock):
+    """A plain callable as the time; waits are real time."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now()

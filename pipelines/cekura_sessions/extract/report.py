@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from cekura_sessions.api.pacing import Pacer, Throttle
 from cekura_sessions.api.retry import RequestStats
 
 
@@ -24,6 +25,8 @@ class RunReport:
     rows_rejected: int = 0
     new_fields: set[str] = field(default_factory=set)
     stats: RequestStats = field(default_factory=RequestStats)
+    base_url: str = ""  # the API the night read, as the client checked it
+    pacer: Pacer | None = field(default=None, repr=False)  # the client's: what it learned of the throttle
 
     @property
     def projects_done(self) -> int:
@@ -34,6 +37,12 @@ class RunReport:
         one thread that collects the listings; other threads only read the counts."""
         self.projects_fetched += 1
         self.sessions_fetched += sessions
+
+    @property
+    def throttle_learned(self) -> Throttle | None:
+        """The API's throttle as this night's answers said it (a 429, rate-limit headers); None
+        when they said nothing (no throttle met, or paced from memory without a 429)."""
+        return self.pacer.throttle if self.pacer is not None and self.pacer.taught else None
 
     def failed_summary(self) -> str:
         return "; ".join(f"project {pid}: {why}" for pid, why in sorted(self.projects_failed.items()))

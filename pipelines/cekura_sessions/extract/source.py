@@ -24,6 +24,7 @@ from cekura_sessions.api.endpoints import DEFAULT_BASE_URL
 from cekura_sessions.api.errors import ConfigError, FatalApiError, describe_error
 from cekura_sessions.api.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from cekura_sessions.api.retry import RetryPolicy
+from cekura_sessions.api.urls import check_base_url
 from cekura_sessions.extract import contract, convert
 from cekura_sessions.extract.batch import ListingBatch
 from cekura_sessions.extract.fetch import FetchedListing, fetch_listing
@@ -61,13 +62,17 @@ def cekura(
             raise ConfigError(f"the time budget must be a positive number of seconds, not {time_budget_seconds!r}; "
                               "check time_budget_seconds in [sources.cekura]") from None
         retry = dataclasses.replace(retry or RetryPolicy(), time_budget_seconds=seconds)
+    night = night or NightState()
+    # what an earlier night learned of this API's throttle: paced to from the first request
+    remembered = night.throttles.get(check_base_url(base_url)) if night.throttles else None
     client = CekuraClient(base_url, api_key, policy=retry, stats=report.stats, connections=max(1, concurrency),
-                          page_size=_page_size(page_size))
+                          page_size=_page_size(page_size), throttle=remembered)
+    report.base_url, report.pacer = client.base_url, client.gate
     # the projects list only feeds the sessions resource, which loads it when it changed: a
     # night where nothing changed then loads nothing, and dlt skips its normalize and load
     # work (no-change night at M 0.9 s -> 0.75 s)
     return projects(client) | scenario_improvement_sessions(
-        client, report, project_ids or None, max(1, concurrency), night or NightState()
+        client, report, project_ids or None, max(1, concurrency), night
     )
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from cekura_sessions.api.pacing import Throttle
+
 # (project id, session ids) -> those sessions as last stored, in the API's shape
 StoredSessions = Callable[[int, list[int]], list[dict[str, Any]]]
 # project id -> the ids of its sessions as last stored (int64, sorted)
@@ -24,9 +26,12 @@ class NightState:
     an unchanged projects list writes nothing; `stored_sessions`: the last good version of a
     session whose new version breaks the contract (looked up only for such rows); `stored_ids`:
     each project's stored session ids, so a paged listing that lost some is read again before
-    they are deleted (looked up only for changed listings of several pages)."""
+    they are deleted (looked up only for changed listings of several pages); `throttles`: each
+    base URL's API throttle as an earlier night learned it, so the client paces from its first
+    request."""
 
     listing_digests: dict[int, str] = field(default_factory=dict)
     projects: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     stored_sessions: StoredSessions | None = None
     stored_ids: StoredIds | None = None
+    throttles: dict[str, Throttle] = field(default_factory=dict)

@@ -20,7 +20,7 @@ from cekura_sessions.destination.warehouse import Warehouse, WarehouseError
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
 from cekura_sessions.models import checks, runner
-from cekura_sessions.run import history, interrupt, ledger, listed, stored
+from cekura_sessions.run import history, interrupt, ledger, listed, stored, throttle_memory
 from cekura_sessions.run.database import (
     Database,
     DatabaseBusy,
@@ -228,8 +228,17 @@ def _record_finish(database: Database, outcome: RunOutcome) -> None:
     try:
         with database.connect() as con:
             ledger.record_finish(con, outcome.report, status, outcome.exit_code, outcome.message or None)
+            _remember_throttle(con, outcome.report)
     except (DatabaseBusy, DatabaseUnavailable, WarehouseError, duckdb.Error) as error:
         log.error("could not record the run's end in the ledger: %s", error)
+
+
+def _remember_throttle(con: Any, report: RunReport) -> None:
+    """What this night learned of the API's throttle, for the next night to pace from (kept
+    whatever the night's outcome: a night the budget ended learned it too)."""
+    throttle = report.throttle_learned
+    if throttle is not None and report.base_url:
+        throttle_memory.record(con, report.base_url, throttle)
 
 
 def _checkpoint(stage: str, database: Database) -> None:

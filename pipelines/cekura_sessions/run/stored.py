@@ -1,6 +1,6 @@
 """What earlier nights stored, read from the database for the next extract (extract/state.py):
-each listing's digest, each project's stored columns, and the last good version of a session
-whose new version is set aside. Read from the file itself, so a fresh or replaced database
+each listing's digest, each project's stored columns, the last good version of a session
+whose new version is set aside, and the API's throttle as learned (run/throttle_memory.py). Read from the file itself, so a fresh or replaced database
 always gets a full load."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 from cekura_sessions.destination.warehouse import Warehouse, WarehouseError, as_warehouse
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.state import NightState
+from cekura_sessions.run import throttle_memory
 from cekura_sessions.run.database import Database
 
 _RAW = contract.RAW_SCHEMA
@@ -23,7 +24,7 @@ def read_night_state(con: Any, database: Database) -> NightState:
     the database read-only for themselves, so the run holds no connection while it fetches."""
     warehouse = as_warehouse(con)
     return NightState(_listing_digests(warehouse), _stored_projects(warehouse), StoredSessions(database),
-                      StoredIds(database))
+                      StoredIds(database), throttle_memory.remembered(warehouse))
 
 
 def _listing_digests(con: Warehouse) -> dict[int, str]:
