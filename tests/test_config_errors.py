@@ -63,6 +63,13 @@ CASES: dict[str, Case] = {
     "db-under-proc": Case(db="/proc/cekura-sessions-test.duckdb", says=("/proc/cekura-sessions-test.duckdb",)),
     "db-under-sys": Case(db="/sys/cekura-sessions-test.duckdb", says=("/sys/cekura-sessions-test.duckdb",)),
     "key-with-a-newline": Case(env={"CEKURA_API_KEY": "abc\ndef"}, says=("CEKURA_API_KEY", "control characters")),
+    "key-with-a-zero-width-space": Case(env={"CEKURA_API_KEY": "abc\u200bdef"},
+                                        says=("CEKURA_API_KEY", "invisible or non-ASCII", "position 4")),
+    "key-with-a-non-ascii-letter": Case(env={"CEKURA_API_KEY": "clé-123"}, says=("CEKURA_API_KEY", "non-ASCII")),
+    "project-id-zero": Case(args=("--project-id", "0"), says=("positive", "--project-id")),
+    "project-id-negative-env": Case(env={"CEKURA_PROJECT_IDS": "3,-5"}, says=("positive", "-5", "CEKURA_PROJECT_IDS")),
+    "base-url-with-a-query": Case(args=("--base-url", "https://api.cekura.ai?x=1"), says=("base URL", "query string")),
+    "base-url-with-a-fragment": Case(args=("--base-url", "https://api.cekura.ai/#top"), says=("base URL", "fragment")),
     "ca-bundle-missing": Case(
         env={"REQUESTS_CA_BUNDLE": "{folder}/no-such.pem"}, says=("no-such.pem", "REQUESTS_CA_BUNDLE", "does not exist")
     ),

@@ -376,6 +376,21 @@ def test_loopback_plain_http_is_allowed(run_night, api, dataset):
     assert outcome.report.stats.requests == 1 + len(expected.listed_project_ids(dataset))
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_loopback_base_url_never_goes_through_a_proxy(run_night, api, dataset, recorder_factory, monkeypatch, host):
+    proxy = recorder_factory(_PROXY_REFUSES)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    outcome = run_night(base_url=api.url.replace("127.0.0.1", host))
+
+    assert outcome.exit_code == 0, outcome.message
+    assert proxy.heads == [], "a request went to the proxy, with the key in clear"
+    assert api.request_count() == 1 + len(expected.listed_project_ids(dataset))
+
+
 def test_default_base_url_is_https_so_the_key_is_tunnelled(run_night, recorder_factory, monkeypatch):
     proxy = recorder_factory(_PROXY_REFUSES)
     monkeypatch.setenv("HTTPS_PROXY", proxy.url)

@@ -33,6 +33,7 @@ from urllib3.exceptions import (
 )
 
 from cekura_sessions.api.errors import ConfigError
+from cekura_sessions.api.urls import is_loopback
 
 
 class ConnectionFailed(Exception):
@@ -169,6 +170,10 @@ class Proxy:
 
 def _proxy_for(base_url: str) -> Proxy | None:
     parts = urlsplit(base_url)
+    if is_loopback(parts.hostname or ""):
+        # this machine's own API (a tunnel, the fake): a proxy cannot reach it, and a plain-http
+        # root would hand it the key in clear text
+        return None
     if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
     proxies = urllib.request.getproxies()  # keyed by scheme, lowercase, from *_PROXY in either case

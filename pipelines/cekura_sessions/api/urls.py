@@ -24,6 +24,10 @@ def check_base_url(base_url: str) -> str:
                           "the API key goes in CEKURA_API_KEY")
     if hostname is None or parts.scheme not in ("http", "https"):
         raise ConfigError(f"base URL {base_url!r} is not an http(s) URL; use something like {DEFAULT_BASE_URL}")
+    if parts.query or parts.fragment or base_url.rstrip().endswith(("?", "#")):
+        # every path is appended to the root: `?x=1` would become `?x=1/user/v1/projects/`
+        raise ConfigError(f"the base URL {base_url!r} has a query string or fragment; give the API root alone, "
+                          f"like {DEFAULT_BASE_URL}")
     if parts.scheme == "http" and not is_loopback(hostname):
         raise InsecureUrlError(f"refusing to send the API key over plain http to {hostname}; use https")
     return base_url.rstrip("/")

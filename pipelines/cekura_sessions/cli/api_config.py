@@ -75,6 +75,12 @@ def _check(key: Setting) -> None:
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         # http.client would refuse it with an error that quotes the whole header
         raise ConfigError(f"the API key in {key.origin} contains control characters; check {key.origin}")
+    if not value.isascii() or not value.isprintable():
+        # a zero-width space or a non-breaking space pasted with the key: the header cannot carry
+        # it (latin-1 at best) and no key holds one; the character itself is not shown, only where
+        unusual = next(index for index, c in enumerate(value) if not (c.isascii() and c.isprintable()))
+        raise ConfigError(f"the API key in {key.origin} contains an invisible or non-ASCII character (at position "
+                          f"{unusual + 1} of {len(value)}), likely pasted with it; type it again in {key.origin}")
     if value == PLACEHOLDER_KEY:
         # the value itself is not repeated: whatever a key variable holds is masked in every line
         raise ConfigError(f"the API key in {key.origin} is still the placeholder of .dlt/example.secrets.toml; "

@@ -360,6 +360,8 @@ def _project_ids(args: argparse.Namespace) -> list[int] | None:
         except ValueError:
             raise UsageError(f"project ids must be whole numbers, got {value.strip()!r}; "
                              "fix --project-id or CEKURA_PROJECT_IDS") from None
+        if ids[-1] < 1:  # Cekura's ids start at 1: a 0 or -5 is a typo, and would list nothing
+            raise UsageError(f"project ids are positive, got {ids[-1]}; fix --project-id or CEKURA_PROJECT_IDS")
     return ids or None
 
 
