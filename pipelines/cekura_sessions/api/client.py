@@ -165,6 +165,16 @@ class CekuraClient:
             raise ListingMoved(f"the pages held {sessions} rows, `count` said {count}")
         return SessionListing(tuple(contents), digest.hexdigest(), sessions, len(contents))
 
+    def get_detail(self, session_id: int) -> dict[str, Any] | None:
+        """One session's detail as delivered (a JSON object, its fields unchecked), or None when
+        it answers 404 (deleted since it was listed): never retried, the caller records it.
+        The same pacer, retry policy and key safety as the listings. Raises AuthError (the run
+        stops) or, once retries are spent, a RetryableError such as MalformedBody."""
+        try:
+            return self.get(self.base_url + endpoints.detail_path(session_id), _read_object)[0]
+        except NotFound:
+            return None
+
     def get(self, url: str, read: Callable[[bytes], T]) -> tuple[T, Answer]:
         """GET `url` (on the API root) and `read` the body (parse, check the shape), retried by
         the policy; a body of the wrong shape counts as a failed attempt. Returns what `read`
@@ -205,6 +215,14 @@ def _check_progress(url: str, read: set[str], sessions: int, count: Any) -> None
     if isinstance(count, int) and sessions > count:
         raise ProjectError(f"pagination runs past `count`: {sessions} rows read, count said {count}")
     read.add(where)
+
+
+def _read_object(content: bytes) -> dict[str, Any]:
+    """A JSON object (a detail); anything else is a malformed body, retried like a bad page."""
+    body = pages.parse(content)
+    if not isinstance(body, dict):
+        raise MalformedBody(f"answer is a JSON {type(body).__name__}, not an object")
+    return body
 
 
 def _path_and_query(url: str) -> str:

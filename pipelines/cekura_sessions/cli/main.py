@@ -141,6 +141,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=_whole(1), default=None, metavar="N",
                      help=f"requests in flight at once (default {settings.DEFAULT_CONCURRENCY})")
     _add_page_size(run)
+    run.add_argument("--details-budget", type=_whole(0), default=None, metavar="N",
+                     help="session details read at most this night, newest updated_at first; the rest wait for "
+                          "the next nights (details_budget in [sources.cekura]; default: what the night's time "
+                          "budget leaves at the API's throttle rate as learned, no limit while none is known)")
+    run.add_argument("--no-details", action="store_true", default=None,
+                     help="read no session details this night (details = false in [sources.cekura])")
+    run.add_argument("--conversation-text", action="store_true", default=None,
+                     help="store each message's text (content); it may hold customers' data. Without it the "
+                          "text is never written, and text stored before is cleared "
+                          "(conversation_text in [sources.cekura])")
     run.add_argument("--answer-deadline", type=_seconds(positive=True), default=None, metavar="SECONDS",
                      help=f"longest one answer may take, headers to last byte, before the attempt counts as "
                           f"timed out and is retried (default {RetryPolicy.answer_deadline_seconds:g})")
@@ -379,6 +389,9 @@ def _run(args: argparse.Namespace) -> int:
         build_models=not args.no_models,
         concurrency=args.concurrency,
         page_size=args.page_size,
+        details=False if args.no_details else None,
+        details_budget=args.details_budget,
+        conversation_text=args.conversation_text,
         db_wait_seconds=args.db_wait,
         **({"retry": RetryPolicy(answer_deadline_seconds=args.answer_deadline)} if args.answer_deadline else {}),
     )
@@ -432,6 +445,12 @@ def _print_outcome(outcome: RunOutcome, seconds: float) -> None:
             sessions_listed=report.sessions_listed, sessions_written=report.sessions_written,
             requests=report.stats.requests, retries=report.stats.retries, seconds=round(seconds, 1),
         )
+        details = report.details
+        if details is not None and not details.skipped:
+            logs.say(f"  details: {details.read} read, {len(details.missing)} answered 404, {len(details.failed)} "
+                     f"failed, {details.left} waiting", details_read=details.read,
+                     details_missing=len(details.missing), details_failed=len(details.failed),
+                     details_waiting=details.left)
         for check in outcome.checks:
             if not check.passed:
                 logs.say(f"  check {check.name} ({check.severity}): {check.offending_rows} offending row(s)",

@@ -32,6 +32,12 @@ SCENARIO_IDS_TABLE = "scenario_improvement_sessions__scenario_ids"  # dlt's nest
 PROJECT_LISTINGS_TABLE = "project_listings"
 STATUS_HISTORY_TABLE = "session_status_history"
 REJECTED_ROWS_TABLE = "rejected_rows"
+DETAILS_TABLE = "scenario_improvement_session_details"
+MESSAGES_TABLE = "scenario_improvement_session_messages"
+
+# fields a session's detail holds that may carry customers' words: stored only as the
+# messages' `content` with --conversation-text, never as a listing's unknown field
+NEVER_STORED_FIELDS = frozenset({"conversation_history"})
 
 # Marker column of the rows that clear a project whose listing became empty (dlt hard_delete):
 # always NULL in the stored rows.
@@ -177,9 +183,41 @@ REJECTED_ROWS = Table(
     ),
 )
 
+DETAILS = Table(
+    DETAILS_TABLE,
+    "one row per session whose detail (GET .../scenario-improvement-sessions/{id}/) was read; it goes "
+    "with its session when the session is removed upstream",
+    (
+        Column("session_id", pa.int64(), "the session", required=True),
+        Column("session_updated_at", pa.string(), "the session's updated_at the detail was read for, as "
+               "delivered by the listing: a listing with another updated_at has the detail read again"),
+        Column("created_by", pa.int64(), "the user who created the session, as delivered (NULL when absent "
+               "or not an integer)"),
+        Column("read_at", pa.timestamp("us", tz="UTC"), "when the detail was read"),
+    ),
+)
+
+MESSAGES = Table(
+    MESSAGES_TABLE,
+    "one row per message of a session's conversation_history, as of its newest detail read (a re-read "
+    "replaces them whole)",
+    (
+        Column("session_id", pa.int64(), "the session", required=True),
+        Column("position", pa.int64(), "0-based index in conversation_history", required=True),
+        Column("role", pa.string(), "`user`, `assistant` or another value, as delivered"),
+        Column("message_at", pa.timestamp("us", tz="UTC"), "the message's timestamp (NULL when absent or "
+               "not a timestamp: the rule of created_at)"),
+        Column("content_chars", pa.int64(), "characters of content (NULL when absent or not text)"),
+        Column("tool_calls", pa.int64(), "items in tool_calls (0 when absent or not a list)"),
+        Column("content", pa.string(), "the message's text: NULL unless the run was given "
+               "--conversation-text (it may hold customers' data); a night without it clears it"),
+    ),
+    internal=(Column(TOMBSTONE_COLUMN, pa.bool_(), "dlt hard_delete marker; always NULL when stored"),),
+)
+
 # the raw tables staging reads, declared so the models build before (or without) a load
-MODEL_INPUTS = (PROJECTS, SESSIONS, SCENARIO_IDS, STATUS_HISTORY)
-RAW_TABLES = (PROJECTS, SESSIONS, SCENARIO_IDS, PROJECT_LISTINGS, STATUS_HISTORY, REJECTED_ROWS)
+MODEL_INPUTS = (PROJECTS, SESSIONS, SCENARIO_IDS, STATUS_HISTORY, DETAILS, MESSAGES)
+RAW_TABLES = (PROJECTS, SESSIONS, SCENARIO_IDS, PROJECT_LISTINGS, STATUS_HISTORY, REJECTED_ROWS, DETAILS, MESSAGES)
 
 # The session fields Cekura delivers (ScenarioImprovementSessionList), typed as they are kept:
 # the sessions table's own columns, and `scenario_ids`, a list that becomes SCENARIO_IDS. Any of

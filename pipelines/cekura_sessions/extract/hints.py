@@ -74,6 +74,21 @@ TABLE_HINTS: dict[str, Any] = {
         write_disposition="append",
         columns={"project_id": {"data_type": "bigint"}, "rejected_at": {"data_type": "timestamp"}},
     ),
+    # a detail read replaces the session's stored one; its messages are replaced whole (a
+    # shorter conversation leaves no stale rows; an empty one stages a tombstone row)
+    contract.DETAILS_TABLE: dlt.mark.make_hints(
+        table_name=contract.DETAILS_TABLE,
+        write_disposition=_MERGE,
+        primary_key="session_id",
+        additional_table_hints=_UNIQUE_IN_STAGING,
+    ),
+    contract.MESSAGES_TABLE: dlt.mark.make_hints(
+        table_name=contract.MESSAGES_TABLE,
+        write_disposition={**_MERGE, "destination_scope": "session_id IN (SELECT session_id FROM {staging_table})"},
+        primary_key=["session_id", "position"],
+        columns=_TOMBSTONE,
+        additional_table_hints=_UNIQUE_IN_STAGING,
+    ),
 }
 
 # the sessions resource's own default (each table it yields carries its own hints above)

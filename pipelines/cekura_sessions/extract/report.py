@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from cekura_sessions.api.pacing import Pacer, Throttle
 from cekura_sessions.api.retry import RequestStats
@@ -27,6 +28,8 @@ class RunReport:
     stats: RequestStats = field(default_factory=RequestStats)
     base_url: str = ""  # the API the night read, as the client checked it
     pacer: Pacer | None = field(default=None, repr=False)  # the client's: what it learned of the throttle
+    client: Any = field(default=None, repr=False)  # the night's CekuraClient: its details are read through it
+    details: Any = None  # extract/details.py DetailsReport, once the details part ran
 
     @property
     def projects_done(self) -> int:

@@ -29,6 +29,11 @@ from cekura_sessions.extract import contract, convert
 from cekura_sessions.extract.batch import ListingBatch
 from cekura_sessions.extract.fetch import FetchedListing, fetch_listing
 from cekura_sessions.extract.hints import SESSIONS_RESOURCE_DISPOSITION, with_hints
+from cekura_sessions.extract.never_stored import (
+    is_never_stored,
+    rejected_without_never_stored,
+    without_never_stored,
+)
 from cekura_sessions.extract.projects import projects_table, with_unlisted
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.seen import SeenSessions
@@ -67,7 +72,7 @@ def cekura(
     remembered = night.throttles.get(check_base_url(base_url)) if night.throttles else None
     client = CekuraClient(base_url, api_key, policy=retry, stats=report.stats, connections=max(1, concurrency),
                           page_size=_page_size(page_size), throttle=remembered)
-    report.base_url, report.pacer = client.base_url, client.gate
+    report.base_url, report.pacer, report.client = client.base_url, client.gate, client
     # the projects list only feeds the sessions resource, which loads it when it changed: a
     # night where nothing changed then loads nothing, and dlt skips its normalize and load
     # work (no-change night at M 0.9 s -> 0.75 s)
@@ -127,10 +132,11 @@ def scenario_improvement_sessions(
     yield from _flushed(batch)
     yield from _flushed(batch, final=True)
     if batch.rejected:
-        yield with_hints(contract.REJECTED_ROWS_TABLE, batch.rejected)  # few rows: dlt's own normalizer
+        # few rows: dlt's own normalizer; as delivered, less what is never stored
+        yield with_hints(contract.REJECTED_ROWS_TABLE, rejected_without_never_stored(batch.rejected))
     if batch.listings:
         yield with_hints(contract.PROJECT_LISTINGS_TABLE, pa.Table.from_pylist(batch.listings, schema=convert.PROJECT_LISTINGS_SCHEMA))
-    report.new_fields = batch.extra_fields
+    report.new_fields = {name for name in batch.extra_fields if not is_never_stored(name)}
     if report.new_fields:
         log.info("sessions carry fields the spec does not list, loaded as new columns: %s",
                  ", ".join(sorted(report.new_fields)))
@@ -152,7 +158,8 @@ def _active_project_ids(listed_projects: pa.Table) -> list[int]:
 def _flushed(batch: ListingBatch, final: bool = False) -> Iterator[Any]:
     tables = batch.finish() if final else batch.flush()
     if tables is not None:
-        yield with_hints(contract.SESSIONS_TABLE, tables[0])
+        # a listing that starts sending a session's conversation must not store it (issue 21)
+        yield with_hints(contract.SESSIONS_TABLE, without_never_stored(tables[0]))
         yield with_hints(contract.SCENARIO_IDS_TABLE, tables[1])
 
 

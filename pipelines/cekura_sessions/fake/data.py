@@ -159,6 +159,14 @@ class FakeDataset:
     next_session_id: int = 1  # ids are never reused, not even after a deletion
     as_of: datetime = datetime.combine(DEFAULT_AS_OF, time(0), tzinfo=timezone.utc)  # every timestamp is before this
     last_changes: dict[str, list[int]] = field(default_factory=dict)  # what next_night changed
+    # the detail endpoint (fake/conversations.py): sessions listed whose detail answers 404 (deleted
+    # between listing and detail), sessions whose history is empty, and conversations next_night
+    # shrank (id -> (the updated_at they were cut for, messages kept)); `conversations_shrunk`
+    # lists the ids the last next_night shrank
+    details_gone: set[int] = field(default_factory=set)
+    empty_histories: set[int] = field(default_factory=set)
+    conversation_cuts: dict[int, tuple[str, int]] = field(default_factory=dict)
+    conversations_shrunk: list[int] = field(default_factory=list)
 
     def project(self, project_id: int) -> dict:
         for project in self.projects:
@@ -169,6 +177,27 @@ class FakeDataset:
     def all_sessions(self) -> list[tuple[int, dict]]:
         """(listed project id, session) in listing order, project by project."""
         return [(pid, s) for pid, rows in self.sessions.items() for s in rows]
+
+    def session(self, session_id: int) -> dict | None:
+        """The listed session with this id, or None."""
+        for rows in self.sessions.values():
+            for s in rows:
+                if s.get("id") == session_id:
+                    return s
+        return None
+
+    def detail(self, session_id: int) -> dict | None:
+        """What the detail endpoint answers for this id (fake/conversations.py), or None (404):
+        an id no listing holds, or a session deleted between its listing and its detail."""
+        return self.detail_of(self.session(session_id) if session_id not in self.details_gone else None)
+
+    def detail_of(self, session: dict | None) -> dict | None:
+        """detail() of a session already looked up (the server keeps an index by id)."""
+        from cekura_sessions.fake.conversations import detail
+
+        if session is None or session.get("id") in self.details_gone:
+            return None
+        return detail(self.spec, session, self.conversation_cuts, self.empty_histories)
 
     def next_night(self, seed: int) -> FakeDataset:
         """A changed deep copy, as if a night went by; deterministic per seed.
@@ -559,7 +588,16 @@ def generate(spec: DataSpec) -> FakeDataset:
     dataset = FakeDataset(projects, sessions, spec=spec, next_session_id=sid, as_of=as_of)
     if spec.oddities:
         _apply_placements(dataset)
+        _place_detail_oddities(dataset)
     return dataset
+
+
+def _place_detail_oddities(dataset: FakeDataset) -> None:
+    """P0 s6: listed, but its detail answers 404; P0 s7: an empty conversation history."""
+    rows = dataset.sessions[dataset.projects[0]["id"]] if dataset.projects else []
+    if len(rows) > 7:
+        dataset.details_gone.add(rows[6]["id"])
+        dataset.empty_histories.add(rows[7]["id"])
 
 
 # --- next night -------------------------------------------------------------------------------
@@ -628,14 +666,37 @@ class _Night:
             if not self.changes[kind]:
                 self._forced_change(kind, live, touched)
         self._new_sessions(live)
-        return FakeDataset(
+        night = FakeDataset(
             self.projects,
             self.sessions,
             spec=self.base.spec,
             next_session_id=self.next_id,
             as_of=self.end,
             last_changes=self.changes,
+            details_gone=set(self.base.details_gone),
+            empty_histories=set(self.base.empty_histories),
+            conversation_cuts=dict(self.base.conversation_cuts),
         )
+        self._shrink_conversations(night, touched)
+        return night
+
+    def _shrink_conversations(self, night: FakeDataset, touched: set[int]) -> None:
+        """One touched session in ten (at least one) keeps at most half of yesterday's messages."""
+        from cekura_sessions.fake.conversations import detail
+
+        base = self.base
+        yesterday = {s["id"]: s for rows in base.sessions.values() for s in rows if s["id"] in touched}
+        candidates = []
+        for s in (s for rows in night.sessions.values() for s in rows if s["id"] in yesterday):
+            if s["id"] in base.details_gone:
+                continue
+            length = len(detail(base.spec, yesterday[s["id"]], base.conversation_cuts, base.empty_histories)["conversation_history"])
+            if length >= 2:
+                candidates.append((s, length))
+        for n, (s, length) in enumerate(candidates):
+            if n == 0 or self.rng.random() < 0.1:
+                night.conversation_cuts[s["id"]] = (s["updated_at"], length // 2)
+                night.conversations_shrunk.append(s["id"])
 
     def _random_change(self, s: dict, touched: set[int]) -> bool:
         """Maybe change one session; False means it was deleted."""

@@ -18,9 +18,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import orjson
 
-from cekura_sessions.api.endpoints import PROJECTS_PATH, SESSIONS_PATH
 from cekura_sessions.fake.faults import CONTENT_FAULTS, STATUS_FAULTS, Answer, content_fault, status_fault
-from cekura_sessions.fake.views import SERVED, int_param
+from cekura_sessions.fake.views import SERVED, endpoint_of, int_param
 
 if TYPE_CHECKING:
     from cekura_sessions.fake.server import FakeCekuraApi
@@ -44,9 +43,10 @@ class FaultMiddleware:
         api = self.api
         environ[SERVED] = api.config
         request_path = environ.get("PATH_INFO", "")
-        endpoint = {PROJECTS_PATH: "projects", SESSIONS_PATH: "sessions"}.get(request_path, "other")
+        endpoint, session_id = endpoint_of(request_path)
         params = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))  # the last value wins
-        project_id = int_param(params.get("project_id")) if endpoint == "sessions" else None
+        # for a detail, the session asked for stands where a listing's project does (faults, the log)
+        project_id = int_param(params.get("project_id")) if endpoint == "sessions" else session_id
         page = _page_of(api, endpoint, params)
         if api.faults.next_links == "internal-host":
             environ["HTTP_HOST"] = INTERNAL_HOST

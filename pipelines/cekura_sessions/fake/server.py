@@ -42,8 +42,8 @@ _servers = itertools.count(1)
 
 
 class RequestRecord(NamedTuple):
-    endpoint: str  # "projects" / "sessions" / "other"
-    project_id: int | None
+    endpoint: str  # "projects" / "sessions" / "details" / "other"
+    project_id: int | None  # for "details": the session id asked for
     page: int | None
     status: int | str  # HTTP status, or "drop"
     fault: str | None  # the fault drawn, or "throttle" for DRF's 429
@@ -60,6 +60,8 @@ class _Served:
         self.dataset = dataset
         self.generation = store.new_generation()  # the cursor's copy of these rows (fake/store.py)
         self.project_ids = {p.get("id") for p in dataset.projects}
+        self._by_id: dict[Any, dict] | None = None
+        self._index_lock = threading.Lock()
 
     def projects(self, organization_id: int | None) -> list[dict]:
         if organization_id is None:
@@ -68,6 +70,14 @@ class _Served:
 
     def sessions(self, project_id: int) -> list[dict]:
         return self.dataset.sessions.get(project_id, [])
+
+    def detail(self, session_id: int) -> dict | None:
+        """The detail endpoint's answer (FakeDataset.detail_of), None for a 404; the index by id
+        is built by the first detail asked of this dataset."""
+        with self._index_lock:
+            if self._by_id is None:
+                self._by_id = {s.get("id"): s for rows in self.dataset.sessions.values() for s in rows}
+        return self.dataset.detail_of(self._by_id.get(session_id))
 
 
 class FakeCekuraApi:
@@ -220,7 +230,10 @@ class FakeCekuraApi:
             faults = self._faults
             # Draw for every request so the random sequence does not depend on the script.
             draw, kind_draw = self._rng.random(), self._rng.random()
-            script = faults.script.get((endpoint, project_id if endpoint == "sessions" else None))
+            # a listing's faults are scripted per project, a detail's per session or for any
+            script = faults.script.get((endpoint, project_id if endpoint in ("sessions", "details") else None))
+            if not script and endpoint == "details":
+                script = faults.script.get((endpoint, None))
             if script:
                 return script.pop(0)
             if endpoint == "sessions" and project_id in faults.always:

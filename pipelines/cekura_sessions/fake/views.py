@@ -115,6 +115,19 @@ def int_param(value: str | None) -> int | None:
         return None
 
 
+def endpoint_of(request_path: str) -> tuple[str, int | None]:
+    """Which endpoint a path asks ("projects", "sessions", "details", "other"), and for
+    "details" the session id in it (as Django's `<int:...>` reads it: digits only)."""
+    if request_path == PROJECTS_PATH:
+        return "projects", None
+    if request_path == SESSIONS_PATH:
+        return "sessions", None
+    rest = request_path[len(SESSIONS_PATH):] if request_path.startswith(SESSIONS_PATH) else ""
+    if rest.endswith("/") and rest[:-1].isascii() and rest[:-1].isdigit():
+        return "details", int(rest[:-1])
+    return "other", None
+
+
 class _CekuraView(GenericAPIView):
     permission_classes = [IsAuthenticated]
 
@@ -192,7 +205,20 @@ class SessionsView(_CekuraView):
         return self.get_paginated_response(self.paginate_queryset(served.sessions(project_id)))
 
 
+class SessionDetailView(_CekuraView):
+    """`GET /test_framework/v1/scenario-improvement-sessions/{id}/`: one session with `created_by`
+    and `conversation_history` (fake/conversations.py); DRF's 404 `{"detail": "Not found."}` for
+    an id no listing holds or a session deleted since it was listed."""
+
+    def get(self, request: Request, session_id: int) -> Response:
+        found = self.config.served.detail(session_id)
+        if found is None:
+            raise exceptions.NotFound()
+        return Response(found)
+
+
 urlpatterns = [
     path(PROJECTS_PATH.lstrip("/"), ProjectsView.as_view()),
     path(SESSIONS_PATH.lstrip("/"), SessionsView.as_view()),
+    path(SESSIONS_PATH.lstrip("/") + "<int:session_id>/", SessionDetailView.as_view()),
 ]

@@ -20,7 +20,7 @@ from cekura_sessions.destination.warehouse import Warehouse, WarehouseError
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
 from cekura_sessions.models import checks, runner
-from cekura_sessions.run import history, interrupt, ledger, listed, stored, throttle_memory
+from cekura_sessions.run import details_night, history, interrupt, ledger, listed, stored, throttle_memory
 from cekura_sessions.run.database import (
     Database,
     DatabaseBusy,
@@ -65,6 +65,11 @@ class RunConfig:
     pipelines_dir: str | None = None  # None: `<db>.dlt/` beside the database, its own (run/dlt_pipeline.py)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     page_size: int | None = None  # rows asked for per page; None: dlt config, else pages.DEFAULT_PAGE_SIZE
+    # sessions' details (run/details_night.py); None: [sources.cekura] details, details_budget,
+    # conversation_text, else read them, within the default budget, without their text
+    details: bool | None = None
+    details_budget: int | None = None
+    conversation_text: bool | None = None
 
 
 def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
@@ -140,6 +145,7 @@ def _locked_run(config: RunConfig, database: Database, report: RunReport) -> Run
 def _night(config: RunConfig, database: Database, database_key: str, report: RunReport) -> RunOutcome:
     try:
         _load(config, database, database_key, report)
+        _details(config, database, report)
         outcome = _after_load(config, database, report)
     except BaseException:
         # after a signal, whatever failed failed because of it (DuckDB turns the handler's
@@ -178,6 +184,21 @@ def _load(config: RunConfig, database: Database, database_key: str, report: RunR
         raise FatalError(fatal_message(error, config.base_url, config.api_key_origin)) from None
 
 
+def _details(config: RunConfig, database: Database, report: RunReport) -> None:
+    """The sessions' details, once the listings are loaded (run/details_night.py); skipped when
+    no listing loaded (the night is then fatal anyway)."""
+    if report.projects_failed and not report.projects_ok:
+        return
+    wanted = details_night.resolve(config.details, config.details_budget, config.conversation_text)
+    _checkpoint("details", database)
+    try:
+        details_night.read_details(database, config.pipelines_dir, report, wanted, config.retry, config.concurrency)
+    except (FatalError, DatabaseBusy, DatabaseUnavailable):
+        raise
+    except Exception as error:  # dlt wraps every step's failure; find what really happened
+        raise FatalError(fatal_message(error, config.base_url, config.api_key_origin)) from None
+
+
 def _after_load(config: RunConfig, database: Database, report: RunReport) -> RunOutcome:
     outcome = RunOutcome(EXIT_OK, report)
     if report.projects_failed and not report.projects_ok:
@@ -192,7 +213,7 @@ def _after_load(config: RunConfig, database: Database, report: RunReport) -> Run
             except runner.ModelBuildError as error:
                 outcome.exit_code, outcome.message = EXIT_PARTIAL, str(error)
                 return outcome
-    found = problems(report, outcome.checks)
+    found = problems(report, outcome.checks) + details_night.problems(report)
     if found:
         outcome.exit_code, outcome.message = EXIT_PARTIAL, "; ".join(found)
     return outcome
