@@ -34,3 +34,6 @@ RUNS_TABLE = "pipeline_runs"  # in the raw schema, written by run/ledger.py outs
 
 # the SQL ships inside the package (package data), so an installed wheel finds it anywhere
 SQL_DIR = Path(__file__).resolve().parent / "models" / "sql"
+
+# how long `run` waits, at each open of a DuckDB file (its own and dlt's), while a reader holds it
+RUN_DB_WAIT_SECONDS = 600.0

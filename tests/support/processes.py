@@ -20,6 +20,7 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     test's own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CEKURA_", "SOURCES__"))}
     env.update(CEKURA_API_KEY=API_KEY, RUNTIME__DLTHUB_TELEMETRY="false", DLT_DATA_DIR=str(tmp_path / "dlt-data"))
+    env.update(SOURCES__CEKURA__ACCEPT_REMOVALS="true")  # as in conftest.py: the guard's tests say false
     env.update(extra)
     return env
 
@@ -29,13 +30,14 @@ def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
 
 
 @contextmanager
-def database_held(db_path: Path) -> Iterator[subprocess.Popen]:
-    """Another process holds `db_path` read-write (as a notebook kernel would) until the block
-    ends; its pid is the Popen's."""
+def database_held(db_path: Path, read_only: bool = False) -> Iterator[subprocess.Popen]:
+    """Another process holds `db_path` (read-write, as a notebook kernel would, or read-only, as
+    a dashboard does) until the block ends; its pid is the Popen's."""
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('holding', flush=True); sys.stdin.read()",
-         str(db_path)],
+         "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'ro'); "
+         "print('holding', flush=True); sys.stdin.read()",
+         str(db_path), "ro" if read_only else "rw"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:

@@ -10,10 +10,10 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import duckdb
@@ -26,6 +26,8 @@ from cekura_sessions.extract import contract
 from cekura_sessions.run import lock
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class DatabaseBusy(Exception):
@@ -43,30 +45,70 @@ class connect:
         self._db_path, self._wait_seconds, self._read_only = db_path, wait_seconds, read_only
 
     def __enter__(self) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self._wait_seconds
-        told = False
-        while True:
-            try:
-                self._con = duckdb.connect(str(self._db_path), read_only=self._read_only,
-                                           config=dict(settings.DUCKDB_CONFIG))
-                return self._con
-            except duckdb.IOException as error:
-                holder = _lock_holder(str(error))
-                if holder is None:
-                    raise DatabaseUnavailable(f"cannot open {self._db_path}: {first_line(error)}") from None
-                if time.monotonic() >= deadline:
-                    raise DatabaseBusy(
-                        f"{self._db_path} is held by {holder}; close that program (a notebook kernel or "
-                        "the DuckDB CLI) or raise --db-wait"
-                    ) from None
-                if not told:  # a wait in silence looks like a hang
-                    log.warning("%s is held by %s; waiting up to %g s for it (--db-wait)",
-                                self._db_path, holder, self._wait_seconds)
-                    told = True
-                time.sleep(0.5)
+        self._con = open_waiting(
+            lambda: duckdb.connect(str(self._db_path), read_only=self._read_only, config=dict(settings.DUCKDB_CONFIG)),
+            self._db_path, self._wait_seconds)
+        return self._con
 
     def __exit__(self, *exc: object) -> None:
         self._con.close()
+
+
+def open_waiting(open_file: Callable[[], T], db_path: Path, wait_seconds: float) -> T:
+    """`open_file()` (a DuckDB open of `db_path`), asked again every half second while another
+    process holds the file (DuckDB lets one writer in, and no writer beside a reader), for up to
+    `wait_seconds`; the wait is logged once, naming the holder. Raises DatabaseBusy past the
+    wait, DatabaseUnavailable when the file cannot be opened for another reason."""
+    deadline = time.monotonic() + wait_seconds
+    told = False
+    while True:
+        try:
+            return open_file()
+        except duckdb.IOException as error:
+            holder = _lock_holder(str(error))
+            if holder is None:
+                raise DatabaseUnavailable(f"cannot open {db_path}: {first_line(error)}") from None
+            if time.monotonic() >= deadline:
+                raise DatabaseBusy(
+                    f"{db_path} is held by {holder}; close that program (a notebook kernel or "
+                    "the DuckDB CLI) or raise --db-wait"
+                ) from None
+            if not told:  # a wait in silence looks like a hang
+                log.warning("%s is held by %s; waiting up to %g s for it (--db-wait)", db_path, holder, wait_seconds)
+                told = True
+            time.sleep(0.5)
+
+
+_DLT_WAITS: dict[str, float] = {}  # DuckDB file -> --db-wait, for dlt's opens of it (waiting_credentials)
+
+
+def waiting_credentials(db_path: Path, wait_seconds: float) -> Any:
+    """dlt's DuckDB credentials for `db_path`, whose every open by dlt waits up to
+    `wait_seconds` like ours (open_waiting): without it a reader holding the file for a moment (a
+    notebook, a dashboard polling it) fails the load step at once with `Could not set lock on
+    file`. dlt has no option for it, and it rebuilds a credentials object from its fields (a
+    subclass would be lost), so its connection-pool class is replaced, once per process, by one
+    whose borrow waits for the files registered here; other files open as before."""
+    from dlt.destinations.impl.duckdb import configuration
+
+    if not getattr(configuration.DuckDbConnectionPool, "waits_for_readers", False):
+        configuration.DuckDbConnectionPool = _waiting_pool(configuration.DuckDbConnectionPool)
+    _DLT_WAITS[str(db_path)] = wait_seconds
+    return configuration.DuckDbCredentials(str(db_path), global_config=dict(settings.DUCKDB_CONFIG))
+
+
+def _waiting_pool(pool: type) -> type:
+    class WaitingPool(pool):  # type: ignore[misc, valid-type]
+        waits_for_readers = True
+
+        def borrow_conn(self, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+            borrow = super().borrow_conn
+            path = self.credentials._conn_str()
+            if self._conn is not None or path not in _DLT_WAITS:  # a duplicate of an open connection
+                return borrow(*args, **kwargs)
+            return open_waiting(lambda: borrow(*args, **kwargs), Path(path), _DLT_WAITS[path])
+
+    return WaitingPool
 
 
 def _lock_holder(message: str) -> str | None:
@@ -167,9 +209,7 @@ class Database:
         import dlt
 
         if self.path is not None:
-            from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
-
-            return dlt.destinations.duckdb(DuckDbCredentials(str(self.path), global_config=dict(settings.DUCKDB_CONFIG)))
+            return dlt.destinations.duckdb(waiting_credentials(self.path, self.wait_seconds))
         parts = urlsplit(self.destination.url or "")
         user = quote(unquote(parts.username or ""), safe="")
         password = quote(unquote(parts.password or "") or "unused", safe="")

@@ -1,0 +1,111 @@
+"""A team's readers beside the nightly run: a dashboard or a notebook that opens the DuckDB file
+read-only every 0.2 s while runs write. Every open of the run, its own and dlt's, waits for them
+(within --db-wait); none fails the night. Real processes, a real file."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+from support import expected
+from support.night_processes import run_cli, start_cli
+from support.processes import database_held, release
+
+pytestmark = pytest.mark.e2e
+
+READER = """
+import sys, time, duckdb
+path, stop = sys.argv[1], sys.argv[2]
+import os
+opened = refused = 0
+while not os.path.exists(stop):
+    try:
+        con = duckdb.connect(path, read_only=True)
+        con.execute("select count(*) from information_schema.tables").fetchall()
+        time.sleep(0.05)  # a dashboard's query holds the file a moment
+        con.close()
+        opened += 1
+    except duckdb.IOException:
+        refused += 1  # a run is writing: the reader waits its turn, as the run waits for it
+    time.sleep(0.2)
+print(opened, refused, flush=True)
+"""
+
+
+def _retitled(dataset, night: int):
+    """The data with every session's title changed for this night: every listing changes, so
+    every night loads (removals would meet the removal guard, which is not this test's)."""
+    changed = copy.deepcopy(dataset)
+    for rows in changed.sessions.values():
+        for row in rows:
+            row["title"] = f"night {night}: {row.get('title')}"
+    return changed
+
+
+def test_a_reader_polling_the_file_never_fails_a_night(tmp_path, api, dataset, db_path):
+    listed = expected.listed_project_ids(dataset)
+    assert run_cli(tmp_path, api.url, db_path).returncode == 0  # the file exists: the reader can open it
+    stop = tmp_path / "stop-reading"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(db_path), str(stop)], stdout=subprocess.PIPE, text=True)
+    nights = []
+    try:
+        for night in range(10):
+            api.dataset = _retitled(dataset, night)
+            nights.append((api.dataset, run_cli(tmp_path, api.url, db_path, "--db-wait", "60")))
+    finally:
+        stop.touch()
+        opened, _ = map(int, reader.communicate(timeout=60)[0].split())
+
+    failed = [(i, r.returncode, r.stderr[-500:]) for i, (_, r) in enumerate(nights) if r.returncode != 0]
+    assert failed == [], failed
+    assert opened > 10, f"the reader opened the file only {opened} times: it never stood in the way"
+    last = nights[-1][0]
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        assert expected.loaded_sessions(con) == expected.sessions(last, expected.listed_project_ids(last))
+    assert listed  # the data had projects to load
+
+
+def test_a_reader_holding_the_file_through_the_load_is_waited_for(tmp_path, api, dataset, db_path):
+    """The reader takes the file while the run fetches (the file is not held then) and keeps it
+    into the load step: dlt's own open waits for it, and the night loads once it lets go."""
+    run = start_cli(tmp_path, api.url, db_path, "--db-wait", "60", CEKURA_SESSIONS_PAUSE_AT="normalize")
+    marker = db_path.with_name(f"{db_path.name}.paused-normalize")
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert run.poll() is None, run.communicate()[1]
+        assert time.monotonic() < deadline, "the run never reached normalize"
+        time.sleep(0.05)
+    with database_held(db_path, read_only=True) as holder:
+        marker.unlink()  # the run goes on to normalize and load, while the reader holds the file
+        time.sleep(2)
+        assert run.poll() is None, "the run did not wait for the reader"
+        release(holder)
+        _, stderr = run.communicate(timeout=120)
+
+    assert run.returncode == 0, stderr
+    assert "is held by" in stderr and "waiting up to 60 s" in stderr, stderr
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        assert expected.loaded_sessions(con) == expected.sessions(dataset, expected.listed_project_ids(dataset))
+
+
+def test_a_reader_holding_the_file_past_the_wait_exits_3_naming_it(tmp_path, api, db_path):
+    run = start_cli(tmp_path, api.url, db_path, "--db-wait", "2", CEKURA_SESSIONS_PAUSE_AT="normalize")
+    marker = db_path.with_name(f"{db_path.name}.paused-normalize")
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert run.poll() is None, run.communicate()[1]
+        assert time.monotonic() < deadline, "the run never reached normalize"
+        time.sleep(0.05)
+    with database_held(db_path, read_only=True) as holder:
+        marker.unlink()
+        _, stderr = run.communicate(timeout=120)
+        pid = holder.pid
+
+    assert run.returncode == 3, stderr
+    lines = [line for line in stderr.splitlines() if "error" in line.lower() or line.startswith("cekura-sessions:")]
+    assert "Traceback" not in stderr, stderr
+    assert any(f"PID {pid}" in line and "--db-wait" in line for line in lines), stderr
