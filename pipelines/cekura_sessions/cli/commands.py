@@ -15,6 +15,7 @@ from cekura_sessions.destination.address import DestinationError, parse_destinat
 from cekura_sessions.destination.warehouse import Warehouse, WarehouseError
 from cekura_sessions.models import checks, runner
 from cekura_sessions.models.check_sql import all_checks
+from cekura_sessions.run import details_state
 from cekura_sessions.run import status as status_reads
 from cekura_sessions.run.database import Database, DatabaseBusy, DatabaseUnavailable, first_line
 
@@ -84,6 +85,7 @@ def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int) -> i
             runs = status_reads.recent_runs(con, recent_runs)
             freshness = status_reads.project_freshness(con)
             counts = status_reads.row_counts(con)
+            awaiting = details_state.awaiting_count(con)
             loaded_at = status_reads.newest_loaded(con)
             last = status_reads.newest_finished(con)
     except DatabaseBusy as error:
@@ -94,6 +96,8 @@ def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int) -> i
         _print_runs(runs)
     _print_freshness(freshness)
     logs.write("rows: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    if awaiting is not None:
+        logs.write(f"details: {awaiting} session(s) await their detail (read on the next nights, newest first)")
     now = datetime.now(timezone.utc)
     state = status_reads.verdict(loaded_at, last, timedelta(hours=max_age_hours), now)
     line = _verdict_line(state, loaded_at, last, max_age_hours, now)

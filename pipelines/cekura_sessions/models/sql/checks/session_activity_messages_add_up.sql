@@ -1,0 +1,15 @@
+-- severity: error
+-- For every session, user_messages + assistant_messages <= messages (other roles make up the
+-- rest), and active_seconds is never negative (first_message_at is the smallest timestamp).
+
+with session_activity as (
+    select * from analytics.session_activity
+),
+
+final as (
+    select * from session_activity
+    where user_messages + assistant_messages > messages
+        or active_seconds < 0
+)
+
+select * from final
