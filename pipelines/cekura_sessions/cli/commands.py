@@ -80,6 +80,9 @@ def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int) -> i
     if database.is_file and not database.path.exists():
         return _fail(f"missing: {database} does not exist; run `cekura-sessions run` first (or pass --db)",
                      codes["missing"])
+    running = database.running_night()
+    if running is not None:  # the ledger's unfinished row is that night's: it is not dead
+        return _fail(f"locked: a night is running on {database}: {running}", codes["locked"])
     try:
         with database.connect(read_only=True) as con:
             runs = status_reads.recent_runs(con, recent_runs)
@@ -88,6 +91,7 @@ def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int) -> i
             awaiting = details_state.awaiting_count(con)
             loaded_at = status_reads.newest_loaded(con)
             last = status_reads.newest_finished(con)
+            unfinished = status_reads.newest_unfinished(con)
     except DatabaseBusy as error:
         return _fail(f"locked: {error}", codes["locked"])
     except (DatabaseUnavailable, WarehouseError) as error:
@@ -99,8 +103,8 @@ def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int) -> i
     if awaiting is not None:
         logs.write(f"details: {awaiting} session(s) await their detail (read on the next nights, newest first)")
     now = datetime.now(timezone.utc)
-    state = status_reads.verdict(loaded_at, last, timedelta(hours=max_age_hours), now)
-    line = _verdict_line(state, loaded_at, last, max_age_hours, now)
+    state = status_reads.verdict(loaded_at, last, timedelta(hours=max_age_hours), now, unfinished)
+    line = _verdict_line(state, loaded_at, last, max_age_hours, now, unfinished)
     if state == "ok":
         logs.say(line, state=state)
     else:
@@ -109,9 +113,14 @@ def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int) -> i
 
 
 def _verdict_line(state: str, loaded_at: datetime | None, last: status_reads.FinishedRun | None,
-                  max_age_hours: float, now: datetime) -> str:
+                  max_age_hours: float, now: datetime, unfinished: tuple[str, datetime] | None = None) -> str:
     def hours(when: datetime) -> str:
         return f"{(now - when).total_seconds() / 3600:.1f} h"
+
+    if state == "unfinished" and unfinished is not None:
+        run_id, started_at = unfinished
+        return (f"unfinished: the newest run, {run_id}, started {hours(started_at)} ago and never finished (killed "
+                f"or crashed; no run is going now); the next run completes or discards what it left")
 
     if state == "stale":
         if loaded_at is None:

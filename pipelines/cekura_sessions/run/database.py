@@ -112,12 +112,40 @@ def _waiting_pool(pool: type) -> type:
 
 
 def _lock_holder(message: str) -> str | None:
+    """Who holds the file, from DuckDB's lock error: the program as a person knows it (`cekura-sessions
+    run`, a Jupyter kernel, the DuckDB CLI) and its PID; None when the error is not a lock."""
     if "lock" not in message.lower():
         return None
     found = re.search(r"held in (.+?) \(PID (\d+)\)", message)
-    return f"{found.group(1)} (PID {found.group(2)})" if found else "another process"
+    if not found:
+        return "another process"
+    return f"{holder_command(int(found.group(2))) or found.group(1)} (PID {found.group(2)})"
 
 
+def holder_command(pid: int) -> str | None:
+    """What process `pid` runs, as a person would name it, read from /proc (None where there is
+    none): DuckDB names only the interpreter (`/usr/bin/python3.11`), which says nothing."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    argv = [arg for arg in argv if arg]
+    if not argv:
+        return None
+    words = [Path(argv[0]).name, *argv[1:]]
+    if words[0] == "cekura-sessions" or "cekura_sessions.cli" in words:
+        command = next((w for w in words[1:] if not w.startswith("-") and w != "cekura_sessions.cli"), "")
+        return f"cekura-sessions {command}".strip()
+    if any("ipykernel" in word for word in words):
+        return "a Jupyter kernel"
+    if words[0] == "duckdb":
+        return "the DuckDB CLI"
+    # the program and what it runs, never its other arguments (a command line may hold a password)
+    if words[0].startswith("python") and len(words) > 1:
+        if words[1] in ("-m", "-c"):
+            return " ".join(words[:3]) if words[1] == "-m" and len(words) > 2 else f"{words[0]} {words[1]}"
+        return f"{words[0]} {Path(words[1]).name}"
+    return words[0]
 
 
 def first_line(error: BaseException) -> str:
@@ -178,6 +206,13 @@ class Database:
                     yield
             except postgres.PostgresLockHeld as error:
                 raise lock.LockHeld(str(error)) from None
+
+    def running_night(self) -> str | None:
+        """Who holds this database's run lock now (a night is running), as one phrase; None when
+        it is free. On PostgreSQL the advisory lock is not asked here: None."""
+        if self.path is None:
+            return None
+        return lock.holder_if_held(self.path)
 
     def check_writable(self) -> None:
         """Raises DatabaseUnavailable when the run could not write there (checked before the lock)."""

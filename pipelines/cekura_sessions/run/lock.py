@@ -47,9 +47,28 @@ def run_lock(db_path: Path, run_id: str) -> Iterator[None]:
         handle.close()  # closing the descriptor releases the flock
 
 
+def holder_if_held(db_path: Path) -> str | None:
+    """The holder of `db_path`'s run lock when a run holds it now, else None. Read from the
+    kernel's table of locks (/proc/locks), never by taking the lock: a status that held it even
+    for a moment could turn away the night starting then. None where that table is not there."""
+    path = lock_path(db_path)
+    try:
+        stat = path.stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == device:
+            return _holder(path)
+    return None
+
+
 def _holder(path: Path) -> str:
     try:
         holder = json.loads(path.read_text(encoding="utf-8"))
-        return f"pid {holder['pid']} on {holder['host']}, run {holder['run_id']} since {holder['since']}"
+        return (f"cekura-sessions run (PID {holder['pid']}) on {holder['host']}, run {holder['run_id']} "
+                f"since {holder['since']}")
     except (OSError, ValueError, KeyError):
         return "holder unknown"

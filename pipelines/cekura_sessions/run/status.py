@@ -24,6 +24,7 @@ STATUS_EXIT_CODES = {
     "partial": 4,  # the newest finished run ended partial (exit 1); the rest is fresh
     "missing": 5,  # there is no database file at the path
     "failed": 6,  # the newest finished run loaded nothing (exit 2, 3, 130, 143); older data is still fresh
+    "unfinished": 7,  # the newest run started and never finished (killed, a crash), and no run is going now
 }
 
 
@@ -107,11 +108,25 @@ def newest_finished(con: Any) -> FinishedRun | None:
     return FinishedRun(*row) if row else None
 
 
-def verdict(loaded_at: datetime | None, last: FinishedRun | None, max_age: timedelta, now: datetime) -> str:
+def newest_unfinished(con: Any) -> tuple[str, datetime] | None:
+    """(run_id, started_at) of the newest run that started, when it never finished: killed or
+    crashed, unless a run is going on now (the caller checks the run lock first). None otherwise."""
+    con = as_warehouse(con)
+    if not _has_ledger(con):
+        return None
+    row = con.execute(f"select run_id, started_at, finished_at from {_RUNS} order by started_at desc limit 1").fetchone()
+    return (row[0], row[1]) if row and row[2] is None else None
+
+
+def verdict(loaded_at: datetime | None, last: FinishedRun | None, max_age: timedelta, now: datetime,
+            unfinished: tuple[str, datetime] | None = None) -> str:
     """The state `status` reports (a key of STATUS_EXIT_CODES) when the file could be read:
-    stale outranks a partial or failed last run, since then nothing recent is loaded at all."""
+    stale outranks the rest, since then nothing recent is loaded at all; a newest run that died
+    (`unfinished`, see newest_unfinished) outranks how the run before it ended."""
     if loaded_at is None or now - loaded_at > max_age:
         return "stale"
+    if unfinished is not None:
+        return "unfinished"
     if last is None or last.status == "succeeded":
         return "ok"
     return "partial" if last.exit_code == 1 else "failed"
