@@ -10,8 +10,9 @@ from cekura_sessions.extract.fetch import FetchedListing
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.seen import SeenSessions
 
-GOOD = {"id": 1, "title": "t", "project": 7, "scenario_ids": [3], "status": "completed",
+GOOD = {"id": 1, "title": "t", "project": None, "scenario_ids": [3], "status": "completed",
         "created_at": "2026-09-01T10:00:00Z", "updated_at": "2026-09-01T11:00:00Z", "message_count": 2}
+# `project` null: a row counts under the listing that delivered it (a row of another project does not)
 STORED = {**GOOD, "title": "as stored last night", "message_count": "2", "scenario_ids": [9]}
 
 
@@ -47,7 +48,7 @@ def test_a_set_aside_session_loads_where_another_listing_has_it_valid(flush_rows
     lists it valid (it moved): 8's version loads, the stored one is not carried back."""
     listings = [
         (7, [{**GOOD, "created_at": "not a date"}, {**GOOD, "id": 2}]),
-        (8, [{**GOOD, "title": "moved"}]),
+        (8, [{**GOOD, "title": "moved", "project": 8}]),
     ]
 
     loaded, rejected, report = _run(listings, flush_rows, monkeypatch, stored={(7, 1): STORED})

@@ -142,8 +142,8 @@ class CekuraClient:
     def _read_listing(self, project_id: int) -> SessionListing:
         digest = hashlib.blake2b(digest_size=16)
         first = self.listing_url(project_id)
-        page, answer = self.get(first, pages.read_first_page)
-        content = answer.content
+        page, _ = self.get(first, pages.read_first_page)
+        content = page.content  # as read: bytes that are not UTF-8 already replaced
         digest.update(content)
         contents, sessions, count = [content], page.size, page.count
         read = {_path_and_query(first)}
@@ -151,8 +151,8 @@ class CekuraClient:
             url = self.next_url(page.next_url)
             _check_progress(url, read, sessions, count)
             try:
-                page, answer = self.get(url, pages.read_later_page)
-                content = answer.content
+                page, _ = self.get(url, pages.read_later_page)
+                content = page.content
             except NotFound:
                 # DRF answers 404 "Invalid page." for a page past the end: the listing shrank
                 raise ListingMoved(f"page {_path_and_query(url)} is gone (HTTP 404)") from None

@@ -12,6 +12,7 @@ night where nothing changed and the rows are never needed. The rows are read by 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from typing import Any, NamedTuple
@@ -28,6 +29,7 @@ MAX_PAGE_SIZE = 1000
 
 # a simdjson Parser is reused (its buffers are the speed) but serves one thread at a time
 _PARSERS = threading.local()
+log = logging.getLogger(__name__)
 
 
 class Page(NamedTuple):
@@ -38,23 +40,33 @@ class Page(NamedTuple):
 
 
 def parse(content: bytes) -> Any:
-    """The answer as Python objects (orjson); MalformedBody when it is not JSON. A lone
-    surrogate escape (`"\\ud83d"`, what a JavaScript producer leaves when it cuts a string
-    mid-emoji) becomes U+FFFD, so one character is lost, not the listing."""
+    """The answer as Python objects (orjson); MalformedBody when it is not JSON. What orjson
+    refuses but a drifting producer sends is read so that one value is lost, not the listing:
+    a byte that is not UTF-8 becomes U+FFFD in its string (`repaired`); a lone surrogate escape
+    (`"\\ud83d"`, a JavaScript producer cutting a string mid-emoji) becomes U+FFFD; a bare
+    `NaN` or `Infinity` (Python's `json` writes them by default) is read as a float, which the
+    contract refuses in a known field and keeps as text in an unknown one."""
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError as error:
-        if "surrogate" not in str(error):
-            raise MalformedBody(f"answer is not valid JSON ({error})") from None
-        try:  # Python's reader keeps the lone half; it is replaced below
-            body = json.loads(content, parse_constant=_refuse_constant)
-        except ValueError:
-            raise MalformedBody(f"answer is not valid JSON ({error})") from None
-        return _without_lone_surrogates(body)
+        first = error
+    try:  # Python's reader takes NaN and a lone half, which orjson refuses
+        body = json.loads(repaired(content))
+    except ValueError:
+        raise MalformedBody(f"answer is not valid JSON ({first})") from None
+    return _without_lone_surrogates(body)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python's reader takes them, JSON does not
+def repaired(content: bytes) -> bytes:
+    """`content` with each byte that is not UTF-8 replaced by U+FFFD: such a byte can only stand
+    inside a string of a JSON document, so only that string changes."""
+    try:
+        content.decode()
+        return content
+    except UnicodeDecodeError as error:
+        log.warning("an answer holds bytes that are not UTF-8 (first at byte %d); each became U+FFFD",
+                    error.start)
+        return content.decode("utf-8", "replace").encode()
 
 
 def _without_lone_surrogates(value: Any) -> Any:
@@ -120,6 +132,7 @@ def _checked(content: bytes, shape: str, array_allowed: bool) -> Page:
 
 
 def _checked_by_orjson(content: bytes, shape: str, array_allowed: bool) -> Page:
+    content = repaired(content)  # the rows' readers then read what the check read
     body = parse(content)
     if isinstance(body, list) and array_allowed:
         return Page(content, len(body), None, None)

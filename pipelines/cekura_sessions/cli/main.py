@@ -141,6 +141,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=_whole(1), default=None, metavar="N",
                      help=f"requests in flight at once (default {settings.DEFAULT_CONCURRENCY})")
     _add_page_size(run)
+    run.add_argument("--accept-removals", action="store_true",
+                     help="apply removals the guard holds: a project losing over half of its stored sessions "
+                          "(and at least 20), or the projects list losing over half of its projects "
+                          "(accept_removals in [sources.cekura]; thresholds removal_share, "
+                          "removal_min_sessions, project_removal_share)")
     run.add_argument("--details-budget", type=_whole(0), default=None, metavar="N",
                      help="session details read at most this night, newest updated_at first; the rest wait for "
                           "the next nights (details_budget in [sources.cekura]; default: what the night's time "
@@ -394,6 +399,7 @@ def _run(args: argparse.Namespace) -> int:
         conversation_text=args.conversation_text,
         db_wait_seconds=args.db_wait,
         **({"retry": RetryPolicy(answer_deadline_seconds=args.answer_deadline)} if args.answer_deadline else {}),
+        accept_removals=args.accept_removals,
     )
     from cekura_sessions.extract.report import RunReport
     from cekura_sessions.run import night

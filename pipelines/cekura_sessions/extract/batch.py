@@ -10,8 +10,13 @@ one go (extract/convert.py); then, per listing:
   had: replacing its rows might delete the session that row stands for;
 - a session id listed earlier in this run (in this listing or another) loads once, as first
   listed; the repeat is set aside (the merge relies on it: extract/hints.py);
+- a row whose own `project` is another one (the API ignored `project_id`) is never counted
+  under the project asked for: that project's own listing loads it when it is selected this
+  night, else it is set aside (`project: null` counts under the project asked for);
+- removals the guard holds (extract/removals.py) keep their last good version;
 - a listing that ends with no rows to load clears its project (a tombstone row).
-A listing with rows set aside keeps no digest, so it is read again, and reported, every night.
+A listing with rows set aside, rows of other projects or removals held keeps no digest, so it
+is read again, and reported, every night.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import pyarrow.compute as pc
 
 from cekura_sessions.extract import contract, convert
 from cekura_sessions.extract.fetch import FetchedListing
+from cekura_sessions.extract.removals import RemovalGuard
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.seen import SeenSessions
 from cekura_sessions.extract.state import StoredSessions
@@ -45,11 +51,19 @@ class _Outcome:
     set_aside: list[tuple[Any, str]]  # (row as delivered, why)
     to_carry: list[int]  # ids whose last good version should load instead
     failed: bool = False  # a row without an id: the project keeps what it had
+    strays: int = 0  # rows whose own project is another (the API ignored project_id)
+    held: int = 0  # removals the guard held (their last good version is carried)
 
 
 class ListingBatch:
-    def __init__(self, report: RunReport, seen: SeenSessions, stored_sessions: StoredSessions | None) -> None:
+    def __init__(self, report: RunReport, seen: SeenSessions, stored_sessions: StoredSessions | None,
+                 selected: set[int] | None = None, guard: RemovalGuard | None = None) -> None:
+        """`selected`: the projects whose listings this night reads (a row of another project
+        in a listing is left to that project's own listing when it is one of them); `guard`:
+        what removals are held (None: none)."""
         self.report, self.seen, self.stored_sessions = report, seen, stored_sessions
+        self.selected = selected or set()
+        self.guard = guard
         self.pending: list[tuple[int, FetchedListing]] = []
         self.pending_rows = 0
         self.listings: list[dict[str, Any]] = []  # project_listings rows
@@ -58,6 +72,7 @@ class ListingBatch:
         self.extra_fields: set[str] = set()  # fields the spec does not list, as flushed
 
     def add(self, project_id: int, fetched: FetchedListing) -> None:
+        self.report.values_coerced += fetched.coerced
         if fetched.unchanged:
             self.report.projects_unchanged.append(project_id)
             self._listed(project_id, fetched.sessions, digest=None, write=False)
@@ -86,9 +101,12 @@ class ListingBatch:
         columns = convert.listings_columns([listing.rows for _, listing in pending])
         converted = convert.convert(columns, project_ids, raw_row)
         ids = pc.fill_null(converted.sessions["id"], 0).to_numpy()
-        outcomes = self._decide(pending, raw_row, converted.reasons, ids)
+        own = pc.fill_null(converted.sessions["project"], 0).to_numpy()
+        strays = (own != 0) & (own != project_ids)  # NULL (0 here) counts under the project asked for
+        outcomes = self._decide(pending, raw_row, converted.reasons, ids, strays, own)
         keep = np.zeros(len(project_ids), dtype=bool)
         for outcome in outcomes:
+            self._guard(outcome, ids)
             self._account(outcome)
             keep[outcome.loaded] = True
         self.seen.add(ids[keep], converted.sessions["project_id"].to_numpy()[keep])
@@ -120,9 +138,9 @@ class ListingBatch:
         return self._tables(tables) if tables else None
 
     def _decide(self, pending: list[tuple[int, FetchedListing]], raw_row: Callable[[int], Any],
-                reasons: dict[int, str], ids: np.ndarray) -> list[_Outcome]:
-        earlier = self.seen.first_listed_under(ids)
-        if not reasons and not earlier and len(np.unique(ids)) == len(ids):
+                reasons: dict[int, str], ids: np.ndarray, strays: np.ndarray, own: np.ndarray) -> list[_Outcome]:
+        earlier = self.seen.first_listed_under(ids[~strays])
+        if not reasons and not earlier and not strays.any() and len(np.unique(ids)) == len(ids):
             # the usual batch: every row loads (the loop below would decide the same, row by row)
             bounds = np.cumsum([0, *(listing.sessions for _, listing in pending)])
             return [_Outcome(project_id, listing, np.arange(bounds[n], bounds[n + 1]), [], [])
@@ -136,12 +154,17 @@ class ListingBatch:
                 outcomes.append(_Outcome(project_id, listing, np.empty(0, dtype=np.int64), broken, [], failed=True))
                 start = end
                 continue
-            loaded, set_aside, taken = [], list(broken), set()
+            loaded, set_aside, taken, stray_rows = [], list(broken), set(), 0
             for i in range(start, end):
                 if i in reasons:
                     continue
                 session_id = int(ids[i])
                 taken.add(session_id)
+                if strays[i]:
+                    stray_rows += 1
+                    if int(own[i]) not in self.selected:
+                        set_aside.append((raw_row(i), _stray(session_id, project_id, int(own[i]))))
+                    continue
                 why = _repeated(session_id, earlier.get(session_id), first_listed.get(session_id), number)
                 if why:
                     set_aside.append((raw_row(i), why))
@@ -149,9 +172,23 @@ class ListingBatch:
                     first_listed[session_id] = (project_id, number)
                     loaded.append(i)
             to_carry = sorted({row["id"] for row, _ in broken} - taken)
-            outcomes.append(_Outcome(project_id, listing, np.array(loaded, dtype=np.int64), set_aside, to_carry))
+            outcomes.append(_Outcome(project_id, listing, np.array(loaded, dtype=np.int64), set_aside, to_carry,
+                                     strays=stray_rows))
             start = end
         return outcomes
+
+    def _guard(self, outcome: _Outcome, ids: np.ndarray) -> None:
+        """Hold the outcome's removals when the guard says they are too many: their last good
+        version is carried instead (so they stay in raw and in the models)."""
+        if self.guard is None or outcome.failed:
+            return
+        listed = np.union1d(ids[outcome.loaded], np.array(outcome.to_carry, dtype=np.int64))
+        held = self.guard.held_sessions(outcome.project_id, listed)
+        if len(held):
+            outcome.to_carry = sorted({*outcome.to_carry, *held.tolist()})
+            outcome.held = len(held)
+            stored = (self.guard.stored_counts or {}).get(outcome.project_id, 0)
+            self.report.removals_held[outcome.project_id] = (len(held), stored)
 
     def _account(self, outcome: _Outcome) -> None:
         report, project_id = self.report, outcome.project_id
@@ -162,8 +199,11 @@ class ListingBatch:
             report.projects_failed[project_id] = "rows without an integer id (see rejected_rows); its rows were kept"
             return
         report.sessions_written += len(outcome.loaded)
-        # never remembered with rows set aside: the listing is read again, and reported, every night
-        digest = None if outcome.set_aside else outcome.listing.digest
+        if outcome.strays:
+            report.filter_ignored[project_id] = outcome.strays
+        # never remembered with rows set aside, another project's rows or removals held: the
+        # listing is read again, and reported, every night
+        digest = None if outcome.set_aside or outcome.strays or outcome.held else outcome.listing.digest
         self._listed(project_id, outcome.listing.sessions, digest, write=True)
 
     def _carried(self, outcome: _Outcome) -> tuple[pa.Table, pa.Table] | None:
@@ -215,6 +255,11 @@ def _repeated(session_id: int, earlier_project: int | None, first: tuple[int, in
     if first[1] == number:
         return f"session {session_id} appears more than once in this listing; the first row was loaded"
     return f"session {session_id} was already listed under project {first[0]} in this run; that row was loaded"
+
+
+def _stray(session_id: int, asked: int, own: int) -> str:
+    return (f"session {session_id} was listed for project {asked} but belongs to project {own}, which this run "
+            "does not load (the API ignored project_id)")
 
 
 def _drop_empty_extra_columns(sessions: pa.Table) -> pa.Table:

@@ -12,6 +12,7 @@ most of a large night's time would otherwise go (GOTCHAS.md).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -265,9 +266,15 @@ def _extra_fields(objects: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 def _as_text(values: list[Any]) -> pa.Array:
-    return pa.array(
-        [v if isinstance(v, str) or v is None else orjson.dumps(v, default=str).decode() for v in values], pa.string()
-    )
+    return pa.array([v if isinstance(v, str) or v is None else _json_text(v) for v in values], pa.string())
+
+
+def _json_text(value: Any) -> str:
+    # a bare NaN or Infinity (api/pages.py reads them as floats) is kept as
+    # written; orjson would write null, as if nothing had been sent
+    if type(value) is float and not math.isfinite(value):
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    return orjson.dumps(value, default=str).decode()
 
 
 def extra_column_name(field_name: str, taken: list[str]) -> str:

@@ -37,6 +37,7 @@ class FetchedListing:
     digest: str
     sessions: int
     contents: tuple[bytes, ...] = field(repr=False, default=())
+    coerced: int = 0  # values whose type drifted and were put back (extract/drift.py)
 
     @property
     def unchanged(self) -> bool:
@@ -66,7 +67,7 @@ def fetch_listing(
             return FetchedListing(None, listing.digest, listing.sessions)
     # counted as read, not as the check counted: a key given twice counts once, its last value
     sessions = rows.num_rows if isinstance(rows, pa.Table) else len(rows)
-    return FetchedListing(rows, listing.digest, sessions, listing.contents)
+    return FetchedListing(rows, listing.digest, sessions, listing.contents, coerced=getattr(rows, "coerced", 0))
 
 
 def _settled(

@@ -8,6 +8,8 @@ from typing import Any
 import pyarrow as pa
 
 from cekura_sessions.extract import contract
+from cekura_sessions.extract.removals import RemovalGuard
+from cekura_sessions.extract.report import RunReport
 
 PROJECTS_SCHEMA = contract.PROJECTS.arrow_schema()
 
@@ -37,16 +39,32 @@ def _int_or_none(value: Any) -> int | None:
     return value if contract.is_integer(value) else None
 
 
-def with_unlisted(listed: pa.Table, stored: dict[int, tuple[Any, ...]]) -> pa.Table:
+def with_unlisted(listed: pa.Table, stored: dict[int, tuple[Any, ...]], report: RunReport | None = None,
+                  guard: RemovalGuard | None = None) -> pa.Table:
     """`listed` plus each stored project it no longer holds, as stored but with is_listed false.
 
     `stored`: {id: row in PROJECTS_SCHEMA's order} (extract/state.py NightState.projects). The
     merge on id then updates the unlisted projects instead of leaving them looking current: raw
-    keeps them as history, and the models leave them out (CONTRACT.md, projects deleted upstream)."""
+    keeps them as history, and the models leave them out (CONTRACT.md, projects deleted upstream).
+    A project stays as stored (listed, if it was) when the list held a row that could not be
+    read (`report.projects_unreadable`: it may be that one), or when the `guard` holds the
+    unlisting of too many projects at once (recorded in `report.unlistings_held`)."""
     listed_ids = set(listed.column("id").to_pylist())
     gone = [row for project_id, row in stored.items() if project_id not in listed_ids]
     if not gone:
         return listed
     at = PROJECTS_SCHEMA.get_field_index("is_listed")
+    newly_gone = [row for row in gone if row[at] is not False]
+    listed_before = sum(1 for row in stored.values() if row[at] is not False)
+    if report is not None:
+        report.projects_listed_before = listed_before
+        held = guard is not None and guard.unlisting_held(listed_before, len(newly_gone))
+        if report.projects_unreadable or held:
+            if held:
+                report.unlistings_held = sorted(row[0] for row in newly_gone)
+            gone = [row for row in gone if row[at] is False]  # the newly gone stay as stored
+            kept = [dict(zip(PROJECTS_SCHEMA.names, row)) for row in newly_gone]
+            rows = [dict(zip(PROJECTS_SCHEMA.names, (*row[:at], False, *row[at + 1:]))) for row in gone]
+            return pa.concat_tables([listed, pa.Table.from_pylist(kept + rows, schema=PROJECTS_SCHEMA)])
     rows = [dict(zip(PROJECTS_SCHEMA.names, (*row[:at], False, *row[at + 1:]))) for row in gone]
     return pa.concat_tables([listed, pa.Table.from_pylist(rows, schema=PROJECTS_SCHEMA)])

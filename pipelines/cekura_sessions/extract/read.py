@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from cekura_sessions.api import pages
-from cekura_sessions.extract import contract
+from cekura_sessions.extract import contract, drift
 
 # the contract's fields as a plain answer has them; message_count (a string in the spec, an
 # integer in practice) is inferred, and so is any field the spec does not list
@@ -57,9 +57,19 @@ def row_ids(rows: pa.Table | list[Any]) -> np.ndarray:
     return np.array([i for i in ids if -(2**63) <= i < 2**63], dtype=np.int64)
 
 
-def python_rows(contents: tuple[bytes, ...]) -> list[Any]:
-    """The rows as delivered, as Python objects (missing keys stay missing)."""
-    return [row for content in contents for row in pages.page_rows(content)]
+class Rows(list):  # type: ignore[type-arg]
+    """Parsed rows; `coerced`: how many values came as strings holding integers (or a list as
+    a JSON string) and were put back (extract/drift.py), for the night's one warning."""
+
+    coerced: int = 0
+
+
+def python_rows(contents: tuple[bytes, ...]) -> Rows:
+    """The rows as delivered, as Python objects (missing keys stay missing), with drifted types
+    put back (extract/drift.py) so the contract judges what the values mean."""
+    rows = Rows(row for content in contents for row in pages.page_rows(content))
+    rows.coerced = sum(drift.coerce_session(row) for row in rows)
+    return rows
 
 
 def _arrow_rows(content: bytes) -> pa.StructArray | None:

@@ -25,6 +25,14 @@ class RunReport:
     sessions_written: int = 0
     rows_rejected: int = 0
     new_fields: set[str] = field(default_factory=set)
+    values_coerced: int = 0  # ids, counts, lists whose JSON type drifted, put back (extract/drift.py)
+    projects_unreadable: int = 0  # project rows of the projects list that could not be read
+    # project asked for -> rows its listing delivered for other projects (an ignored project_id)
+    filter_ignored: dict[int, int] = field(default_factory=dict)
+    # project -> (removals held, sessions stored live): the removal guard (extract/removals.py)
+    removals_held: dict[int, tuple[int, int]] = field(default_factory=dict)
+    unlistings_held: list[int] = field(default_factory=list)  # projects the guard kept listed
+    projects_listed_before: int = 0  # listed projects stored, for the unlisting guard's line
     stats: RequestStats = field(default_factory=RequestStats)
     base_url: str = ""  # the API the night read, as the client checked it
     pacer: Pacer | None = field(default=None, repr=False)  # the client's: what it learned of the throttle

@@ -25,7 +25,7 @@ from cekura_sessions.api.errors import ConfigError, FatalApiError, describe_erro
 from cekura_sessions.api.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.api.urls import check_base_url
-from cekura_sessions.extract import contract, convert
+from cekura_sessions.extract import contract, convert, drift
 from cekura_sessions.extract.batch import ListingBatch
 from cekura_sessions.extract.fetch import FetchedListing, fetch_listing
 from cekura_sessions.extract.hints import SESSIONS_RESOURCE_DISPOSITION, with_hints
@@ -35,6 +35,7 @@ from cekura_sessions.extract.never_stored import (
     without_never_stored,
 )
 from cekura_sessions.extract.projects import projects_table, with_unlisted
+from cekura_sessions.extract.removals import RemovalGuard, removal_guard
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.seen import SeenSessions
 from cekura_sessions.extract.state import NightState
@@ -53,13 +54,22 @@ def cekura(
     night: NightState | None = None,
     time_budget_seconds: float | None = None,
     page_size: int | None = None,
+    # plain types: dlt resolves a union such as `bool | str` from no variable or file
+    accept_removals: bool = False,
+    removal_share: float | None = None,
+    removal_min_sessions: int | None = None,
+    project_removal_share: float | None = None,
 ) -> DltResource:
     """`night`: what earlier nights stored (run/stored.py reads it); None: a first night.
     `time_budget_seconds` (`[sources.cekura]`, SOURCES__CEKURA__TIME_BUDGET_SECONDS): how long
     a throttling API is waited out (RetryPolicy.time_budget_seconds when not set).
     `page_size` (`[sources.cekura]`, `run --page-size`): rows asked for per page, 1..1000
-    (pages.DEFAULT_PAGE_SIZE when not set); ConfigError otherwise."""
+    (pages.DEFAULT_PAGE_SIZE when not set); ConfigError otherwise.
+    `accept_removals` (`run --accept-removals`), `removal_share`, `removal_min_sessions`,
+    `project_removal_share` (`[sources.cekura]`): the guard against sudden removals
+    (extract/removals.py); ConfigError when one is out of range."""
     report = report or RunReport()
+    guard = removal_guard(accept_removals, removal_share, removal_min_sessions, project_removal_share)
     if time_budget_seconds is not None:
         try:
             seconds = float(time_budget_seconds)
@@ -76,8 +86,8 @@ def cekura(
     # the projects list only feeds the sessions resource, which loads it when it changed: a
     # night where nothing changed then loads nothing, and dlt skips its normalize and load
     # work (no-change night at M 0.9 s -> 0.75 s)
-    return projects(client) | scenario_improvement_sessions(
-        client, report, project_ids or None, max(1, concurrency), night
+    return projects(client, report) | scenario_improvement_sessions(
+        client, report, project_ids or None, max(1, concurrency), night, guard
     )
 
 
@@ -97,9 +107,14 @@ def _page_size(value: Any) -> int:
 
 
 @dlt.resource(name="project_list", selected=False)
-def projects(client: CekuraClient) -> Iterator[pa.Table]:
-    """Every project the key can see, allow-listed columns only."""
-    valid = [p for p in client.list_projects() if isinstance(p, dict) and contract.is_integer(p.get("id"))]
+def projects(client: CekuraClient, report: RunReport) -> Iterator[pa.Table]:
+    """Every project the key can see, allow-listed columns only; ids sent as text read as the
+    integers they hold (extract/drift.py); a row still without an integer id is counted in
+    `report.projects_unreadable`, so no stored project is taken for unlisted this night."""
+    rows = client.list_projects()
+    report.values_coerced += sum(drift.coerce_project(p) for p in rows)
+    valid = [p for p in rows if isinstance(p, dict) and contract.is_integer(p.get("id"))]
+    report.projects_unreadable = len(rows) - len(valid)
     yield projects_table(valid)
 
 
@@ -111,16 +126,19 @@ def scenario_improvement_sessions(
     project_ids: list[int] | None,
     concurrency: int,
     night: NightState,
+    guard: RemovalGuard | None = None,
 ) -> Iterator[Any]:
     """The projects (when they changed), each listed project's sessions with the scenario-id
     child table, the listings' digests and any rejected rows, as Arrow tables flushed every
     batch.FLUSH_ROWS sessions."""
-    known_projects = with_unlisted(listed_projects, night.projects)
+    guard = dataclasses.replace(guard or RemovalGuard(), stored_counts=night.stored_counts,
+                                stored_ids=night.stored_ids)
+    known_projects = with_unlisted(listed_projects, night.projects, report, guard)
     if not _as_stored(known_projects, night.projects):
         yield with_hints(contract.PROJECTS_TABLE, known_projects)
     wanted = list(dict.fromkeys(project_ids or _active_project_ids(listed_projects)))  # each listed once
     report.projects_wanted = len(wanted)
-    batch = ListingBatch(report, SeenSessions(), night.stored_sessions)
+    batch = ListingBatch(report, SeenSessions(), night.stored_sessions, set(wanted), guard)
     for project_id, fetched, error in _fetch_listings(client, wanted, concurrency, night):
         report.listing_finished(fetched.sessions if fetched is not None else 0)
         if fetched is None:
@@ -137,6 +155,9 @@ def scenario_improvement_sessions(
     if batch.listings:
         yield with_hints(contract.PROJECT_LISTINGS_TABLE, pa.Table.from_pylist(batch.listings, schema=convert.PROJECT_LISTINGS_SCHEMA))
     report.new_fields = {name for name in batch.extra_fields if not is_never_stored(name)}
+    if report.values_coerced:
+        log.warning("%d id(s) or list(s) came as text holding integers (the API changed their JSON type) and were "
+                    "loaded as the integers they hold", report.values_coerced)
     if report.new_fields:
         log.info("sessions carry fields the spec does not list, loaded as new columns: %s",
                  ", ".join(sorted(report.new_fields)))

@@ -28,10 +28,13 @@ class NightState:
     each project's stored session ids, so a paged listing that lost some is read again before
     they are deleted (looked up only for changed listings of several pages); `throttles`: each
     base URL's API throttle as an earlier night learned it, so the client paces from its first
-    request."""
+    request; `stored_counts`: each project's stored sessions, so a night that would remove most
+    of them is held (extract/removals.py)."""
 
     listing_digests: dict[int, str] = field(default_factory=dict)
     projects: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     stored_sessions: StoredSessions | None = None
     stored_ids: StoredIds | None = None
     throttles: dict[str, Throttle] = field(default_factory=dict)
+    # project id -> sessions stored for it (the removal guard's base, extract/removals.py)
+    stored_counts: dict[int, int] = field(default_factory=dict)

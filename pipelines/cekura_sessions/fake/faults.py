@@ -5,6 +5,7 @@ at random; and the answer each fault gives."""
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -68,6 +69,18 @@ class Faults:
     # project_id -> listing moves (fake/moves.py MOVES), one applied after each page-1 answer
     # of that project goes out, until the list is used up
     moves: dict[int, list[str]] = field(default_factory=dict)
+    # drift: what an API does to its bodies without a version change (applied by `drifted`)
+    string_ids: bool = False  # every `id` and `project` sent as a string ("42"), both endpoints
+    raw_byte_projects: tuple[int, ...] = ()  # these listings' first title carries a raw 0xE9 byte
+    nan_field: bool = False  # every session gains a field the spec does not list: a bare NaN
+    ignore_project_filter: bool = False  # the sessions list answers every project's sessions
+    empty_listings: tuple[int, ...] = ()  # these projects' listings answer an empty list
+    hidden_projects: tuple[int, ...] = ()  # the projects list leaves these out
+
+    @property
+    def drifts(self) -> bool:
+        return bool(self.string_ids or self.raw_byte_projects or self.nan_field or self.ignore_project_filter
+                    or self.empty_listings or self.hidden_projects)
 
     def __post_init__(self) -> None:
         for project_moves in self.moves.values():
@@ -151,3 +164,33 @@ def bad_rows(project_id: int | None) -> list[dict]:
         {**template, "id": BAD_ROW_ID_BASE + 2, "scenario_ids": "1,2,3"},
         {**template, "id": BAD_ROW_ID_BASE + 3, "scenario_ids": [1, {"x": 2}]},
     ]
+
+
+NAN_FIELD = "score"  # the field the nan_field drift adds
+_RAW_BYTE_MARK = "@@raw-e9@@"  # stands for the raw byte until the body is bytes
+
+
+def drifted(body: bytes, endpoint: str, project_id: int | None, faults: Faults, all_sessions: list[dict]) -> bytes:
+    """A 200 JSON body as a drifting API writes it. `all_sessions`: every project's sessions (for
+    an ignored filter). A bare NaN and a raw byte are written as bytes: DRF's renderer refuses
+    NaN, and no JSON encoder writes invalid UTF-8."""
+    payload = orjson.loads(body)
+    rows = payload if isinstance(payload, list) else payload.get("results")
+    if not isinstance(rows, list):
+        return body
+    if endpoint == "projects" and faults.hidden_projects:
+        rows[:] = [p for p in rows if p.get("id") not in faults.hidden_projects]
+    if endpoint == "sessions":
+        if project_id in faults.empty_listings:
+            rows[:] = []
+        elif faults.ignore_project_filter:
+            rows[:] = [dict(s) for s in all_sessions]
+        if project_id in faults.raw_byte_projects and rows:
+            rows[0] = {**rows[0], "title": f"Caf{_RAW_BYTE_MARK} {rows[0].get('title')}"}
+        if faults.nan_field:
+            rows[:] = [{**s, NAN_FIELD: float("nan")} for s in rows]
+    if faults.string_ids:
+        rows[:] = [{**r, **{k: str(r[k]) for k in ("id", "project") if type(r.get(k)) is int}} for r in rows]
+    # Python's json writes NaN bare unless told otherwise (what a non-DRF renderer sends)
+    text = json.dumps(payload)
+    return text.encode().replace(_RAW_BYTE_MARK.encode(), b"\xe9")

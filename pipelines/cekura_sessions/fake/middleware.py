@@ -18,7 +18,14 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import orjson
 
-from cekura_sessions.fake.faults import CONTENT_FAULTS, STATUS_FAULTS, Answer, content_fault, status_fault
+from cekura_sessions.fake.faults import (
+    CONTENT_FAULTS,
+    STATUS_FAULTS,
+    Answer,
+    content_fault,
+    drifted,
+    status_fault,
+)
 from cekura_sessions.fake.views import SERVED, endpoint_of, int_param
 
 if TYPE_CHECKING:
@@ -61,6 +68,9 @@ class FaultMiddleware:
         if fault is not None and fault.startswith("slow:"):
             time.sleep(float(fault[5:]))
         answer = self._faulted(answer, fault, project_id, environ)
+        if api.faults.drifts and answer.status == 200 and "json" in answer.content_type:
+            all_sessions = [s for _, s in api.dataset.all_sessions()]
+            answer = answer._replace(body=drifted(answer.body, endpoint, project_id, api.faults, all_sessions))
         first_page = endpoint == "sessions" and page in (None, 1) and answer.status == 200
         api.record(endpoint, project_id, page, answer.status, "throttle" if throttled else fault)
         headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(answer.body))), *answer.headers]

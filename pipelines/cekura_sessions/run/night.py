@@ -72,6 +72,7 @@ class RunConfig:
     conversation_text: bool | None = None
 
 
+    accept_removals: bool = False  # apply removals the guard would hold (extract/removals.py)
 def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
     """One run; pass `report` to watch its progress from another thread."""
     report = report or RunReport()
@@ -279,3 +280,4 @@ def _source_overrides(config: RunConfig) -> dict[str, Any]:
     return {name: value for name, value in given.items() if value is not None}
 
 
+        "accept_removals": config.accept_removals or None,  # False: dlt config may still say true

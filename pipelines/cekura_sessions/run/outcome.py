@@ -53,10 +53,35 @@ def problems(report: RunReport, checks: list[CheckResult]) -> list[str]:
             f"{report.rows_rejected} session row(s) broke the API contract and were set aside in "
             f"{contract.RAW_SCHEMA}.{contract.REJECTED_ROWS_TABLE}"
         )
+    problems += _drift_problems(report)
     failed_checks = [c.name for c in checks if not c.passed and c.severity == "error"]
     if failed_checks:
         problems.append(f"data check(s) failed: {', '.join(failed_checks)}")
     return problems
+
+
+def _drift_problems(report: RunReport) -> list[str]:
+    """What the API did that makes the night's data incomplete unless someone looks: the lines
+    of an ignored filter, an unreadable projects list, and removals held (issue 19)."""
+    found = []
+    if report.filter_ignored:
+        rows, listings = sum(report.filter_ignored.values()), len(report.filter_ignored)
+        found.append(f"the API ignored project_id: {listings} project listing(s) held {rows} session row(s) of other "
+                     "projects; none was counted under the project asked for")
+    if report.projects_unreadable:
+        found.append(f"{report.projects_unreadable} row(s) of the projects list had no readable id; no project was "
+                     "taken for unlisted this night")
+    if report.removals_held:
+        counts = ", ".join(f"project {pid}: {held} of {stored}" for pid, (held, stored)
+                           in sorted(report.removals_held.items()))
+        found.append(f"removals held ({counts} stored sessions gone from the listing); they stay loaded: if they "
+                     "are real, run again with --accept-removals")
+    if report.unlistings_held:
+        ids = ", ".join(map(str, report.unlistings_held))
+        found.append(f"unlisting held: the projects list lost {len(report.unlistings_held)} of "
+                     f"{report.projects_listed_before} listed projects ({ids}); they stay loaded: if they are gone, "
+                     "run again with --accept-removals")
+    return found
 
 
 def _root_cause(error: BaseException) -> BaseException:

@@ -24,7 +24,16 @@ def read_night_state(con: Any, database: Database) -> NightState:
     the database read-only for themselves, so the run holds no connection while it fetches."""
     warehouse = as_warehouse(con)
     return NightState(_listing_digests(warehouse), _stored_projects(warehouse), StoredSessions(database),
-                      StoredIds(database), throttle_memory.remembered(warehouse))
+                      StoredIds(database), throttle_memory.remembered(warehouse), _stored_counts(warehouse))
+
+
+def _stored_counts(con: Warehouse) -> dict[int, int]:
+    if not con.has_table(_RAW, contract.SESSIONS_TABLE):
+        return {}
+    rows = con.execute(
+        f"select project_id, count(*) from {_RAW}.{contract.SESSIONS_TABLE} group by project_id"
+    ).fetchall()
+    return {int(project_id): int(count) for project_id, count in rows}
 
 
 def _listing_digests(con: Warehouse) -> dict[int, str]:
