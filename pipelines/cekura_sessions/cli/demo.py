@@ -13,9 +13,10 @@ from cekura_sessions import logs, settings
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
+from cekura_sessions.run.database import DatabaseBusy, DatabaseUnavailable, connect
 from cekura_sessions.run.interrupt import exit_now
 from cekura_sessions.run.night import RunConfig, run_stoppable
-from cekura_sessions.run.outcome import EXIT_INTERRUPTED
+from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_LOCKED
 
 DEMO_KEY = "demo-key"
 
@@ -24,6 +25,14 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
              db_wait: float = 30.0) -> int:
     """`as_of`: the day the generated data is as of (today, unless asked otherwise): its sessions
     were created over the 30 days before it."""
+    try:
+        refusal = _not_the_demos(db_path, db_wait)
+    except (DatabaseBusy, DatabaseUnavailable) as error:  # as the run itself would say it
+        logs.write(f"exit {EXIT_LOCKED if isinstance(error, DatabaseBusy) else EXIT_FATAL}: {error}")
+        return EXIT_LOCKED if isinstance(error, DatabaseBusy) else EXIT_FATAL
+    if refusal:
+        logs.say(f"demo: {refusal}", level="error", exit_code=EXIT_FATAL)
+        return EXIT_FATAL
     dataset = generate(DataSpec(projects=projects, sessions_per_project=sessions_per_project, seed=seed, as_of=as_of))
     started = time.monotonic()
     with FakeCekuraApi(dataset, api_key=DEMO_KEY) as api:
@@ -50,6 +59,32 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
         f".sql('select * from {settings.ANALYTICS_SCHEMA}.sessions limit 5'))\""
     )
     return 0
+
+
+_DEMO_MARK = f"{settings.META_SCHEMA}.made_by_demo"  # one row: this file is the demo's
+
+
+def _not_the_demos(db_path: Path, db_wait: float) -> str | None:
+    """Why the demo must not write into `db_path` (None: it may). The demo replaces what the
+    file's analytics hold with generated data, so it writes only into a new file, an empty one,
+    or one it made (marked in the file; a `demo.duckdb` from before the mark counts as its own).
+    A new or empty file is marked now, before the run, so an interrupted demo is still its own."""
+    if db_path.exists():
+        with connect(db_path, db_wait) as con:
+            tables = {(schema, name) for schema, name in con.execute(
+                "select table_schema, table_name from information_schema.tables").fetchall()}
+            if ("cekura_meta", "made_by_demo") in tables:
+                return None
+            if tables and db_path.name != settings.DEMO_DB:
+                return (f"{db_path} holds data the demo did not make (a nightly database?); the demo replaces a "
+                        f"database's analytics with generated data, so it writes only into its own file: pass "
+                        f"--db {settings.DEMO_DB} or a new path")
+            if tables:
+                return None  # a demo.duckdb from before the mark
+    with connect(db_path, db_wait) as con:
+        con.execute(f"create schema if not exists {settings.META_SCHEMA}")
+        con.execute(f"create table if not exists {_DEMO_MARK} as select now() as made_at")
+    return None
 
 
 def _say_interrupted(line: str, code: int) -> None:
