@@ -13,14 +13,14 @@ import duckdb
 import pyarrow as pa
 from dlt.common.pipeline import LoadInfo
 
-from cekura_sessions import crash_points, logs
+from cekura_sessions import crash_points, logs, settings
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.destination.address import Destination, DestinationError, parse_destination, password_of
 from cekura_sessions.destination.warehouse import Warehouse, WarehouseError
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
 from cekura_sessions.models import checks, runner
-from cekura_sessions.run import details_night, history, interrupt, ledger, listed, stored, throttle_memory
+from cekura_sessions.run import details_night, dlt_folder, history, interrupt, ledger, listed, stored, throttle_memory
 from cekura_sessions.run.database import (
     Database,
     DatabaseBusy,
@@ -167,6 +167,8 @@ def _load(config: RunConfig, database: Database, database_key: str, report: RunR
                 drop_repeated_rows(con)
             night = stored.read_night_state(con, database)
         # the file is not held while the night waits on the network: a notebook or the DuckDB
+    # before dlt opens the folder: a damaged state or schema file is set aside and rebuilt
+    dlt_folder.set_aside_damaged(Path(config.pipelines_dir or database.pipelines_dir()) / settings.PIPELINE_NAME)
         # shell can open it until the load
         source = cekura(**_source_overrides(config), retry=config.retry, report=report, night=night)
         pipeline.extract(source, loader_file_format="parquet")
