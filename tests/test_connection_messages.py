@@ -56,7 +56,7 @@ def test_unresolvable_host_names_the_host_and_dns():
     pytest.param("HTTPS_PROXY", "https://api.cekura.ai", id="https-proxy"),
     pytest.param("https_proxy", "https://api.cekura.ai", id="lowercase-https-proxy"),
     pytest.param("ALL_PROXY", "https://api.cekura.ai", id="all-proxy"),
-    pytest.param("HTTP_PROXY", "http://127.0.0.1:9", id="http-proxy-for-plain-http"),
+    # plain http goes only to loopback, which never goes through a proxy (test_secrets.py)
 ])
 def test_proxy_that_refuses_is_named_with_its_variable_and_without_its_password(monkeypatch, variable, base_url):
     with refused_port() as port:
