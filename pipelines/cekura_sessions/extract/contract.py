@@ -167,6 +167,9 @@ STATUS_HISTORY = Table(
         Column("observed_at", pa.timestamp("us", tz="UTC"), "when the run that saw the change started", required=True),
         Column("run_id", pa.string(), "the run that saw the change", required=True),
         Column("is_deleted", pa.bool_(), "true when the session vanished upstream", required=True),
+        # last: a database from before it gains it at the end (raw_tables_ddl's add column)
+        Column("observation", pa.int64(), "the comparison that saw the change: 1, 2, ... in the order the runs "
+               "made them, whatever their clocks said (NULL before it was recorded)"),
     ),
     written_by_run=True,
 )

@@ -17,19 +17,25 @@ from cekura_sessions.extract.report import RunReport
 _RAW = contract.RAW_SCHEMA
 _HISTORY = f"{_RAW}.{contract.STATUS_HISTORY_TABLE}"
 
-# the dlt load the history was last compared after (one row)
+# what the history was last compared after (one row): the loads dlt had recorded, counted, not
+# the newest load id: a load id is a timestamp, and after the clock steps back the newest load
+# has a smaller one, so "newer than" would skip that night's changes for good
 _SYNCED = f"{_RAW}.session_status_history_synced"
 
 _SYNCED_DDL = f"create table if not exists {_SYNCED} (load_id text)"
 
 # SQL both engines read (no qualify, no trailing commas): parameters are, in order, the run id
-# of listed_projects, then the observation's time and run id
+# of listed_projects, then the observation's time, run id and number. The latest observation
+# is the one of the highest number (rows from before numbers were kept: the latest time), never
+# the latest time alone: a night whose clock is behind the last one's still comes after it.
 _SYNC = f"""
-insert into {_HISTORY}
+insert into {_HISTORY} (session_id, project_id, status, updated_at, observed_at, run_id, is_deleted, observation)
 with ranked as (
     select
         *,
-        row_number() over (partition by session_id order by observed_at desc) as newest_first
+        row_number() over (
+            partition by session_id order by coalesce(observation, 0) desc, observed_at desc
+        ) as newest_first
     from {_HISTORY}
 ),
 
@@ -82,7 +88,8 @@ vanished as (
         and not exists (select 1 from {_RAW}.{contract.SESSIONS_TABLE} as s where s.id = l.session_id)
 )
 
-select session_id, project_id, status, updated_at, cast(? as timestamptz), cast(? as text), is_deleted
+select
+    session_id, project_id, status, updated_at, cast(? as timestamptz), cast(? as text), is_deleted, cast(? as bigint)
 from (select * from changed union all select * from vanished) as observed
 """
 
@@ -99,11 +106,13 @@ def record_changes(con: Any, report: RunReport) -> int:
         return 0
     latest_load = None  # tables declared for the models, never loaded by dlt
     if _has(warehouse, "_dlt_loads"):
-        latest_load = warehouse.execute(f"select max(load_id) from {_RAW}._dlt_loads").fetchone()[0]
+        loads = warehouse.execute(f"select count(*) from {_RAW}._dlt_loads").fetchone()[0]
+        latest_load = f"loads:{loads}"  # grows with every load, whatever the load ids say
     synced = warehouse.execute(f"select max(load_id) from {_SYNCED}").fetchone()[0]
     if latest_load is not None and latest_load == synced:
         return 0
-    recorded = warehouse.changed_rows(_SYNC, [report.run_id, report.started_at, report.run_id])
+    observation = warehouse.execute(f"select coalesce(max(observation), 0) + 1 from {_HISTORY}").fetchone()[0]
+    recorded = warehouse.changed_rows(_SYNC, [report.run_id, report.started_at, report.run_id, observation])
     with warehouse.transaction():
         warehouse.execute(f"delete from {_SYNCED}")
         warehouse.execute(f"insert into {_SYNCED} values (?)", [latest_load])

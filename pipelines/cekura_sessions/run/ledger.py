@@ -3,6 +3,7 @@ killed stays visible as unfinished."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
@@ -12,6 +13,8 @@ from cekura_sessions import settings
 from cekura_sessions.destination.warehouse import as_warehouse
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
+
+log = logging.getLogger(__name__)
 
 _TABLE = f"{contract.RAW_SCHEMA}.{settings.RUNS_TABLE}"
 
@@ -37,9 +40,16 @@ alter table {_TABLE} add column if not exists sessions_listed bigint;
 
 
 def record_start(con: Any, report: RunReport) -> None:
-    """A `running` row for this run (`con`: a DuckDB or psycopg2 connection, or a Warehouse)."""
+    """A `running` row for this run (`con`: a DuckDB or psycopg2 connection, or a Warehouse);
+    one warning when this run's clock is behind the last run's start (nothing the night does
+    depends on it moving forward: run/history.py)."""
     con = as_warehouse(con)
     con.execute(_DDL)
+    last = con.execute(f"select max(started_at) from {_TABLE}").fetchone()[0]
+    if last is not None and last > report.started_at:
+        log.warning("this machine's clock says %s, behind the last run's start (%s): the clock stepped back; "
+                    "the night stays exact, but check the time sync", f"{report.started_at:%Y-%m-%d %H:%M:%S %Z}",
+                    f"{last.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S UTC}")
     con.execute(
         f"insert into {_TABLE} (run_id, started_at, status) values (?, ?, 'running')",
         [report.run_id, report.started_at],
