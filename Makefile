@@ -47,10 +47,12 @@ notebook: $(NOTEBOOK_STAMP)
 	test -n "$$CEKURA_DB" || test -f demo.duckdb || $(BIN)/cekura-sessions demo
 	$(BIN)/jupyter lab notebooks/session_analysis.ipynb
 
-# the night benchmark (every scale, the throttled night), then DuckDB against PostgreSQL at M
+# the night benchmark (every scale, the throttled nights), DuckDB against PostgreSQL at M, then the
+# sessions' details at M
 bench: $(STAMP)
 	$(BIN)/python benchmarks/night.py
 	$(BIN)/python benchmarks/engines.py
+	$(BIN)/python benchmarks/details.py
 
 clean:
 	rm -rf $(VENV) demo.duckdb demo.duckdb.lock demo.duckdb.dlt .pytest_cache

@@ -76,6 +76,22 @@ class Served:
         return self._cached(("page", project_id, page, page_size),
                             lambda: self.sessions(project_id)[start:start + page_size])
 
+    def detail_body(self, session_id: int) -> bytes | None:
+        """A session's detail (fake/conversations.py, as the DRF fake answers it), or None (404)."""
+        body = self.bodies.get(("detail", session_id))
+        if body is None:
+            if not hasattr(self, "_by_id"):
+                self._by_id = {s["id"]: s for rows in self.dataset.sessions.values() for s in rows}
+            detail = self.dataset.detail_of(self._by_id.get(session_id))
+            if detail is None:
+                return None
+            body = self.bodies[("detail", session_id)] = orjson.dumps(detail)
+        return body
+
+    def prewarm_details(self) -> int:
+        """Encode every session's detail now; returns how many there are."""
+        return sum(self.detail_body(s["id"]) is not None for rows in self.dataset.sessions.values() for s in rows)
+
     def prewarm(self, page_size: int | None) -> None:
         """Encode every body now, so no client pays the server's first-request cost."""
         self.projects_body()
@@ -224,6 +240,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _get(self, api: LightApi) -> None:
         split = urlsplit(self.path)
         endpoint = {PROJECTS_PATH: "projects", SESSIONS_PATH: "sessions"}.get(split.path, "other")
+        rest = split.path[len(SESSIONS_PATH):] if split.path.startswith(SESSIONS_PATH) else ""
+        if rest.endswith("/") and rest[:-1].isdigit():  # GET .../scenario-improvement-sessions/{id}/
+            self._detail(api, int(rest[:-1]))
+            return
         params = dict(parse_qsl(split.query, keep_blank_values=True))
         project_id = _int_param(params.get("project_id")) if endpoint == "sessions" else None
         page = _int_param(params.get("page", "1")) if endpoint == "sessions" and api.page_size else None
@@ -241,6 +261,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(answer.body)))
         for name, value in answer.headers:
             self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    def _detail(self, api: LightApi, session_id: int) -> None:
+        body = api.served.detail_body(session_id) if self.headers.get(API_KEY_HEADER) == api.api_key else None
+        answer = Answer(200, body) if body is not None else detail_answer(404, "Not found.")
+        api.record("details", session_id, None, answer.status, None)
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
         self.end_headers()
         self.wfile.write(answer.body)
 
