@@ -22,6 +22,7 @@ class _State:
     log_format = "text"
     run_id: str | None = None
     last_error: str | None = None
+    output_lost: str | None = None  # why a line could not be written (a full disk)
 
 
 def register_secret(value: str | None) -> None:
@@ -140,9 +141,22 @@ def _emit(text: str, stream: TextIO) -> None:
         stream.write(text + "\n")
         stream.flush()
     except OSError as error:
+        if error.errno in _FULL:
+            # a full disk under the log file must not change how the command ends: the exit
+            # code and the mailed line (on the original stdout) still say it
+            _State.output_lost = f"{os.strerror(error.errno)} writing the output"
+            return
         if error.errno != errno.EPIPE:
             raise
         _silence(stream)
+
+
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def output_lost() -> str | None:
+    """Why output could not be written (a full disk under --log-file), or None."""
+    return _State.output_lost
 
 
 def _silence(stream: TextIO) -> None:

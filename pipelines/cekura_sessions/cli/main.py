@@ -71,6 +71,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _replace_what_the_locale_cannot_encode()
     logs.set_format("json" if _asks_for_json(argv) else "text")
     logs.set_run_id(None)
     args = _parser().parse_args(argv)
@@ -87,6 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # an answer, and the interpreter's exit would join it
         interrupt.exit_now(code)
     return code
+
+
+def _replace_what_the_locale_cannot_encode() -> None:
+    """Under a locale that is not UTF-8 (ISO-8859-1, or PYTHONIOENCODING=latin-1), a project
+    named in Greek or Chinese would end `status` or the run's line with a UnicodeEncodeError;
+    such characters are written as `?` instead."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # absent on a stream a test swapped in
+        if reconfigure is not None and (getattr(stream, "encoding", "") or "").lower().replace("-", "") != "utf8":
+            reconfigure(errors="replace")
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -304,8 +315,9 @@ def _logging_to_file(args: argparse.Namespace) -> int:
         logs.say(f"cannot write the log file {path} ({error.strerror}); create its folder or fix --log-file",
                  level="error")
         return EXIT_FATAL
-    code = 1  # what an exception escaping the command means to the shell
-    with log_file, _redirected(log_file) as stdout:
+    # what an exception escaping the command means: never "partial", which says data loaded
+    code = EXIT_FATAL
+    with _redirected(log_file) as stdout:
         _MailLine.stream, _MailLine.path = stdout, path  # a run that exits where it stands mails it too
         try:
             logs.setup_logging(args.log_level, args.log_format, dated=True)
@@ -315,6 +327,10 @@ def _logging_to_file(args: argparse.Namespace) -> int:
             if code != 0:
                 stdout.write(_failure_line(args.command, code, path) + "\n")
                 stdout.flush()
+    try:
+        log_file.close()
+    except OSError:  # what a full disk kept in the buffer; the mailed line already went out
+        pass
     return code
 
 
@@ -341,7 +357,10 @@ def _redirected(log_file: IO[str]) -> Iterator[IO[str]]:
         sys.stdout = sys.stderr = log_file
         yield original
     finally:
-        log_file.flush()
+        try:
+            log_file.flush()
+        except OSError:  # a full disk: the mailed line on the original stdout says what it can
+            pass
         sys.stdout, sys.stderr = streams
         for fd, copy in saved.items():
             os.dup2(copy, fd)
@@ -353,7 +372,8 @@ def _failure_line(command: str, code: int, path: Path) -> str:
     meaning = f", {_RUN_EXIT_MEANINGS[code]}" if command == "run" and code in _RUN_EXIT_MEANINGS else ""
     run = f" {logs.current_run_id()}" if command == "run" and logs.current_run_id() else ""
     said = " ".join((logs.last_error() or "no message; see the log").split())
-    return f"cekura-sessions {command}{run} exited {code}{meaning}: {said} (log: {path})"
+    lost = f"; the log is incomplete ({logs.output_lost()})" if logs.output_lost() else ""
+    return f"cekura-sessions {command}{run} exited {code}{meaning}: {said}{lost} (log: {path})"
 
 
 # --- the commands ---------------------------------------------------------------------------------
@@ -398,8 +418,8 @@ def _run(args: argparse.Namespace) -> int:
         details_budget=args.details_budget,
         conversation_text=args.conversation_text,
         db_wait_seconds=args.db_wait,
-        **({"retry": RetryPolicy(answer_deadline_seconds=args.answer_deadline)} if args.answer_deadline else {}),
         accept_removals=args.accept_removals,
+        **({"retry": RetryPolicy(answer_deadline_seconds=args.answer_deadline)} if args.answer_deadline else {}),
     )
     from cekura_sessions.extract.report import RunReport
     from cekura_sessions.run import night

@@ -47,6 +47,7 @@ from cekura_sessions.run.outcome import (
     RunOutcome,
     fatal_message,
     problems,
+    storage_full,
 )
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,9 @@ class RunConfig:
     details: bool | None = None
     details_budget: int | None = None
     conversation_text: bool | None = None
-
-
     accept_removals: bool = False  # apply removals the guard would hold (extract/removals.py)
+
+
 def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
     """One run; pass `report` to watch its progress from another thread."""
     report = report or RunReport()
@@ -120,10 +121,16 @@ def run_stoppable(config: RunConfig, report: RunReport, announce: Callable[[str,
 
 
 def _locked_run(config: RunConfig, database: Database, report: RunReport) -> RunOutcome:
-    with database.connect() as con:
-        ledger.record_start(con, report)
-        database_key = database_id(con)
+    try:
+        with database.connect() as con:
+            ledger.record_start(con, report)
+            database_key = database_id(con)
+    except (WarehouseError, duckdb.Error, OSError) as error:
+        # no ledger row: the line says so, since `status` cannot
+        why = storage_full(error) or f"{type(error).__name__}: {first_line(error)}"
+        raise FatalError(f"nothing done: the run could not write its row in the ledger ({why})") from None
     outcome = RunOutcome(EXIT_FATAL, report)
+    fatal: FatalError | None = None  # the failure on its way out, if it is one
     try:
         outcome = _night(config, database, database_key, report)
     except Interrupted as stop:
@@ -132,14 +139,19 @@ def _locked_run(config: RunConfig, database: Database, report: RunReport) -> Run
         raise
     except (FatalError, DatabaseBusy, DatabaseUnavailable) as error:
         outcome.message = str(error)
+        fatal = error if isinstance(error, FatalError) else None
         raise
     except Exception as error:
         # a bug or an environment problem: one line for people, the traceback for --log-level DEBUG
         log.debug("run %s failed", report.run_id, exc_info=True)
-        outcome.message = f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --log-level DEBUG for details)"
-        raise FatalError(outcome.message) from None
+        outcome.message = storage_full(error) or (
+            f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --log-level DEBUG for details)")
+        fatal = FatalError(outcome.message)
+        raise fatal from None
     finally:
-        _record_finish(database, outcome)
+        if not _record_finish(database, outcome) and fatal is not None:
+            # the line must say that the ledger has no end for this run either
+            raise FatalError(outcome.message) from None  # noqa: B012 - replaces the failure with its fuller line
     return outcome
 
 
@@ -158,6 +170,8 @@ def _night(config: RunConfig, database: Database, database_key: str, report: Run
 
 
 def _load(config: RunConfig, database: Database, database_key: str, report: RunReport) -> LoadInfo:
+    # before dlt opens the folder: a damaged state or schema file is set aside and rebuilt
+    dlt_folder.set_aside_damaged(Path(config.pipelines_dir or database.pipelines_dir()) / settings.PIPELINE_NAME)
     pipeline = make_pipeline(database, config.pipelines_dir)
     bind_to_database(pipeline, str(database), database_key)
     leftovers_completed = finish_leftover_packages(pipeline)
@@ -167,8 +181,6 @@ def _load(config: RunConfig, database: Database, database_key: str, report: RunR
                 drop_repeated_rows(con)
             night = stored.read_night_state(con, database)
         # the file is not held while the night waits on the network: a notebook or the DuckDB
-    # before dlt opens the folder: a damaged state or schema file is set aside and rebuilt
-    dlt_folder.set_aside_damaged(Path(config.pipelines_dir or database.pipelines_dir()) / settings.PIPELINE_NAME)
         # shell can open it until the load
         source = cekura(**_source_overrides(config), retry=config.retry, report=report, night=night)
         pipeline.extract(source, loader_file_format="parquet")
@@ -245,7 +257,9 @@ def record_interrupted(config: RunConfig, report: RunReport, stop: Interrupted) 
     _record_finish(_database(config), RunOutcome(stop.exit_code, report, str(stop)))
 
 
-def _record_finish(database: Database, outcome: RunOutcome) -> None:
+def _record_finish(database: Database, outcome: RunOutcome) -> bool:
+    """Write the outcome on the run's ledger row; False (and the outcome made fatal, its line
+    saying so) when the ledger could not take it."""
     status = {EXIT_OK: "succeeded", EXIT_PARTIAL: "partial"}.get(outcome.exit_code, "failed")
     if outcome.exit_code in EXIT_INTERRUPTED:
         status = "interrupted"
@@ -253,8 +267,16 @@ def _record_finish(database: Database, outcome: RunOutcome) -> None:
         with database.connect() as con:
             ledger.record_finish(con, outcome.report, status, outcome.exit_code, outcome.message or None)
             _remember_throttle(con, outcome.report)
-    except (DatabaseBusy, DatabaseUnavailable, WarehouseError, duckdb.Error) as error:
+    except (DatabaseBusy, DatabaseUnavailable, WarehouseError, duckdb.Error, OSError) as error:
         log.error("could not record the run's end in the ledger: %s", error)
+        # the exit code and the mailed line must agree with the ledger, which says the run never
+        # finished: a night that cannot record its end is not a good night
+        if outcome.exit_code not in EXIT_INTERRUPTED:
+            outcome.exit_code = EXIT_FATAL
+            why = "the disk is full" if storage_full(error) else first_line(error)
+            outcome.message = "; ".join(filter(None, [outcome.message, f"the ledger could not record the run's end ({why})"]))
+        return False
+    return True
 
 
 def _remember_throttle(con: Any, report: RunReport) -> None:
@@ -278,8 +300,6 @@ def _source_overrides(config: RunConfig) -> dict[str, Any]:
         "project_ids": config.project_ids,
         "concurrency": config.concurrency,
         "page_size": config.page_size,
+        "accept_removals": config.accept_removals or None,  # False: dlt config may still say true
     }
     return {name: value for name, value in given.items() if value is not None}
-
-
-        "accept_removals": config.accept_removals or None,  # False: dlt config may still say true

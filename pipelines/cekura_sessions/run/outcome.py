@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from dataclasses import dataclass, field
 
@@ -84,6 +85,29 @@ def _drift_problems(report: RunReport) -> list[str]:
     return found
 
 
+_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_FULL_WORDS = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def storage_full(error: BaseException) -> str | None:
+    """The one line for a failure that a full disk (or a file size or quota limit) caused,
+    anywhere in `error`'s chain (DuckDB, dlt and psycopg2 wrap the OSError or say it in words);
+    None when it is something else."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    found = None  # the innermost that says it: an outer wrapper's first line is only "step failed"
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        said = str(current)
+        if (isinstance(current, OSError) and current.errno in _FULL_ERRNOS) or any(w in said for w in _FULL_WORDS):
+            found = current
+        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
+    if found is None:
+        return None
+    line = next((ln.strip() for ln in str(found).splitlines() if any(w in ln for w in _FULL_WORDS)), first_line(found))
+    return f"the disk is full, or a file may grow no larger ({line}); free space and run again"
+
+
 def _root_cause(error: BaseException) -> BaseException:
     seen = set()
     while id(error) not in seen:
@@ -101,6 +125,9 @@ def _root_cause(error: BaseException) -> BaseException:
 def fatal_message(error: BaseException, api: str | None, key_origin: str | None = None) -> str:
     """The one line for a run that loaded nothing. `api`: the base URL (None: dlt resolved it and
     only the error can name it); `key_origin`: where the key came from (None: not known)."""
+    full = storage_full(error)
+    if full is not None:
+        return f"nothing loaded: {full}"
     cause = _root_cause(error)
     if isinstance(cause, ConfigFieldMissingException):
         return "no API key: set CEKURA_API_KEY (or api_key under [sources.cekura] in .dlt/secrets.toml)"
