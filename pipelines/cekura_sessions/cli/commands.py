@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from cekura_sessions import logs, settings
 from cekura_sessions.destination.address import DestinationError, parse_destination
-from cekura_sessions.destination.warehouse import Warehouse, WarehouseError
+from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError
 from cekura_sessions.models import checks, runner
 from cekura_sessions.models.check_sql import all_checks
 from cekura_sessions.run import details_state
@@ -22,20 +22,23 @@ from cekura_sessions.run.database import Database, DatabaseBusy, DatabaseUnavail
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_LOCKED = 0, 1, 2, 3
 
 
-def rebuild_models(db: str, db_wait: float) -> int:
-    """Exit 0 built, 2 no database or the build failed (the previous models stay), 3 file held.
-    `db`: a DuckDB file path or a postgresql:// URL."""
+def rebuild_models(db: str, db_wait: float, drop_dependents: bool = False) -> int:
+    """Exit 0 built, 1 objects of others depend on a model that must be replaced (PostgreSQL;
+    `drop_dependents` drops them), 2 no database or the build failed (the previous models stay),
+    3 file held (or a PostgreSQL lock past `db_wait`). `db`: a DuckDB file path or a postgresql:// URL."""
     database = _database(db, db_wait)
     if database is None:
         return EXIT_ERROR
     started = time.monotonic()
     try:
         with database.connect() as con:
-            rows = runner.build_models(con)
-    except DatabaseBusy as error:
+            rows = runner.build_models(con, drop_dependents=drop_dependents)
+    except (DatabaseBusy, LockTimeout) as error:
         return _fail(str(error), EXIT_LOCKED)
-    except DatabaseUnavailable as error:
+    except (DatabaseUnavailable, SettingError) as error:
         return _fail(str(error))
+    except runner.DependentsError as error:
+        return _fail(str(error), EXIT_FAILED)
     except runner.ModelBuildError as error:
         return _fail(f"{error}; the previous models are unchanged")
     logs.write("\n".join(f"{name:<32} {count:>10} rows" for name, count in rows.items()))

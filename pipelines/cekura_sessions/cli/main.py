@@ -149,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--project-id", type=str, action="append", dest="project_ids", metavar="N",
                      help="load only this project (repeatable; CEKURA_PROJECT_IDS)")
     run.add_argument("--no-models", action="store_true", help="load only; do not rebuild the models or run the checks")
+    _add_drop_dependents(run)
     run.add_argument("--concurrency", type=_whole(1), default=None, metavar="N",
                      help=f"requests in flight at once (default {settings.DEFAULT_CONCURRENCY})")
     _add_page_size(run)
@@ -170,7 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--answer-deadline", type=_seconds(positive=True), default=None, metavar="SECONDS",
                      help=f"longest one answer may take, headers to last byte, before the attempt counts as "
                           f"timed out and is retried (default {RetryPolicy.answer_deadline_seconds:g})")
-    _add_db_wait(run)
+    # a night has time: a reader (a dashboard polling the file) is waited out, never a failed night
+    _add_db_wait(run, default=settings.RUN_DB_WAIT_SECONDS)
     run.set_defaults(handler=_run)
 
     probe = commands.add_parser("probe", help="check the key and the API without writing anything",
@@ -205,9 +207,11 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="rebuild the SQL models from what is loaded",
                                  description="Rebuild every model in schema analytics from the raw tables, in one "
                                              "transaction: on failure the previous models stay. Exit 0 built, "
-                                             "2 cannot build, 3 the file is held.")
+                                             "1 objects of others depend on a model that must be replaced, "
+                                             "2 cannot build, 3 the file (or a PostgreSQL lock) is held.")
     _add_db(models)
     _add_db_wait(models)
+    _add_drop_dependents(models)
     models.set_defaults(handler=_models)
 
     check = commands.add_parser("check", help="run the data checks; non-zero exit on a failed check",
@@ -245,15 +249,23 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
                              f"extra (CEKURA_DB; default {settings.DEFAULT_DB})")
 
 
+def _add_drop_dependents(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--drop-dependents", action="store_true",
+                        help="PostgreSQL: when a model's columns were dropped, renamed or retyped, replace it even "
+                             "though views of others depend on it, dropping them (without it the build stops and "
+                             "names them; a model whose columns are unchanged is refreshed in place)")
+
+
 def _add_page_size(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--page-size", type=_whole(1, MAX_PAGE_SIZE), default=None, metavar="N",
                         help=f"rows asked for per page of a listing, 1..{MAX_PAGE_SIZE} (page_size in [sources.cekura]; "
                              f"default {DEFAULT_PAGE_SIZE}); the API grants up to its own maximum")
 
 
-def _add_db_wait(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db-wait", type=_seconds(positive=False), default=30.0, metavar="SECONDS",
-                        help="how long to wait for a DuckDB file another program holds (default 30)")
+def _add_db_wait(parser: argparse.ArgumentParser, default: float = 30.0) -> None:
+    parser.add_argument("--db-wait", type=_seconds(positive=False), default=default, metavar="SECONDS",
+                        help=f"how long each open of a DuckDB file waits while another program holds it, a "
+                             f"notebook or a dashboard reading it (default {default:g})")
 
 
 def _whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
@@ -417,8 +429,9 @@ def _run(args: argparse.Namespace) -> int:
         details=False if args.no_details else None,
         details_budget=args.details_budget,
         conversation_text=args.conversation_text,
-        db_wait_seconds=args.db_wait,
         accept_removals=args.accept_removals,
+        drop_dependents=args.drop_dependents,
+        db_wait_seconds=args.db_wait,
         **({"retry": RetryPolicy(answer_deadline_seconds=args.answer_deadline)} if args.answer_deadline else {}),
     )
     from cekura_sessions.extract.report import RunReport
@@ -514,7 +527,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import commands
 
-    return commands.rebuild_models(_db(args), args.db_wait)
+    return commands.rebuild_models(_db(args), args.db_wait, args.drop_dependents)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -11,13 +11,19 @@ safe casts), and dlt already brings sqlglot, which turns a DuckDB SELECT into Po
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import duckdb
 
 DUCKDB, POSTGRES = "duckdb", "postgres"
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class WarehouseError(Exception):
@@ -26,6 +32,25 @@ class WarehouseError(Exception):
 
 class MissingObject(WarehouseError):
     """A table, view, schema, column or function the statement names does not exist."""
+
+
+class SettingError(WarehouseError):
+    """A server setting or a missing privilege stopped a statement (PostgreSQL): the message is one
+    line naming the statement and the setting (statement_timeout, lock_timeout and --db-wait, a
+    grant), never the engine's bare text."""
+
+
+class StatementTimeout(SettingError):
+    """The server cancelled a statement after its statement_timeout."""
+
+
+class PermissionDenied(SettingError):
+    """The role lacks a privilege the statement needs."""
+
+
+class LockTimeout(SettingError):
+    """A statement waited on another session's lock past lock_timeout, and (raised by
+    `retry_on_locks`) kept waiting past --db-wait."""
 
 
 class Cursor(Protocol):
@@ -42,6 +67,8 @@ class Warehouse:
     or MissingObject. `con` is the engine's own connection, for what only it can do."""
 
     dialect: str
+    # how long a step that met another session's lock is tried again (--db-wait); 0: not at all
+    lock_wait_seconds: float = 0.0
 
     def __init__(self, con: Any) -> None:
         self.con = con
@@ -95,6 +122,31 @@ class Warehouse:
             [schema, table],
         ).fetchone()[0] > 0
 
+    def lock_holders(self) -> str:
+        """Who holds locks this connection may wait on, for a person to find (`""`: unknown)."""
+        return ""
+
+    def retry_on_locks(self, attempt: Callable[[], T], what: str) -> T:
+        """`attempt()`, run again while it fails with LockTimeout (it must undo its own work, as a
+        rolled-back transaction does), for up to `lock_wait_seconds`; the wait is logged once,
+        naming the holders. Raises LockTimeout past the wait: one line naming `what`, the
+        holders and --db-wait."""
+        deadline = time.monotonic() + self.lock_wait_seconds
+        told = False
+        while True:
+            try:
+                return attempt()
+            except LockTimeout as error:
+                holders = self.lock_holders() or "another session"
+                if not told:  # a wait in silence looks like a hang
+                    log.warning("%s waits for a lock held by %s; trying again for up to %g s (--db-wait)",
+                                what, holders, self.lock_wait_seconds)
+                    told = True
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(f"{what} waited past --db-wait ({self.lock_wait_seconds:g} s) for a lock held "
+                                      f"by {holders}; end that session's transaction, or raise --db-wait") from error
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
 
 class DuckDBWarehouse(Warehouse):
     dialect = DUCKDB
@@ -128,6 +180,7 @@ class PostgresWarehouse(Warehouse):
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         import psycopg2  # the `postgres` extra; only a PostgreSQL destination gets here
 
+        sql = self._without_existing_schemas(sql)
         cursor = self.con.cursor()
         try:
             if params is None:
@@ -138,7 +191,7 @@ class PostgresWarehouse(Warehouse):
                 psycopg2.errors.InvalidSchemaName, psycopg2.errors.UndefinedFunction) as error:
             raise MissingObject(_one_line(error)) from error
         except psycopg2.Error as error:
-            raise WarehouseError(_one_line(error)) from error
+            raise postgres_error(error, sql, self.__dict__.get("settings")) from error
         return cursor
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -147,13 +200,123 @@ class PostgresWarehouse(Warehouse):
         try:
             self.con.cursor().executemany(_format_params(sql), [list(row) for row in rows])
         except psycopg2.Error as error:
-            raise WarehouseError(_one_line(error)) from error
+            raise postgres_error(error, sql, self.__dict__.get("settings")) from error
+
+    @functools.cached_property
+    def settings(self) -> dict[str, str]:
+        """The session's role and the settings an error message names ({"role": ..., "statement_timeout":
+        ..., "lock_timeout": ...}), read once, before any failure can leave the transaction aborted."""
+        cursor = self.con.cursor()
+        cursor.execute("select current_user, current_setting('statement_timeout'), current_setting('lock_timeout')")
+        role, statement_timeout, lock_timeout = cursor.fetchone()
+        return {"role": role, "statement_timeout": statement_timeout, "lock_timeout": lock_timeout}
+
+    def _without_existing_schemas(self, sql: str) -> str:
+        """`sql` without its `create schema if not exists` of schemas that exist: PostgreSQL checks
+        CREATE on the database for that statement even when the schema is there, so a loader that
+        may only create in schemas made for it beforehand (README) fails on it."""
+        if "create schema if not exists" not in sql.lower():
+            return sql
+
+        def drop_if_there(found: re.Match[str]) -> str:
+            cursor = self.con.cursor()
+            cursor.execute("select count(*) from pg_namespace where nspname = %s", [found.group(1).strip('"')])
+            return "" if cursor.fetchone()[0] else found.group(0)
+
+        kept = _CREATE_SCHEMA.sub(drop_if_there, sql)
+        return kept if kept.strip() else "select where false"  # psycopg2 refuses an empty query
+
+    def lock_holders(self) -> str:
+        try:
+            rows = self.execute(_HOLDERS_SQL).fetchall()
+        except WarehouseError:
+            return ""
+        return "; ".join(f"server pid {pid} ({application or 'no application_name'}, user {user}, {state} since "
+                         f"{since:%H:%M:%S}, holding {mode} on {relations})"
+                         for pid, application, user, state, since, mode, relations in rows)
 
     def changed_rows(self, sql: str, params: Sequence[Any] | None = None) -> int:
         return max(0, self.execute(sql, params).rowcount)  # type: ignore[attr-defined]
 
     def select_sql(self, sql: str) -> str:
         return _to_postgres(sql)
+
+
+_CREATE_SCHEMA = re.compile(r'create\s+schema\s+if\s+not\s+exists\s+("?[A-Za-z_][A-Za-z0-9_$]*"?)\s*;?',
+                            re.IGNORECASE)
+
+# the sessions other than this one holding locks on our schemas' tables, the strongest first: the
+# lock a statement timed out on is among them (PostgreSQL's error does not say whose it was)
+_HOLDERS_SQL = """
+select a.pid, a.application_name, a.usename, a.state, coalesce(a.xact_start, a.backend_start),
+       max(l.mode), string_agg(distinct n.nspname || '.' || c.relname, ', ')
+from pg_locks l
+join pg_stat_activity a on a.pid = l.pid
+join pg_class c on c.oid = l.relation
+join pg_namespace n on n.oid = c.relnamespace
+where l.granted and l.pid <> pg_backend_pid()
+  and n.nspname in ('cekura_raw', 'cekura_raw_staging', 'staging', 'analytics', 'cekura_meta')
+group by 1, 2, 3, 4, 5
+order by 5
+limit 3
+"""
+
+# SQLSTATE -> (the error class, the setting it names, what to do)
+_SETTING_ERRORS = {
+    "57014": (StatementTimeout, "statement_timeout",
+              "raise it for this role (alter role {role} set statement_timeout = '1h') or set it to 0"),
+    "55P03": (LockTimeout, "lock_timeout", "another session holds a lock it needs"),
+    "42501": (PermissionDenied, "the privileges of role {role}",
+              "grant what the README's 'A team's PostgreSQL' lists"),
+    "25P03": (SettingError, "idle_in_transaction_session_timeout", "raise it for this role, or set it to 0"),
+    "57P05": (SettingError, "idle_session_timeout", "raise it for this role, or set it to 0"),
+}
+
+
+def postgres_error(error: BaseException, sql: str | None, settings: dict[str, str] | None = None) -> WarehouseError:
+    """A psycopg2 error as one of ours: a SettingError naming the statement (its first words) and the
+    setting, with the setting's value when `settings` has it; else a WarehouseError of one line."""
+    code = getattr(error, "pgcode", None)
+    settings = settings or {}
+    if code == "57014" and "statement timeout" not in str(error) and settings.get("statement_timeout") == "0":
+        code = None  # no timeout is set: another session cancelled it (pg_cancel_backend)
+    # else a very short statement_timeout may fire before PostgreSQL can tell it from a cancel, and
+    # says "due to user request": our own cancels (SIGINT) end the run before this is read
+    if code not in _SETTING_ERRORS:
+        return WarehouseError(_one_line(error))
+    kind, setting, advice = _SETTING_ERRORS[code]
+    role = settings.get("role", "the loader")
+    value = f" = {settings[setting]}" if setting in settings else ""
+    what = f"`{statement_head(sql)}`" if sql else "a statement"
+    detail = _one_line(error)
+    return kind(f"PostgreSQL stopped {what}: {detail} ({setting.format(role=role)}{value}); "
+                f"{advice.format(role=role)}")
+
+
+def setting_error_in(error: BaseException) -> SettingError | None:
+    """The SettingError, or the psycopg2 error with a setting's SQLSTATE, in `error`'s chain (dlt
+    wraps what PostgreSQL raised in its load) as a SettingError; None when there is none."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SettingError):
+            return current
+        if getattr(current, "pgcode", None) in _SETTING_ERRORS:
+            found = postgres_error(current, None)
+            if isinstance(found, SettingError):
+                return found
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def statement_head(sql: str, length: int = 60) -> str:
+    """The statement's first words, on one line: what a message names."""
+    text = " ".join(_LINE_COMMENT.sub("", sql).split())
+    return text if len(text) <= length else text[: length - 3].rstrip() + "..."
+
+
+_LINE_COMMENT = re.compile(r"--[^\n]*")
 
 
 def as_warehouse(con: Any) -> Warehouse:

@@ -48,9 +48,10 @@ def record_checks(con: Any, fingerprint: str, results: list[CheckResult]) -> Non
     warehouse = as_warehouse(con)
     with warehouse.transaction():
         warehouse.execute(f"create schema if not exists {META_SCHEMA}")
-        warehouse.execute(f"drop table if exists {CHECKS_TABLE}")
-        warehouse.execute(f"create table {CHECKS_TABLE} (inputs_fingerprint text, name text, severity text, "
-                          "description text, offending_rows bigint)")
+        # emptied, not dropped: a table of ours others may have been granted, or built on
+        warehouse.execute(f"create table if not exists {CHECKS_TABLE} (inputs_fingerprint text, name text, "
+                          "severity text, description text, offending_rows bigint)")
+        warehouse.execute(f"delete from {CHECKS_TABLE}")
         warehouse.executemany(f"insert into {CHECKS_TABLE} values (?, ?, ?, ?, ?)",
                               [(fingerprint, r.name, r.severity, r.description, r.offending_rows) for r in results])
 

@@ -18,6 +18,14 @@ Layout of `sql/`:
 Staging is built before the marts; within each layer the order is derived from the
 `staging.<name>` and `analytics.<name>` references in each file, so a new file is picked up
 without touching this module. The build is recorded in `cekura_meta._build`.
+
+On PostgreSQL the database is shared (views others built on the models, grants, comments), so a
+model is never dropped to be rebuilt (postgres_models.py): a table whose columns are unchanged is
+refreshed in place, an added column is added, and only a dropped, renamed or retyped one replaces
+the table, refused while objects of others depend on it unless `drop_dependents`. A statement
+that waits on a reader's lock fails after lock_timeout, and the whole build is tried again
+within --db-wait (Warehouse.retry_on_locks). DuckDB keeps `create or replace`: nothing of others
+can depend on its models (its file has one writer, and views are bound when queried).
 """
 
 from __future__ import annotations
@@ -31,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from cekura_sessions import crash_points
-from cekura_sessions.destination.warehouse import DUCKDB, Warehouse, WarehouseError, as_warehouse
+from cekura_sessions.destination.warehouse import DUCKDB, LockTimeout, Warehouse, WarehouseError, as_warehouse
 from cekura_sessions.extract.contract import MODEL_INPUTS, RAW_SCHEMA, raw_tables_ddl
-from cekura_sessions.models import dictionary, legacy
+from cekura_sessions.models import dictionary, legacy, postgres_models
 from cekura_sessions.models.declarations import (
     CONTRACT_VALUES,
     DECLARATIONS_FILE,
@@ -67,6 +75,10 @@ class ModelBuildError(Exception):
         self.file = file
         self.message = " ".join(message.split())  # DuckDB's messages span lines; keep one
         super().__init__(f"{file}: {self.message}")
+
+
+class DependentsError(ModelBuildError):
+    """A model must be replaced and objects of others depend on it; nothing was dropped or kept."""
 
 
 def model_files(sql_dir: Path = SQL_DIR) -> list[Path]:
@@ -133,14 +145,17 @@ def up_to_date(con: Any, fingerprint: str, sql_dir: Path = SQL_DIR) -> bool:
     return {qualified_name(path) for path in model_files(sql_dir)} <= present
 
 
-def build_models(con: Any, sql_dir: Path = SQL_DIR, fingerprint: str | None = None) -> dict[str, int]:
+def build_models(con: Any, sql_dir: Path = SQL_DIR, fingerprint: str | None = None,
+                 drop_dependents: bool = False) -> dict[str, int]:
     """Rebuild every model in one transaction; return {mart name: row count}.
 
     On any failure the transaction is rolled back, so the previous models stay as they were,
     and ModelBuildError names the failing file (or `models.toml`, when the declarations are
-    malformed or disagree with a model's columns) with the message on one line. `fingerprint`
-    (see inputs_fingerprint) is recorded with the models, in the same transaction. `con`: a
-    DuckDB or psycopg2 connection, or a Warehouse.
+    malformed or disagree with a model's columns) with the message on one line; DependentsError
+    when a PostgreSQL model must be replaced and views of others depend on it (`drop_dependents`:
+    drop them, logged); LockTimeout when another session's lock was held past the connection's
+    lock_wait_seconds (--db-wait). `fingerprint` (see inputs_fingerprint) is recorded with the
+    models, in the same transaction. `con`: a DuckDB or psycopg2 connection, or a Warehouse.
     """
     con = as_warehouse(con)
     started = time.monotonic()
@@ -149,6 +164,18 @@ def build_models(con: Any, sql_dir: Path = SQL_DIR, fingerprint: str | None = No
         declarations = load_declarations(sql_dir)
     except DeclarationError as exc:
         raise ModelBuildError(DECLARATIONS_FILE, exc.detail) from exc
+    counts, dropped = con.retry_on_locks(
+        lambda: _build_once(con, sql_dir, files, declarations, fingerprint, drop_dependents), "the model build")
+    if dropped:
+        log.info("dropped what the old layout left in %s: %s", ANALYTICS_SCHEMA, ", ".join(dropped))
+    log.info("built %d models in %.2f s (%d session rows)",
+             len(counts), time.monotonic() - started, counts.get("sessions", 0))
+    return counts
+
+
+def _build_once(con: Warehouse, sql_dir: Path, files: list[Path], declarations: Any, fingerprint: str | None,
+                drop_dependents: bool) -> tuple[dict[str, int], list[str]]:
+    """One attempt at the build, in one transaction: ({mart: rows}, what the old layout left)."""
     try:
         con.execute("begin transaction")
     except WarehouseError as exc:  # e.g. the caller left a transaction open: not ours to end
@@ -156,17 +183,21 @@ def build_models(con: Any, sql_dir: Path = SQL_DIR, fingerprint: str | None = No
     step = _Step(RAW_DDL)
     try:
         dropped = _prepare(con, sql_dir, step)
-        counts = _create_models(con, sql_dir, files, step)
+        counts = _create_models(con, sql_dir, files, step, drop_dependents)
         step.now(DECLARATIONS_FILE)
         dictionary.comment_models(con, declarations, list(counts))
         step.now(RAW_DDL)
         dictionary.comment_raw_tables(con)
         step.now("recording the build")
-        con.execute(f"drop table if exists {BUILD_TABLE}")
-        con.execute(f"create table {BUILD_TABLE} (inputs_fingerprint text, built_at timestamptz)")
+        # emptied, not dropped: a table of ours others may have been granted
+        con.execute(f"create table if not exists {BUILD_TABLE} (inputs_fingerprint text, built_at timestamptz)")
+        con.execute(f"delete from {BUILD_TABLE}")
         con.execute(f"insert into {BUILD_TABLE} values (?, now())", [fingerprint])
         step.now("commit")
         con.execute("commit")
+    except (LockTimeout, DependentsError):
+        _rollback(con)
+        raise
     except WarehouseError as exc:
         _rollback(con)
         raise ModelBuildError(step.where, str(exc)) from exc
@@ -176,11 +207,7 @@ def build_models(con: Any, sql_dir: Path = SQL_DIR, fingerprint: str | None = No
     except BaseException:
         _rollback(con)
         raise
-    if dropped:
-        log.info("dropped what the old layout left in %s: %s", ANALYTICS_SCHEMA, ", ".join(dropped))
-    log.info("built %d models in %.2f s (%d session rows)",
-             len(counts), time.monotonic() - started, counts.get("sessions", 0))
-    return counts
+    return counts, dropped
 
 
 class _Step:
@@ -208,11 +235,23 @@ def _prepare(con: Warehouse, sql_dir: Path, step: _Step) -> list[str]:
     return dropped
 
 
-def _create_models(con: Warehouse, sql_dir: Path, files: list[Path], step: _Step) -> dict[str, int]:
+def _create_models(con: Warehouse, sql_dir: Path, files: list[Path], step: _Step,
+                   drop_dependents: bool = False) -> dict[str, int]:
     """Materialise the model files in order; {mart name: row count}."""
+    ours = {qualified_name(path) for path in files}
     for path in files:
         step.now(_relative(path, sql_dir))
-        con.execute(_materialise(con, path))
+        if con.dialect == DUCKDB:
+            con.execute(_materialise(con, path))
+        else:
+            kind = "view" if path.parent.name == "staging" else "table"
+            try:
+                replaced = postgres_models.materialise(con, qualified_name(path), kind,
+                                                       con.select_sql(path.read_text()), ours, drop_dependents)
+            except postgres_models.HasDependents as error:
+                raise DependentsError(_relative(path, sql_dir), str(error)) from None
+            if replaced:
+                log.warning("%s", replaced)
         if path.stem == "sessions":
             crash_points.pause_here("models-mid")  # tests kill -9 here, inside the transaction
     counts = {}
@@ -224,13 +263,9 @@ def _create_models(con: Warehouse, sql_dir: Path, files: list[Path], step: _Step
 
 
 def _materialise(con: Warehouse, path: Path) -> str:
-    """The statement that makes a model file's SELECT its view (staging) or table (marts)."""
+    """The DuckDB statement that makes a model file's SELECT its view (staging) or table (marts)."""
     kind = "view" if path.parent.name == "staging" else "table"
-    select = con.select_sql(path.read_text())
-    if con.dialect == DUCKDB:
-        return f"create or replace {kind} {qualified_name(path)} as\n{select}"
-    # PostgreSQL's `create or replace view` refuses a changed column list: drop, then create
-    return f"drop {kind} if exists {qualified_name(path)} cascade;\ncreate {kind} {qualified_name(path)} as\n{select}"
+    return f"create or replace {kind} {qualified_name(path)} as\n{con.select_sql(path.read_text())}"
 
 
 def _dependency_order(paths: list[Path]) -> list[Path]:

@@ -38,6 +38,11 @@ class DatabaseUnavailable(Exception):
     """The file cannot be opened at all (not a lock: a path, permission or corruption problem)."""
 
 
+class LockLost(DatabaseBusy):
+    """The run's lock ended with its session (PostgreSQL) and another run holds it now: nothing
+    more may be written, the ledger included; the message names the holder and the step."""
+
+
 class connect:
     """A DuckDB connection that waits a bounded time for a file another process holds."""
 
@@ -111,6 +116,18 @@ def _waiting_pool(pool: type) -> type:
     return WaitingPool
 
 
+def _with_lock_timeout(query: str, wait_seconds: float) -> str:
+    """A URL's query with `-clock_timeout=...` added to its libpq `options` (dlt passes them to every
+    connection it opens): dlt's statements wait on another session's lock at most --db-wait, then
+    fail the load in one line (a load is not tried again within the night; the next run finishes it)."""
+    pairs = parse_qs(query, keep_blank_values=True)
+    given = " ".join(pairs.pop("options", []))
+    if "lock_timeout" not in given:  # a timeout the URL sets is the operator's choice
+        given = f"{given} -clock_timeout={postgres.lock_timeout_ms(wait_seconds)}".strip()  # no space: ADBC reads a `+`
+    pairs["options"] = [given]
+    return "&".join(f"{key}={quote(value, safe='')}" for key, values in pairs.items() for value in values)
+
+
 def _lock_holder(message: str) -> str | None:
     """Who holds the file, from DuckDB's lock error: the program as a person knows it (`cekura-sessions
     run`, a Jupyter kernel, the DuckDB CLI) and its PID; None when the error is not a lock."""
@@ -157,7 +174,10 @@ class Database:
     destination and working folder, and where a test may pause it (crash_points).
 
     `destination`: what --db named (destination/address.py); `wait_seconds`: how long a DuckDB
-    file held by another process is waited for (PostgreSQL lets many sessions in)."""
+    file held by another process is waited for, and on PostgreSQL how long a step that met
+    another session's lock is tried again (each statement waits at most LOCK_TIMEOUT_SECONDS)."""
+
+    lost_lock = False  # set when confirm_lock found the run lock taken by another run
 
     def __init__(self, destination: Destination, wait_seconds: float = 30.0) -> None:
         if destination.kind == MOTHERDUCK:
@@ -165,6 +185,7 @@ class Database:
                                       "pass a DuckDB file path or a postgresql:// URL")
         self.destination, self.wait_seconds = destination, wait_seconds
         self.path = destination.path.resolve() if destination.path is not None else None
+        self._run_lock: postgres.RunLock | None = None
 
     def __str__(self) -> str:
         return str(self.path) if self.path is not None else str(self.destination)
@@ -182,7 +203,7 @@ class Database:
                 yield DuckDBWarehouse(con)
             return
         try:
-            warehouse = postgres.connect(self.destination, application)
+            warehouse = postgres.connect(self.destination, application, self.wait_seconds)
         except postgres.PostgresUnavailable as error:
             raise DatabaseUnavailable(str(error)) from None
         try:
@@ -200,12 +221,39 @@ class Database:
             with lock.run_lock(self.path, run_id):
                 yield
             return
-        with self.connect(application=f"cekura-sessions run {run_id} on {socket.gethostname()}") as warehouse:
+        application = f"cekura-sessions run {run_id} on {socket.gethostname()}"
+
+        def open_connection() -> postgres.PostgresWarehouse:
             try:
-                with postgres.advisory_lock(warehouse, contract.RAW_SCHEMA):
-                    yield
-            except postgres.PostgresLockHeld as error:
-                raise lock.LockHeld(str(error)) from None
+                return postgres.connect(self.destination, application)
+            except postgres.PostgresUnavailable as error:
+                raise DatabaseUnavailable(str(error)) from None
+
+        run_lock = postgres.RunLock(open_connection, contract.RAW_SCHEMA)
+        try:
+            run_lock.take()
+        except postgres.PostgresLockHeld as error:
+            raise lock.LockHeld(str(error)) from None
+        self._run_lock = run_lock
+        try:
+            yield
+        finally:
+            self._run_lock = None
+            run_lock.release()
+
+    def confirm_lock(self, step: str) -> None:
+        """Before a writing step (`step`: load, history, models, ledger): on PostgreSQL the run
+        lock still held, or taken again if its session ended and it is free (said in one log line).
+        Raises LockLost when another run holds it now. A DuckDB file's flock cannot be lost."""
+        if self._run_lock is None:
+            return
+        try:
+            self._run_lock.confirm(step)
+        except postgres.PostgresLockLost as error:
+            self.lost_lock = True
+            raise LockLost(str(error)) from None
+        except postgres.PostgresUnavailable as error:
+            raise DatabaseUnavailable(str(error)) from None
 
     def running_night(self) -> str | None:
         """Who holds this database's run lock now (a night is running), as one phrase; None when
@@ -249,7 +297,8 @@ class Database:
         user = quote(unquote(parts.username or ""), safe="")
         password = quote(unquote(parts.password or "") or "unused", safe="")
         host = parts.netloc.rpartition("@")[2] or "localhost"
-        url = f"postgresql://{user}:{password}@{host}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+        query = _with_lock_timeout(parts.query, self.wait_seconds)
+        url = f"postgresql://{user}:{password}@{host}{parts.path}?{query}"
         return dlt.destinations.postgres(credentials=url)
 
     def pause_marker(self, stage: str) -> Path:

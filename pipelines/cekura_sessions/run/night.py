@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -16,7 +16,7 @@ from dlt.common.pipeline import LoadInfo
 from cekura_sessions import crash_points, logs, settings
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.destination.address import Destination, DestinationError, parse_destination, password_of
-from cekura_sessions.destination.warehouse import Warehouse, WarehouseError
+from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError, setting_error_in
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
 from cekura_sessions.models import checks, runner
@@ -25,6 +25,7 @@ from cekura_sessions.run.database import (
     Database,
     DatabaseBusy,
     DatabaseUnavailable,
+    LockLost,
     first_line,
 )
 from cekura_sessions.run.dlt_pipeline import (
@@ -52,6 +53,8 @@ from cekura_sessions.run.outcome import (
 
 log = logging.getLogger(__name__)
 
+E = TypeVar("E", bound=BaseException)
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -72,6 +75,9 @@ class RunConfig:
     details_budget: int | None = None
     conversation_text: bool | None = None
     accept_removals: bool = False  # apply removals the guard would hold (extract/removals.py)
+    # PostgreSQL: replace a model whose columns changed even when views of others depend on it
+    # (they are dropped); without it such a build stops, naming them (models/postgres_models.py)
+    drop_dependents: bool = False
 
 
 def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
@@ -88,9 +94,9 @@ def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
         return RunOutcome(stop.exit_code, report, str(stop))
     except LockHeld as error:
         return RunOutcome(EXIT_LOCKED, report, f"{error}; nothing was touched")
-    except DatabaseBusy as error:
+    except (DatabaseBusy, LockTimeout) as error:
         return RunOutcome(EXIT_LOCKED, report, str(error))
-    except (FatalError, LockUnavailable, DatabaseUnavailable, DestinationError) as error:
+    except (FatalError, LockUnavailable, DatabaseUnavailable, DestinationError, SettingError) as error:
         return RunOutcome(EXIT_FATAL, report, str(error))
 
 
@@ -137,8 +143,11 @@ def _locked_run(config: RunConfig, database: Database, report: RunReport) -> Run
         interrupt.claim_finish()
         outcome.exit_code, outcome.message = stop.exit_code, str(stop)
         raise
-    except (FatalError, DatabaseBusy, DatabaseUnavailable) as error:
+    except (FatalError, DatabaseBusy, DatabaseUnavailable, SettingError) as error:
+        # a PostgreSQL setting or privilege (SettingError) is named in its one line, never "unexpected"
         outcome.message = str(error)
+        if isinstance(error, (LockTimeout, DatabaseBusy)):
+            outcome.exit_code = EXIT_LOCKED
         fatal = error if isinstance(error, FatalError) else None
         raise
     except Exception as error:
@@ -196,7 +205,24 @@ def _load(config: RunConfig, database: Database, database_key: str, report: RunR
     except (FatalError, DatabaseBusy, DatabaseUnavailable):
         raise
     except Exception as error:  # dlt wraps every step's failure; find what really happened
+        busy = _cause(error, DatabaseBusy)  # dlt's own open waited for a reader past --db-wait
+        if busy is not None:
+            raise busy from None
+        setting = setting_error_in(error)  # PostgreSQL's statement_timeout, lock_timeout, a privilege
+        if setting is not None:
+            raise setting from None
         raise FatalError(fatal_message(error, config.base_url, config.api_key_origin)) from None
+
+
+def _cause(error: BaseException, kind: type[E]) -> E | None:
+    """The first exception of `kind` in `error`'s chain (dlt wraps what its steps raise)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _details(config: RunConfig, database: Database, report: RunReport) -> None:
@@ -211,6 +237,9 @@ def _details(config: RunConfig, database: Database, report: RunReport) -> None:
     except (FatalError, DatabaseBusy, DatabaseUnavailable):
         raise
     except Exception as error:  # dlt wraps every step's failure; find what really happened
+        setting = setting_error_in(error)
+        if setting is not None:
+            raise setting from None
         raise FatalError(fatal_message(error, config.base_url, config.api_key_origin)) from None
 
 
@@ -218,13 +247,14 @@ def _after_load(config: RunConfig, database: Database, report: RunReport) -> Run
     outcome = RunOutcome(EXIT_OK, report)
     if report.projects_failed and not report.projects_ok:
         raise FatalError(f"no project could be loaded: {report.failed_summary()}")
+    database.confirm_lock("history")
     with database.connect() as con:
         listed.mark_listed(con, report)
         history.record_changes(con, report)
         _checkpoint("models", database)
         if config.build_models:
             try:
-                _models_and_checks(con, outcome)
+                _models_and_checks(con, outcome, config.drop_dependents)
             except runner.ModelBuildError as error:
                 outcome.exit_code, outcome.message = EXIT_PARTIAL, str(error)
                 return outcome
@@ -234,7 +264,7 @@ def _after_load(config: RunConfig, database: Database, report: RunReport) -> Run
     return outcome
 
 
-def _models_and_checks(con: Warehouse, outcome: RunOutcome) -> None:
+def _models_and_checks(con: Warehouse, outcome: RunOutcome, drop_dependents: bool = False) -> None:
     """Rebuild the models and run the checks, unless neither the raw data they read nor the
     SQL changed since the last build: a quiet night then costs a fingerprint, and the checks'
     answer is the one they gave on these same inputs."""
@@ -246,7 +276,7 @@ def _models_and_checks(con: Warehouse, outcome: RunOutcome) -> None:
             outcome.checks = recorded
             return
     else:
-        outcome.model_rows = runner.build_models(con, fingerprint=fingerprint)
+        outcome.model_rows = runner.build_models(con, fingerprint=fingerprint, drop_dependents=drop_dependents)
     outcome.checks = checks.run_checks(con)
     checks.record_checks(con, fingerprint, outcome.checks)
 
@@ -263,10 +293,15 @@ def _record_finish(database: Database, outcome: RunOutcome) -> bool:
     status = {EXIT_OK: "succeeded", EXIT_PARTIAL: "partial"}.get(outcome.exit_code, "failed")
     if outcome.exit_code in EXIT_INTERRUPTED:
         status = "interrupted"
+    if database.lost_lock:
+        return True  # another run holds the lock now: this one writes nothing more, its row stays unfinished
     try:
+        database.confirm_lock("ledger")
         with database.connect() as con:
             ledger.record_finish(con, outcome.report, status, outcome.exit_code, outcome.message or None)
             _remember_throttle(con, outcome.report)
+    except LockLost as error:
+        log.error("%s", error)
     except (DatabaseBusy, DatabaseUnavailable, WarehouseError, duckdb.Error, OSError) as error:
         log.error("could not record the run's end in the ledger: %s", error)
         # the exit code and the mailed line must agree with the ledger, which says the run never
@@ -287,8 +322,14 @@ def _remember_throttle(con: Any, report: RunReport) -> None:
         throttle_memory.record(con, report.base_url, throttle)
 
 
+# the stages that write to the database next: the run lock is confirmed before each (issue 20)
+_WRITING_STAGES = frozenset({"load", "details", "models"})
+
+
 def _checkpoint(stage: str, database: Database) -> None:
     crash_points.pause_here(stage, database.pause_marker(stage))
+    if stage in _WRITING_STAGES:
+        database.confirm_lock(stage)
 
 
 def _source_overrides(config: RunConfig) -> dict[str, Any]:
@@ -303,3 +344,5 @@ def _source_overrides(config: RunConfig) -> dict[str, Any]:
         "accept_removals": config.accept_removals or None,  # False: dlt config may still say true
     }
     return {name: value for name, value in given.items() if value is not None}
+
+
