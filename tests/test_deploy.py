@@ -122,6 +122,53 @@ def test_systemd_service_exposure_is_at_most_4(name):
     assert float(found.group(1)) <= 4.0, done.stdout
 
 
+STATUS_NETWORK = "cekura-sessions-status-network.conf"  # the drop-in for a PostgreSQL CEKURA_DB
+
+
+def _with_drop_in(unit: str, drop_in: str) -> str:
+    """The unit as systemd reads it with the drop-in: its sections appended, later lines winning."""
+    return (DEPLOY / unit).read_text() + "\n" + (DEPLOY / drop_in).read_text()
+
+
+def _effective(text: str, key: str) -> list[str]:
+    """What systemd makes of `key`'s assignments in [Service]: an empty one resets the list."""
+    values: list[str] = []
+    section = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and line.startswith(f"{key}="):
+            value = line.partition("=")[2].strip()
+            values = [] if not value else ([*values, *value.split()] if key != "PrivateNetwork" else [value])
+    return values
+
+
+def test_the_status_drop_in_lets_status_reach_a_postgres_server():
+    unit = _with_drop_in("cekura-sessions-status.service", STATUS_NETWORK)
+    assert _effective(unit, "PrivateNetwork") == ["no"]
+    assert _effective(unit, "IPAddressDeny") == []
+    assert {"AF_INET", "AF_INET6", "AF_UNIX"} <= set(_effective(unit, "RestrictAddressFamilies"))
+    shipped = (DEPLOY / "cekura-sessions-status.service").read_text()
+    assert _effective(shipped, "PrivateNetwork") == ["yes"], "the shipped unit itself keeps no network"
+
+
+@NEEDS_SYSTEMD
+def test_the_status_unit_with_its_network_drop_in_verifies_and_stays_hardened(tmp_path):
+    program = tmp_path / "cekura-sessions"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    merged = tmp_path / "cekura-sessions-status.service"
+    merged.write_text(_with_drop_in("cekura-sessions-status.service", STATUS_NETWORK).replace(EXECUTABLE, str(program)))
+    (tmp_path / "cekura-sessions-notify@.service").write_text((DEPLOY / "cekura-sessions-notify@.service").read_text())
+    done = subprocess.run(["systemd-analyze", "verify", str(merged)], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout + done.stderr) == (0, ""), done.stdout + done.stderr
+    done = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(merged)],
+                          capture_output=True, text=True, timeout=120)
+    found = re.search(r"Overall exposure level for \S+: ([\d.]+)", done.stdout)
+    assert found and float(found.group(1)) <= 4.0, done.stdout + done.stderr
+
+
 # --- cron -------------------------------------------------------------------------------------------
 
 
