@@ -338,3 +338,21 @@ def test_a_roles_statement_timeout_is_one_line_naming_it(pg_url, tmp_path, api):
     line = night.stderr.strip().splitlines()[-1]
     assert "(statement_timeout" in line and "alter role slowpoke set statement_timeout" in line, line
     assert "unexpected" not in night.stderr and "Traceback" not in night.stderr, night.stderr
+
+
+def test_permission_denied_is_one_line_naming_the_statement_and_the_role(built):
+    from cekura_sessions.destination.address import parse_destination
+    from cekura_sessions.destination.postgres import connect
+    from cekura_sessions.destination.warehouse import PermissionDenied
+
+    _, url = built
+    _reader_role(url, "outsider")
+    outsider = connect(parse_destination(_as(url, "outsider")))
+    try:
+        with pytest.raises(PermissionDenied) as denied:
+            outsider.execute("delete from analytics.sessions")
+    finally:
+        outsider.close()
+    line = str(denied.value)
+    assert "\n" not in line and line.startswith("PostgreSQL stopped `delete from analytics.sessions`: permission denied"), line
+    assert "the privileges of role outsider" in line, line
