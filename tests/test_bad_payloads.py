@@ -201,8 +201,6 @@ def test_bad_projects_list_is_fatal_and_touches_nothing(load, api, dataset, db_p
 
 # --- rows that break the contract -------------------------------------------------------------
 
-_REJECTED_AS_UNIDENTIFIABLE = "rows without an integer id"
-
 IDENTIFIABLE_BAD_ROWS = [
     pytest.param({"created_at": "not a date"}, "created_at", id="created_at-not-a-date"),
     pytest.param({"updated_at": 1700000000}, "updated_at", id="updated_at-epoch-integer"),
@@ -242,12 +240,24 @@ def test_bad_row_is_set_aside_and_the_rest_loads(load, api, dataset, db_path, ch
     _assert_projects_hold(db_path, clean, expected.listed_project_ids(dataset))
 
 
+def _nothing_removed(dataset: FakeDataset, tomorrow: FakeDataset, victim: int, valid: list[dict]) -> FakeDataset:
+    """What the victim must hold when a row of its listing names no session (issue 19): its
+    valid rows as listed, and every stored session the listing lacks, as stored."""
+    want = copy.deepcopy(tomorrow)
+    listed = {s["id"] for s in valid}
+    want.sessions[victim] = valid + [s for s in dataset.sessions[victim] if s["id"] not in listed]
+    return want
+
+
 @pytest.mark.parametrize("changes", UNIDENTIFIABLE_BAD_ROWS)
-def test_row_without_integer_id_keeps_its_project_as_it_was(load, api, dataset, db_path, changes):
+def test_row_without_integer_id_is_set_aside_and_removes_nothing(load, api, dataset, db_path, changes):
+    """Only that row is set aside: the project's other rows load, and no stored session of it
+    is removed this night (the row could stand for any of them)."""
     assert load().exit_code == 0
     tomorrow = dataset.next_night(seed=5)
     victim, others = _living_victim(dataset, tomorrow)
-    before = _project_state(db_path, victim)
+    valid = list(tomorrow.sessions[victim])
+    assert {s["id"] for s in dataset.sessions[victim]} - {s["id"] for s in valid}, "the night removes something"
     bad = _bad_row(tomorrow.sessions[victim][0], changes)
     tomorrow.sessions[victim].append(bad)
     api.dataset = tomorrow
@@ -255,14 +265,12 @@ def test_row_without_integer_id_keeps_its_project_as_it_was(load, api, dataset, 
     outcome = load()
 
     assert outcome.exit_code == 1, outcome.message
-    assert list(outcome.report.projects_failed) == [victim]
-    assert _REJECTED_AS_UNIDENTIFIABLE in outcome.report.projects_failed[victim]
+    assert outcome.report.projects_failed == {}
     rejected = _rejected(db_path)
     assert [(r[0], r[1]) for r in rejected] == [(outcome.report.run_id, victim)], rejected
     assert json.loads(rejected[0][2]) == bad
     assert "id" in rejected[0][3], rejected[0][3]
-    assert _project_state(db_path, victim) == before, "a project with an unidentifiable row changed"
-    _assert_projects_hold(db_path, tomorrow, others)
+    _assert_projects_hold(db_path, _nothing_removed(dataset, tomorrow, victim, valid), [victim, *others])
 
 
 def test_boolean_message_count_is_set_aside(load, api, dataset, db_path):
@@ -460,18 +468,17 @@ def test_listing_with_bad_rows_is_reread_and_reported_every_night(load, api, dat
     _assert_projects_hold(db_path, fixed, expected.listed_project_ids(fixed))
 
 
-def test_bad_rows_fault_fails_the_project_and_records_every_bad_row(load, api, dataset, db_path):
+def test_bad_rows_fault_sets_aside_every_bad_row_and_removes_nothing(load, api, dataset, db_path):
     assert load().exit_code == 0
     tomorrow = dataset.next_night(seed=9)
     victim, others = _living_victim(dataset, tomorrow)
-    before = _project_state(db_path, victim)
     api.dataset = tomorrow
     api.faults = Faults(always={victim: "bad_rows"})
 
     outcome = load()
 
     assert outcome.exit_code == 1, outcome.message
-    assert list(outcome.report.projects_failed) == [victim]
+    assert outcome.report.projects_failed == {}
     served_bad = bad_rows(victim)
     rejected = _rejected(db_path)
     got_rows = sorted(json.dumps(json.loads(r[2]), sort_keys=True) for r in rejected)
@@ -479,8 +486,8 @@ def test_bad_rows_fault_fails_the_project_and_records_every_bad_row(load, api, d
     assert {(r[0], r[1]) for r in rejected} == {(outcome.report.run_id, victim)}
     reasons = sorted(r[3].split(" ")[0] for r in rejected)
     assert reasons == ["created_at", "id", "id", "scenario_ids", "scenario_ids"], reasons
-    assert _project_state(db_path, victim) == before
-    _assert_projects_hold(db_path, tomorrow, others)
+    want = _nothing_removed(dataset, tomorrow, victim, list(tomorrow.sessions[victim]))
+    _assert_projects_hold(db_path, want, [victim, *others])
 
     api.faults = Faults()
     healed = load()

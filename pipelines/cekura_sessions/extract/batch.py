@@ -6,8 +6,10 @@ one go (extract/convert.py); then, per listing:
 - a row that breaks the contract is set aside in rejected_rows with its reason; a session whose
   new version is set aside keeps its last good version, unless a listing of this run loads it
   (decided after the last listing, so it never depends on where a flush fell);
-- a row whose session cannot be named (no integer id) fails its project, which keeps what it
-  had: replacing its rows might delete the session that row stands for;
+- a row whose session cannot be named (no integer id) is set aside, and the rest of its
+  listing loads, but no stored session of that project is removed this night: the row might
+  stand for any of them (without the stored ids to look up, the project fails and keeps what
+  it had);
 - a session id listed earlier in this run (in this listing or another) loads once, as first
   listed; the repeat is set aside (the merge relies on it: extract/hints.py);
 - a row whose own `project` is another one (the API ignored `project_id`) is never counted
@@ -53,6 +55,7 @@ class _Outcome:
     failed: bool = False  # a row without an id: the project keeps what it had
     strays: int = 0  # rows whose own project is another (the API ignored project_id)
     held: int = 0  # removals the guard held (their last good version is carried)
+    doubt: bool = False  # a row set aside could be any session: no stored session is removed
 
 
 class ListingBatch:
@@ -150,7 +153,8 @@ class ListingBatch:
         for number, (project_id, listing) in enumerate(pending):
             end = start + listing.sessions
             broken = [(raw_row(i), reasons[i]) for i in range(start, end) if i in reasons]
-            if any(not contract.is_identifiable(row) for row, _ in broken):
+            doubt = any(not contract.is_identifiable(row) for row, _ in broken)
+            if doubt and not self._can_keep_unlisted:
                 outcomes.append(_Outcome(project_id, listing, np.empty(0, dtype=np.int64), broken, [], failed=True))
                 start = end
                 continue
@@ -171,18 +175,29 @@ class ListingBatch:
                 else:
                     first_listed[session_id] = (project_id, number)
                     loaded.append(i)
-            to_carry = sorted({row["id"] for row, _ in broken} - taken)
+            to_carry = sorted({row["id"] for row, _ in broken if contract.is_identifiable(row)} - taken)
             outcomes.append(_Outcome(project_id, listing, np.array(loaded, dtype=np.int64), set_aside, to_carry,
-                                     strays=stray_rows))
+                                     strays=stray_rows, doubt=doubt))
             start = end
         return outcomes
 
+    @property
+    def _can_keep_unlisted(self) -> bool:
+        """Whether a project's stored ids can be looked up, so a listing with a row that names
+        no session can load while every stored session it lacks is kept."""
+        return self.guard is not None and self.guard.stored_ids is not None
+
     def _guard(self, outcome: _Outcome, ids: np.ndarray) -> None:
-        """Hold the outcome's removals when the guard says they are too many: their last good
+        """Hold the outcome's removals when the guard says they are too many, or all of them
+        when a row set aside names no session (it could be any of them): their last good
         version is carried instead (so they stay in raw and in the models)."""
         if self.guard is None or outcome.failed:
             return
         listed = np.union1d(ids[outcome.loaded], np.array(outcome.to_carry, dtype=np.int64))
+        if outcome.doubt and self.guard.stored_ids is not None:
+            kept = np.setdiff1d(self.guard.stored_ids(outcome.project_id), listed)
+            outcome.to_carry = sorted({*outcome.to_carry, *kept.tolist()})
+            return
         held = self.guard.held_sessions(outcome.project_id, listed)
         if len(held):
             outcome.to_carry = sorted({*outcome.to_carry, *held.tolist()})
