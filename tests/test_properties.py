@@ -59,7 +59,9 @@ def sessions(draw: st.DrawFn, session_id: int, project_id: int) -> dict:
     return {
         "id": session_id,
         "title": draw(TITLES),
-        "project": draw(st.one_of(st.none(), st.just(project_id), st.integers(1, INT64_MAX))),
+        # its own project, or null: a row naming another project is the ignored filter of issue 19
+        # (never counted under the project listing it; test_drift.py)
+        "project": draw(st.one_of(st.none(), st.just(project_id))),
         "scenario_ids": draw(SCENARIO_IDS),
         "status": draw(STATUSES),
         "created_at": draw(timestamps()),
