@@ -356,3 +356,25 @@ def test_permission_denied_is_one_line_naming_the_statement_and_the_role(built):
     line = str(denied.value)
     assert "\n" not in line and line.startswith("PostgreSQL stopped `delete from analytics.sessions`: permission denied"), line
     assert "the privileges of role outsider" in line, line
+
+
+def test_status_says_a_night_is_running_while_a_run_holds_the_lock(pg_url, tmp_path, api):
+    """item 8 on PostgreSQL: the advisory lock held means a night is running (asked of pg_locks,
+    never taken); once it is free, a newest run that never finished is `unfinished`."""
+    assert _run(tmp_path, api, pg_url).returncode == 0
+    other = postgres.connect(pg_url)
+    try:
+        cursor = other.cursor()
+        cursor.execute("set application_name = 'cekura-sessions run r2 on host-2'")
+        cursor.execute(f"select pg_try_advisory_lock({lock_key('cekura_raw')})")
+        assert cursor.fetchone() == (True,)
+        held = subprocess.run([*CLI, "status", "--db", pg_url], env=cli_env(tmp_path), capture_output=True, text=True,
+                              timeout=120)
+    finally:
+        other.close()
+    free = subprocess.run([*CLI, "status", "--db", pg_url], env=cli_env(tmp_path), capture_output=True, text=True,
+                          timeout=120)
+
+    assert held.returncode == 3, held.stderr
+    assert "a night is running" in held.stderr and "cekura-sessions run r2 on host-2" in held.stderr, held.stderr
+    assert free.returncode == 0, free.stdout + free.stderr

@@ -83,10 +83,10 @@ def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int) -> i
     if database.is_file and not database.path.exists():
         return _fail(f"missing: {database} does not exist; run `cekura-sessions run` first (or pass --db)",
                      codes["missing"])
-    running = database.running_night()
-    if running is not None:  # the ledger's unfinished row is that night's: it is not dead
-        return _fail(f"locked: a night is running on {database}: {running}", codes["locked"])
     try:
+        running = database.running_night()
+        if running is not None:  # the ledger's unfinished row is that night's: it is not dead
+            return _fail(f"locked: a night is running on {database}: {running}", codes["locked"])
         with database.connect(read_only=True) as con:
             runs = status_reads.recent_runs(con, recent_runs)
             freshness = status_reads.project_freshness(con)

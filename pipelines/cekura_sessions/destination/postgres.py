@@ -164,6 +164,13 @@ class RunLock:
             self._warehouse = None
 
 
+def lock_holder(warehouse: PostgresWarehouse, dataset: str) -> str | None:
+    """Who holds `dataset`'s run lock now (a night is running), read from pg_locks without taking
+    it; None when no session holds it."""
+    holder = _holder(warehouse, lock_key(dataset))
+    return None if holder == "holder unknown" else holder
+
+
 def _holder(warehouse: PostgresWarehouse, key: int) -> str:
     # an 8-byte key is stored as classid (high half) and objid (low half), both unsigned
     high, low = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF

@@ -257,10 +257,12 @@ class Database:
 
     def running_night(self) -> str | None:
         """Who holds this database's run lock now (a night is running), as one phrase; None when
-        it is free. On PostgreSQL the advisory lock is not asked here: None."""
-        if self.path is None:
-            return None
-        return lock.holder_if_held(self.path)
+        it is free. Asked without taking the lock: the kernel's lock table for a DuckDB file's
+        flock, pg_locks for PostgreSQL's advisory lock."""
+        if self.path is not None:
+            return lock.holder_if_held(self.path)
+        with self.connect(read_only=True) as warehouse:
+            return postgres.lock_holder(warehouse, contract.RAW_SCHEMA)
 
     def check_writable(self) -> None:
         """Raises DatabaseUnavailable when the run could not write there (checked before the lock)."""
