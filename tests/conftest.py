@@ -61,6 +61,8 @@ def run_night(api: FakeCekuraApi, db_path: Path, tmp_path: Path) -> RunNight:
             "pipelines_dir": str(tmp_path / "pipelines"),
             "db_wait_seconds": 2.0,
             "retry": TEST_RETRY,
+            # the listings' night: a test of the sessions' details asks for them (details=True)
+            "details": False,
         }
         settings.update(overrides)
         return pipeline.run(pipeline.RunConfig(**settings))

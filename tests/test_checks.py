@@ -61,6 +61,14 @@ DECLARED_NEW = {
         "Every analytics.session_status_changes row has a (session_id, observed_from) and no two rows share one."),
     "session_durations_status_in_enum": (
         "error", "Every analytics.session_durations row's status is one of: completed, failed, cancelled."),
+    # the two models of what happens inside a session (issue 21)
+    "session_activity_key_unique_not_null": (
+        "error", "Every analytics.session_activity row has a session_id and no two rows share one."),
+    "session_activity_session_exists": ("error", "Every session_activity row is a session that exists upstream."),
+    "project_activity_key_unique_not_null": (
+        "error", "Every analytics.project_activity row has a project_id and no two rows share one."),
+    "project_activity_project_exists": (
+        "error", "Every project_activity row is a project in project_completion_rates."),
 }
 
 
@@ -238,6 +246,13 @@ def status_period(session_id: int, observed_to: str = "null", observed_from: str
     return (f"insert into analytics.session_status_changes values "
             f"({session_id}, 201, 'pending', {observed_from}, {observed_to});\n")
 
+def session_activity_row(session_id: int, messages: int = 4, user_messages: int = 2, assistant_messages: int = 2,
+                         active_seconds: float = 60.0) -> str:
+    """SQL adding one session_activity row (the model's columns in order)."""
+    return (f"insert into analytics.session_activity values ({session_id}, 201, {messages}, {user_messages}, "
+            f"{assistant_messages}, 0, '2024-05-01 00:00:00+00', '2024-05-01 00:01:00+00', {active_seconds}, 5.0, 9001);\n")
+
+
 CASES = [
     # (setup: raw rows to load and rebuild, or SQL corrupting a built table), check, offending rows
     pytest.param(_duplicate("sessions"), "sessions_key_unique_not_null", 2, id="sessions-duplicate-key"),
@@ -369,6 +384,27 @@ CASES = [
     pytest.param(
         RawData(sessions=[{**BAD_SESSION, "created_at": "04/05/2024 10:00"}]),
         "sessions_created_at_not_null", 1, id="unparsable-created-at",
+    ),
+    pytest.param(
+        _duplicate("project_activity"), "project_activity_key_unique_not_null", 2, id="project-activity-duplicate-key",
+    ),
+    pytest.param(
+        f"update analytics.project_activity set project_id = 299 where {_first_row('project_activity')}",
+        "project_activity_project_exists", 1, id="activity-of-unknown-project",
+    ),
+    # CLEAN has no details read: session_activity starts empty, so its rows are written here
+    pytest.param(
+        session_activity_row(2001) + session_activity_row(2001),
+        "session_activity_key_unique_not_null", 2, id="session-activity-duplicate-key",
+    ),
+    pytest.param(
+        session_activity_row(2999), "session_activity_session_exists", 1, id="activity-of-unknown-session",
+    ),
+    pytest.param(
+        session_activity_row(2001, messages=3, user_messages=2, assistant_messages=2)  # 4 of 3 messages
+        + session_activity_row(2002, active_seconds=-1.0)  # ends before it starts
+        + session_activity_row(2003),  # fine
+        "session_activity_messages_add_up", 2, id="activity-messages-do-not-add-up",
     ),
 ]
 

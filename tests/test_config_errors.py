@@ -73,8 +73,10 @@ CASES: dict[str, Case] = {
     "ca-bundle-missing": Case(
         env={"REQUESTS_CA_BUNDLE": "{folder}/no-such.pem"}, says=("no-such.pem", "REQUESTS_CA_BUNDLE", "does not exist")
     ),
+    # an https API (a loopback one never goes through a proxy); refused before any request
     "proxy-not-a-url": Case(
-        env={"HTTP_PROXY": "ftp://user:secret@proxy.internal:21", "NO_PROXY": ""}, says=("proxy", "http://")
+        args=("--base-url", "https://api.cekura.ai"),
+        env={"HTTPS_PROXY": "ftp://user:secret@proxy.internal:21", "NO_PROXY": ""}, says=("proxy", "http://")
     ),
 }
 

@@ -177,11 +177,11 @@ def test_declaration_without_a_mart_fails_the_build(tmp_path):
 
 MALFORMED = [
     pytest.param(
-        ('key = ["session_id"]\n', 'keys = ["session_id"]\n'),
+        ('still listed"\nkey = ["session_id"]\n', 'still listed"\nkeys = ["session_id"]\n'),
         r"\[sessions\] unknown keys \['keys'\]", id="unknown-key",
     ),
     pytest.param(
-        ('key = ["session_id"]\n', 'key = ["id"]\n'),
+        ('still listed"\nkey = ["session_id"]\n', 'still listed"\nkey = ["id"]\n'),
         r"\[sessions\] key names columns not in the model's columns: id", id="key-column-not-declared",
     ),
     pytest.param(
@@ -198,7 +198,8 @@ MALFORMED = [
         r"\[sessions.not_null.created_at\] severity must be one of error, warning", id="unknown-severity",
     ),
     pytest.param(
-        ('to = "sessions.session_id"', 'to = "sessionz.session_id"'),
+        ('[session_scenarios.relationships.session_id]\nto = "sessions.session_id"',
+         '[session_scenarios.relationships.session_id]\nto = "sessionz.session_id"'),
         r"\[session_scenarios.relationships.session_id\] to analytics.sessionz is not a declared model",
         id="relationship-to-unknown-model",
     ),

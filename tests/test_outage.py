@@ -29,7 +29,8 @@ def _night(tmp_path, api: FakeCekuraApi, retry):
     from cekura_sessions.run import night
 
     config = night.RunConfig(db=tmp_path / "cekura.duckdb", api_key=API_KEY, base_url=api.url, concurrency=2,
-                             pipelines_dir=str(tmp_path / "pipelines"), db_wait_seconds=2.0, retry=retry)
+                             pipelines_dir=str(tmp_path / "pipelines"), db_wait_seconds=2.0, retry=retry,
+                             details=False)  # the listings' night
     return night.run(config)
 
 

@@ -143,7 +143,7 @@ def test_details_over_three_nights_exact_rows_and_requests(api: FakeCekuraApi, d
             night = dataset.next_night(seed=11)
             api.dataset = night
         api.reset_log()
-        outcome = run_night(**accept)
+        outcome = run_night(details=True, **accept)
         assert outcome.exit_code == 0, outcome.message
         details = outcome.report.details
         counts.append((n, api.request_count("details"), details.read, len(details.missing), details.left))
@@ -175,7 +175,7 @@ def test_a_budget_leaves_a_backlog_read_newest_first_over_the_next_nights(api, d
     lefts = []
     for n in range(4):
         api.reset_log()
-        outcome = run_night(details_budget=50)
+        outcome = run_night(details=True, details_budget=50)
         assert outcome.exit_code == 0, outcome.message
         with duckdb.connect(str(db_path), read_only=True) as con:
             stored = {r[0] for r in con.execute("select session_id from cekura_raw.scenario_improvement_session_details").fetchall()}
@@ -201,12 +201,12 @@ def test_a_detail_whose_retries_run_out_makes_the_night_partial_and_waits(api, d
 
     victim = sorted(readable(dataset))[3]
     api.faults = Faults(script={("details", victim): ["500"] * 20})
-    outcome = run_night()
+    outcome = run_night(details=True)
     assert outcome.exit_code == 1 and f"session {victim}" in outcome.message, outcome.message
     assert outcome.report.details.failed.keys() == {victim} and outcome.report.details.left == 1
     api.faults = Faults()
     api.reset_log()
-    assert run_night().exit_code == 0 and api.request_count("details") == 1
+    assert run_night(details=True).exit_code == 0 and api.request_count("details") == 1
 
 
 @pytest.fixture
@@ -241,12 +241,12 @@ def test_conversation_text_is_written_nowhere_without_the_option(tmp_path: Path,
 
 def test_conversation_text_is_stored_with_the_option_and_cleared_without(run_night, dataset, db_path):
     canary = _canary(dataset)
-    assert run_night(conversation_text=True).exit_code == 0
+    assert run_night(details=True, conversation_text=True).exit_code == 0
     with duckdb.connect(str(db_path), read_only=True) as con:
         assert con.execute("select count(*) from cekura_raw.scenario_improvement_session_messages where content = ?",
                            [canary]).fetchone()[0] == 1
         assert raw_messages(con) == expected_messages(dataset, readable(dataset), with_text=True)
-    assert run_night().exit_code == 0
+    assert run_night(details=True).exit_code == 0
     with duckdb.connect(str(db_path), read_only=True) as con:
         assert con.execute("select count(content) from cekura_raw.scenario_improvement_session_messages").fetchone()[0] == 0
 

@@ -76,8 +76,8 @@ def read_details(database: Database, pipelines_dir: str | None, report: RunRepor
     if tidied["text_cleared"]:
         log.info("cleared the text of %d stored message(s): this night was not given --conversation-text",
                  tidied["text_cleared"])
-    log.info("details: %d read, %d answered 404, %d failed, %d still waiting", details.read, len(details.missing),
-             len(details.failed), details.left)
+    log.info("details: %d read, %d answered 404, %d not read once their retries ran out, %d still waiting",
+             details.read, len(details.missing), len(details.failed), details.left)
     return details
 
 

@@ -1,6 +1,6 @@
 -- severity: error
--- For every session, user_messages + assistant_messages <= messages (other roles make up the
--- rest), and active_seconds is never negative (first_message_at is the smallest timestamp).
+-- For every session, user_messages + assistant_messages <= messages and active_seconds is never negative.
+-- Other roles make up the rest of the messages; first_message_at is the smallest timestamp.
 
 with session_activity as (
     select * from analytics.session_activity
