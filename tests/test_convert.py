@@ -213,7 +213,8 @@ def _both_readers(rows):
     content = json.dumps(rows).encode()  # orjson refuses integers beyond 64 bits
     read_rows = read.read_rows((content,))
     columns = convert.arrow_columns(read_rows) if isinstance(read_rows, pa.Table) else convert.python_columns(read_rows)
-    return isinstance(read_rows, pa.Table), columns, convert.python_columns(rows)
+    # the parsed-JSON reading, as the pipeline reads it when Arrow gives up (type drift put back)
+    return isinstance(read_rows, pa.Table), columns, convert.python_columns(read.python_rows((content,)))
 
 
 def _converted(columns, rows):

@@ -12,7 +12,7 @@ import time
 import duckdb
 import pytest
 from support import expected
-from support.night_processes import run_cli, start_cli
+from support.night_processes import pause_marker, run_cli, start_cli, wait_for
 from support.processes import database_held, release
 
 pytestmark = pytest.mark.e2e
@@ -69,16 +69,19 @@ def test_a_reader_polling_the_file_never_fails_a_night(tmp_path, api, dataset, d
     assert listed  # the data had projects to load
 
 
+def _paused_at_normalize(tmp_path, api, db_path, wait: str) -> tuple[subprocess.Popen, object]:
+    """A run with --db-wait `wait`, paused once its fetch is done (the file is not held then)."""
+    run = start_cli(tmp_path, api.url, db_path, "--db-wait", wait, CEKURA_SESSIONS_PAUSE_AT="normalize")
+    marker = pause_marker(db_path, "normalize")
+    wait_for(lambda: marker.exists() or run.poll() is not None, "the run to reach normalize")
+    assert run.poll() is None, run.communicate()[1]
+    return run, marker
+
+
 def test_a_reader_holding_the_file_through_the_load_is_waited_for(tmp_path, api, dataset, db_path):
     """The reader takes the file while the run fetches (the file is not held then) and keeps it
     into the load step: dlt's own open waits for it, and the night loads once it lets go."""
-    run = start_cli(tmp_path, api.url, db_path, "--db-wait", "60", CEKURA_SESSIONS_PAUSE_AT="normalize")
-    marker = db_path.with_name(f"{db_path.name}.paused-normalize")
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert run.poll() is None, run.communicate()[1]
-        assert time.monotonic() < deadline, "the run never reached normalize"
-        time.sleep(0.05)
+    run, marker = _paused_at_normalize(tmp_path, api, db_path, wait="60")
     with database_held(db_path, read_only=True) as holder:
         marker.unlink()  # the run goes on to normalize and load, while the reader holds the file
         time.sleep(2)
@@ -93,13 +96,7 @@ def test_a_reader_holding_the_file_through_the_load_is_waited_for(tmp_path, api,
 
 
 def test_a_reader_holding_the_file_past_the_wait_exits_3_naming_it(tmp_path, api, db_path):
-    run = start_cli(tmp_path, api.url, db_path, "--db-wait", "2", CEKURA_SESSIONS_PAUSE_AT="normalize")
-    marker = db_path.with_name(f"{db_path.name}.paused-normalize")
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert run.poll() is None, run.communicate()[1]
-        assert time.monotonic() < deadline, "the run never reached normalize"
-        time.sleep(0.05)
+    run, marker = _paused_at_normalize(tmp_path, api, db_path, wait="2")
     with database_held(db_path, read_only=True) as holder:
         marker.unlink()
         _, stderr = run.communicate(timeout=120)
