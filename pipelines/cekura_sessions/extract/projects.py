@@ -45,7 +45,7 @@ def with_unlisted(listed: pa.Table, stored: dict[int, tuple[Any, ...]], report: 
 
     `stored`: {id: row in PROJECTS_SCHEMA's order} (extract/state.py NightState.projects). The
     merge on id then updates the unlisted projects instead of leaving them looking current: raw
-    keeps them as history, and the models leave them out (CONTRACT.md, projects deleted upstream).
+    keeps them as history, and the models leave them out (README, the tables and models).
     A project stays as stored (listed, if it was) when the list held a row that could not be
     read (`report.projects_unreadable`: it may be that one), or when the `guard` holds the
     unlisting of too many projects at once (recorded in `report.unlistings_held`)."""
