@@ -5,8 +5,8 @@ Cekura is a Django REST framework app, and DRF's throttle is a sliding window pe
 requests are allowed in any W seconds (`10/s`, `20/min`); a request that would be the N+1th is
 refused with 429, is not counted, and `Retry-After` says the seconds until the oldest request in
 the window leaves it, rounded up (DRF 3.18's `Throttled`; the fake runs DRF's own throttle,
-fake/views.py). So the fastest a client can go is N at once each window: R requests need W x (ceil(R / N) - 1). An average rate (N / W, evenly spaced) would take
-twice that at 20/min, so the pacer learns N and W, not a rate, and keeps a replica of the
+fake/views.py). So the fastest a client can go is N at once each window: R requests need
+W x (ceil(R / N) - 1). An average rate (N / W, evenly spaced) would take twice that at 20/min, so the pacer learns N and W, not a rate, and keeps a replica of the
 server's window:
 
 - a request may start when fewer than N accepted answers (within the last W seconds) and
