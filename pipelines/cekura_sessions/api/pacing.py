@@ -6,8 +6,8 @@ requests are allowed in any W seconds (`10/s`, `20/min`); a request that would b
 refused with 429, is not counted, and `Retry-After` says the seconds until the oldest request in
 the window leaves it, rounded up (DRF 3.18's `Throttled`; the fake runs DRF's own throttle,
 fake/views.py). So the fastest a client can go is N at once each window: R requests need
-W x (ceil(R / N) - 1). An average rate (N / W, evenly spaced) would take twice that at 20/min, so the pacer learns N and W, not a rate, and keeps a replica of the
-server's window:
+W x (ceil(R / N) - 1). An average rate (N / W, evenly spaced) would take twice that at 20/min,
+so the pacer learns N and W, not a rate, and keeps a replica of the server's window:
 
 - a request may start when fewer than N accepted answers (within the last W seconds) and
   requests in flight add up. Answers come after the server stamped their request, so the replica
