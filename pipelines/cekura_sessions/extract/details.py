@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -26,6 +27,7 @@ from cekura_sessions.api.client import CekuraClient
 from cekura_sessions.api.errors import FatalApiError, ThrottledTooLong, describe_error
 from cekura_sessions.api.pacing import Pacer
 from cekura_sessions.extract import contract
+from cekura_sessions.extract.bounded import completed
 from cekura_sessions.extract.hints import with_hints
 
 log = logging.getLogger(__name__)
@@ -105,26 +107,13 @@ def _fetched(
     `report.missing`, retries run out to `report.failed`; the pacer's time budget running out
     stops the reading (what is left waits for the next night). A refused key raises."""
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cekura-detail") as pool:
-        queue = iter(due)
-        running: dict[Future[dict[str, Any] | None], tuple[int, str]] = {}
-        try:
-            while True:
-                if report.stopped is None:
-                    for session_id, updated_at in queue:
-                        running[pool.submit(client.get_detail, session_id)] = (session_id, updated_at)
-                        if len(running) >= 2 * concurrency:
-                            break
-                if not running:
-                    return
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    session_id, updated_at = running.pop(future)
-                    body = _outcome(future, session_id, updated_at, report)
-                    if body is not None:
-                        yield session_id, updated_at, body
-        finally:
-            for future in running:
-                future.cancel()
+        # closed before the pool's shutdown: the calls not started are cancelled, not waited for
+        with closing(completed(pool, lambda item: client.get_detail(item[0]), due, 2 * concurrency,
+                               more=lambda: report.stopped is None)) as fetched:
+            for (session_id, updated_at), future in fetched:
+                body = _outcome(future, session_id, updated_at, report)
+                if body is not None:
+                    yield session_id, updated_at, body
 
 
 def _outcome(future: Future[dict[str, Any] | None], session_id: int, updated_at: str,

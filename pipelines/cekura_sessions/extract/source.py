@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from typing import Any
 
 import dlt
@@ -27,6 +28,7 @@ from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.api.urls import check_base_url
 from cekura_sessions.extract import contract, convert, drift
 from cekura_sessions.extract.batch import ListingBatch
+from cekura_sessions.extract.bounded import completed
 from cekura_sessions.extract.fetch import FetchedListing, fetch_listing
 from cekura_sessions.extract.hints import SESSIONS_RESOURCE_DISPOSITION, with_hints
 from cekura_sessions.extract.never_stored import (
@@ -190,24 +192,14 @@ def _fetch_listings(
     """(project id, listing or None, error) for each project as it completes, with at most
     `concurrency` requests in flight and a bounded number of finished listings held in memory;
     a slow project does not hold up the others."""
+    def fetch(project_id: int) -> FetchedListing:
+        return fetch_listing(client, project_id, night.listing_digests.get(project_id), night.stored_ids)
+
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cekura-fetch") as pool:
-        queue = iter(project_ids)
-        running: dict[Future[FetchedListing], int] = {}
-        try:
-            while True:
-                for project_id in queue:
-                    known = night.listing_digests.get(project_id)
-                    running[pool.submit(fetch_listing, client, project_id, known, night.stored_ids)] = project_id
-                    if len(running) >= 2 * concurrency:
-                        break
-                if not running:
-                    return
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield _result(running.pop(future), future)
-        finally:
-            for future in running:
-                future.cancel()
+        # closed before the pool's shutdown: the fetches not started are cancelled, not waited for
+        with closing(completed(pool, fetch, project_ids, 2 * concurrency)) as fetched:
+            for project_id, future in fetched:
+                yield _result(project_id, future)
 
 
 def _result(project_id: int, future: Future[FetchedListing]) -> tuple[int, FetchedListing | None, str | None]:
