@@ -7,6 +7,8 @@ inside the fixture that runs it, so the fast tests never load dlt.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"  # before anything imports dlt, in every xdist worker
 # The fake's next night empties one project of 30 sessions, which the guard against sudden
@@ -71,11 +73,16 @@ def run_night(api: FakeCekuraApi, db_path: Path, tmp_path: Path) -> RunNight:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """A real PostgreSQL 16 (pgserver), one per test worker, started on first use."""
-    server = PostgresServer(tmp_path_factory.mktemp("postgres") / "data")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL 16 (pgserver), one per test worker, started on first use. Its files live
+    outside pytest's temporary folder: as root, pgserver runs the server as a user of its own, which
+    must reach them, and every pytest session started meanwhile (another worker, a second suite)
+    makes `/tmp/pytest-of-<user>` private again."""
+    folder = Path(tempfile.mkdtemp(prefix="cekura-postgres-"))
+    server = PostgresServer(folder / "data")
     yield server
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

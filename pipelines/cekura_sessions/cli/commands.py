@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from cekura_sessions import logs, settings
 from cekura_sessions.destination.address import DestinationError, parse_destination
+from cekura_sessions.destination.dataset import Dataset
 from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError
 from cekura_sessions.models import checks, runner
 from cekura_sessions.models.check_sql import all_checks
@@ -22,16 +23,20 @@ from cekura_sessions.run.database import Database, DatabaseBusy, DatabaseUnavail
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_LOCKED = 0, 1, 2, 3
 
 
-def rebuild_models(db: str, db_wait: float, drop_dependents: bool = False) -> int:
+def rebuild_models(db: str, db_wait: float, drop_dependents: bool = False, dataset: str = settings.RAW_SCHEMA) -> int:
     """Exit 0 built, 1 objects of others depend on a model that must be replaced (PostgreSQL;
     `drop_dependents` drops them), 2 no database or the build failed (the previous models stay),
-    3 file held (or a PostgreSQL lock past `db_wait`). `db`: a DuckDB file path or a postgresql:// URL."""
-    database = _database(db, db_wait)
+    3 file held (or a PostgreSQL lock past `db_wait`). `db`: a DuckDB file path or a postgresql:// URL;
+    `dataset`: whose models (--dataset)."""
+    database = _database(db, db_wait, dataset)
     if database is None:
         return EXIT_ERROR
     started = time.monotonic()
     try:
         with database.connect() as con:
+            missing = _no_such_dataset(con, database)
+            if missing:
+                return _fail(missing)
             rows = runner.build_models(con, drop_dependents=drop_dependents)
     except (DatabaseBusy, LockTimeout) as error:
         return _fail(str(error), EXIT_LOCKED)
@@ -46,14 +51,17 @@ def rebuild_models(db: str, db_wait: float, drop_dependents: bool = False) -> in
     return EXIT_OK
 
 
-def check(db: str, db_wait: float, show: int = 0) -> int:
+def check(db: str, db_wait: float, show: int = 0, dataset: str = settings.RAW_SCHEMA) -> int:
     """Exit 0 every error-severity check passed, 1 one failed, 2 cannot run, 3 file held.
     `show` > 0 prints up to that many offending rows of each check that did not pass."""
-    database = _database(db, db_wait)
+    database = _database(db, db_wait, dataset)
     if database is None:
         return EXIT_ERROR
     try:
         with database.connect(read_only=True) as con:
+            missing = _no_such_dataset(con, database)
+            if missing:
+                return _fail(missing)
             if not _models_built(con):
                 return _fail(f"{database} has no models yet; build them with `cekura-sessions models --db {database}`")
             results = checks.run_checks(con)
@@ -72,12 +80,12 @@ def check(db: str, db_wait: float, show: int = 0) -> int:
     return EXIT_OK
 
 
-def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int) -> int:
+def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int, dataset: str = settings.RAW_SCHEMA) -> int:
     """Prints recent runs, project freshness and row counts, then one verdict line; exits with the
     verdict's code (run/status.py, STATUS_EXIT_CODES)."""
     codes = status_reads.STATUS_EXIT_CODES
     try:
-        database = Database(parse_destination(db), db_wait)
+        database = Database(parse_destination(db), db_wait, Dataset(dataset))
     except (DestinationError, DatabaseUnavailable) as error:
         return _fail(str(error), codes["error"])
     if database.is_file and not database.path.exists():
@@ -88,6 +96,9 @@ def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int) -> i
         if running is not None:  # the ledger's unfinished row is that night's: it is not dead
             return _fail(f"locked: a night is running on {database}: {running}", codes["locked"])
         with database.connect(read_only=True) as con:
+            missing = _no_such_dataset(con, database)
+            if missing:
+                return _fail(f"missing: {missing}", codes["missing"])
             runs = status_reads.recent_runs(con, recent_runs)
             freshness = status_reads.project_freshness(con)
             counts = status_reads.row_counts(con)
@@ -202,15 +213,27 @@ def _cell(value: object) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
+def _no_such_dataset(con: Warehouse, database: Database) -> str | None:
+    """One line when `database` holds datasets but not the one asked for (a mistyped --dataset or
+    CEKURA_DATASET), naming those it holds; None when it is there or the database holds none yet."""
+    if con.has_table(settings.RAW_SCHEMA, settings.RUNS_TABLE):
+        return None
+    present = status_reads.datasets(con)
+    if not present:
+        return None
+    return (f"{database} has no dataset {con.dataset.name} (no run loaded it); it holds "
+            f"{', '.join(present)}: pass one of them with --dataset (or CEKURA_DATASET)")
+
+
 def _models_built(con: Warehouse) -> bool:
     return con.execute("select count(*) from information_schema.tables where table_schema = ?",
-                       [settings.ANALYTICS_SCHEMA]).fetchone()[0] > 0
+                       [con.dataset.analytics]).fetchone()[0] > 0
 
 
-def _database(db: str, db_wait: float) -> Database | None:
+def _database(db: str, db_wait: float, dataset: str) -> Database | None:
     """The destination `db` names, or None (after one line) when it names none or no file is there."""
     try:
-        database = Database(parse_destination(db), db_wait)
+        database = Database(parse_destination(db), db_wait, Dataset(dataset))
     except (DestinationError, DatabaseUnavailable) as error:
         _fail(str(error))
         return None

@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 
 from cekura_sessions import logs, settings
+from cekura_sessions.destination.dataset import Dataset
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
@@ -22,11 +23,12 @@ DEMO_KEY = "demo-key"
 
 
 def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int, as_of: date,
-             db_wait: float = 30.0) -> int:
+             db_wait: float = 30.0, dataset_name: str = settings.RAW_SCHEMA) -> int:
     """`as_of`: the day the generated data is as of (today, unless asked otherwise): its sessions
-    were created over the 30 days before it."""
+    were created over the 30 days before it. `dataset_name`: the dataset loaded (--dataset)."""
+    names = Dataset(dataset_name)
     try:
-        refusal = _not_the_demos(db_path, db_wait)
+        refusal = _not_the_demos(db_path, db_wait, names)
     except (DatabaseBusy, DatabaseUnavailable) as error:  # as the run itself would say it
         logs.write(f"exit {EXIT_LOCKED if isinstance(error, DatabaseBusy) else EXIT_FATAL}: {error}")
         return EXIT_LOCKED if isinstance(error, DatabaseBusy) else EXIT_FATAL
@@ -37,7 +39,7 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
     started = time.monotonic()
     with FakeCekuraApi(dataset, api_key=DEMO_KEY) as api:
         # its dlt state goes beside the file, demo.duckdb.dlt/, like every database's
-        config = RunConfig(db=db_path, api_key=DEMO_KEY, base_url=api.url, db_wait_seconds=db_wait)
+        config = RunConfig(db=db_path, dataset=names.name, api_key=DEMO_KEY, base_url=api.url, db_wait_seconds=db_wait)
         outcome = run_stoppable(config, RunReport(), announce=_say_interrupted)
     if outcome.exit_code in EXIT_INTERRUPTED:
         _say_interrupted(outcome.message, outcome.exit_code)
@@ -53,10 +55,10 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
     if outcome.exit_code != 0:
         logs.write(f"exit {outcome.exit_code}: {outcome.message}")
         return outcome.exit_code
-    _print_completion(db_path)
+    _print_completion(db_path, names)
     logs.write(
         f"query it: {_python()} -c \"import duckdb; print(duckdb.connect('{db_path}', read_only=True)"
-        f".sql('select * from {settings.ANALYTICS_SCHEMA}.sessions limit 5'))\""
+        f".sql('select * from {names.analytics}.sessions limit 5'))\""
     )
     return 0
 
@@ -64,7 +66,7 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
 _DEMO_MARK = f"{settings.META_SCHEMA}.made_by_demo"  # one row: this file is the demo's
 
 
-def _not_the_demos(db_path: Path, db_wait: float) -> str | None:
+def _not_the_demos(db_path: Path, db_wait: float, names: Dataset) -> str | None:
     """Why the demo must not write into `db_path` (None: it may). The demo replaces what the
     file's analytics hold with generated data, so it writes only into a new file, an empty one,
     or one it made (marked in the file; a `demo.duckdb` from before the mark counts as its own).
@@ -73,7 +75,7 @@ def _not_the_demos(db_path: Path, db_wait: float) -> str | None:
         with connect(db_path, db_wait) as con:
             tables = {(schema, name) for schema, name in con.execute(
                 "select table_schema, table_name from information_schema.tables").fetchall()}
-            if ("cekura_meta", "made_by_demo") in tables:
+            if (names.meta, "made_by_demo") in tables or (settings.META_SCHEMA, "made_by_demo") in tables:
                 return None
             if tables and db_path.name != settings.DEMO_DB:
                 return (f"{db_path} holds data the demo did not make (a nightly database?); the demo replaces a "
@@ -82,8 +84,8 @@ def _not_the_demos(db_path: Path, db_wait: float) -> str | None:
             if tables:
                 return None  # a demo.duckdb from before the mark
     with connect(db_path, db_wait) as con:
-        con.execute(f"create schema if not exists {settings.META_SCHEMA}")
-        con.execute(f"create table if not exists {_DEMO_MARK} as select now() as made_at")
+        con.execute(names.sql(f"create schema if not exists {settings.META_SCHEMA}"))
+        con.execute(names.sql(f"create table if not exists {_DEMO_MARK} as select now() as made_at"))
     return None
 
 
@@ -91,15 +93,15 @@ def _say_interrupted(line: str, code: int) -> None:
     print(f"demo: {line}", file=sys.stderr)
 
 
-def _print_completion(db_path: Path) -> None:
+def _print_completion(db_path: Path, names: Dataset) -> None:
     with duckdb.connect(str(db_path), read_only=True) as con:
-        rows = con.execute(
+        rows = con.execute(names.sql(
             f"""
             select project_id, coalesce(project_name, '?'), sessions_total, sessions_completed, completion_rate
             from {settings.ANALYTICS_SCHEMA}.project_completion_rates
             order by project_id
             """
-        ).fetchall()
+        )).fetchall()
     lines = [f"{'project':>8}  {'name':<28} {'sessions':>8} {'completed':>9} {'rate':>6}"]
     for project_id, name, total, completed, rate in rows:
         shown = "-" if rate is None else f"{rate:.0%}"

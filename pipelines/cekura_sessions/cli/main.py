@@ -35,7 +35,9 @@ configuration (environment variables; dlt's .dlt/secrets.toml [sources.cekura] w
   CEKURA_API_KEY      the API key (run refuses to start without one)
   CEKURA_BASE_URL     API root (default {endpoints.DEFAULT_BASE_URL})
   CEKURA_PROJECT_IDS  comma-separated project ids (default: every project the key can see)
-  CEKURA_DB           a DuckDB file, or a postgresql:// URL (default {settings.DEFAULT_DB})"""
+  CEKURA_DB           a DuckDB file, or a postgresql:// URL (default {settings.DEFAULT_DB})
+  CEKURA_DATASET      the dataset: its raw schema; a second organisation's key loads into one of its own
+                      (default {settings.RAW_SCHEMA})"""
 
 RUN_EXIT_CODES = """\
 exit codes of run: 0 done, 1 partial (some projects or a data check failed), 2 nothing loaded,
@@ -144,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
                               epilog=f"{CONFIGURATION}\n\n{RUN_EXIT_CODES}",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_db(run)
+    _add_dataset(run)
     run.add_argument("--base-url", metavar="URL",
                      help=f"API root (CEKURA_BASE_URL; default {endpoints.DEFAULT_BASE_URL})")
     run.add_argument("--project-id", type=str, action="append", dest="project_ids", metavar="N",
@@ -187,13 +190,14 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--project-id", type=str, action="append", dest="project_ids", metavar="N",
                        help="probe only this project (repeatable; CEKURA_PROJECT_IDS)")
     _add_page_size(probe)
-    probe.add_argument("--dataset", metavar="NAME", help="accepted as run takes it; probe writes nothing")
+    _add_dataset(probe, "accepted as run takes it; probe writes nothing")
     probe.set_defaults(handler=_probe)
 
     demo = commands.add_parser("demo", help="the whole job against the bundled fake API into demo.duckdb",
                                description="Serve generated data from the bundled fake Cekura API on loopback, "
                                            "run the nightly job against it and print a short summary.")
     demo.add_argument("--db", default=settings.DEMO_DB, metavar="PATH", help="DuckDB file (default demo.duckdb)")
+    _add_dataset(demo)
     demo.add_argument("--projects", type=_whole(1), default=12, metavar="N", help="projects to generate (default 12)")
     demo.add_argument("--sessions-per-project", type=_whole(0), default=150, metavar="N",
                       help="sessions per project (default 150)")
@@ -210,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
                                              "1 objects of others depend on a model that must be replaced, "
                                              "2 cannot build, 3 the file (or a PostgreSQL lock) is held.")
     _add_db(models)
+    _add_dataset(models)
     _add_db_wait(models)
     _add_drop_dependents(models)
     models.set_defaults(handler=_models)
@@ -218,6 +223,7 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Run the data checks on the models. Exit 0 every error check passed, "
                                             "1 one failed, 2 cannot run, 3 the file is held.")
     _add_db(check)
+    _add_dataset(check)
     _add_db_wait(check)
     check.add_argument("--show", type=_whole(1), nargs="?", const=10, default=0, metavar="N",
                        help="print the offending rows of each check that did not pass, the first N (default 10)")
@@ -228,6 +234,7 @@ def _parser() -> argparse.ArgumentParser:
                                              "line: ok, stale, partial, failed, locked or missing.",
                                  epilog=STATUS_EPILOG)
     _add_db(status)
+    _add_dataset(status)
     _add_db_wait(status)
     status.add_argument("--max-age-hours", type=_hours, default=26.0, metavar="HOURS",
                         help="stale when no run loaded data within this many hours (default 26)")
@@ -247,6 +254,14 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="PATH_OR_URL",
                         help=f"a DuckDB file, or a postgresql://user:password@host:port/dbname URL with the postgres "
                              f"extra (CEKURA_DB; default {settings.DEFAULT_DB})")
+
+
+def _add_dataset(parser: argparse.ArgumentParser, what: str = "") -> None:
+    parser.add_argument("--dataset", metavar="NAME",
+                        help=what or f"the dataset: dlt loads its raw schema NAME, and its models, staging and "
+                                     f"bookkeeping live in NAME_analytics, NAME_analytics_staging and NAME_meta, so a "
+                                     f"second organisation's key loads beside the first (CEKURA_DATASET; default "
+                                     f"{settings.RAW_SCHEMA}, whose models are in analytics)")
 
 
 def _add_drop_dependents(parser: argparse.ArgumentParser) -> None:
@@ -398,6 +413,18 @@ def _db(args: argparse.Namespace) -> str:
     return value
 
 
+def _dataset(args: argparse.Namespace) -> str:
+    """--dataset, else CEKURA_DATASET, else the default dataset; checked (UsageError: one line)."""
+    from cekura_sessions.destination.dataset import DatasetNameError, check_name
+
+    name = (getattr(args, "dataset", None) or os.environ.get("CEKURA_DATASET") or settings.RAW_SCHEMA).strip()
+    try:
+        check_name(name)
+    except DatasetNameError as error:
+        raise UsageError(str(error)) from None
+    return name
+
+
 def _project_ids(args: argparse.Namespace) -> list[int] | None:
     raw = args.project_ids or [p for p in os.environ.get("CEKURA_PROJECT_IDS", "").split(",") if p.strip()]
     ids = []
@@ -419,6 +446,7 @@ def _run(args: argparse.Namespace) -> int:
     logs.register_secret(api_key.value)
     config = RunConfig(
         db=_db(args),
+        dataset=_dataset(args),
         api_key=api_key.value,
         api_key_origin=api_key.origin,
         base_url=api_config.base_url(args.base_url).value,
@@ -521,22 +549,22 @@ def _demo(args: argparse.Namespace) -> int:
     from cekura_sessions.fake.command import today_utc
 
     return demo.run_demo(Path(args.db), args.projects, args.sessions_per_project, args.seed,
-                         args.as_of or today_utc(), args.db_wait)
+                         args.as_of or today_utc(), args.db_wait, _dataset(args))
 
 
 def _models(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import commands
 
-    return commands.rebuild_models(_db(args), args.db_wait, args.drop_dependents)
+    return commands.rebuild_models(_db(args), args.db_wait, args.drop_dependents, _dataset(args))
 
 
 def _check(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import commands
 
-    return commands.check(_db(args), args.db_wait, args.show)
+    return commands.check(_db(args), args.db_wait, args.show, _dataset(args))
 
 
 def _status(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import commands
 
-    return commands.status(_db(args), args.db_wait, args.max_age_hours, args.runs)
+    return commands.status(_db(args), args.db_wait, args.max_age_hours, args.runs, _dataset(args))

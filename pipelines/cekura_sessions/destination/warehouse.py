@@ -20,6 +20,8 @@ from typing import Any, Protocol, TypeVar
 
 import duckdb
 
+from cekura_sessions.destination.dataset import Dataset
+
 DUCKDB, POSTGRES = "duckdb", "postgres"
 T = TypeVar("T")
 
@@ -64,14 +66,17 @@ class Cursor(Protocol):
 class Warehouse:
     """A connection and its dialect. `execute(sql, params)` takes `?` placeholders on both
     engines and returns a cursor (fetchone, fetchall, description); errors are WarehouseError
-    or MissingObject. `con` is the engine's own connection, for what only it can do."""
+    or MissingObject. `con` is the engine's own connection, for what only it can do.
+    `dataset`: whose schemas the statements mean; SQL naming the default dataset's schemas
+    (`analytics.sessions`) is run on that dataset's (destination/dataset.py)."""
 
     dialect: str
     # how long a step that met another session's lock is tried again (--db-wait); 0: not at all
     lock_wait_seconds: float = 0.0
 
-    def __init__(self, con: Any) -> None:
+    def __init__(self, con: Any, dataset: Dataset | None = None) -> None:
         self.con = con
+        self.dataset = dataset or Dataset()
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         raise NotImplementedError
@@ -113,13 +118,13 @@ class Warehouse:
         return [name for (name,) in self.execute(
             "select column_name from information_schema.columns "
             "where table_schema = ? and table_name = ? order by ordinal_position",
-            [schema, table],
+            [self.dataset.schema(schema), table],
         ).fetchall()]
 
     def has_table(self, schema: str, table: str) -> bool:
         return self.execute(
             "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-            [schema, table],
+            [self.dataset.schema(schema), table],
         ).fetchone()[0] > 0
 
     def lock_holders(self) -> str:
@@ -152,6 +157,7 @@ class DuckDBWarehouse(Warehouse):
     dialect = DUCKDB
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
+        sql = self.dataset.sql(sql)
         try:
             return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
         except duckdb.CatalogException as error:
@@ -161,7 +167,7 @@ class DuckDBWarehouse(Warehouse):
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         try:
-            self.con.executemany(sql, rows)
+            self.con.executemany(self.dataset.sql(sql), rows)
         except duckdb.Error as error:
             raise WarehouseError(_one_line(error)) from error
 
@@ -180,7 +186,7 @@ class PostgresWarehouse(Warehouse):
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         import psycopg2  # the `postgres` extra; only a PostgreSQL destination gets here
 
-        sql = self._without_existing_schemas(sql)
+        sql = self._without_existing_schemas(self.dataset.sql(sql))
         cursor = self.con.cursor()
         try:
             if params is None:
@@ -198,7 +204,7 @@ class PostgresWarehouse(Warehouse):
         import psycopg2
 
         try:
-            self.con.cursor().executemany(_format_params(sql), [list(row) for row in rows])
+            self.con.cursor().executemany(_format_params(self.dataset.sql(sql)), [list(row) for row in rows])
         except psycopg2.Error as error:
             raise postgres_error(error, sql, self.__dict__.get("settings")) from error
 

@@ -19,12 +19,14 @@ from typing import Any
 
 import pyarrow as pa
 
+from cekura_sessions import settings
+
 # the status enum of ScenarioImprovementSessionList.status; a status outside it is kept as
 # delivered (the models count it as "other")
 SESSION_STATUSES = ("pending", "in_progress", "completed", "cancelled", "failed")
 TERMINAL_STATUSES = ("completed", "failed", "cancelled")
 
-RAW_SCHEMA = "cekura_raw"
+RAW_SCHEMA = settings.RAW_SCHEMA  # the default dataset's; `--dataset` names another (destination/dataset.py)
 
 PROJECTS_TABLE = "projects"
 SESSIONS_TABLE = "scenario_improvement_sessions"

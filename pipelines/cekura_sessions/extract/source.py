@@ -36,6 +36,7 @@ from cekura_sessions.extract.never_stored import (
     rejected_without_never_stored,
     without_never_stored,
 )
+from cekura_sessions.extract.organisation import check_organisation
 from cekura_sessions.extract.projects import projects_table, with_unlisted
 from cekura_sessions.extract.removals import RemovalGuard, removal_guard
 from cekura_sessions.extract.report import RunReport
@@ -133,6 +134,7 @@ def scenario_improvement_sessions(
     """The projects (when they changed), each listed project's sessions with the scenario-id
     child table, the listings' digests and any rejected rows, as Arrow tables flushed every
     batch.FLUSH_ROWS sessions."""
+    check_organisation(listed_projects, night.projects, night.dataset)  # before anything is yielded
     guard = dataclasses.replace(guard or RemovalGuard(), stored_counts=night.stored_counts,
                                 stored_ids=night.stored_ids)
     known_projects = with_unlisted(listed_projects, night.projects, report, guard)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from cekura_sessions import settings
 from cekura_sessions.api.pacing import Throttle
 
 # (project id, session ids) -> those sessions as last stored, in the API's shape
@@ -29,7 +30,8 @@ class NightState:
     they are deleted (looked up only for changed listings of several pages); `throttles`: each
     base URL's API throttle as an earlier night learned it, so the client paces from its first
     request; `stored_counts`: each project's stored sessions, so a night that would remove most
-    of them is held (extract/removals.py)."""
+    of them is held (extract/removals.py); `dataset`: the dataset loaded, whose stored projects
+    tell its organisation (extract/organisation.py)."""
 
     listing_digests: dict[int, str] = field(default_factory=dict)
     projects: dict[int, tuple[Any, ...]] = field(default_factory=dict)
@@ -38,3 +40,5 @@ class NightState:
     throttles: dict[str, Throttle] = field(default_factory=dict)
     # project id -> sessions stored for it (the removal guard's base, extract/removals.py)
     stored_counts: dict[int, int] = field(default_factory=dict)
+    # the raw schema the night loads (--dataset), named when a key of another organisation is refused
+    dataset: str = settings.RAW_SCHEMA

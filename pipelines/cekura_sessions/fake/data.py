@@ -144,6 +144,8 @@ class DataSpec:
     mean_scenario_ids: float = 3.0
     oddities: bool = True  # include every spec oddity (False: clean, uniform data, used by benchmarks)
     as_of: date = DEFAULT_AS_OF  # the day (midnight UTC) the data is as of; every timestamp is before it
+    # the id of the first organization (the others follow): another organisation's key serves other ids
+    first_organization_id: int = 11
 
     @property
     def epoch(self) -> datetime:
@@ -416,7 +418,8 @@ def _past(rng: random.Random, epoch: datetime, min_days: int, max_days: int) -> 
     return epoch - timedelta(seconds=rng.randint(min_days * 86_400, max_days * 86_400))
 
 
-def _organizations(rng: random.Random, count: int, people: _People, epoch: datetime) -> list[tuple[dict, list[dict]]]:
+def _organizations(rng: random.Random, count: int, people: _People, epoch: datetime,
+                   first_id: int = 11) -> list[tuple[dict, list[dict]]]:
     """(organization dict, its users) for each organization."""
     orgs = []
     for k in range(count):
@@ -424,7 +427,7 @@ def _organizations(rng: random.Random, count: int, people: _People, epoch: datet
         at = _format(created, _Z_MICRO if rng.random() < 0.5 else _Z)
         users = [people.user() for _ in range(rng.randint(2, 4))]
         org = {
-            "id": 11 + k,
+            "id": first_id + k,
             "name": f"{_ORG_NAMES[k % len(_ORG_NAMES)]}{'' if k < len(_ORG_NAMES) else f' {k}'}",
             "members": [people.membership(rng, u, at) for u in users],
             "created_at": at,
@@ -574,7 +577,8 @@ def generate(spec: DataSpec) -> FakeDataset:
     """Projects and sessions for a spec; equal specs give equal datasets."""
     rng = random.Random(spec.seed)
     people = _People()
-    orgs = _organizations(rng, 1 + max(spec.projects - 1, 0) // 8, people, spec.epoch.replace(tzinfo=None))
+    orgs = _organizations(rng, 1 + max(spec.projects - 1, 0) // 8, people, spec.epoch.replace(tzinfo=None),
+                          spec.first_organization_id)
     projects: list[dict] = []
     sessions: dict[int, list[dict]] = {}
     pid = 100

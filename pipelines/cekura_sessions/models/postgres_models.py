@@ -52,6 +52,9 @@ def materialise(con: Warehouse, name: str, kind: str, select: str, ours: set[str
     inside the caller's transaction. `ours`: the qualified names of every model (rebuilt in this
     transaction, so never counted as another's dependent). Returns a line to log when objects of
     others were dropped (`drop_dependents`), else "". Raises HasDependents, WarehouseError."""
+    # the names as this connection's dataset has them: they are also passed as parameters, which
+    # the connection does not rewrite (destination/dataset.py)
+    name, ours = con.dataset.sql(name), {con.dataset.sql(model) for model in ours}
     new = _select_columns(con, select)
     old, old_kind = _columns(con, name)
     if not old:

@@ -140,9 +140,9 @@ def up_to_date(con: Any, fingerprint: str, sql_dir: Path = SQL_DIR) -> bool:
         return False
     present = {f"{schema}.{name}" for schema, name in warehouse.execute(
         "select table_schema, table_name from information_schema.tables where table_schema in (?, ?)",
-        [STAGING_SCHEMA, ANALYTICS_SCHEMA],
+        [warehouse.dataset.staging, warehouse.dataset.analytics],
     ).fetchall()}
-    return {qualified_name(path) for path in model_files(sql_dir)} <= present
+    return {warehouse.dataset.sql(qualified_name(path)) for path in model_files(sql_dir)} <= present
 
 
 def build_models(con: Any, sql_dir: Path = SQL_DIR, fingerprint: str | None = None,
@@ -226,7 +226,8 @@ def _prepare(con: Warehouse, sql_dir: Path, step: _Step) -> list[str]:
     step.now(RAW_DDL)
     con.execute(raw_tables_ddl())
     step.now("dropping the old layout")
-    dropped = legacy.drop_old_layout(con) if con.dialect == DUCKDB else []  # never on PostgreSQL
+    # only the default dataset of a DuckDB file ever had the old layout
+    dropped = legacy.drop_old_layout(con) if con.dialect == DUCKDB and con.dataset.is_default else []
     for schema in (STAGING_SCHEMA, ANALYTICS_SCHEMA, META_SCHEMA):
         con.execute(f"create schema if not exists {schema}")
     functions = functions_file(sql_dir, con.dialect)

@@ -21,8 +21,8 @@ import duckdb
 from cekura_sessions import settings
 from cekura_sessions.destination import postgres
 from cekura_sessions.destination.address import MOTHERDUCK, Destination
+from cekura_sessions.destination.dataset import Dataset
 from cekura_sessions.destination.warehouse import DuckDBWarehouse, Warehouse
-from cekura_sessions.extract import contract
 from cekura_sessions.run import lock
 
 log = logging.getLogger(__name__)
@@ -175,11 +175,14 @@ class Database:
 
     `destination`: what --db named (destination/address.py); `wait_seconds`: how long a DuckDB
     file held by another process is waited for, and on PostgreSQL how long a step that met
-    another session's lock is tried again (each statement waits at most LOCK_TIMEOUT_SECONDS)."""
+    another session's lock is tried again (each statement waits at most LOCK_TIMEOUT_SECONDS);
+    `dataset`: the schemas this run and its connections work in (`--dataset`), each dataset with
+    a run lock of its own on PostgreSQL (a DuckDB file lets one writer in at a time anyway)."""
 
     lost_lock = False  # set when confirm_lock found the run lock taken by another run
 
-    def __init__(self, destination: Destination, wait_seconds: float = 30.0) -> None:
+    def __init__(self, destination: Destination, wait_seconds: float = 30.0, dataset: Dataset | None = None) -> None:
+        self.dataset = dataset or Dataset()
         if destination.kind == MOTHERDUCK:
             raise DatabaseUnavailable(f"{destination}: MotherDuck is not supported by this version; "
                                       "pass a DuckDB file path or a postgresql:// URL")
@@ -200,12 +203,13 @@ class Database:
         (a DuckDB file held past the wait) or DatabaseUnavailable (one line, no password)."""
         if self.path is not None:
             with connect(self.path, self.wait_seconds, read_only=read_only) as con:
-                yield DuckDBWarehouse(con)
+                yield DuckDBWarehouse(con, self.dataset)
             return
         try:
             warehouse = postgres.connect(self.destination, application, self.wait_seconds)
         except postgres.PostgresUnavailable as error:
             raise DatabaseUnavailable(str(error)) from None
+        warehouse.dataset = self.dataset
         try:
             if read_only:
                 warehouse.execute("set session characteristics as transaction read only")
@@ -229,7 +233,7 @@ class Database:
             except postgres.PostgresUnavailable as error:
                 raise DatabaseUnavailable(str(error)) from None
 
-        run_lock = postgres.RunLock(open_connection, contract.RAW_SCHEMA)
+        run_lock = postgres.RunLock(open_connection, self.dataset.raw)
         try:
             run_lock.take()
         except postgres.PostgresLockHeld as error:
@@ -262,7 +266,7 @@ class Database:
         if self.path is not None:
             return lock.holder_if_held(self.path)
         with self.connect(read_only=True) as warehouse:
-            return postgres.lock_holder(warehouse, contract.RAW_SCHEMA)
+            return postgres.lock_holder(warehouse, self.dataset.raw)
 
     def check_writable(self) -> None:
         """Raises DatabaseUnavailable when the run could not write there (checked before the lock)."""

@@ -48,9 +48,9 @@ def make_pipeline(database: Database, pipelines_dir: str | None = None) -> dlt.P
     if not database.is_file:
         _say_how_postgres_loads()
     pipeline = dlt.pipeline(
-        pipeline_name=settings.PIPELINE_NAME,
+        pipeline_name=database.dataset.pipeline_name,
         destination=database.dlt_destination(),
-        dataset_name=contract.RAW_SCHEMA,
+        dataset_name=database.dataset.raw,
         pipelines_dir=str(pipelines_dir or database.pipelines_dir()),
         progress=_PauseInLoad(database.pause_marker(_LOAD_JOB_STAGE)) if crash_points.armed(_LOAD_JOB_STAGE) else None,
     )

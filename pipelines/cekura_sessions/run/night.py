@@ -16,6 +16,7 @@ from dlt.common.pipeline import LoadInfo
 from cekura_sessions import crash_points, logs, settings
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.destination.address import Destination, DestinationError, parse_destination, password_of
+from cekura_sessions.destination.dataset import Dataset, DatasetNameError
 from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError, setting_error_in
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
@@ -59,6 +60,7 @@ E = TypeVar("E", bound=BaseException)
 @dataclass(frozen=True)
 class RunConfig:
     db: Path | str | Destination  # a DuckDB file, or a postgresql:// URL (destination/address.py)
+    dataset: str = settings.RAW_SCHEMA  # --dataset: the schemas this run loads and builds in (destination/dataset.py)
     api_key: str | None = field(default=None, repr=False)  # None: dlt resolves it ([sources.cekura] api_key)
     api_key_origin: str | None = None  # where the key came from, for the hint when the API refuses it
     base_url: str | None = None  # None: dlt config, else the default
@@ -96,7 +98,8 @@ def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
         return RunOutcome(EXIT_LOCKED, report, f"{error}; nothing was touched")
     except (DatabaseBusy, LockTimeout) as error:
         return RunOutcome(EXIT_LOCKED, report, str(error))
-    except (FatalError, LockUnavailable, DatabaseUnavailable, DestinationError, SettingError) as error:
+    except (FatalError, LockUnavailable, DatabaseUnavailable, DestinationError, SettingError,
+            DatasetNameError) as error:
         return RunOutcome(EXIT_FATAL, report, str(error))
 
 
@@ -105,7 +108,7 @@ def _database(config: RunConfig) -> Database:
     destination = config.db if isinstance(config.db, Destination) else parse_destination(str(config.db))
     if destination.url:
         logs.register_secret(password_of(destination.url))
-    return Database(destination, config.db_wait_seconds)
+    return Database(destination, config.db_wait_seconds, Dataset(config.dataset))
 
 
 def run_stoppable(config: RunConfig, report: RunReport, announce: Callable[[str, int], None]) -> RunOutcome:
@@ -180,7 +183,7 @@ def _night(config: RunConfig, database: Database, database_key: str, report: Run
 
 def _load(config: RunConfig, database: Database, database_key: str, report: RunReport) -> LoadInfo:
     # before dlt opens the folder: a damaged state or schema file is set aside and rebuilt
-    dlt_folder.set_aside_damaged(Path(config.pipelines_dir or database.pipelines_dir()) / settings.PIPELINE_NAME)
+    dlt_folder.set_aside_damaged(Path(config.pipelines_dir or database.pipelines_dir()) / database.dataset.pipeline_name)
     pipeline = make_pipeline(database, config.pipelines_dir)
     bind_to_database(pipeline, str(database), database_key)
     leftovers_completed = finish_leftover_packages(pipeline)
@@ -259,8 +262,8 @@ def _after_load(config: RunConfig, database: Database, report: RunReport) -> Run
                 outcome.exit_code, outcome.message = EXIT_PARTIAL, str(error)
                 return outcome
     found = problems(report, outcome.checks) + details_night.problems(report)
-    if found:
-        outcome.exit_code, outcome.message = EXIT_PARTIAL, "; ".join(found)
+    if found:  # the tables it names as this dataset has them
+        outcome.exit_code, outcome.message = EXIT_PARTIAL, database.dataset.sql("; ".join(found))
     return outcome
 
 

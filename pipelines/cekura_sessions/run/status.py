@@ -145,3 +145,9 @@ def _has_ledger(con: Warehouse) -> bool:
 
 def _ledger_columns(con: Warehouse) -> set[str]:
     return set(con.columns(_RAW, settings.RUNS_TABLE))
+
+
+def datasets(con: Any) -> list[str]:
+    """The datasets the database holds: the schemas with a run ledger (`pipeline_runs`), sorted."""
+    return sorted(schema for (schema,) in as_warehouse(con).execute(
+        "select table_schema from information_schema.tables where table_name = ?", [settings.RUNS_TABLE]).fetchall())

@@ -24,7 +24,8 @@ def read_night_state(con: Any, database: Database) -> NightState:
     the database read-only for themselves, so the run holds no connection while it fetches."""
     warehouse = as_warehouse(con)
     return NightState(_listing_digests(warehouse), _stored_projects(warehouse), StoredSessions(database),
-                      StoredIds(database), throttle_memory.remembered(warehouse), _stored_counts(warehouse))
+                      StoredIds(database), throttle_memory.remembered(warehouse), _stored_counts(warehouse),
+                      database.dataset.raw)
 
 
 def _stored_counts(con: Warehouse) -> dict[int, int]:
