@@ -378,3 +378,32 @@ def test_status_says_a_night_is_running_while_a_run_holds_the_lock(pg_url, tmp_p
     assert held.returncode == 3, held.stderr
     assert "a night is running" in held.stderr and "cekura-sessions run r2 on host-2" in held.stderr, held.stderr
     assert free.returncode == 0, free.stdout + free.stderr
+
+
+def test_a_lock_on_a_raw_table_is_waited_for_and_the_load_goes_on_once_it_is_released(pg_url, tmp_path, api, dataset):
+    """dlt's load meets another session's lock on a raw table: the wait is said once, naming the
+    holder, and the load is started again until the lock is released; the night then ends exact."""
+    assert _run(tmp_path, api, pg_url).returncode == 0
+    tomorrow = dataset.next_night(seed=5)
+    api.dataset = tomorrow
+    holder = postgres.connect(pg_url)
+    cursor = holder.cursor()
+    cursor.execute("set application_name = 'a nightly vacuum script'")
+    cursor.execute("begin")
+    cursor.execute("lock table cekura_raw.scenario_improvement_sessions in share mode")
+    night = _start(tmp_path, api, pg_url, "--db-wait", "600", "--no-details")
+    said = []
+    try:
+        for line in night.stderr:  # the wait is said while the lock is held
+            said.append(line)
+            if "waits for a lock held by" in line:
+                break
+    finally:
+        holder.rollback()
+        holder.close()
+    rest, more = night.communicate(timeout=300)
+    said.append(more)
+    assert night.returncode == 0, "".join(said)
+    waits = [line for line in "".join(said).splitlines() if "waits for a lock held by" in line]
+    assert len(waits) == 1 and "a nightly vacuum script" in waits[0] and "dlt's load" in waits[0], said
+    assert _query(pg_url, "select count(*) from analytics.sessions") == [(len(expected.sessions(tomorrow)),)]

@@ -118,8 +118,7 @@ def _waiting_pool(pool: type) -> type:
 
 def _with_lock_timeout(query: str, wait_seconds: float) -> str:
     """A URL's query with `-clock_timeout=...` added to its libpq `options` (dlt passes them to every
-    connection it opens): dlt's statements wait on another session's lock at most --db-wait, then
-    fail the load in one line (a load is not tried again within the night; the next run finishes it)."""
+    connection it opens): dlt's statements wait on another session's lock at most `wait_seconds`."""
     pairs = parse_qs(query, keep_blank_values=True)
     given = " ".join(pairs.pop("options", []))
     if "lock_timeout" not in given:  # a timeout the URL sets is the operator's choice
@@ -303,7 +302,9 @@ class Database:
         user = quote(unquote(parts.username or ""), safe="")
         password = quote(unquote(parts.password or "") or "unused", safe="")
         host = parts.netloc.rpartition("@")[2] or "localhost"
-        query = _with_lock_timeout(parts.query, self.wait_seconds)
+        # each of dlt's statements waits for a lock as briefly as ours; its load is started again
+        # within --db-wait (run/dlt_pipeline.py load_waiting)
+        query = _with_lock_timeout(parts.query, min(self.wait_seconds, postgres.LOCK_TIMEOUT_SECONDS))
         url = f"postgresql://{user}:{password}@{host}{parts.path}?{query}"
         return dlt.destinations.postgres(credentials=url)
 

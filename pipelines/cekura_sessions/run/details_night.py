@@ -24,7 +24,7 @@ from cekura_sessions.extract.details import DetailsReport, default_budget, detai
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.run import details_state
 from cekura_sessions.run.database import Database
-from cekura_sessions.run.dlt_pipeline import make_pipeline, prune_loaded_packages
+from cekura_sessions.run.dlt_pipeline import load_waiting, make_pipeline, prune_loaded_packages
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _load(database: Database, pipelines_dir: str | None, report: RunReport, chos
                      loader_file_format="parquet")
     pa.default_memory_pool().release_unused()
     pipeline.normalize()
-    pipeline.load()
+    load_waiting(pipeline, database)
     prune_loaded_packages(pipeline)
 
 

@@ -17,7 +17,7 @@ import dlt
 from dlt.common.runtime.collector import NullCollector
 
 from cekura_sessions import crash_points, logs, settings
-from cekura_sessions.destination.warehouse import DUCKDB, as_warehouse
+from cekura_sessions.destination.warehouse import DUCKDB, LockTimeout, as_warehouse, setting_error_in
 from cekura_sessions.extract import contract
 from cekura_sessions.run import interrupt
 from cekura_sessions.run.database import Database
@@ -121,16 +121,43 @@ def bind_to_database(pipeline: dlt.Pipeline, db_path: Path | str, database: str)
         marker.write_text(json.dumps(mine), encoding="utf-8")
 
 
-def finish_leftover_packages(pipeline: dlt.Pipeline) -> bool:
+def load_waiting(pipeline: dlt.Pipeline, database: Database) -> Any:
+    """`pipeline.load()`; on PostgreSQL started again while another session's lock stops it, for
+    up to --db-wait, the wait logged once naming the holders (Warehouse.retry_on_locks). Each of
+    dlt's statements waits at most LOCK_TIMEOUT_SECONDS for a lock (Database.dlt_destination), and
+    a load stopped so leaves its package pending, which the next load() carries on with. Raises
+    LockTimeout past the wait (one line naming the holders), else what dlt raises."""
+    if database.is_file:  # a DuckDB file has no row locks: its opens wait for readers instead
+        return pipeline.load()
+    with database.connect(application="cekura-sessions load") as con:
+        return con.retry_on_locks(lambda: _load_or_lock_timeout(pipeline), "dlt's load")
+
+
+def _load_or_lock_timeout(pipeline: dlt.Pipeline) -> Any:
+    try:
+        return pipeline.load()
+    except Exception as error:
+        found = setting_error_in(error)
+        # a job dlt retried itself ends in LoadClientJobRetry, which keeps only the message of
+        # what PostgreSQL raised, not the error and its SQLSTATE
+        if isinstance(found, LockTimeout) or "due to lock timeout" in str(error):
+            raise LockTimeout(str(found or error)) from error
+        raise
+
+
+def finish_leftover_packages(pipeline: dlt.Pipeline, database: Database) -> bool:
     """Complete what a killed run left behind before extracting anything new; a plain
     `pipeline.run()` would stop there (dlt #3227). True when packages were completed: the
-    caller then runs drop_repeated_rows. Call bind_to_database first."""
+    caller then runs drop_repeated_rows. Call bind_to_database first. Raises LockTimeout when
+    another session's lock kept the load waiting past --db-wait (the packages are kept)."""
     if not pipeline.has_pending_data:
         return False
     log.warning("completing load packages left by an interrupted run")
     try:
         pipeline.normalize()
-        pipeline.load()
+        load_waiting(pipeline, database)
+    except LockTimeout:
+        raise  # waited for, not unfinishable: kept for the next run
     except Exception as error:  # noqa: BLE001 - a package we cannot finish must not block every later night
         interrupt.raise_if_received()  # stopped by a signal, not unfinishable: keep it for the next run
         log.error("could not complete the leftover packages (%s); discarding them", error)

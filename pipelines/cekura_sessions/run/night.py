@@ -34,6 +34,7 @@ from cekura_sessions.run.dlt_pipeline import (
     database_id,
     drop_repeated_rows,
     finish_leftover_packages,
+    load_waiting,
     make_pipeline,
     prune_loaded_packages,
 )
@@ -186,7 +187,7 @@ def _load(config: RunConfig, database: Database, database_key: str, report: RunR
     dlt_folder.set_aside_damaged(Path(config.pipelines_dir or database.pipelines_dir()) / database.dataset.pipeline_name)
     pipeline = make_pipeline(database, config.pipelines_dir)
     bind_to_database(pipeline, str(database), database_key)
-    leftovers_completed = finish_leftover_packages(pipeline)
+    leftovers_completed = finish_leftover_packages(pipeline, database)
     try:
         with database.connect() as con:
             if leftovers_completed:
@@ -202,7 +203,7 @@ def _load(config: RunConfig, database: Database, database_key: str, report: RunR
         _checkpoint("normalize", database)
         pipeline.normalize()
         _checkpoint("load", database)
-        info = pipeline.load()
+        info = load_waiting(pipeline, database)
         prune_loaded_packages(pipeline)
         return info
     except (FatalError, DatabaseBusy, DatabaseUnavailable):
