@@ -312,7 +312,7 @@ def run_pipeline(args: argparse.Namespace, result: dict[str, Any]) -> None:
     import dlt
     from cekura_sessions.logs import setup_logging
     from cekura_sessions.models import checks, runner
-    from cekura_sessions.run import history
+    from cekura_sessions.run import bookkeeping
     from cekura_sessions.run import night as pipeline
 
     setup_logging("INFO", "text")

@@ -92,7 +92,7 @@ class StageMeter:
         import dlt
         from cekura_sessions.models import checks
         from cekura_sessions.models import runner as models
-        from cekura_sessions.run import history
+        from cekura_sessions.run import bookkeeping
         from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
         self.seconds: dict[str, float] = {}

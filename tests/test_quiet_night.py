@@ -62,7 +62,7 @@ def test_history_compares_again_after_any_load_it_has_not_seen(run_night, db_pat
     """The history skips its comparison when no dlt load happened since the last one; a load
     it missed (a run killed between load and history) is compared by the next run."""
     from cekura_sessions.extract.report import RunReport
-    from cekura_sessions.run import history
+    from cekura_sessions.run import bookkeeping
 
     assert run_night().exit_code == 0
     with duckdb.connect(str(db_path)) as con:
@@ -72,12 +72,12 @@ def test_history_compares_again_after_any_load_it_has_not_seen(run_night, db_pat
         report = RunReport()
         con.execute("update cekura_raw.project_listings set run_id = ?", [report.run_id])
 
-        assert history.record_changes(con, report) == 0, "compared although no load happened"
+        assert bookkeeping.record_changes(con, report) == 0, "compared although no load happened"
 
         con.execute("insert into cekura_raw._dlt_loads (load_id, schema_name, status, inserted_at) "
                     "values ('9999999999.0', 'cekura', 0, now())")
-        assert history.record_changes(con, report) == (0 if status == "cancelled" else 1)
-        assert history.record_changes(con, report) == 0
+        assert bookkeeping.record_changes(con, report) == (0 if status == "cancelled" else 1)
+        assert bookkeeping.record_changes(con, report) == 0
 
 
 def test_a_quiet_night_gives_the_checks_answer_on_the_same_models_failures_included(run_night, db_path):

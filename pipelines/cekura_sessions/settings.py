@@ -32,7 +32,7 @@ RAW_SCHEMA = "cekura_raw"  # dlt's dataset: the raw tables
 ANALYTICS_SCHEMA = "analytics"  # the models users query
 STAGING_SCHEMA = "staging"  # staging views and their macros: the models' internals
 META_SCHEMA = "cekura_meta"  # bookkeeping: what the models were built from, the checks' answers
-RUNS_TABLE = "pipeline_runs"  # in the raw schema, written by run/ledger.py outside dlt
+RUNS_TABLE = "pipeline_runs"  # in the raw schema, written by run/bookkeeping.py outside dlt
 
 # the SQL ships inside the package (package data), so an installed wheel finds it anywhere
 SQL_DIR = Path(__file__).resolve().parent / "models" / "sql"

@@ -1,6 +1,6 @@
 """Listings on their way to dlt: what loads, what is set aside, and what each listing replaces.
 
-A listing whose answer bytes equal the last loaded ones writes nothing (run/listed.py marks it
+A listing whose answer bytes equal the last loaded ones writes nothing (run/bookkeeping.py marks it
 listed). Changed listings wait until FLUSH_ROWS sessions have gathered and are converted in
 one go (extract/convert.py); then, per listing:
 - a row that breaks the contract is set aside in rejected_rows with its reason; a session whose

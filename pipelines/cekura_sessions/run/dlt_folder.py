@@ -6,7 +6,7 @@ when the folder has none).
 A full disk or a crash while dlt writes leaves `state.json` empty or cut short; dlt then fails
 every night with a bare JSONDecodeError that names no file, and never heals. Nothing that
 matters lives only in this folder: the digests, the history and the run ledger are in the
-database (run/stored.py, run/history.py, run/ledger.py).
+database (run/stored.py, run/bookkeeping.py).
 """
 
 from __future__ import annotations

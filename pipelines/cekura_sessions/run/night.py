@@ -21,7 +21,7 @@ from cekura_sessions.destination.warehouse import LockTimeout, SettingError, War
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
 from cekura_sessions.models import checks, runner
-from cekura_sessions.run import details_night, dlt_folder, history, interrupt, ledger, listed, stored, throttle_memory
+from cekura_sessions.run import bookkeeping, details_night, dlt_folder, interrupt, stored, throttle_memory
 from cekura_sessions.run.database import (
     Database,
     DatabaseBusy,
@@ -133,7 +133,7 @@ def run_stoppable(config: RunConfig, report: RunReport, announce: Callable[[str,
 def _locked_run(config: RunConfig, database: Database, report: RunReport) -> RunOutcome:
     try:
         with database.connect() as con:
-            ledger.record_start(con, report)
+            bookkeeping.record_start(con, report)
             database_key = database_id(con)
     except (WarehouseError, duckdb.Error, OSError) as error:
         # no ledger row: the line says so, since `status` cannot
@@ -253,8 +253,8 @@ def _after_load(config: RunConfig, database: Database, report: RunReport) -> Run
         raise FatalError(f"no project could be loaded: {report.failed_summary()}")
     database.confirm_lock("history")
     with database.connect() as con:
-        listed.mark_listed(con, report)
-        history.record_changes(con, report)
+        bookkeeping.mark_listed(con, report)
+        bookkeeping.record_changes(con, report)
         _checkpoint("models", database)
         if config.build_models:
             try:
@@ -302,7 +302,7 @@ def _record_finish(database: Database, outcome: RunOutcome) -> bool:
     try:
         database.confirm_lock("ledger")
         with database.connect() as con:
-            ledger.record_finish(con, outcome.report, status, outcome.exit_code, outcome.message or None)
+            bookkeeping.record_finish(con, outcome.report, status, outcome.exit_code, outcome.message or None)
             _remember_throttle(con, outcome.report)
     except LockLost as error:
         log.error("%s", error)
