@@ -106,8 +106,8 @@ def test_two_keys_load_into_two_datasets_side_by_side_and_exactly(run_night, db_
         want_other = {row[0] for row in expected.sessions(other_organisation)}
         assert _analytics_ids(con, "analytics") == want_first
         assert _analytics_ids(con, "other_org_analytics") == want_other
-        orgs = {schema: {o for (o,) in con.execute(f"select distinct organization_id from {schema}.projects").fetchall()}
-                for schema in ("cekura_raw", "other_org")}
+        orgs = {schema: {o for (o,) in con.execute(f"select distinct organization_id from {schema}.projects")
+                         .fetchall()} for schema in ("cekura_raw", "other_org")}
         assert orgs == {"cekura_raw": {11}, "other_org": {41}}, orgs
         assert {"other_org", "other_org_staging", "other_org_analytics", "other_org_analytics_staging",
                 "other_org_meta"} <= _schemas(con)

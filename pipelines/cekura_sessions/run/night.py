@@ -184,7 +184,8 @@ def _night(config: RunConfig, database: Database, database_key: str, report: Run
 
 def _load(config: RunConfig, database: Database, database_key: str, report: RunReport) -> LoadInfo:
     # before dlt opens the folder: a damaged state or schema file is set aside and rebuilt
-    dlt_folder.set_aside_damaged(Path(config.pipelines_dir or database.pipelines_dir()) / database.dataset.pipeline_name)
+    folder = Path(config.pipelines_dir or database.pipelines_dir())
+    dlt_folder.set_aside_damaged(folder / database.dataset.pipeline_name)
     pipeline = make_pipeline(database, config.pipelines_dir)
     bind_to_database(pipeline, str(database), database_key)
     leftovers_completed = finish_leftover_packages(pipeline, database)
