@@ -343,7 +343,8 @@ def test_notebook_daily_figure_draws_a_days_rate_only_from_enough_sessions(live_
         "for ax, volume in zip(daily_axes.flat, daily_volume_axes):\n"
         "    dots = np.ma.filled(np.ma.asarray(ax.collections[0].get_offsets(), dtype=float), np.nan)\n"
         "    out.append({'title': ax.get_title(),\n"
-        "                'bars': [[float(bar.get_x() + bar.get_width() / 2), float(bar.get_height())] for bar in volume.patches],\n"
+        "                'bars': [[float(bar.get_x() + bar.get_width() / 2), float(bar.get_height())]\n"
+        "                         for bar in volume.patches],\n"
         "                'dots': [[float(x), float(y)] for x, y in dots if not np.isnan(y)]})\n"
         "print(json.dumps(out))"
     ))
