@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from cekura_sessions.cli import main as cli
+from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import Faults
 from cekura_sessions.run.lock import lock_path
 from support import expected
@@ -146,6 +147,46 @@ def test_status_shows_the_sessions_listed_on_a_night_that_changed_nothing(tmp_pa
     row = dict(zip(header.replace("started (UTC)", "started").split(), [cells[0], " ".join(cells[1:3]), *cells[3:]]))
     assert row["run"] == quiet.report.run_id, result.stdout
     assert (row["listed"], row["written"]) == (str(len(expected.sessions(dataset))), "0"), result.stdout
+
+
+def _freshness_lines(stdout: str) -> tuple[str, list[int], list[str]]:
+    """`status`'s project part: its head line, the project ids listed, and the lines after them."""
+    lines = stdout.splitlines()
+    start = next(n for n, line in enumerate(lines) if "project(s) loaded" in line)
+    listed, rest = [], []
+    for line in lines[start + 1:]:
+        if line.startswith("rows: "):
+            break
+        if line.startswith("  project "):
+            listed.append(int(line.split()[1]))
+        else:
+            rest.append(line)
+    return lines[start], listed, rest
+
+
+def test_status_counts_listed_projects_says_how_many_more_and_which_left(tmp_path, run_night, api, db_path):
+    api.dataset = data = generate(DataSpec(projects=9, sessions_per_project=5, seed=11))
+    assert run_night().exit_code == 0
+    deleted = [p["id"] for p in data.projects if p.get("is_deleted")]
+    listed = [p["id"] for p in data.projects if not p.get("is_deleted")]
+    hidden = listed[-2:]  # 2 of 8: under the unlisting guard's half, so the night applies it
+    api.faults = Faults(hidden_projects=tuple(hidden))
+    assert run_night().exit_code == 0
+    live = sorted(set(listed) - set(hidden))
+
+    stalest = run_cli(tmp_path, "status", "--db", str(db_path), "--runs", "0")
+    every = run_cli(tmp_path, "status", "--db", str(db_path), "--runs", "0", "--all")
+
+    assert (stalest.returncode, every.returncode) == (0, 0), stalest.stderr + every.stderr
+    gone = f"{len(deleted) + len(hidden)} project(s) deleted or no longer listed upstream " \
+           f"(id {', '.join(map(str, sorted(deleted + hidden)))}): kept in cekura_raw, left out of analytics"
+    head, shown, rest = _freshness_lines(stalest.stdout)
+    assert head == f"{len(live)} listed project(s) loaded; stalest first:", stalest.stdout
+    assert len(shown) == 5 and set(shown) <= set(live), stalest.stdout
+    assert rest == [f"  ... and {len(live) - 5} more (`cekura-sessions status --all` lists every one)", gone], rest
+    head, shown, rest = _freshness_lines(every.stdout)
+    assert head == f"{len(live)} listed project(s) loaded; stalest first:", every.stdout
+    assert sorted(shown) == live and rest == [gone], every.stdout
 
 
 def test_status_into_a_closed_pipe_ends_quietly_with_its_verdict(tmp_path, run_night, db_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+from collections import Counter
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,58 @@ def test_demo_as_of_gives_the_same_data_for_the_same_day(tmp_path):
     first, second = newest("a"), newest("b")
     assert first == second
     assert first[0] < _midnight(date(2029, 2, 1)), first
+
+
+def _summary_rows(printed: str) -> dict[int, str]:
+    """The demo summary's table: project id -> the rest of its row."""
+    rows = {}
+    for line in printed.splitlines():
+        first, _, rest = line.strip().partition("  ")
+        if first.isdigit():
+            rows[int(first)] = rest
+    return rows
+
+
+@pytest.mark.e2e  # the demo CLI in a subprocess, twice on one file
+def test_demo_summary_says_what_changed_names_every_project_and_the_deleted_one(tmp_path):
+    spec = DataSpec(projects=12, sessions_per_project=20, as_of=date(2029, 2, 1))
+    data = generate(spec)
+    live = [p for p in data.projects if not p.get("is_deleted")]
+    deleted = [p["id"] for p in data.projects if p.get("is_deleted")]
+    stored = sum(len(data.sessions.get(p["id"], [])) for p in live)
+    args = [sys.executable, "-m", "cekura_sessions.cli", "demo", "--db", str(tmp_path / "demo.duckdb"),
+            "--projects", "12", "--sessions-per-project", "20", "--as-of", "2029-02-01"]
+
+    first, second = (subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                     for _ in range(2))
+
+    for done in (first, second):
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(live)} projects read in " in first.stdout, first.stdout
+    assert f": {stored:,} new or changed sessions; {stored:,} stored\n" in first.stdout, first.stdout
+    assert f": 0 new or changed sessions; {stored:,} stored\n" in second.stdout, second.stdout
+    rows = _summary_rows(second.stdout)
+    assert sorted(rows) == sorted(p["id"] for p in live), second.stdout
+    for project in live:
+        sessions = data.sessions.get(project["id"], [])
+        completed = sum(s["status"] == "completed" for s in sessions)
+        cells = rows[project["id"]].rsplit(maxsplit=3)
+        assert cells[0] == project["name"], (project, rows[project["id"]])
+        assert cells[1:3] == [str(len(sessions)), str(completed)], (project, rows[project["id"]])
+    # three projects share the first 28 characters of their name; the rows still tell them apart
+    assert max(Counter(p["name"][:28] for p in live).values()) >= 2, [p["name"] for p in live]
+    assert len(deleted) == 1, deleted
+    said = [line for line in second.stdout.splitlines() if "upstream" in line]
+    assert said == [f"1 project deleted upstream (id {deleted[0]}) is kept in cekura_raw, left out of analytics"], said
+
+
+@pytest.mark.parametrize("name, width, want", [
+    pytest.param("Insurance Verification Agent 12", 40, "Insurance Verification Agent 12", id="fits"),
+    pytest.param("Insurance Verification and Eligibility Agent 12", 40,
+                  "Insurance Verification and…lity Agent 12", id="cut-in-the-middle"),
+])
+def test_demo_summary_cuts_a_long_name_in_the_middle(name, width, want):
+    from cekura_sessions.cli.demo import _fit
+
+    assert len(want) <= width
+    assert _fit(name, width) == want

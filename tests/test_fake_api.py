@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import email.utils
 import re
 import signal
@@ -29,6 +30,7 @@ from cekura_sessions.fake.data import (
     parse_ts,
 )
 from cekura_sessions.fake.server import (
+    CONTENT_FAULTS,
     STATUS_FAULTS,
     FakeCekuraApi,
     Faults,
@@ -877,3 +879,114 @@ def test_a_stopped_server_starts_again_on_its_port(make_server, http):
 
     assert server.port == port
     assert http.get(server.url + PROJECTS_PATH, timeout=TIMEOUT).status_code == 200
+
+
+# --- every switch the fake has, from `fake-api` ---------------------------------------------------
+
+# each field of Faults -> the fake-api option that sets it: a new field without an option fails here
+FAULT_OPTIONS = {
+    "script": "--script", "always": "--project-fault", "random_rate": "--fault-rate",
+    "random_kinds": "--fault-kinds", "random_seed": "--fault-seed", "latency_ms": "--latency-ms",
+    "rate_limit_rate": "--rate-limit-429", "throttle": "--throttle", "throttle_headers": "--throttle-headers",
+    "next_links": "--next-links", "moves": "--move-listing", "string_ids": "--string-ids",
+    "raw_byte_projects": "--raw-byte-title", "nan_field": "--nan-field",
+    "ignore_project_filter": "--ignore-project-filter", "empty_listings": "--empty-listing",
+    "hidden_projects": "--hide-project",
+}
+# each parameter of FakeCekuraApi -> its option; `clock` is the throttle's timer, scaled by tests only
+SERVER_OPTIONS = {
+    "api_key": "--api-key", "page_size": "--page-size", "pagination": "--pagination", "host": "--host",
+    "port": "--port", "max_page_size": "--max-page-size", "auth": "--auth", "threads": "--threads",
+}
+FAULT_NAMES = [*STATUS_FAULTS, *CONTENT_FAULTS, "429:SECONDS", "429:http-date", "drop", "slow:SECONDS",
+               "trickle:SECONDS"]
+
+
+def test_fake_api_help_shows_every_switch_the_fake_has():
+    import dataclasses
+    import inspect
+
+    from cekura_sessions.fake.views import ServerConfig
+
+    done = subprocess.run([sys.executable, "-m", "cekura_sessions.cli", "fake-api", "--help"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+
+    assert done.returncode == 0, done.stderr
+    assert {field.name for field in dataclasses.fields(Faults)} == FAULT_OPTIONS.keys()
+    parameters = set(inspect.signature(FakeCekuraApi).parameters) - {"dataset", "faults", "clock"}
+    assert parameters == SERVER_OPTIONS.keys()
+    # the server's per-request settings: set from the options above, or internal (the data, DRF's classes)
+    configured = {field.name for field in dataclasses.fields(ServerConfig)} - {"served", "paginations"}
+    assert configured <= SERVER_OPTIONS.keys() | FAULT_OPTIONS.keys(), configured
+    missing = [option for option in [*FAULT_OPTIONS.values(), *SERVER_OPTIONS.values()]
+               if f"  {option} " not in done.stdout and f"  {option}\n" not in done.stdout]
+    assert missing == [], f"options not in fake-api --help: {missing}"
+    unnamed = [name for name in FAULT_NAMES if not re.search(rf"(^|[ ,]){re.escape(name)}([ ,]|$)", done.stdout, re.M)]
+    assert unnamed == [], f"faults not named in fake-api --help: {unnamed}"
+
+
+def test_fake_api_options_build_the_faults_they_name():
+    parser = argparse.ArgumentParser()
+    fake_api.add_arguments(parser)
+
+    args = parser.parse_args([
+        "--script", "sessions:101=503,429:http-date", "--script", "projects=drop", "--script", "sessions:101=truncated",
+        "--script", "details=404", "--script", "details:7=slow:0.5", "--fail-project", "102",
+        "--project-fault", "103:bad_rows", "--fault-rate", "0.2", "--fault-kinds", "502,trickle:0.01",
+        "--fault-seed", "9", "--latency-ms", "5", "--rate-limit-429", "0.1", "--throttle", "10/s",
+        "--throttle-headers", "ratelimit", "--next-links", "relative", "--move-listing", "101:swap",
+        "--string-ids", "--raw-byte-title", "104", "--nan-field", "--ignore-project-filter",
+        "--empty-listing", "105", "--empty-listing", "106", "--hide-project", "107", "--no-oddities", "--threads", "4",
+    ])
+
+    assert fake_api._faults(args) == Faults(
+        script={("sessions", 101): ["503", "429:http-date", "truncated"], ("projects", None): ["drop"],
+                ("details", None): ["404"], ("details", 7): ["slow:0.5"]},
+        always={102: "500", 103: "bad_rows"}, random_rate=0.2, random_kinds=("502", "trickle:0.01"), random_seed=9,
+        latency_ms=5.0, rate_limit_rate=0.1, throttle="10/s", throttle_headers="ratelimit", next_links="relative",
+        moves={101: ["swap"]}, string_ids=True, raw_byte_projects=(104,), nan_field=True, ignore_project_filter=True,
+        empty_listings=(105, 106), hidden_projects=(107,),
+    )
+    assert (args.oddities, args.threads) == (False, 4)
+
+
+@pytest.mark.parametrize("argv", [
+    pytest.param(["--script", "sessions=500"], id="sessions-without-a-project"),
+    pytest.param(["--script", "projects:3=500"], id="projects-with-an-id"),
+    pytest.param(["--script", "sessions:3=teapot"], id="unknown-fault"),
+    pytest.param(["--project-fault", "3"], id="project-without-a-fault"),
+    pytest.param(["--fault-kinds", "500,slow:soon"], id="unknown-kind"),
+])
+def test_fake_api_refuses_a_fault_it_does_not_have(argv):
+    parser = argparse.ArgumentParser()
+    fake_api.add_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(argv)
+
+
+@pytest.mark.e2e  # the server's command line in a subprocess
+def test_fake_api_serves_the_scripted_faults_and_drift_it_was_given():
+    data = generate(DataSpec(projects=4, sessions_per_project=5, as_of=datetime(2029, 2, 1).date()))
+    live = [p["id"] for p in data.projects if not p.get("is_deleted") and data.sessions.get(p["id"])]
+    scripted, emptied, hidden = live[0], live[1], live[-1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, "--port", "0", "--projects", "4", "--sessions-per-project", "5",
+         "--as-of", "2029-02-01", "--api-key", KEY, "--script", f"sessions:{scripted}=503,404",
+         "--empty-listing", str(emptied), "--hide-project", str(hidden), "--string-ids"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline()).group(0)
+        headers = {API_KEY_HEADER: KEY}
+        projects = requests.get(url + PROJECTS_PATH, headers=headers, timeout=TIMEOUT).json()
+        answers = [requests.get(f"{url}{SESSIONS_PATH}?project_id={scripted}", headers=headers, timeout=TIMEOUT)
+                   for _ in range(3)]
+        empty = requests.get(f"{url}{SESSIONS_PATH}?project_id={emptied}", headers=headers, timeout=TIMEOUT).json()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+
+    assert [p["id"] for p in projects] == [str(p["id"]) for p in data.projects if p["id"] != hidden]
+    assert [r.status_code for r in answers] == [503, 404, 200]
+    assert [s["id"] for s in answers[2].json()] == [str(s["id"]) for s in data.sessions[scripted]]
+    assert empty == []

@@ -9,13 +9,18 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 import nbformat
 import pytest
+from cekura_sessions.fake.data import DataSpec, FakeDataset, generate, parse_ts
+from cekura_sessions.fake.server import FakeCekuraApi
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
@@ -23,9 +28,16 @@ from nbformat import NotebookNode
 from support.settings import API_KEY
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "session_analysis.ipynb"
-# completion rate per project, daily rate of the largest projects, durations, top scenarios
-FIGURES = 5
+# completion rate per project, weekly trend of all projects, daily rate of the largest projects,
+# durations, top scenarios, what happens inside sessions, status moves
+FIGURES = 7
 CELL_TIMEOUT_SECONDS = 60
+# the demo's data: as of a fixed day, so the figures' expected values are computed from it here,
+# then a second night (next_night) so sessions move between statuses
+AS_OF = date(2026, 11, 1)
+SPEC = DataSpec(projects=8, sessions_per_project=120, as_of=AS_OF)
+NIGHT_SEED = 1
+MIN_DAY_SESSIONS = 5  # the notebook's: a day's own rate is drawn from this many sessions on
 
 
 def _code_cells(nb: NotebookNode) -> list[NotebookNode]:
@@ -56,13 +68,21 @@ def _kernel_env(**overrides: str) -> dict[str, str]:
 
 
 def _build_demo(workdir: Path) -> Path:
+    """The demo's database (SPEC's data), then the night after it (SPEC's data .next_night) run into it."""
     db = workdir / "demo.duckdb"
     result = subprocess.run(
-        [sys.executable, "-m", "cekura_sessions.cli", "demo", "--db", str(db),
-         "--projects", "8", "--sessions-per-project", "60"],
-        cwd=workdir, env=_kernel_env(), capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "cekura_sessions.cli", "demo", "--db", str(db), "--projects", str(SPEC.projects),
+         "--sessions-per-project", str(SPEC.sessions_per_project), "--as-of", AS_OF.isoformat()],
+        cwd=workdir, env=_kernel_env(), capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 0, f"demo exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    with FakeCekuraApi(generate(SPEC).next_night(NIGHT_SEED), api_key=API_KEY) as api:
+        night = subprocess.run(
+            [sys.executable, "-m", "cekura_sessions.cli", "run", "--base-url", api.url, "--db", str(db),
+             "--accept-removals"],  # the night empties a project: its removal is meant
+            cwd=workdir, env=_kernel_env(CEKURA_API_KEY=API_KEY), capture_output=True, text=True, timeout=180,
+        )
+    assert night.returncode == 0, f"second night exited {night.returncode}:\n{night.stdout}\n{night.stderr}"
     return db
 
 
@@ -180,9 +200,6 @@ def _stdout(cell: NotebookNode) -> str:
 
 def _loaded_nothing(folder: Path) -> Path:
     """A database as a first run leaves it when the key sees no projects: models built, no rows."""
-    from cekura_sessions.fake.data import DataSpec, generate
-    from cekura_sessions.fake.server import FakeCekuraApi
-
     db = folder / "empty.duckdb"
     with FakeCekuraApi(generate(DataSpec(projects=0)), api_key=API_KEY) as api:
         result = subprocess.run(
@@ -242,8 +259,6 @@ def test_notebook_daily_axis_names_the_month_of_every_tick(live_run: NotebookCli
 
 @pytest.mark.e2e  # a night into a real PostgreSQL, then the notebook in a live kernel
 def test_notebook_runs_on_postgresql_read_only(tmp_path: Path, postgres_server) -> None:
-    from cekura_sessions.fake.data import DataSpec, generate
-    from cekura_sessions.fake.server import FakeCekuraApi
     from support.destinations import DB_PASSWORD, make_target
 
     target = make_target("postgres", tmp_path, postgres_server)
@@ -266,3 +281,125 @@ def test_notebook_runs_on_postgresql_read_only(tmp_path: Path, postgres_server) 
     printed = "".join(o.get("text", "") for cell in _code_cells(client.nb) for o in cell.outputs)
     assert "database: postgresql://" in printed and DB_PASSWORD not in printed, printed[:300]
     assert written.split() == ["1", "read-only"], written
+
+
+# --- what the figures are drawn from, computed here from the generated data ---------------------
+
+
+def _live_sessions(data: FakeDataset) -> dict[int, tuple[int, dict]]:
+    """session id -> (project id, session) of every session under a project not deleted upstream."""
+    live = [p["id"] for p in data.projects if not p.get("is_deleted")]
+    return {s["id"]: (pid, s) for pid in live for s in data.sessions.get(pid, [])}
+
+
+def _json_from_kernel(client: NotebookClient, code: str) -> Any:
+    return json.loads(_run_in_kernel(client, "import json\n" + code))
+
+
+@pytest.mark.e2e  # the demo CLI and a night in subprocesses, and a live kernel
+def test_notebook_weekly_trend_draws_each_weeks_volume_and_completion_rate(live_run: NotebookClient) -> None:
+    weeks: Counter = Counter()
+    completed: Counter = Counter()
+    for _, session in _live_sessions(generate(SPEC).next_night(NIGHT_SEED)).values():
+        day = parse_ts(session["created_at"]).astimezone(timezone.utc).date()
+        monday = day - timedelta(days=day.weekday())
+        weeks[monday] += 1
+        completed[monday] += session["status"] == "completed"
+
+    drawn = _json_from_kernel(live_run, (
+        "print(json.dumps({'bars': [float(bar.get_height()) for bar in trend_volume_ax.patches],"
+        " 'rate': [float(y) for y in trend_rate_ax.lines[0].get_ydata()],"
+        " 'ticks': [label.get_text() for label in trend_volume_ax.get_xticklabels()]}))"
+    ))
+
+    order = sorted(weeks)
+    assert drawn["ticks"] == [f"week of {monday:%b %d}" for monday in order], drawn
+    assert drawn["bars"] == [weeks[monday] for monday in order], drawn
+    assert drawn["rate"] == pytest.approx([100 * completed[m] / weeks[m] for m in order]), drawn
+
+
+def _local_day(session: dict, timezone_name: str | None) -> date:
+    """The day a session counts on in daily_completion_rates: its project's local date, UTC where the
+    project has no time zone or one the tz database does not know."""
+    try:
+        zone = ZoneInfo(timezone_name) if timezone_name else timezone.utc
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = timezone.utc
+    return parse_ts(session["created_at"]).astimezone(zone).date()
+
+
+@pytest.mark.e2e  # the demo CLI and a night in subprocesses, and a live kernel
+def test_notebook_daily_figure_draws_a_days_rate_only_from_enough_sessions(live_run: NotebookClient) -> None:
+    data = generate(SPEC).next_night(NIGHT_SEED)
+    zones = {p["id"]: p.get("timezone") for p in data.projects}
+    per_project: dict[int, list[dict]] = {}
+    for pid, session in _live_sessions(data).values():
+        per_project.setdefault(pid, []).append(session)
+    top = sorted(per_project, key=lambda pid: (-len(per_project[pid]), pid))[:4]
+
+    panels = _json_from_kernel(live_run, (
+        "import numpy as np\n"
+        "out = []\n"
+        "for ax, volume in zip(daily_axes.flat, daily_volume_axes):\n"
+        "    dots = np.ma.filled(np.ma.asarray(ax.collections[0].get_offsets(), dtype=float), np.nan)\n"
+        "    out.append({'title': ax.get_title(),\n"
+        "                'bars': [[float(bar.get_x() + bar.get_width() / 2), float(bar.get_height())]\n"
+        "                         for bar in volume.patches],\n"
+        "                'dots': [[float(x), float(y)] for x, y in dots if not np.isnan(y)]})\n"
+        "print(json.dumps(out))"
+    ))
+
+    assert [int(panel["title"].split("(")[1].split(")")[0]) for panel in panels] == top, panels
+    some_dots = some_thin_days = False
+    for pid, panel in zip(top, panels):
+        days: Counter = Counter()
+        done: Counter = Counter()
+        for session in per_project[pid]:
+            day = _local_day(session, zones[pid])
+            days[day] += 1
+            done[day] += session["status"] == "completed"
+        bars = {_day(x): height for x, height in panel["bars"] if height}
+        dots = {_day(x): y for x, y in panel["dots"]}
+        assert bars == dict(days), (pid, bars, days)
+        want = {day: 100 * done[day] / n for day, n in days.items() if n >= MIN_DAY_SESSIONS}
+        assert dots == pytest.approx(want), (pid, dots, want)
+        some_dots |= bool(want)
+        some_thin_days |= any(n < MIN_DAY_SESSIONS for n in days.values())
+    assert some_dots and some_thin_days, "the data should hold days on both sides of MIN_DAY_SESSIONS"
+
+
+def _day(x: float) -> date:
+    """matplotlib's date number (days since 1970-01-01, its default epoch) as the day it falls on."""
+    return (datetime(1970, 1, 1) + timedelta(days=round(x))).date()
+
+
+@pytest.mark.e2e  # the demo CLI and a night in subprocesses, and a live kernel
+def test_notebook_status_moves_count_each_sessions_moves_across_the_two_nights(live_run: NotebookClient) -> None:
+    first, second = generate(SPEC), generate(SPEC).next_night(NIGHT_SEED)
+    before, after = _live_sessions(first), _live_sessions(second)
+
+    def status(session: dict) -> str:
+        return session["status"] if session["status"] is not None else "(none)"
+
+    want: Counter = Counter()
+    for session_id, (pid, session) in before.items():
+        want["(first seen)", status(session)] += 1
+        if session_id not in after:
+            want[status(session), "(gone upstream)"] += 1
+        elif (status(after[session_id][1]), after[session_id][0]) != (status(session), pid):
+            want[status(session), status(after[session_id][1])] += 1
+    for session_id, (_, session) in after.items():
+        if session_id not in before:
+            want["(first seen)", status(session)] += 1
+
+    drawn = _json_from_kernel(live_run, (
+        "print(json.dumps({'cells': moves_ax.images[0].get_array().tolist(),"
+        " 'rows': [label.get_text() for label in moves_ax.get_yticklabels()],"
+        " 'columns': [label.get_text() for label in moves_ax.get_xticklabels()]}))"
+    ))
+    got = {(row, column): count
+           for row, counts in zip(drawn["rows"], drawn["cells"])
+           for column, count in zip(drawn["columns"], counts) if count}
+
+    assert got == dict(want), (got, dict(want))
+    assert sum(count for (source, _), count in want.items() if source != "(first seen)") > 0, "no session moved"

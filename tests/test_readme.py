@@ -44,13 +44,12 @@ def test_readme_documents_run_option(option):
 
 
 def _options() -> list[tuple[str, str]]:
-    """(command, option) for every option a user can pass, but fake-api's (README sends to its --help)."""
+    """(command, option) for every option a user can pass."""
     parser = cli._parser()
     found = [("", o) for a in parser._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
     actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for name, sub in actions[0].choices.items():
-        if name != "fake-api":
-            found += [(name, o) for a in sub._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
+        found += [(name, o) for a in sub._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
     return found
 
 

@@ -14,6 +14,7 @@ from cekura_sessions import logs, settings
 from cekura_sessions.destination.address import DestinationError, parse_destination
 from cekura_sessions.destination.dataset import Dataset
 from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError
+from cekura_sessions.extract import contract
 from cekura_sessions.models import checks, runner
 from cekura_sessions.models.check_sql import all_checks
 from cekura_sessions.run import details_state
@@ -80,9 +81,11 @@ def check(db: str, db_wait: float, show: int = 0, dataset: str = settings.RAW_SC
     return EXIT_OK
 
 
-def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int, dataset: str = settings.RAW_SCHEMA) -> int:
-    """Prints recent runs, project freshness and row counts, then one verdict line; exits with the
-    verdict's code (run/status.py, STATUS_EXIT_CODES)."""
+def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int, all_projects: bool = False,
+           dataset: str = settings.RAW_SCHEMA) -> int:
+    """Prints recent runs, project freshness (the stalest few, or `all_projects`) and row counts,
+    then one verdict line; exits with the verdict's code (run/status.py, STATUS_EXIT_CODES).
+    `dataset`: whose runs and data (--dataset)."""
     codes = status_reads.STATUS_EXIT_CODES
     try:
         database = Database(parse_destination(db), db_wait, Dataset(dataset))
@@ -101,6 +104,7 @@ def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int, data
                 return _fail(f"missing: {missing}", codes["missing"])
             runs = status_reads.recent_runs(con, recent_runs)
             freshness = status_reads.project_freshness(con)
+            gone = status_reads.projects_gone(con)
             counts = status_reads.row_counts(con)
             awaiting = details_state.awaiting_count(con)
             loaded_at = status_reads.newest_loaded(con)
@@ -112,7 +116,7 @@ def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int, data
         return _fail(f"cannot read {database}: {first_line(error)}", codes["error"])
     if recent_runs:
         _print_runs(runs)
-    _print_freshness(freshness)
+    _print_freshness(freshness, gone, None if all_projects else FRESHNESS_SHOWN)
     logs.write("rows: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
     if awaiting is not None:
         logs.write(f"details: {awaiting} session(s) await their detail (read on the next nights, newest first)")
@@ -169,17 +173,31 @@ def _print_runs(runs: list[tuple]) -> None:
     logs.write("\n".join(lines))
 
 
-def _print_freshness(freshness: list[tuple]) -> None:
-    if not freshness:
-        logs.write("no project has been loaded yet")
-        return
+FRESHNESS_SHOWN = 5  # the stalest projects `status` lists; `--all` lists every one
+
+
+def _print_freshness(freshness: list[tuple], gone: list[int], shown: int | None) -> None:
+    """The listed projects, stalest first (the first `shown`, None: all), then how many more there
+    are and the projects kept in raw that left analytics (deleted or no longer listed upstream)."""
+    live = [row for row in freshness if row[4]]
+    lines = []
+    if live:
+        lines.append(f"{len(live)} listed project(s) loaded; stalest first:")
+    elif not gone:
+        lines.append("no project has been loaded yet")
     now = datetime.now(timezone.utc)
-    lines = [f"{len(freshness)} project(s) loaded; stalest first:"]
-    for project_id, name, listed_at, sessions in freshness[:5]:
+    for project_id, name, listed_at, sessions, _ in live[:shown]:
         age_hours = (now - listed_at).total_seconds() / 3600
         lines.append(f"  project {project_id:<8} {(name or '?')[:30]:<30} last loaded "
                      f"{listed_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC ({age_hours:.1f} h ago), "
                      f"{sessions} sessions")
+    hidden = len(live) - len(live[:shown])
+    if hidden:
+        lines.append(f"  ... and {hidden} more (`cekura-sessions status --all` lists every one)")
+    if gone:
+        ids = ", ".join(map(str, gone[:10])) + (", ..." if len(gone) > 10 else "")
+        lines.append(f"{len(gone)} project(s) deleted or no longer listed upstream (id {ids}): kept in "
+                     f"{contract.RAW_SCHEMA}, left out of analytics")
     logs.write("\n".join(lines))
 
 

@@ -11,6 +11,7 @@ import duckdb
 
 from cekura_sessions import logs, settings
 from cekura_sessions.destination.dataset import Dataset
+from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
@@ -48,14 +49,16 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
     report = outcome.report
     logs.write(f"demo: fake Cekura API with {len(dataset.projects)} projects, sessions created "
                f"{dataset.spec.epoch:%Y-%m-%d} .. {dataset.as_of - timedelta(days=2):%Y-%m-%d} -> {db_path}")
-    logs.write(
-        f"loaded {report.sessions_written} sessions from {len(report.projects_ok)} projects "
-        f"in {seconds:.1f} s ({report.stats.requests} requests)"
-    )
+    # sessions_written counts only what changed: on a second demo it is 0 above a full table
+    read = (f"{len(report.projects_ok)} projects read in {seconds:.1f} s ({report.stats.requests} requests): "
+            f"{report.sessions_written:,} new or changed sessions")
     if outcome.exit_code != 0:
+        logs.write(read)
         logs.write(f"exit {outcome.exit_code}: {outcome.message}")
         return outcome.exit_code
-    _print_completion(db_path, names)
+    rows, stored, gone = _summary(db_path, names)
+    logs.write(f"{read}; {stored:,} stored")
+    _print_completion(rows, gone, names)
     logs.write(
         f"query it: {_python()} -c \"import duckdb; print(duckdb.connect('{db_path}', read_only=True)"
         f".sql('select * from {names.analytics}.sessions limit 5'))\""
@@ -93,7 +96,11 @@ def _say_interrupted(line: str, code: int) -> None:
     print(f"demo: {line}", file=sys.stderr)
 
 
-def _print_completion(db_path: Path, names: Dataset) -> None:
+def _summary(db_path: Path, names: Dataset) -> tuple[list[tuple], int, list[tuple[int, str]]]:
+    """The completion table's rows, the sessions stored in the raw table, and the projects kept in
+    raw but left out of analytics: (id, why) for each deleted or no longer listed upstream. `names`:
+    the dataset's schemas."""
+    raw = contract.RAW_SCHEMA  # the default dataset's name: each query is put onto `names`'s
     with duckdb.connect(str(db_path), read_only=True) as con:
         rows = con.execute(names.sql(
             f"""
@@ -102,11 +109,46 @@ def _print_completion(db_path: Path, names: Dataset) -> None:
             order by project_id
             """
         )).fetchall()
-    lines = [f"{'project':>8}  {'name':<28} {'sessions':>8} {'completed':>9} {'rate':>6}"]
+        stored = con.execute(names.sql(f"select count(*) from {raw}.{contract.SESSIONS_TABLE}")).fetchone()[0]
+        gone = con.execute(names.sql(
+            f"""
+            select id, case when is_deleted then 'deleted' else 'no longer listed' end
+            from {raw}.{contract.PROJECTS_TABLE}
+            where is_deleted or is_listed = false
+            order by id
+            """
+        )).fetchall()
+    return rows, stored, gone
+
+
+NAME_WIDTH = 40  # a longer name keeps its head and its tail (where "Agent 3" tells it apart)
+
+
+def _print_completion(rows: list[tuple], gone: list[tuple[int, str]], names: Dataset) -> None:
+    width = max([4, *(len(name) for _, name, *_ in rows)])
+    width = min(width, NAME_WIDTH)
+    lines = [f"{'project':>8}  {'name':<{width}} {'sessions':>8} {'completed':>9} {'rate':>6}"]
     for project_id, name, total, completed, rate in rows:
         shown = "-" if rate is None else f"{rate:.0%}"
-        lines.append(f"{project_id:>8}  {name[:28]:<28} {total:>8} {completed:>9} {shown:>6}")
+        lines.append(f"{project_id:>8}  {_fit(name, width):<{width}} {total:>8} {completed:>9} {shown:>6}")
+    for why in ("deleted", "no longer listed"):
+        ids = [project_id for project_id, reason in gone if reason == why]
+        if ids:
+            lines.append(f"{_projects(len(ids))} {why} upstream (id {', '.join(map(str, ids))}) "
+                         f"{'is' if len(ids) == 1 else 'are'} kept in {names.raw}, left out of {names.analytics}")
     logs.write("\n".join(lines))
+
+
+def _fit(name: str, width: int) -> str:
+    """`name` in `width` characters: cut in the middle, so both its start and its end show."""
+    if len(name) <= width:
+        return name
+    tail = width // 3
+    return f"{name[:width - tail - 1]}…{name[-tail:]}"
+
+
+def _projects(count: int) -> str:
+    return f"{count} project" if count == 1 else f"{count} projects"
 
 
 def _python() -> str:

@@ -240,6 +240,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="stale when no run loaded data within this many hours (default 26)")
     status.add_argument("--runs", type=_whole(0), default=10, metavar="N",
                         help="how many recent runs to list (default 10)")
+    status.add_argument("--all", action="store_true", dest="all_projects",
+                        help="list every listed project's last load, not only the stalest 5")
     status.set_defaults(handler=_status)
 
     fake = commands.add_parser("fake-api", help="serve the fake Cekura API on loopback",
@@ -567,4 +569,5 @@ def _check(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import commands
 
-    return commands.status(_db(args), args.db_wait, args.max_age_hours, args.runs, _dataset(args))
+    return commands.status(_db(args), args.db_wait, args.max_age_hours, args.runs, args.all_projects,
+                           _dataset(args))

@@ -59,18 +59,40 @@ def recent_runs(con: Any, limit: int) -> list[tuple]:
 
 
 def project_freshness(con: Any) -> list[tuple]:
-    """(project_id, name, listed_at, sessions_listed) per project ever listed, stalest first."""
+    """(project_id, name, listed_at, sessions_listed, is_live) per project ever listed, stalest
+    first. is_live: the project is neither deleted upstream nor dropped from /user/v1/projects/
+    (its rows stay in the raw tables either way, and it leaves the analytics models)."""
     con = as_warehouse(con)
     if not con.has_table(_RAW, contract.PROJECT_LISTINGS_TABLE) or not con.has_table(_RAW, contract.PROJECTS_TABLE):
         return []
     return con.execute(
         f"""
-        select l.project_id, p.name, l.listed_at, l.sessions_listed
+        select l.project_id, p.name, l.listed_at, l.sessions_listed, {_is_live(con, "p")} as is_live
         from {_RAW}.{contract.PROJECT_LISTINGS_TABLE} as l
         left join {_RAW}.{contract.PROJECTS_TABLE} as p on p.id = l.project_id
         order by l.listed_at, l.project_id
         """
     ).fetchall()
+
+
+def projects_gone(con: Any) -> list[int]:
+    """Ids of the stored projects deleted upstream or no longer listed: kept in the raw tables,
+    left out of analytics (listed or not before)."""
+    con = as_warehouse(con)
+    if not con.has_table(_RAW, contract.PROJECTS_TABLE):
+        return []
+    rows = con.execute(
+        f"select id from {_RAW}.{contract.PROJECTS_TABLE} as p where not {_is_live(con, 'p')} order by id"
+    ).fetchall()
+    return [project_id for (project_id,) in rows]
+
+
+def _is_live(con: Warehouse, alias: str) -> str:
+    """SQL: the project `alias` is not deleted and still listed (NULL counts as live: a project
+    asked for by id that the projects list never returned; a file from before is_listed)."""
+    listed = (f" and {alias}.is_listed is distinct from false"
+              if "is_listed" in con.columns(_RAW, contract.PROJECTS_TABLE) else "")
+    return f"({alias}.is_deleted is distinct from true{listed})"
 
 
 def row_counts(con: Any) -> dict[str, int]:
