@@ -403,3 +403,25 @@ def test_notebook_status_moves_count_each_sessions_moves_across_the_two_nights(l
 
     assert got == dict(want), (got, dict(want))
     assert sum(count for (source, _), count in want.items() if source != "(first seen)") > 0, "no session moved"
+
+
+def test_notebook_reads_the_dataset_cekura_dataset_names(tmp_path: Path) -> None:
+    """A second organisation's dataset (`demo --dataset team_b`): the notebook's queries, written
+    on `analytics`, read `team_b_analytics` when CEKURA_DATASET says team_b."""
+    spec = DataSpec(projects=3, sessions_per_project=20, as_of=AS_OF)
+    db = tmp_path / "two.duckdb"
+    made = subprocess.run(
+        [sys.executable, "-m", "cekura_sessions.cli", "demo", "--db", str(db), "--dataset", "team_b", "--projects",
+         str(spec.projects), "--sessions-per-project", str(spec.sessions_per_project), "--as-of", AS_OF.isoformat()],
+        cwd=tmp_path, env=_kernel_env(), capture_output=True, text=True, timeout=180,
+    )
+    assert made.returncode == 0, made.stderr
+    data = generate(spec)
+    want = sum(len(data.sessions[p["id"]]) for p in data.projects if not p.get("is_deleted"))
+    setup = [cell for cell in _code_cells(nbformat.read(NOTEBOOK, as_version=4))[:2]]  # imports, then query()
+    client = _client(nbformat.v4.new_notebook(cells=setup), NOTEBOOK.parent)
+    with client.setup_kernel(env=_kernel_env(CEKURA_DB=str(db), CEKURA_DATASET="team_b"), cleanup_kc=True):
+        for index, cell in enumerate(client.nb.cells):
+            client.execute_cell(cell, index)
+        got = _run_in_kernel(client, "print(int(query('select count(*) from analytics.sessions').iloc[0, 0]))")
+    assert int(got) == want, (got, want)
