@@ -450,7 +450,8 @@ CASES = [
         "stg_session_scenario_ids_key_unique_not_null", 2, id="staging-list-element-twice",
     ),
     pytest.param(
-        "insert into cekura_raw.session_status_history (session_id, project_id, status, observed_at, run_id, is_deleted) "
+        "insert into cekura_raw.session_status_history "
+        "(session_id, project_id, status, observed_at, run_id, is_deleted) "
         "values (2001, 201, 'pending', '2024-05-01 00:00:00+00', 'r1', false), "
         "(2001, 201, 'completed', '2024-05-01 00:00:00+00', 'r2', false)",
         "stg_session_status_history_key_unique_not_null", 2, id="staging-two-observations-at-once",

@@ -83,9 +83,11 @@ def test_every_staging_view_is_declared():
 
 
 def test_every_staging_view_and_column_has_its_declared_comment(built):
-    want = {(view, column): text for view, table in STAGING_DECLARED.items() for column, text in table["columns"].items()}
+    want = {(view, column): text
+            for view, table in STAGING_DECLARED.items() for column, text in table["columns"].items()}
     assert comments(built, "staging") == want
-    views = dict(built.execute("select view_name, comment from duckdb_views() where schema_name = 'staging'").fetchall())
+    views = dict(built.execute(
+        "select view_name, comment from duckdb_views() where schema_name = 'staging'").fetchall())
     assert views == {
         view: f"{table['description']} Grain: {table['grain']}. Key: {', '.join(table['key'])}."
         for view, table in STAGING_DECLARED.items()

@@ -130,7 +130,8 @@ def test_model_files_orders_staging_views_by_their_references(tmp_path):
     )
     with (sql_dir / "models.toml").open("a") as toml:  # every staging view is declared
         toml.write(
-            '\n[staging.stg_a_titles]\ndescription = "Test view."\ngrain = "one row per session"\nkey = ["session_id"]\n'
+            '\n[staging.stg_a_titles]\ndescription = "Test view."\ngrain = "one row per session"\n'
+            'key = ["session_id"]\n'
             '[staging.stg_a_titles.columns]\nsession_id = "the session"\ntitle = "its title"\n'
         )
     names = [p.stem for p in model_files(sql_dir)]

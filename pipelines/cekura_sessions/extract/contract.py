@@ -264,7 +264,9 @@ def markdown_raw_tables() -> str:
     for table in RAW_TABLES:
         rows = "\n".join(f"| `{c.name}` | {c.sql.upper()} | {c.description} |" for c in table.columns)
         about = f"{table.description}; {table.note}" if table.note else table.description
-        blocks.append(f"`{RAW_SCHEMA}.{table.name}`: {about}\n\n| column | type | meaning |\n| --- | --- | --- |\n{rows}")
+        blocks.append(
+            f"`{RAW_SCHEMA}.{table.name}`: {about}\n\n| column | type | meaning |\n| --- | --- | --- |\n{rows}"
+        )
     return "\n\n".join(blocks) + "\n"
 
 

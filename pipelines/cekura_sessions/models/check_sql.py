@@ -124,8 +124,8 @@ def _accepted_values(model: ModelDeclaration, rule: Rule) -> tuple[str, str, str
 
 
 def _accepted_range(model: ModelDeclaration, rule: Rule) -> tuple[str, str, str]:
-    """NULL is outside the range (and so is NaN: both engines sort it above every number), unless
-    the row meets `null_where`."""
+    """NaN is outside the range (both engines sort it above every number), and so is NULL unless the
+    row meets `null_where`."""
     column = rule.subject
     if rule.low is not None and rule.high is not None:
         within, words = f"{column} between {rule.low} and {rule.high}", f"within [{rule.low}, {rule.high}]"

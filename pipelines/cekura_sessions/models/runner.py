@@ -115,9 +115,8 @@ _CONTENT_HASH = {
 def inputs_fingerprint(con: Any, sql_dir: Path = SQL_DIR) -> str:
     """A fingerprint of everything the models are built from: the SQL files and models.toml, what
     they take from the contract (the raw DDL, the raw tables' descriptions, the accepted values, the
-    generated views)
-    and the content of the raw tables they read (order-independent row hashes: about 40 ms at
-    200,000 sessions)."""
+    generated views) and the content of the raw tables they read (order-independent row hashes:
+    about 40 ms at 200,000 sessions)."""
     warehouse = as_warehouse(con)
     digest = hashlib.blake2b(digest_size=16)
     for path in sorted([*sql_dir.rglob("*.sql"), *sql_dir.rglob("*.toml")]):
