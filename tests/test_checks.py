@@ -69,6 +69,30 @@ DECLARED_NEW = {
         "error", "Every analytics.project_activity row has a project_id and no two rows share one."),
     "project_activity_project_exists": (
         "error", "Every project_activity row is a project in project_completion_rates."),
+    # issue 22: the one-line check files, now generic rules (accepted_range, expression)
+    "daily_completion_rates_completion_rate_in_range": (
+        "error", "Every (project, day)'s completion_rate is within [0, 1] and not NULL (each row has sessions)."),
+    "scenario_stats_completion_rate_in_range": (
+        "error", "Every (project, scenario)'s completion_rate is within [0, 1] and not NULL (each row has sessions)."),
+    "project_completion_rates_completion_rate_in_range": (
+        "error", "Every project's completion_rate is within [0, 1], and NULL only where it has no sessions."),
+    "project_completion_rates_terminal_completion_rate_in_range": (
+        "error",
+        "Every project's terminal_completion_rate is within [0, 1], and NULL only where it has no terminal sessions."),
+    "sessions_updated_at_not_before_created_at": (
+        "warning",
+        ("No session was updated before it was created (clock skew upstream); "
+         "such sessions have a NULL duration_seconds.")),
+    "session_status_changes_observed_to_after_observed_from": (
+        "error", "Every closed status period of a session ends after it starts (observed_to > observed_from)."),
+    # issue 22: the staging views, declared
+    **{f"{view}_key_unique_not_null": ("error", f"Every staging.{view} row has a {key} and no two rows share one.")
+       for view, key in [("stg_projects", "project_id"), ("stg_sessions", "session_id"),
+                         ("stg_session_scenario_ids", "(session_id, position)"),
+                         ("stg_session_status_history", "(session_id, observed_at)"),
+                         ("stg_session_details", "session_id"), ("stg_session_messages", "(session_id, position)"),
+                         ("stg_session_statuses", "status")]},
+    "stg_sessions_project_id_not_null": ("error", "Every staged session has the project whose listing delivered it."),
 }
 
 
@@ -102,7 +126,7 @@ def test_check_file_starts_with_severity_and_one_sentence(path):
 
 
 def test_check_files_hold_only_business_rules():
-    generic = re.compile(r"_(key_unique_not_null|not_null|in_enum|exists)$")
+    generic = re.compile(r"_(key_unique_not_null|not_null|in_enum|in_range|exists)$")
     assert [p.name for p in CHECK_FILES if generic.search(p.stem)] == [], "declare these in models.toml"
 
 
@@ -258,7 +282,7 @@ CASES = [
     pytest.param(_duplicate("sessions"), "sessions_key_unique_not_null", 2, id="sessions-duplicate-key"),
     pytest.param(
         RawData(sessions=[CLEAN.sessions[2]]),  # the same session (with no scenarios) loaded twice
-        "sessions_key_unique_not_null", 2, id="sessions-duplicate-raw-row",
+        ("sessions_key_unique_not_null", "stg_sessions_key_unique_not_null"), 2, id="sessions-duplicate-raw-row",
     ),
     pytest.param(
         "update analytics.sessions set session_id = null where session_id = 2003",  # no scenarios
@@ -328,30 +352,30 @@ CASES = [
     ),
     pytest.param(
         "update analytics.project_completion_rates set completion_rate = 1.5 where project_id = 201",
-        "project_completion_rates_rates_within_0_and_1", 1, id="completion-rate-above-1",
+        "project_completion_rates_completion_rate_in_range", 1, id="completion-rate-above-1",
     ),
     pytest.param(
         "update analytics.project_completion_rates set terminal_completion_rate = -0.25 "
         "where project_id = 202",
-        "project_completion_rates_rates_within_0_and_1", 1, id="terminal-rate-below-0",
+        "project_completion_rates_terminal_completion_rate_in_range", 1, id="terminal-rate-below-0",
     ),
     pytest.param(
         "update analytics.project_completion_rates set completion_rate = null where project_id = 201",
-        "project_completion_rates_rates_within_0_and_1", 1, id="completion-rate-null-with-sessions",
+        "project_completion_rates_completion_rate_in_range", 1, id="completion-rate-null-with-sessions",
     ),
     pytest.param(
         "update analytics.project_completion_rates set terminal_completion_rate = 'inf'::double "
         "where project_id = 201",
-        "project_completion_rates_rates_within_0_and_1", 1, id="terminal-rate-infinite",
+        "project_completion_rates_terminal_completion_rate_in_range", 1, id="terminal-rate-infinite",
     ),
     pytest.param(
         f"update analytics.daily_completion_rates set completion_rate = 2 "
         f"where {_first_row('daily_completion_rates')}",
-        "daily_completion_rates_rate_within_0_and_1", 1, id="daily-rate-above-1",
+        "daily_completion_rates_completion_rate_in_range", 1, id="daily-rate-above-1",
     ),
     pytest.param(
         "update analytics.scenario_stats set completion_rate = 'nan'::double",
-        "scenario_stats_rate_within_0_and_1",
+        "scenario_stats_completion_rate_in_range",
         len({(r["project_id"], r["value"]) for r in counted(CLEAN).scenario_ids}),
         id="scenario-rate-nan",
     ),
@@ -406,6 +430,47 @@ CASES = [
         + session_activity_row(2003),  # fine
         "session_activity_messages_add_up", 2, id="activity-messages-do-not-add-up",
     ),
+    # staging: raw rows that break a view's key, the marts left as built
+    pytest.param(
+        "insert into cekura_raw.projects select * from cekura_raw.projects where id = 201",
+        "stg_projects_key_unique_not_null", 2, id="staging-project-twice",
+    ),
+    pytest.param(
+        "insert into cekura_raw.scenario_improvement_sessions "
+        "select * from cekura_raw.scenario_improvement_sessions where id = 2003",
+        "stg_sessions_key_unique_not_null", 2, id="staging-session-twice",
+    ),
+    pytest.param(
+        "update cekura_raw.scenario_improvement_sessions set project_id = null where id = 2003",
+        "stg_sessions_project_id_not_null", 1, id="staging-session-without-project",
+    ),
+    pytest.param(
+        "insert into cekura_raw.scenario_improvement_sessions__scenario_ids "
+        "select * from cekura_raw.scenario_improvement_sessions__scenario_ids where session_id = 2001 and position = 0",
+        "stg_session_scenario_ids_key_unique_not_null", 2, id="staging-list-element-twice",
+    ),
+    pytest.param(
+        "insert into cekura_raw.session_status_history "
+        "(session_id, project_id, status, observed_at, run_id, is_deleted) "
+        "values (2001, 201, 'pending', '2024-05-01 00:00:00+00', 'r1', false), "
+        "(2001, 201, 'completed', '2024-05-01 00:00:00+00', 'r2', false)",
+        "stg_session_status_history_key_unique_not_null", 2, id="staging-two-observations-at-once",
+    ),
+    pytest.param(
+        "insert into cekura_raw.scenario_improvement_session_details (session_id, read_at) "
+        "values (2001, now()), (2001, now())",
+        "stg_session_details_key_unique_not_null", 2, id="staging-detail-twice",
+    ),
+    pytest.param(
+        "insert into cekura_raw.scenario_improvement_session_messages (session_id, position, role) "
+        "values (2001, 0, 'user'), (2001, 0, 'assistant'), (2001, 1, 'assistant')",
+        "stg_session_messages_key_unique_not_null", 2, id="staging-message-position-twice",
+    ),
+    pytest.param(
+        "create or replace view staging.stg_session_statuses as "
+        "select * from (values ('pending', false), ('pending', true)) as statuses (status, is_terminal)",
+        "stg_session_statuses_key_unique_not_null", 2, id="staging-status-twice",
+    ),
 ]
 
 
@@ -418,11 +483,13 @@ def test_check_catches_its_broken_rule(tmp_path, breakage, check, offending):
         build_models(con)
     else:
         con.execute(breakage)
-    assert failing(run_checks(con)) == {check: offending}
+    names = check if isinstance(check, tuple) else (check,)
+    assert failing(run_checks(con)) == {name: offending for name in names}
 
 
 def test_every_check_has_a_breaking_case(clean_results):
-    covered = {case.values[1] for case in CASES}
+    covered = {name for case in CASES for name in (case.values[1] if isinstance(case.values[1], tuple)
+                                                    else (case.values[1],))}
     assert {r.name for r in clean_results} - covered == set(), "checks without a case in CASES"
 
 
@@ -437,6 +504,15 @@ severity = "warning"
 
 [sessions.relationships.session_id]
 to = "session_scenarios.session_id"
+
+[sessions.accepted_range.message_count]
+min = 2
+max = 12
+null_where = "title = 'Session 1011'"
+
+[sessions.expression.few_messages]
+expression = "message_count < 10"
+severity = "warning"
 """
 
 
@@ -461,6 +537,17 @@ def test_rules_declared_in_models_toml_become_checks_that_catch_them(tmp_path):
             "error",
             "Every analytics.sessions row's session_id is a session_id in analytics.session_scenarios.",
             sum(1 for s in data.sessions if s["id"] not in with_scenarios)),
+        # NULL is out of range but where null_where holds; a number out of range offends wherever it is
+        "sessions_message_count_in_range": (
+            "error", "Every analytics.sessions row's message_count is within [2, 12], or NULL where "
+                     "title = 'Session 1011'.",
+            sum(1 for s in data.sessions
+                if (count := parse_message_count(s["message_count"])) is None and s["title"] != "Session 1011"
+                or count is not None and not 2 <= count <= 12)),
+        # NULL is not false: only a known count of 10 or more offends
+        "sessions_few_messages": (
+            "warning", "Every analytics.sessions row satisfies message_count < 10.",
+            sum(1 for s in data.sessions if (parse_message_count(s["message_count"]) or 0) >= 10)),
     }
     assert all(count for _, _, count in want.values()), f"the varied data should break every rule: {want}"
     got = {name: (results[name].severity, results[name].description, results[name].offending_rows)

@@ -28,6 +28,9 @@ from support.raw_data import VARIED
 
 TOML_TEXT = (SQL_DIR / "models.toml").read_text()
 DECLARED = tomllib.loads(TOML_TEXT)
+STAGING_DECLARED = DECLARED.pop("staging")  # [staging.<view>]: the staging views
+# the staging views generated from the row contract rather than read from a file
+GENERATED_VIEWS = {"stg_session_statuses"}
 # scenario_stats' declaration, its sub-tables included (the next model's follows it)
 SCENARIO_STATS_BLOCK = TOML_TEXT[TOML_TEXT.index("[scenario_stats]\n"):TOML_TEXT.index("[session_status_changes]\n")]
 
@@ -75,6 +78,22 @@ def test_every_mart_is_declared():
     assert sorted(DECLARED) == sorted(p.stem for p in (SQL_DIR / "marts").glob("*.sql"))
 
 
+def test_every_staging_view_is_declared():
+    assert sorted(STAGING_DECLARED) == sorted({p.stem for p in (SQL_DIR / "staging").glob("*.sql")} | GENERATED_VIEWS)
+
+
+def test_every_staging_view_and_column_has_its_declared_comment(built):
+    want = {(view, column): text
+            for view, table in STAGING_DECLARED.items() for column, text in table["columns"].items()}
+    assert comments(built, "staging") == want
+    views = dict(built.execute(
+        "select view_name, comment from duckdb_views() where schema_name = 'staging'").fetchall())
+    assert views == {
+        view: f"{table['description']} Grain: {table['grain']}. Key: {', '.join(table['key'])}."
+        for view, table in STAGING_DECLARED.items()
+    }
+
+
 def test_every_analytics_column_has_its_declared_comment(built):
     want = {(model, column): text for model, table in DECLARED.items() for column, text in table["columns"].items()}
     got = comments(built, "analytics")
@@ -90,11 +109,12 @@ def test_every_analytics_table_has_its_description_grain_and_key(built):
     assert table_comments(built, "analytics") == want
 
 
-def test_raw_columns_have_the_contracts_descriptions(built):
+def test_raw_tables_and_columns_have_the_contracts_descriptions(built):
     want = {(t.name, c.name): c.description for t in contract.MODEL_INPUTS for c in t.columns}
     assert comments(built, "cekura_raw") == want
-    # table descriptions stay out: the projects one names what must never be in the file
-    assert table_comments(built, "cekura_raw") == {t.name: None for t in contract.MODEL_INPUTS}
+    assert table_comments(built, "cekura_raw") == {t.name: t.description for t in contract.MODEL_INPUTS}
+    # the projects table's note on what is never stored stays out of the file
+    assert contract.PROJECTS.note and all("webhook" not in t.description for t in contract.RAW_TABLES)
 
 
 def test_raw_tables_loaded_by_dlt_keep_their_comments_night_after_night(run_night, api, dataset, db_path):
@@ -114,7 +134,12 @@ def test_raw_tables_loaded_by_dlt_keep_their_comments_night_after_night(run_nigh
     assert {key: got[key] for key in want} == want
     described = [key for key, text in want.items() if text]
     assert len(described) >= sum(len(by_table[t].columns) for t in ("projects", contract.SESSIONS_TABLE)), described
-    assert {tables[name] for name in by_table if name in tables} == {None}
+    assert {name: tables[name] for name in by_table if name in tables} == {
+        name: by_table[name].description for name in by_table if name in tables}
+    # the run's ledger, written beside dlt: the table and every column explained
+    ledger = {column: text for (table, column), text in got.items() if table == "pipeline_runs"}
+    assert len(ledger) >= 12 and all(text and text.strip() for text in ledger.values()), ledger
+    assert "run_id" in ledger and tables["pipeline_runs"], tables
 
 
 # --- declarations that disagree with the models ---------------------------------------------
@@ -137,6 +162,11 @@ MISMATCHES = [
         ('title = "the session\'s title"\n', ""),
         "models.toml: [sessions.columns] does not declare title of analytics.sessions",
         id="model-column-not-declared",
+    ),
+    pytest.param(
+        ('title = "the session\'s title as delivered"\n', ""),
+        "models.toml: [staging.stg_sessions.columns] does not declare title of staging.stg_sessions",
+        id="staging-column-not-declared",
     ),
     pytest.param(
         (SCENARIO_STATS_BLOCK, ""),
@@ -210,6 +240,25 @@ MALFORMED = [
     ),
     pytest.param(
         ("[sessions.columns]\n", "[sessions.columns\n"), r"Expected ']'", id="not-toml",
+    ),
+    pytest.param(
+        ('[scenario_stats.accepted_range.completion_rate]\nmin = 0\n',
+         '[scenario_stats.accepted_range.completion_rate]\nmin = "0"\n'),
+        r"\[scenario_stats.accepted_range.completion_rate\] min must be a number", id="range-bound-not-a-number",
+    ),
+    pytest.param(
+        ('[scenario_stats.accepted_range.completion_rate]\nmin = 0\nmax = 1\n',
+         '[scenario_stats.accepted_range.completion_rate]\n'),
+        r"\[scenario_stats.accepted_range.completion_rate\] needs min, max or both", id="range-without-bounds",
+    ),
+    pytest.param(
+        ('expression = "observed_to > observed_from"\n', 'expression = ""\n'),
+        r"\[session_status_changes.expression.observed_to_after_observed_from\] expression must be one line of SQL",
+        id="empty-expression",
+    ),
+    pytest.param(
+        ('in every project"\nkey = ["session_id"]\n', 'in every project"\nkey = ["id"]\n'),
+        r"\[staging.stg_sessions\] key names columns not in the model's columns: id", id="staging-key-not-declared",
     ),
 ]
 

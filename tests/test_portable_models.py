@@ -126,6 +126,34 @@ def test_a_failed_build_on_postgres_keeps_the_previous_models(tmp_path, pg_url):
     assert build_models(pg)["sessions"] == before["sessions"] + 1, "the connection is usable after the failure"
 
 
+def test_the_data_dictionary_is_written_on_postgres_too(pg_url):
+    """Staging views (the generated one included), raw tables and the run's ledger get their
+    comments as on DuckDB (expected texts read from models.toml and the contract directly)."""
+    import tomllib
+
+    from cekura_sessions.extract import contract
+    from cekura_sessions.settings import SQL_DIR
+
+    pg = _loaded(postgres.connect(pg_url), CLEAN)
+    pg.execute("create table if not exists cekura_raw.pipeline_runs (run_id text, started_at timestamptz)")
+    build_models(pg)
+    views = tomllib.loads((SQL_DIR / "models.toml").read_text())["staging"]
+
+    def described(name: str) -> str | None:
+        return pg.execute("select obj_description(to_regclass(?), 'pg_class')", [name]).fetchone()[0]
+
+    statuses = views["stg_session_statuses"]
+    assert described("staging.stg_session_statuses") == (
+        f"{statuses['description']} Grain: {statuses['grain']}. Key: status.")
+    assert described("cekura_raw.projects") == contract.PROJECTS.description
+    assert described("cekura_raw.pipeline_runs"), "the ledger's table comment"
+    (column,) = pg.execute("select col_description(to_regclass('staging.stg_projects'), attnum) from pg_attribute "
+                           "where attrelid = to_regclass('staging.stg_projects') and attname = 'is_live'").fetchone()
+    assert column == views["stg_projects"]["columns"]["is_live"]
+    (run_id,) = pg.execute("select col_description(to_regclass('cekura_raw.pipeline_runs'), 1)").fetchone()
+    assert run_id and run_id.strip(), "the ledger's first column, run_id, is described"
+
+
 def test_the_fingerprint_follows_the_raw_rows_on_postgres(pg_url):
     pg = _loaded(postgres.connect(pg_url), CLEAN)
     first = inputs_fingerprint(pg)

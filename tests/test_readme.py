@@ -20,6 +20,8 @@ pytestmark = pytest.mark.e2e  # reads the CLI's parser, which imports the whole 
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+MARTS_DECLARED = tomllib.loads((SQL_DIR / "models.toml").read_text())
+STAGING_DECLARED = MARTS_DECLARED.pop("staging")  # [staging.<view>]
 
 
 def _subcommands() -> list[str]:
@@ -69,10 +71,12 @@ def test_readme_raw_tables_are_the_contracts_generated_block():
     )
 
 
-@pytest.mark.parametrize("model, declaration", sorted(tomllib.loads((SQL_DIR / "models.toml").read_text()).items()))
-def test_readme_model_table_shows_the_declared_key(model, declaration):
-    row = next((line for line in README.splitlines() if line.startswith(f"| `analytics.{model}` |")), None)
-    assert row is not None, f"README.md's model table has no row for analytics.{model}"
+@pytest.mark.parametrize("table, declaration", sorted(
+    [*((f"analytics.{model}", d) for model, d in MARTS_DECLARED.items()),
+     *((f"staging.{view}", d) for view, d in STAGING_DECLARED.items())]))
+def test_readme_model_table_shows_the_declared_key(table, declaration):
+    row = next((line for line in README.splitlines() if line.startswith(f"| `{table}` |")), None)
+    assert row is not None, f"README.md's model tables have no row for {table}"
     assert row.rstrip().endswith(f"| `{', '.join(declaration['key'])}` |"), row
 
 
@@ -87,8 +91,7 @@ def test_readme_data_dictionary_command_prints_the_comments(tmp_path):
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     # one row per declared column (DuckDB shows some of them), with the declared comments
-    declared = tomllib.loads((SQL_DIR / "models.toml").read_text()).values()
-    meanings = [text for model in declared for text in model["columns"].values()]
+    meanings = [text for model in MARTS_DECLARED.values() for text in model["columns"].values()]
     assert f"{len(meanings)} rows" in done.stdout, done.stdout
     assert sum(1 for text in set(meanings) if f"│ {text} " in done.stdout) >= 5, done.stdout
 

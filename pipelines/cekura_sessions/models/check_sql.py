@@ -1,6 +1,6 @@
 """Every data check as SQL: generated from the declarations in `sql/models.toml` (key unique
-and not null, not null, accepted values, relationships), or read from the business-rule files
-in `sql/checks/`.
+and not null, not null, accepted values, accepted range, relationships, expression), or read
+from the business-rule files in `sql/checks/`.
 
 A check file: line 1 `-- severity: error|warning`, line 2 `-- <description>`, then a SELECT
 returning the offending rows. A generated check's SELECT is written in the same style, so a
@@ -21,7 +21,7 @@ from cekura_sessions.models.declarations import (
     Rule,
     load_declarations,
 )
-from cekura_sessions.settings import ANALYTICS_SCHEMA, SQL_DIR
+from cekura_sessions.settings import SQL_DIR
 
 _SEVERITY_LINE = re.compile(r"--\s*severity:\s*(\w+)\s*$", re.IGNORECASE)
 
@@ -44,7 +44,7 @@ def all_checks(sql_dir: Path = SQL_DIR) -> list[Check]:
     """The declared and the hand-written checks, by name. Raises CheckError on a malformed
     models.toml or check file, or when two checks share a name."""
     try:
-        declarations = load_declarations(sql_dir)
+        declarations = load_declarations(sql_dir, staging=True)
     except DeclarationError as exc:
         raise CheckError(str(exc)) from exc
     checks = [check for model in declarations.values() for check in generic_checks(model)]
@@ -72,29 +72,29 @@ def file_check(path: Path) -> Check:
 
 def generic_checks(model: ModelDeclaration) -> list[Check]:
     """The model's key check, then one check per declared rule."""
-    origin = f"models.toml [{model.name}]"
+    origin = f"models.toml {model.opening}]"
     key = model.key[0] if len(model.key) == 1 else f"({', '.join(model.key)})"
     checks = [Check(
         f"{model.name}_key_unique_not_null",
         "error",
-        f"Every {ANALYTICS_SCHEMA}.{model.name} row has a {key} and no two rows share one.",
-        _key_query(model.name, model.key),
+        f"Every {model.table} row has a {key} and no two rows share one.",
+        _key_query(model.table, model.key),
         origin,
     )]
     for rule in model.rules:
-        name, default, query = _RULES[rule.kind](model.name, rule)
+        name, default, query = _RULES[rule.kind](model, rule)
         description = (rule.description or default).replace("{values}", ", ".join(rule.values))
-        checks.append(Check(name, rule.severity, description, query, f"{origin} {rule.kind}.{rule.column}"))
+        checks.append(Check(name, rule.severity, description, query, f"{origin} {rule.kind}.{rule.subject}"))
     return checks
 
 
-def _key_query(model: str, key: tuple[str, ...]) -> str:
+def _key_query(table: str, key: tuple[str, ...]) -> str:
     nulls = " or ".join(f"{column} is null" for column in key)
     return f"""with keyed as (
     select
         *,
         count(*) over (partition by {', '.join(key)}) as rows_with_key,
-    from {ANALYTICS_SCHEMA}.{model}
+    from {table}
 ),
 
 final as (
@@ -106,27 +106,46 @@ final as (
 select * from final"""
 
 
-def _not_null(model: str, rule: Rule) -> tuple[str, str, str]:
+def _not_null(model: ModelDeclaration, rule: Rule) -> tuple[str, str, str]:
     return (
-        f"{model}_{rule.column}_not_null",
-        f"Every {ANALYTICS_SCHEMA}.{model} row has a {rule.column}.",
-        _filter_query(model, f"{rule.column} is null"),
+        f"{model.name}_{rule.subject}_not_null",
+        f"Every {model.table} row has a {rule.subject}.",
+        _filter_query(model, f"{rule.subject} is null"),
     )
 
 
-def _accepted_values(model: str, rule: Rule) -> tuple[str, str, str]:
+def _accepted_values(model: ModelDeclaration, rule: Rule) -> tuple[str, str, str]:
     values = ", ".join(_literal(v) for v in rule.values)
     return (
-        f"{model}_{rule.column}_in_enum",
-        f"Every {ANALYTICS_SCHEMA}.{model} row's {rule.column} is one of: {{values}}.",
-        _filter_query(model, f"{rule.column} is null\n        or {rule.column} not in ({values})"),
+        f"{model.name}_{rule.subject}_in_enum",
+        f"Every {model.table} row's {rule.subject} is one of: {{values}}.",
+        _filter_query(model, f"{rule.subject} is null\n        or {rule.subject} not in ({values})"),
     )
 
 
-def _relationship(model: str, rule: Rule) -> tuple[str, str, str]:
+def _accepted_range(model: ModelDeclaration, rule: Rule) -> tuple[str, str, str]:
+    """NaN is outside the range (both engines sort it above every number), and so is NULL unless the
+    row meets `null_where`."""
+    column = rule.subject
+    if rule.low is not None and rule.high is not None:
+        within, words = f"{column} between {rule.low} and {rule.high}", f"within [{rule.low}, {rule.high}]"
+    elif rule.low is not None:
+        within, words = f"{column} >= {rule.low}", f"at least {rule.low}"
+    else:
+        within, words = f"{column} <= {rule.high}", f"at most {rule.high}"
+    otherwise = f"({rule.null_where})" if rule.null_where else "false"
+    nulls = f", or NULL where {rule.null_where}" if rule.null_where else ""
+    return (
+        f"{model.name}_{column}_in_range",
+        f"Every {model.table} row's {column} is {words}{nulls}.",
+        _filter_query(model, f"not coalesce({within}, {otherwise})"),
+    )
+
+
+def _relationship(model: ModelDeclaration, rule: Rule) -> tuple[str, str, str]:
     table, column = rule.to
     query = f"""with children as (
-    select * from {ANALYTICS_SCHEMA}.{model}
+    select * from {model.table}
 ),
 
 parents as (
@@ -137,28 +156,44 @@ final as (
     select children.*
     from children
     left join parents
-        on children.{rule.column} = parents.{column}
+        on children.{rule.subject} = parents.{column}
     where parents.{column} is null
 )
 
 select * from final"""
     return (
-        f"{model}_{rule.column.removesuffix('_id')}_exists",
-        f"Every {ANALYTICS_SCHEMA}.{model} row's {rule.column} is a {column} in {table}.",
+        f"{model.name}_{rule.subject.removesuffix('_id')}_exists",
+        f"Every {model.table} row's {rule.subject} is a {column} in {table}.",
         query,
     )
 
 
-_RULES = {"not_null": _not_null, "accepted_values": _accepted_values, "relationships": _relationship}
+def _expression(model: ModelDeclaration, rule: Rule) -> tuple[str, str, str]:
+    """A row offends where the expression is false; NULL is no evidence either way (write
+    `... is not null and ...` where it should be)."""
+    return (
+        f"{model.name}_{rule.subject}",
+        f"Every {model.table} row satisfies {rule.expression}.",
+        _filter_query(model, f"not ({rule.expression})"),
+    )
 
 
-def _filter_query(model: str, condition: str) -> str:
-    return f"""with {model} as (
-    select * from {ANALYTICS_SCHEMA}.{model}
+_RULES = {
+    "not_null": _not_null,
+    "accepted_values": _accepted_values,
+    "accepted_range": _accepted_range,
+    "relationships": _relationship,
+    "expression": _expression,
+}
+
+
+def _filter_query(model: ModelDeclaration, condition: str) -> str:
+    return f"""with {model.name} as (
+    select * from {model.table}
 ),
 
 final as (
-    select * from {model}
+    select * from {model.name}
     where {condition}
 )
 

@@ -6,14 +6,15 @@ Layout of `sql/`:
   table if not exists` for the raw tables staging reads (so the models build before, or
   without, a load): the few functions whose SQL differs between engines (ISO-8601 parsing,
   safe integer casts, seconds between two timestamps, time zone name keys), with one meaning.
-- `staging/<view>.sql`: a SELECT over `cekura_raw`, materialised as the view `staging.<view>`.
+- `staging/<view>.sql`: a SELECT over `cekura_raw`, materialised as the view `staging.<view>`;
+  before them, the staging views generated from the row contract (lookups.py: the status enum).
 - `marts/<model>.sql`: a SELECT, materialised as the table `analytics.<model>` (the file stem is
   the name). Written in DuckDB's dialect; PostgreSQL gets it through sqlglot
   (destination/warehouse.py), so a model calls only portable SQL and the functions above.
-- `models.toml`: each mart's description, grain, key, columns and generic checks
-  (declarations.py); the build writes the descriptions as the tables' and columns' comments
-  (dictionary.py), and fails when a mart and its declaration disagree.
-- `checks/<what_must_hold>.sql`: the business-rule checks (see checks.py).
+- `models.toml`: each mart's and staging view's description, grain, key, columns and generic
+  checks (declarations.py); the build writes the descriptions as the tables', views' and columns'
+  comments (dictionary.py), and fails when a model and its declaration disagree.
+- `checks/<what_must_hold>.sql`: the business rules no generic rule says (see checks.py).
 
 Staging is built before the marts; within each layer the order is derived from the
 `staging.<name>` and `analytics.<name>` references in each file, so a new file is picked up
@@ -41,7 +42,7 @@ from typing import Any
 from cekura_sessions import crash_points
 from cekura_sessions.destination.warehouse import DUCKDB, LockTimeout, Warehouse, WarehouseError, as_warehouse
 from cekura_sessions.extract.contract import MODEL_INPUTS, RAW_SCHEMA, raw_tables_ddl
-from cekura_sessions.models import dictionary, legacy, postgres_models
+from cekura_sessions.models import dictionary, legacy, lookups, postgres_models
 from cekura_sessions.models.declarations import (
     CONTRACT_VALUES,
     DECLARATIONS_FILE,
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 
 BUILD_TABLE = f"{META_SCHEMA}._build"
 RAW_DDL = "extract/contract.py (raw tables)"  # names the raw DDL step in a ModelBuildError
+LOOKUPS = "generated from extract/contract.py"  # names a generated view's step (lookups.py)
 # each folder of model files and the schema its objects are created in, in build order
 LAYERS = (("staging", STAGING_SCHEMA), ("marts", ANALYTICS_SCHEMA))
 
@@ -112,15 +114,16 @@ _CONTENT_HASH = {
 
 def inputs_fingerprint(con: Any, sql_dir: Path = SQL_DIR) -> str:
     """A fingerprint of everything the models are built from: the SQL files and models.toml, what
-    they take from the contract (the raw DDL, the raw columns' descriptions, the accepted values)
-    and the content of the raw tables they read (order-independent row hashes: about 40 ms at
-    200,000 sessions)."""
+    they take from the contract (the raw DDL, the raw tables' descriptions, the accepted values, the
+    generated views) and the content of the raw tables they read (order-independent row hashes:
+    about 40 ms at 200,000 sessions)."""
     warehouse = as_warehouse(con)
     digest = hashlib.blake2b(digest_size=16)
     for path in sorted([*sql_dir.rglob("*.sql"), *sql_dir.rglob("*.toml")]):
         digest.update(_relative(path, sql_dir).encode() + b"\0" + path.read_bytes())
     digest.update(raw_tables_ddl().encode())
-    digest.update(repr((dictionary.raw_descriptions(), sorted(CONTRACT_VALUES.items()))).encode())
+    digest.update(repr((dictionary.raw_descriptions(), sorted(CONTRACT_VALUES.items()),
+                        lookups.generated_views())).encode())
     for table in (t.name for t in MODEL_INPUTS):
         row: Any = ("missing",)
         if warehouse.has_table(RAW_SCHEMA, table):
@@ -142,7 +145,8 @@ def up_to_date(con: Any, fingerprint: str, sql_dir: Path = SQL_DIR) -> bool:
         "select table_schema, table_name from information_schema.tables where table_schema in (?, ?)",
         [warehouse.dataset.staging, warehouse.dataset.analytics],
     ).fetchall()}
-    return {warehouse.dataset.sql(qualified_name(path)) for path in model_files(sql_dir)} <= present
+    wanted = {qualified_name(path) for path in model_files(sql_dir)} | set(_generated())
+    return {warehouse.dataset.sql(name) for name in wanted} <= present
 
 
 def build_models(con: Any, sql_dir: Path = SQL_DIR, fingerprint: str | None = None,
@@ -161,7 +165,7 @@ def build_models(con: Any, sql_dir: Path = SQL_DIR, fingerprint: str | None = No
     started = time.monotonic()
     files = model_files(sql_dir)
     try:
-        declarations = load_declarations(sql_dir)
+        declarations = load_declarations(sql_dir, staging=True)
     except DeclarationError as exc:
         raise ModelBuildError(DECLARATIONS_FILE, exc.detail) from exc
     counts, dropped = con.retry_on_locks(
@@ -185,7 +189,8 @@ def _build_once(con: Warehouse, sql_dir: Path, files: list[Path], declarations: 
         dropped = _prepare(con, sql_dir, step)
         counts = _create_models(con, sql_dir, files, step, drop_dependents)
         step.now(DECLARATIONS_FILE)
-        dictionary.comment_models(con, declarations, list(counts))
+        views = [*lookups.generated_views(), *(path.stem for path in files if path.parent.name == "staging")]
+        dictionary.comment_models(con, declarations, list(counts), views)
         step.now(RAW_DDL)
         dictionary.comment_raw_tables(con)
         step.now("recording the build")
@@ -238,21 +243,16 @@ def _prepare(con: Warehouse, sql_dir: Path, step: _Step) -> list[str]:
 
 def _create_models(con: Warehouse, sql_dir: Path, files: list[Path], step: _Step,
                    drop_dependents: bool = False) -> dict[str, int]:
-    """Materialise the model files in order; {mart name: row count}."""
-    ours = {qualified_name(path) for path in files}
+    """Materialise the generated staging views, then the model files in order; {mart name: row count}."""
+    generated = _generated()
+    ours = {qualified_name(path) for path in files} | set(generated)
+    for name, select in generated.items():
+        step.now(f"{name} ({LOOKUPS})")
+        _materialise(con, name, "view", select, step.where, ours, drop_dependents)
     for path in files:
         step.now(_relative(path, sql_dir))
-        if con.dialect == DUCKDB:
-            con.execute(_materialise(con, path))
-        else:
-            kind = "view" if path.parent.name == "staging" else "table"
-            try:
-                replaced = postgres_models.materialise(con, qualified_name(path), kind,
-                                                       con.select_sql(path.read_text()), ours, drop_dependents)
-            except postgres_models.HasDependents as error:
-                raise DependentsError(_relative(path, sql_dir), str(error)) from None
-            if replaced:
-                log.warning("%s", replaced)
+        kind = "view" if path.parent.name == "staging" else "table"
+        _materialise(con, qualified_name(path), kind, path.read_text(), step.where, ours, drop_dependents)
         if path.stem == "sessions":
             crash_points.pause_here("models-mid")  # tests kill -9 here, inside the transaction
     counts = {}
@@ -263,10 +263,24 @@ def _create_models(con: Warehouse, sql_dir: Path, files: list[Path], step: _Step
     return counts
 
 
-def _materialise(con: Warehouse, path: Path) -> str:
-    """The DuckDB statement that makes a model file's SELECT its view (staging) or table (marts)."""
-    kind = "view" if path.parent.name == "staging" else "table"
-    return f"create or replace {kind} {qualified_name(path)} as\n{con.select_sql(path.read_text())}"
+def _generated() -> dict[str, str]:
+    """{qualified name: SELECT} of the staging views generated from the contract (lookups.py)."""
+    return {f"{STAGING_SCHEMA}.{name}": select for name, select in lookups.generated_views().items()}
+
+
+def _materialise(con: Warehouse, name: str, kind: str, select: str, where: str, ours: set[str],
+                 drop_dependents: bool) -> None:
+    """Make `select` (DuckDB's dialect) the view or table `name`: `create or replace` on DuckDB,
+    refreshed in place on PostgreSQL (postgres_models.py). `where` names it in a DependentsError."""
+    if con.dialect == DUCKDB:
+        con.execute(f"create or replace {kind} {name} as\n{con.select_sql(select)}")
+        return
+    try:
+        replaced = postgres_models.materialise(con, name, kind, con.select_sql(select), ours, drop_dependents)
+    except postgres_models.HasDependents as error:
+        raise DependentsError(where, str(error)) from None
+    if replaced:
+        log.warning("%s", replaced)
 
 
 def _dependency_order(paths: list[Path]) -> list[Path]:

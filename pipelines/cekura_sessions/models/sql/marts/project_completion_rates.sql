@@ -1,17 +1,25 @@
 -- project_completion_rates: session counts by status and completion rates per project.
--- Grain: one row per project that is not deleted (is_deleted NULL counts as not deleted) and
--- still listed by /user/v1/projects/ (is_listed NULL counts as listed), including projects with
--- no sessions (counts 0, rates NULL). Key: project_id. A status outside the enum (or NULL) is counted
--- in sessions_total and sessions_other, so the six counts add up to sessions_total.
+-- Grain: one row per live project (staging.stg_projects.is_live: not deleted, still listed by
+-- /user/v1/projects/), including projects with no sessions (counts 0, rates NULL). Key:
+-- project_id. A status outside the enum (staging.stg_session_statuses, from the row contract) or
+-- NULL is counted in sessions_total and sessions_other, so the six counts add up to sessions_total.
 
 with projects as (
     select * from staging.stg_projects
-    where is_deleted is distinct from true
-        and is_listed is distinct from false
+    where is_live
+),
+
+statuses as (
+    select * from staging.stg_session_statuses
 ),
 
 sessions as (
-    select * from analytics.sessions
+    select
+        sessions.*,
+        statuses.status is null as is_other_status,
+    from analytics.sessions as sessions
+    left join statuses
+        on sessions.status = statuses.status
 ),
 
 status_counts as (
@@ -23,10 +31,7 @@ status_counts as (
         count(*) filter (where status = 'cancelled') as sessions_cancelled,
         count(*) filter (where status = 'in_progress') as sessions_in_progress,
         count(*) filter (where status = 'pending') as sessions_pending,
-        count(*) filter (
-            where status is null
-                or status not in ('completed', 'failed', 'cancelled', 'in_progress', 'pending')
-        ) as sessions_other,
+        count(*) filter (where is_other_status) as sessions_other,
     from sessions
     group by project_id
 ),

@@ -5,7 +5,7 @@
 -- the status still holds. Observations that only moved updated_at fold into their period.
 -- Unlike updated_at, which keeps only the latest change, this answers "how long did it sit in
 -- pending", "was it failed before it completed", and "when did it vanish upstream".
--- Periods under a project deleted upstream or no longer listed are left out.
+-- Periods under a project that is not live (staging.stg_projects.is_live) are left out.
 
 with observations as (
     select
@@ -42,11 +42,8 @@ periods as (
     from period_starts
 ),
 
--- a project deleted upstream or no longer listed leaves every analytics model
-gone_projects as (
-    select project_id
-    from staging.stg_projects
-    where is_deleted or is_listed = false
+projects as (
+    select * from staging.stg_projects
 ),
 
 final as (
@@ -57,10 +54,10 @@ final as (
         periods.observed_from,
         periods.observed_to,
     from periods
-    left join gone_projects
-        on periods.project_id = gone_projects.project_id
+    left join projects
+        on periods.project_id = projects.project_id
     where not periods.is_deleted
-        and gone_projects.project_id is null
+        and projects.is_live is distinct from false
 )
 
 select * from final

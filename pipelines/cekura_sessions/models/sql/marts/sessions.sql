@@ -1,9 +1,10 @@
 -- sessions: every scenario-improvement session that exists upstream, with its project's name,
 -- its scenario count and its duration.
 -- Grain: one row per session. Key: session_id.
--- A project deleted upstream (is_deleted) or no longer listed (is_listed false) takes its
--- sessions out of this model, and so out of every model built on it; raw keeps them. A session
--- listed under a project that /user/v1/projects/ never returned (asked for by id) stays.
+-- A project that is not live (staging.stg_projects.is_live: deleted upstream or no longer listed)
+-- takes its sessions out of this model, and so out of every model built on it; raw keeps them. A
+-- session listed under a project that /user/v1/projects/ never returned (asked for by id) stays.
+-- is_terminal: the status is terminal in the row contract (staging.stg_session_statuses).
 -- duration_seconds is NULL where either timestamp is NULL or updated_at < created_at (clock skew;
 -- the check sessions_updated_at_not_before_created_at lists those sessions).
 
@@ -13,6 +14,10 @@ with sessions as (
 
 projects as (
     select * from staging.stg_projects
+),
+
+statuses as (
+    select * from staging.stg_session_statuses
 ),
 
 -- counted under the project the session is listed under now (a moved session's old rows aside)
@@ -40,15 +45,16 @@ final as (
             when sessions.updated_at >= sessions.created_at
                 then staging.seconds_between(sessions.created_at, sessions.updated_at)
         end as duration_seconds,
-        coalesce(sessions.status in ('completed', 'failed', 'cancelled'), false) as is_terminal,
+        coalesce(statuses.is_terminal, false) as is_terminal,
     from sessions
     left join projects
         on sessions.project_id = projects.project_id
+    left join statuses
+        on sessions.status = statuses.status
     left join scenario_counts
         on sessions.session_id = scenario_counts.session_id
         and sessions.project_id = scenario_counts.project_id
-    where projects.is_deleted is distinct from true
-        and projects.is_listed is distinct from false
+    where projects.is_live is distinct from false
 )
 
 select * from final
