@@ -156,7 +156,3 @@ _KEEP_PARSER_UP_TO = 8 << 20  # bytes
 def _new_parser() -> simdjson.Parser:
     _PARSERS.parser = simdjson.Parser()
     return _PARSERS.parser
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -277,7 +277,12 @@ class Database:
     def pipelines_dir(self) -> Path:
         """dlt's working folder for this database alone: `<db>.dlt/` beside a DuckDB file; for
         PostgreSQL a folder in dlt's data directory named by server, database and user (never
-        the password), `postgres-<database>-<hash>`."""
+        the password), `postgres-<database>-<hash>`.
+
+        dlt's default (`~/.dlt`, `/var/dlt` as root) is one folder per pipeline name on the machine,
+        so every database shared it: after a failed night into one file, dlt's stored schema
+        version said the other file's tables existed (every later night into that file failed with
+        a CatalogException), and two runs at once removed each other's packages (dlt #1619)."""
         if self.path is not None:
             return self.path.with_name(self.path.name + settings.PIPELINES_DIR_SUFFIX)
         from dlt.common.runtime.run_context import active  # dlt's data dir: DLT_DATA_DIR, ~/.dlt or /var/dlt

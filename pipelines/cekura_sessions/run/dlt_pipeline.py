@@ -28,17 +28,6 @@ _DATABASE_TABLE = f"{settings.META_SCHEMA}._database"  # one row: the file's dat
 _FOLDER_MARKER = "cekura_database"  # in dlt's working folder: the file it serves, {"path", "database_id"}
 
 
-def pipelines_dir_for(db_path: Path) -> Path:
-    """dlt's working folder for this database file alone: `<db>.dlt/` beside it.
-
-    dlt's default (`~/.dlt`, `/var/dlt` as root) is one folder per pipeline name on the machine,
-    so every database file shared it: after a failed night into one file, dlt's stored schema
-    version said the other file's tables existed (every later night into that file failed with a
-    CatalogException), and two runs at once removed each other's packages (dlt #1619).
-    (run/database.py Database.pipelines_dir says where a PostgreSQL database's folder is.)"""
-    return db_path.with_name(db_path.name + settings.PIPELINES_DIR_SUFFIX)
-
-
 def make_pipeline(database: Database, pipelines_dir: str | None = None) -> dlt.Pipeline:
     """The pipeline loading `database`; `pipelines_dir` None: its own folder (Database.pipelines_dir)."""
     # without this, merge keeps a full copy of every load in cekura_raw_staging (GOTCHAS.md)
