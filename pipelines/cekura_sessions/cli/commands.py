@@ -17,7 +17,7 @@ from cekura_sessions.models import checks, runner
 from cekura_sessions.models.check_sql import all_checks
 from cekura_sessions.run import details_state
 from cekura_sessions.run import status as status_reads
-from cekura_sessions.run.database import Database, DatabaseBusy, DatabaseUnavailable, first_line
+from cekura_sessions.run.database import Database, DatabaseBusy, DatabaseUnavailable
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_LOCKED = 0, 1, 2, 3
 
@@ -98,7 +98,7 @@ def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int) -> i
     except DatabaseBusy as error:
         return _fail(f"locked: {error}", codes["locked"])
     except (DatabaseUnavailable, WarehouseError) as error:
-        return _fail(f"cannot read {database}: {first_line(error)}", codes["error"])
+        return _fail(f"cannot read {database}: {logs.one_line(error, first_only=True)}", codes["error"])
     if recent_runs:
         _print_runs(runs)
     _print_freshness(freshness)

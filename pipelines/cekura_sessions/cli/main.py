@@ -21,7 +21,6 @@ from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.cli import api_config
 from cekura_sessions.cli.progress import Progress
 from cekura_sessions.destination.address import password_of
-from cekura_sessions.run.database import first_line
 from cekura_sessions.run.night import RunConfig
 from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGINT, RunOutcome
 
@@ -112,7 +111,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     except Exception as error:
         # a bug or an environment problem: one line for people, the traceback for --log-level DEBUG
         log.debug("%s failed", args.command, exc_info=True)
-        logs.say(f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --log-level DEBUG for details)",
+        logs.say(f"unexpected {type(error).__name__}: {logs.one_line(error, first_only=True)} (rerun with --log-level DEBUG for details)",
                  level="error")
         return EXIT_FATAL
 
@@ -383,7 +382,7 @@ def _redirected(log_file: IO[str]) -> Iterator[IO[str]]:
 def _failure_line(command: str, code: int, path: Path) -> str:
     meaning = f", {_RUN_EXIT_MEANINGS[code]}" if command == "run" and code in _RUN_EXIT_MEANINGS else ""
     run = f" {logs.current_run_id()}" if command == "run" and logs.current_run_id() else ""
-    said = " ".join((logs.last_error() or "no message; see the log").split())
+    said = logs.one_line(logs.last_error() or "no message; see the log")
     lost = f"; the log is incomplete ({logs.output_lost()})" if logs.output_lost() else ""
     return f"cekura-sessions {command}{run} exited {code}{meaning}: {said}{lost} (log: {path})"
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cekura_sessions.extract import contract
+from cekura_sessions.logs import one_line
 from cekura_sessions.settings import ANALYTICS_SCHEMA, SQL_DIR
 
 DECLARATIONS_FILE = "models.toml"
@@ -76,7 +77,7 @@ def load_declarations(sql_dir: Path = SQL_DIR) -> dict[str, ModelDeclaration]:
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise DeclarationError(" ".join(str(exc).split())) from exc
+        raise DeclarationError(one_line(exc)) from exc
     models = {name: _model(name, table) for name, table in data.items()}
     for model in models.values():
         for rule in model.rules:

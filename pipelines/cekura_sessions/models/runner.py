@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from cekura_sessions import crash_points
+from cekura_sessions.logs import one_line
 from cekura_sessions.destination.warehouse import DUCKDB, LockTimeout, Warehouse, WarehouseError, as_warehouse
 from cekura_sessions.extract.contract import MODEL_INPUTS, RAW_SCHEMA, raw_tables_ddl
 from cekura_sessions.models import dictionary, legacy, postgres_models
@@ -73,7 +74,7 @@ class ModelBuildError(Exception):
 
     def __init__(self, file: str, message: str) -> None:
         self.file = file
-        self.message = " ".join(message.split())  # DuckDB's messages span lines; keep one
+        self.message = one_line(message)  # DuckDB's messages span lines; keep one
         super().__init__(f"{file}: {self.message}")
 
 

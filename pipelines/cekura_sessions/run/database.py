@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import duckdb
 
 from cekura_sessions import settings
+from cekura_sessions.logs import one_line
 from cekura_sessions.destination import postgres
 from cekura_sessions.destination.address import MOTHERDUCK, Destination
 from cekura_sessions.destination.warehouse import DuckDBWarehouse, Warehouse
@@ -72,7 +73,7 @@ def open_waiting(open_file: Callable[[], T], db_path: Path, wait_seconds: float)
         except duckdb.IOException as error:
             holder = _lock_holder(str(error))
             if holder is None:
-                raise DatabaseUnavailable(f"cannot open {db_path}: {first_line(error)}") from None
+                raise DatabaseUnavailable(f"cannot open {db_path}: {one_line(error, first_only=True)}") from None
             if time.monotonic() >= deadline:
                 raise DatabaseBusy(
                     f"{db_path} is held by {holder}; close that program (a notebook kernel or "
@@ -163,10 +164,6 @@ def holder_command(pid: int) -> str | None:
             return " ".join(words[:3]) if words[1] == "-m" and len(words) > 2 else f"{words[0]} {words[1]}"
         return f"{words[0]} {Path(words[1]).name}"
     return words[0]
-
-
-def first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 class Database:

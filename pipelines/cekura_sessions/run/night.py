@@ -26,7 +26,6 @@ from cekura_sessions.run.database import (
     DatabaseBusy,
     DatabaseUnavailable,
     LockLost,
-    first_line,
 )
 from cekura_sessions.run.dlt_pipeline import (
     bind_to_database,
@@ -133,7 +132,7 @@ def _locked_run(config: RunConfig, database: Database, report: RunReport) -> Run
             database_key = database_id(con)
     except (WarehouseError, duckdb.Error, OSError) as error:
         # no ledger row: the line says so, since `status` cannot
-        why = storage_full(error) or f"{type(error).__name__}: {first_line(error)}"
+        why = storage_full(error) or f"{type(error).__name__}: {logs.one_line(error, first_only=True)}"
         raise FatalError(f"nothing done: the run could not write its row in the ledger ({why})") from None
     outcome = RunOutcome(EXIT_FATAL, report)
     fatal: FatalError | None = None  # the failure on its way out, if it is one
@@ -154,7 +153,7 @@ def _locked_run(config: RunConfig, database: Database, report: RunReport) -> Run
         # a bug or an environment problem: one line for people, the traceback for --log-level DEBUG
         log.debug("run %s failed", report.run_id, exc_info=True)
         outcome.message = storage_full(error) or (
-            f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --log-level DEBUG for details)")
+            f"unexpected {type(error).__name__}: {logs.one_line(error, first_only=True)} (rerun with --log-level DEBUG for details)")
         fatal = FatalError(outcome.message)
         raise fatal from None
     finally:
@@ -308,7 +307,7 @@ def _record_finish(database: Database, outcome: RunOutcome) -> bool:
         # finished: a night that cannot record its end is not a good night
         if outcome.exit_code not in EXIT_INTERRUPTED:
             outcome.exit_code = EXIT_FATAL
-            why = "the disk is full" if storage_full(error) else first_line(error)
+            why = "the disk is full" if storage_full(error) else logs.one_line(error, first_only=True)
             outcome.message = "; ".join(filter(None, [outcome.message, f"the ledger could not record the run's end ({why})"]))
         return False
     return True
