@@ -12,7 +12,7 @@ from support.processes import run_cli as cekura
 
 pytestmark = pytest.mark.e2e
 
-UNFINISHED = 7  # run/status.py STATUS_EXIT_CODES, as the README's table says
+UNFINISHED = 7  # exit_codes.STATUS, as the README's table says
 
 
 def test_status_says_a_night_is_running_then_that_a_killed_one_never_finished(tmp_path, api, db_path):

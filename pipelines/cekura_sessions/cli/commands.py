@@ -13,13 +13,12 @@ from datetime import datetime, timedelta, timezone
 from cekura_sessions import logs, settings
 from cekura_sessions.destination.address import DestinationError, parse_destination
 from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError
+from cekura_sessions.exit_codes import EXIT_FAILED, EXIT_FATAL, EXIT_LOCKED, EXIT_OK, STATUS_EXIT_CODES
 from cekura_sessions.models import checks, runner
 from cekura_sessions.models.check_sql import all_checks
 from cekura_sessions.run import details_state
 from cekura_sessions.run import status as status_reads
 from cekura_sessions.run.database import Database, DatabaseBusy, DatabaseUnavailable
-
-EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_LOCKED = 0, 1, 2, 3
 
 
 def rebuild_models(db: str, db_wait: float, drop_dependents: bool = False) -> int:
@@ -28,7 +27,7 @@ def rebuild_models(db: str, db_wait: float, drop_dependents: bool = False) -> in
     3 file held (or a PostgreSQL lock past `db_wait`). `db`: a DuckDB file path or a postgresql:// URL."""
     database = _database(db, db_wait)
     if database is None:
-        return EXIT_ERROR
+        return EXIT_FATAL
     started = time.monotonic()
     try:
         with database.connect() as con:
@@ -51,7 +50,7 @@ def check(db: str, db_wait: float, show: int = 0) -> int:
     `show` > 0 prints up to that many offending rows of each check that did not pass."""
     database = _database(db, db_wait)
     if database is None:
-        return EXIT_ERROR
+        return EXIT_FATAL
     try:
         with database.connect(read_only=True) as con:
             if not _models_built(con):
@@ -74,8 +73,8 @@ def check(db: str, db_wait: float, show: int = 0) -> int:
 
 def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int) -> int:
     """Prints recent runs, project freshness and row counts, then one verdict line; exits with the
-    verdict's code (run/status.py, STATUS_EXIT_CODES)."""
-    codes = status_reads.STATUS_EXIT_CODES
+    verdict's code (exit_codes.py)."""
+    codes = STATUS_EXIT_CODES
     try:
         database = Database(parse_destination(db), db_wait)
     except (DestinationError, DatabaseUnavailable) as error:
@@ -220,7 +219,7 @@ def _database(db: str, db_wait: float) -> Database | None:
     return database
 
 
-def _fail(message: str, code: int = EXIT_ERROR) -> int:
+def _fail(message: str, code: int = EXIT_FATAL) -> int:
     logs.say(message, level="error", exit_code=code)
     return code
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import duckdb
 
 from cekura_sessions import logs, settings
+from cekura_sessions.exit_codes import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_LOCKED
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
 from cekura_sessions.run.database import DatabaseBusy, DatabaseUnavailable, connect
 from cekura_sessions.run.interrupt import exit_now
 from cekura_sessions.run.night import RunConfig, run_stoppable
-from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_LOCKED
 
 DEMO_KEY = "demo-key"
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, NoReturn
 
-from cekura_sessions import logs, settings
+from cekura_sessions import exit_codes, logs, settings
 from cekura_sessions.api import endpoints
 from cekura_sessions.api.errors import ConfigError
 from cekura_sessions.api.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -21,8 +22,9 @@ from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.cli import api_config
 from cekura_sessions.cli.progress import Progress
 from cekura_sessions.destination.address import password_of
+from cekura_sessions.exit_codes import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGINT
 from cekura_sessions.run.night import RunConfig
-from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGINT, RunOutcome
+from cekura_sessions.run.outcome import RunOutcome
 
 DESCRIPTION = """\
 Copy your Cekura scenario-improvement sessions into a DuckDB file (or PostgreSQL), build completion-rate and
@@ -36,25 +38,17 @@ configuration (environment variables; dlt's .dlt/secrets.toml [sources.cekura] w
   CEKURA_PROJECT_IDS  comma-separated project ids (default: every project the key can see)
   CEKURA_DB           a DuckDB file, or a postgresql:// URL (default {settings.DEFAULT_DB})"""
 
-RUN_EXIT_CODES = """\
-exit codes of run: 0 done, 1 partial (some projects or a data check failed), 2 nothing loaded,
-3 another run or program holds the database, 130/143 interrupted by SIGINT/SIGTERM."""
+RUN_EXIT_CODES = textwrap.fill(f"exit codes of run: {exit_codes.help_text(exit_codes.RUN)}.", width=100)
 
 EPILOG = f"""{CONFIGURATION}
 
 {RUN_EXIT_CODES}
 `cekura-sessions COMMAND --help` lists a command's options; README.md has the rest."""
 
-STATUS_EPILOG = """\
-exit codes: 0 ok, 1 stale (no run loaded data within --max-age-hours), 2 status could not read
-the file, 3 locked (another process holds it past --db-wait), 4 partial (the newest run ended
-partial), 5 missing (no file at --db), 6 failed (the newest run loaded nothing; older data is
-still within the limit). The last line says which, on stdout when ok and on stderr otherwise."""
+STATUS_EPILOG = (f"exit codes: {exit_codes.help_text(exit_codes.STATUS)}. The last line says which, on stdout "
+                 "when ok and on stderr otherwise.")
 
 log = logging.getLogger("cekura_sessions")
-
-# what the one line under --log-file adds to a run's exit code (CONTRACT.md)
-_RUN_EXIT_MEANINGS = {1: "partial", 2: "fatal", 3: "locked", 130: "interrupted", 143: "terminated"}
 
 
 class UsageError(Exception):
@@ -205,17 +199,16 @@ def _parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="rebuild the SQL models from what is loaded",
                                  description="Rebuild every model in schema analytics from the raw tables, in one "
-                                             "transaction: on failure the previous models stay. Exit 0 built, "
-                                             "1 objects of others depend on a model that must be replaced, "
-                                             "2 cannot build, 3 the file (or a PostgreSQL lock) is held.")
+                                             "transaction: on failure the previous models stay. Exit "
+                                             f"{exit_codes.help_text(exit_codes.MODELS)}.")
     _add_db(models)
     _add_db_wait(models)
     _add_drop_dependents(models)
     models.set_defaults(handler=_models)
 
     check = commands.add_parser("check", help="run the data checks; non-zero exit on a failed check",
-                                description="Run the data checks on the models. Exit 0 every error check passed, "
-                                            "1 one failed, 2 cannot run, 3 the file is held.")
+                                description="Run the data checks on the models. Exit "
+                                            f"{exit_codes.help_text(exit_codes.CHECK)}.")
     _add_db(check)
     _add_db_wait(check)
     check.add_argument("--show", type=_whole(1), nargs="?", const=10, default=0, metavar="N",
@@ -380,7 +373,8 @@ def _redirected(log_file: IO[str]) -> Iterator[IO[str]]:
 
 
 def _failure_line(command: str, code: int, path: Path) -> str:
-    meaning = f", {_RUN_EXIT_MEANINGS[code]}" if command == "run" and code in _RUN_EXIT_MEANINGS else ""
+    name = exit_codes.name_of(exit_codes.RUN, code) if command == "run" else None
+    meaning = f", {name}" if name else ""
     run = f" {logs.current_run_id()}" if command == "run" and logs.current_run_id() else ""
     said = logs.one_line(logs.last_error() or "no message; see the log")
     lost = f"; the log is incomplete ({logs.output_lost()})" if logs.output_lost() else ""

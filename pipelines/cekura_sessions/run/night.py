@@ -17,6 +17,7 @@ from cekura_sessions import crash_points, logs, settings
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.destination.address import Destination, DestinationError, parse_destination, password_of
 from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError, setting_error_in
+from cekura_sessions.exit_codes import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
 from cekura_sessions.models import checks, runner
@@ -38,11 +39,6 @@ from cekura_sessions.run.dlt_pipeline import (
 from cekura_sessions.run.interrupt import Interrupted
 from cekura_sessions.run.lock import LockHeld, LockUnavailable
 from cekura_sessions.run.outcome import (
-    EXIT_FATAL,
-    EXIT_INTERRUPTED,
-    EXIT_LOCKED,
-    EXIT_OK,
-    EXIT_PARTIAL,
     FatalError,
     RunOutcome,
     fatal_message,

@@ -1,4 +1,4 @@
-"""How a run ends: its exit code (CONTRACT.md), what it did, and the one line people read."""
+"""How a run ends: its exit code (exit_codes.py), what it did, and the one line people read."""
 
 from __future__ import annotations
 
@@ -23,14 +23,6 @@ from cekura_sessions.logs import one_line
 from cekura_sessions.models.checks import CheckResult
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_PARTIAL = 1
-EXIT_FATAL = 2
-EXIT_LOCKED = 3
-EXIT_SIGINT = 130  # interrupted: 128 + the signal's number, as shells report it
-EXIT_SIGTERM = 143
-EXIT_INTERRUPTED = (EXIT_SIGINT, EXIT_SIGTERM)
 
 @dataclass
 class RunOutcome:
