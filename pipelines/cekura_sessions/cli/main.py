@@ -1,4 +1,8 @@
-"""`cekura-sessions`: argument parsing and the messages people read. No pipeline logic here."""
+"""`cekura-sessions`: argument parsing and the messages people read. No pipeline logic here.
+
+The parser is built from light modules only: each command imports what it runs (dlt, pyarrow,
+DuckDB, Django) when it runs, so `--help`, `--version` and a usage error answer at once
+(tests/test_cli_startup.py)."""
 
 from __future__ import annotations
 
@@ -10,21 +14,18 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, TYPE_CHECKING, NoReturn
 
 from cekura_sessions import exit_codes, logs, settings
 from cekura_sessions.api import endpoints
+from cekura_sessions.api.endpoints import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from cekura_sessions.api.errors import ConfigError
-from cekura_sessions.api.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from cekura_sessions.api.retry import RetryPolicy
-from cekura_sessions.cli import api_config
-from cekura_sessions.cli.progress import Progress
 from cekura_sessions.destination.address import password_of
 from cekura_sessions.exit_codes import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGINT
-from cekura_sessions.run.night import RunConfig
-from cekura_sessions.run.outcome import RunOutcome
+
+if TYPE_CHECKING:
+    from cekura_sessions.run.outcome import RunOutcome
 
 DESCRIPTION = """\
 Copy your Cekura scenario-improvement sessions into a DuckDB file (or PostgreSQL), build completion-rate and
@@ -120,7 +121,7 @@ def _asks_for_json(argv: list[str]) -> bool:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cekura-sessions", description=DESCRIPTION, epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"cekura-sessions {_version()}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="the least severe log records shown (default INFO; DEBUG adds tracebacks)")
     parser.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -163,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
                           "(conversation_text in [sources.cekura])")
     run.add_argument("--answer-deadline", type=_seconds(positive=True), default=None, metavar="SECONDS",
                      help=f"longest one answer may take, headers to last byte, before the attempt counts as "
-                          f"timed out and is retried (default {RetryPolicy.answer_deadline_seconds:g})")
+                          f"timed out and is retried (default {endpoints.ANSWER_DEADLINE_SECONDS:g})")
     # a night has time: a reader (a dashboard polling the file) is waited out, never a failed night
     _add_db_wait(run, default=settings.RUN_DB_WAIT_SECONDS)
     run.set_defaults(handler=_run)
@@ -299,7 +300,23 @@ def _hours(text: str) -> float:
     return value
 
 
+class _Version(argparse.Action):
+    """--version, reading the installed version only when asked: importlib.metadata alone would
+    double what every other command spends before it starts."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the installed version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> NoReturn:
+        sys.stdout.write(f"cekura-sessions {_version()}\n")
+        parser.exit()
+
+
 def _version() -> str:
+    from importlib import metadata
+
     try:
         return metadata.version("cekura-sessions")
     except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
@@ -406,11 +423,17 @@ def _project_ids(args: argparse.Namespace) -> list[int] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cekura_sessions.api.retry import RetryPolicy
+    from cekura_sessions.cli import api_config
+    from cekura_sessions.cli.progress import Progress
+    from cekura_sessions.extract.report import RunReport
+    from cekura_sessions.run import night
+
     logs.register_secret(os.environ.get("CEKURA_API_KEY"))
     logs.register_secret(os.environ.get("SOURCES__CEKURA__API_KEY"))
     api_key = api_config.api_key()  # where it came from names what to fix in every message about it
     logs.register_secret(api_key.value)
-    config = RunConfig(
+    config = night.RunConfig(
         db=_db(args),
         api_key=api_key.value,
         api_key_origin=api_key.origin,
@@ -427,9 +450,6 @@ def _run(args: argparse.Namespace) -> int:
         db_wait_seconds=args.db_wait,
         **({"retry": RetryPolicy(answer_deadline_seconds=args.answer_deadline)} if args.answer_deadline else {}),
     )
-    from cekura_sessions.extract.report import RunReport
-    from cekura_sessions.run import night
-
     started = time.monotonic()
     report = RunReport()
     logs.set_run_id(report.run_id)
@@ -440,7 +460,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from cekura_sessions.cli import probe
+    from cekura_sessions.cli import api_config, probe
 
     logs.register_secret(os.environ.get("CEKURA_API_KEY"))
     logs.register_secret(os.environ.get("SOURCES__CEKURA__API_KEY"))

@@ -63,7 +63,7 @@ class RunConfig:
     db_wait_seconds: float = 30.0
     pipelines_dir: str | None = None  # None: `<db>.dlt/` beside the database, its own (run/dlt_pipeline.py)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    page_size: int | None = None  # rows asked for per page; None: dlt config, else pages.DEFAULT_PAGE_SIZE
+    page_size: int | None = None  # rows asked for per page; None: dlt config, else endpoints.DEFAULT_PAGE_SIZE
     # sessions' details (run/details_night.py); None: [sources.cekura] details, details_budget,
     # conversation_text, else read them, within the default budget, without their text
     details: bool | None = None
