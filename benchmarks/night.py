@@ -718,7 +718,7 @@ def _db_size(db: Path) -> int:
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["RUNTIME__DLTHUB_TELEMETRY"] = "false"
-    env.pop("CEKURA_SESSIONS_PAUSE_AT", None)
+    env.pop("CEKURA_TEST_HOOK", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

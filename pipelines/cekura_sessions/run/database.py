@@ -168,7 +168,7 @@ def holder_command(pid: int) -> str | None:
 
 class Database:
     """The night's destination, whichever engine: its connections, its run lock, its dlt
-    destination and working folder, and where a test may pause it (crash_points).
+    destination and working folder.
 
     `destination`: what --db named (destination/address.py); `wait_seconds`: how long a DuckDB
     file held by another process is waited for, and on PostgreSQL how long a step that met
@@ -304,9 +304,3 @@ class Database:
         query = _with_lock_timeout(parts.query, self.wait_seconds)
         url = f"postgresql://{user}:{password}@{host}{parts.path}?{query}"
         return dlt.destinations.postgres(credentials=url)
-
-    def pause_marker(self, stage: str) -> Path:
-        """The file a test creates to pause a run at `stage` (crash_points)."""
-        if self.path is not None:
-            return self.path.with_name(f"{self.path.name}.paused-{stage}")
-        return self.pipelines_dir().with_name(f"{self.pipelines_dir().name}.paused-{stage}")

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-from dlt.common.runtime.collector import NullCollector
 
-from cekura_sessions import crash_points, logs, settings
+from cekura_sessions import logs, settings, test_hooks
 from cekura_sessions.destination.warehouse import DUCKDB, as_warehouse
 from cekura_sessions.extract import contract
 from cekura_sessions.run import interrupt
@@ -41,7 +40,7 @@ def make_pipeline(database: Database, pipelines_dir: str | None = None) -> dlt.P
         destination=database.dlt_destination(),
         dataset_name=contract.RAW_SCHEMA,
         pipelines_dir=str(pipelines_dir or database.pipelines_dir()),
-        progress=_PauseInLoad(database.pause_marker(_LOAD_JOB_STAGE)) if crash_points.armed(_LOAD_JOB_STAGE) else None,
+        progress=test_hooks.dlt_progress(),
     )
     # dlt's own handlers hold a SIGINT or SIGTERM until the load drains, then drop it when the
     # package completed; run/interrupt.py's handlers stop the run instead
@@ -162,23 +161,3 @@ def _discard_pending(pipeline: dlt.Pipeline) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         pipeline.drop_pending_packages()
-
-
-_LOAD_JOB_STAGE = "load-job"
-
-
-class _PauseInLoad(NullCollector):
-    """A test hook (crash_points): pauses dlt's load loop, in the main thread, once its first job
-    completed, so a test can kill or signal a run in the middle of dlt's load. Used only when
-    CEKURA_SESSIONS_PAUSE_AT=load-job."""
-
-    def __init__(self, marker: Path) -> None:
-        super().__init__()
-        self._marker: Path | None = marker
-
-    def update(self, name: str, inc: int = 1, total: int | None = None, inc_total: int | None = None,
-               message: str | None = None, label: str | None = None) -> None:
-        # dlt counts one completed job as update("Jobs") and nothing else set
-        if self._marker and (name, inc, total, inc_total, message, label) == ("Jobs", 1, None, None, None, None):
-            marker, self._marker = self._marker, None
-            crash_points.pause_here(_LOAD_JOB_STAGE, marker)

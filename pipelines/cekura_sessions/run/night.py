@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 from dlt.common.pipeline import LoadInfo
 
-from cekura_sessions import crash_points, logs, settings
+from cekura_sessions import logs, settings, test_hooks
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.destination.address import Destination, DestinationError, parse_destination, password_of
 from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError, setting_error_in
@@ -322,7 +322,7 @@ _WRITING_STAGES = frozenset({"load", "details", "models"})
 
 
 def _checkpoint(stage: str, database: Database) -> None:
-    crash_points.pause_here(stage, database.pause_marker(stage))
+    test_hooks.reach(stage)
     if stage in _WRITING_STAGES:
         database.confirm_lock(stage)
 
