@@ -27,7 +27,7 @@ LOADED_PACKAGES_KEPT = 1
 # after SIGINT/SIGTERM, how long the run may take to unwind (a fetch thread can sit in a slow
 # answer for its whole deadline) before it records the interruption and exits where it stands
 INTERRUPT_GRACE_SECONDS = 10.0
-ANALYTICS_SCHEMA = "analytics"  # the models users query (CONTRACT.md)
+ANALYTICS_SCHEMA = "analytics"  # the models users query (README.md)
 STAGING_SCHEMA = "staging"  # staging views and their macros: the models' internals
 META_SCHEMA = "cekura_meta"  # bookkeeping: what the models were built from, the checks' answers
 RUNS_TABLE = "pipeline_runs"  # in the raw schema, written by run/ledger.py outside dlt

@@ -1,4 +1,4 @@
-"""Where Cekura's API is and how it is asked (cekura-api/openapi-subset.json)."""
+"""Where Cekura's API is and how it is asked (docs/upstream-behaviour.md)."""
 
 DEFAULT_BASE_URL = "https://api.cekura.ai"
 API_KEY_HEADER = "X-CEKURA-API-KEY"

@@ -29,7 +29,7 @@ _FOLDER_MARKER = "cekura_database"  # in dlt's working folder: the file it serve
 
 def make_pipeline(database: Database, pipelines_dir: str | None = None) -> dlt.Pipeline:
     """The pipeline loading `database`; `pipelines_dir` None: its own folder (Database.pipelines_dir)."""
-    # without this, merge keeps a full copy of every load in cekura_raw_staging (GOTCHAS.md)
+    # without this, merge keeps a full copy of every load in cekura_raw_staging (docs/upstream-behaviour.md)
     os.environ.setdefault("LOAD__TRUNCATE_STAGING_DATASET", "true")
     # a loaded job's file is never read again; dlt keeps it for ever otherwise (about 8 MB a full night)
     os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
@@ -51,7 +51,7 @@ def make_pipeline(database: Database, pipelines_dir: str | None = None) -> dlt.P
 
 def _say_how_postgres_loads() -> None:
     # without the ADBC driver dlt loads parquet into PostgreSQL through insert statements,
-    # silently and several times slower (GOTCHAS.md)
+    # silently and several times slower (docs/upstream-behaviour.md)
     if importlib.util.find_spec("adbc_driver_postgresql") is not None:
         log.info("loading PostgreSQL with parquet through the ADBC driver")
     else:
