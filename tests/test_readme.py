@@ -17,7 +17,7 @@ from cekura_sessions.extract.contract import markdown_raw_tables
 from cekura_sessions.models.runner import build_models
 from cekura_sessions.settings import SQL_DIR
 
-pytestmark = pytest.mark.e2e  # reads the CLI's parser, which imports the whole pipeline (dlt)
+pytestmark = pytest.mark.e2e  # builds the models in DuckDB and runs the README's command in a subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
