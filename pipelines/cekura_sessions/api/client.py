@@ -78,8 +78,8 @@ class CekuraClient:
             raise ConfigError("the API key contains control characters; check CEKURA_API_KEY")
         self.base_url = check_base_url(base_url)
         if type(page_size) is not int or not 1 <= page_size <= endpoints.MAX_PAGE_SIZE:
-            raise ConfigError(f"the page size must be a whole number from 1 to {endpoints.MAX_PAGE_SIZE}, not {page_size!r}; "
-                              "check --page-size or page_size in [sources.cekura]")
+            raise ConfigError(f"the page size must be a whole number from 1 to {endpoints.MAX_PAGE_SIZE}, "
+                              f"not {page_size!r}; check --page-size or page_size in [sources.cekura]")
         self.page_size = page_size
         # set by the first answer of any kind: from then on a refused or dropped connection, or a
         # gateway's 502/503/504, is a restart waited out (RetryPolicy.outage_seconds)

@@ -106,8 +106,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     except Exception as error:
         # a bug or an environment problem: one line for people, the traceback for --log-level DEBUG
         log.debug("%s failed", args.command, exc_info=True)
-        logs.say(f"unexpected {type(error).__name__}: {logs.one_line(error, first_only=True)} (rerun with --log-level DEBUG for details)",
-                 level="error")
+        logs.say(f"unexpected {type(error).__name__}: {logs.one_line(error, first_only=True)} "
+                 "(rerun with --log-level DEBUG for details)", level="error")
         return EXIT_FATAL
 
 
@@ -301,8 +301,8 @@ def _hours(text: str) -> float:
 
 
 class _Version(argparse.Action):
-    """--version, reading the installed version only when asked: importlib.metadata alone would
-    double what every other command spends before it starts."""
+    """--version, reading the installed version only when asked: importlib.metadata imports
+    email, zipfile and csv, which no other command needs before it starts."""
 
     def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
