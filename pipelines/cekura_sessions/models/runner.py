@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from cekura_sessions import test_hooks
-from cekura_sessions.logs import one_line
 from cekura_sessions.destination.warehouse import DUCKDB, LockTimeout, Warehouse, WarehouseError, as_warehouse
 from cekura_sessions.extract.contract import MODEL_INPUTS, RAW_SCHEMA, raw_tables_ddl
+from cekura_sessions.logs import one_line
 from cekura_sessions.models import dictionary, legacy, postgres_models
 from cekura_sessions.models.declarations import (
     CONTRACT_VALUES,

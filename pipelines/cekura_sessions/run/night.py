@@ -149,7 +149,8 @@ def _locked_run(config: RunConfig, database: Database, report: RunReport) -> Run
         # a bug or an environment problem: one line for people, the traceback for --log-level DEBUG
         log.debug("run %s failed", report.run_id, exc_info=True)
         outcome.message = storage_full(error) or (
-            f"unexpected {type(error).__name__}: {logs.one_line(error, first_only=True)} (rerun with --log-level DEBUG for details)")
+            f"unexpected {type(error).__name__}: {logs.one_line(error, first_only=True)} "
+            "(rerun with --log-level DEBUG for details)")
         fatal = FatalError(outcome.message)
         raise fatal from None
     finally:
