@@ -219,7 +219,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # keep-alive + Nagle stalls every answer ~40 ms (GOTCHAS.md)
+    disable_nagle_algorithm = True  # keep-alive + Nagle stalls every answer ~40 ms (docs/upstream-behaviour.md)
     timeout = 120
     server: _Server
 

@@ -317,7 +317,7 @@ def run_pipeline(args: argparse.Namespace, result: dict[str, Any]) -> None:
 
     setup_logging("INFO", "text")
     stages: dict[str, float] = {}
-    _time_stages(stages, dlt, history, runner, checks)
+    _time_stages(stages, dlt, bookkeeping, runner, checks)
     config = pipeline.RunConfig(
         db=args.db,  # a DuckDB file or a postgresql:// URL (benchmarks/engines.py)
         api_key=API_KEY,
@@ -718,7 +718,7 @@ def _db_size(db: Path) -> int:
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["RUNTIME__DLTHUB_TELEMETRY"] = "false"
-    env.pop("CEKURA_SESSIONS_PAUSE_AT", None)
+    env.pop("CEKURA_TEST_HOOK", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -99,7 +99,7 @@ class StageMeter:
         self.peak_mb: dict[str, float] = {}
         self.sql: list[tuple[float, str]] = []
         self.stage = "other"
-        self._owners = {"dlt.Pipeline": dlt.Pipeline, "history": history, "models": models, "checks": checks}
+        self._owners = {"dlt.Pipeline": dlt.Pipeline, "history": bookkeeping, "models": models, "checks": checks}
         self._saved: list[tuple[Any, str, Any]] = []
         self._stop = threading.Event()
         for owner_name, name in self.STAGES:

@@ -97,7 +97,7 @@ def test_a_failed_project_keeps_its_rows_and_the_others_move_on(target, api, dat
 @pytest.mark.parametrize("stage", ["load", "models"])
 def test_a_run_killed_with_9_is_recovered_by_the_next_night(target, api, dataset, stage):
     marker = target.folder / f"paused-{stage}"
-    process = _start(target, api, CEKURA_SESSIONS_PAUSE_AT=stage, CEKURA_SESSIONS_PAUSE_MARKER=str(marker))
+    process = _start(target, api, CEKURA_TEST_HOOK=f"{stage}:{marker}")
     try:
         _wait_for(marker.exists, f"the run to pause at {stage}")
     finally:
@@ -118,7 +118,7 @@ def test_a_run_killed_with_9_is_recovered_by_the_next_night(target, api, dataset
 
 def test_a_second_run_is_refused_while_one_holds_the_database(target, api, dataset):
     marker = target.folder / "paused-models"
-    holder = _start(target, api, CEKURA_SESSIONS_PAUSE_AT="models", CEKURA_SESSIONS_PAUSE_MARKER=str(marker))
+    holder = _start(target, api, CEKURA_TEST_HOOK=f"models:{marker}")
     try:
         _wait_for(marker.exists, "the first run to pause before its models")
         second = _run(target, api)

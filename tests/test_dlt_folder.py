@@ -68,7 +68,7 @@ def test_two_runs_into_two_files_at_once_each_load_their_own(tmp_path, api, data
     mine, theirs = listed[: len(listed) // 2], listed[len(listed) // 2 :]
     first, second = tmp_path / "first.duckdb", tmp_path / "second.duckdb"
     marker = pause_marker(first, "load")
-    waiting = start_cli(tmp_path, api.url, first, *_project_args(mine), CEKURA_SESSIONS_PAUSE_AT="load")
+    waiting = start_cli(tmp_path, api.url, first, *_project_args(mine), CEKURA_TEST_HOOK=f"load:{marker}")
     try:
         wait_for(marker.exists, "the first run paused before its load")
         other = run_cli(tmp_path, api.url, second, *_project_args(theirs))

@@ -265,7 +265,7 @@ def test_keep_alive_answers_without_nagle_stall(server, http, data):
 
     # one connection carried every answer, and the server's end of it sends each write at once
     # (TCP_NODELAY): with Nagle's algorithm an answer's body waits for the ACK of its headers,
-    # which the client delays ~40 ms, on every answer of a kept-alive connection (GOTCHAS.md)
+    # which the client delays ~40 ms, on every answer of a kept-alive connection (docs/upstream-behaviour.md)
     pools = http.get_adapter(server.url).poolmanager.pools
     assert sum(pools[key].num_connections for key in pools.keys()) == 1, "the client opened more than one connection"
     open_connections = server._server.open_connections()

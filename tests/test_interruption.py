@@ -33,7 +33,7 @@ def _line(signum: int) -> str:
         pytest.param(signal.SIGINT, "load-job", id="sigint-load"),
         pytest.param(signal.SIGTERM, "load-job", id="sigterm-load"),
         # inside the models' transaction
-        pytest.param(signal.SIGTERM, "models-mid", id="sigterm-models"),
+        pytest.param(signal.SIGTERM, "model-sessions", id="sigterm-models"),
     ],
 )
 def test_signal_stops_the_run_and_the_next_night_is_exact(tmp_path, api, dataset, db_path, signum, stage):
@@ -49,8 +49,7 @@ def test_signal_stops_the_run_and_the_next_night_is_exact(tmp_path, api, dataset
         # every other listing answered (the log records a request once answered): the run waits on the slow one
         wait_for(lambda: api.request_count(endpoint="sessions") >= len(listed) - 1, "the other listings answered")
     else:
-        process = start_cli(tmp_path, api.url, db_path, CEKURA_SESSIONS_PAUSE_AT=stage,
-                            CEKURA_SESSIONS_PAUSE_MARKER=str(marker))
+        process = start_cli(tmp_path, api.url, db_path, CEKURA_TEST_HOOK=f"{stage}:{marker}")
         wait_for(marker.exists, f"the run paused at {stage}")
 
     try:
@@ -89,7 +88,7 @@ def test_signal_stops_the_run_and_the_next_night_is_exact(tmp_path, api, dataset
 
 
 @pytest.mark.parametrize("stage", [
-    pytest.param("models-mid", id="unwinds-in-order"),
+    pytest.param("model-sessions", id="unwinds-in-order"),
     # waiting on a slow answer the run cannot unwind: the watchdog records it and exits where it stands
     pytest.param("extract", id="ended-by-the-watchdog"),
 ])
@@ -103,7 +102,7 @@ def test_an_interrupted_run_under_a_log_file_mails_one_line_and_logs_json(tmp_pa
 
     log_file = tmp_path / "run.log"
     marker = pause_marker(db_path, stage)
-    env = cli_env(tmp_path, CEKURA_SESSIONS_PAUSE_AT=stage, CEKURA_SESSIONS_PAUSE_MARKER=str(marker))
+    env = cli_env(tmp_path, CEKURA_TEST_HOOK=f"{stage}:{marker}")
     listed = expected.listed_project_ids(dataset)
     if stage == "extract":
         api.faults = Faults(script={("sessions", listed[-1]): ["slow:60"]})

@@ -10,7 +10,7 @@ import duckdb
 import orjson
 import pytest
 from cekura_sessions.api.endpoints import PROJECTS_PATH, SESSIONS_PATH
-from cekura_sessions.api.pages import DEFAULT_PAGE_SIZE
+from cekura_sessions.api.endpoints import DEFAULT_PAGE_SIZE
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against a loopback server
 

@@ -69,14 +69,14 @@ def test_database_held_by_another_process_gives_one_clear_line(tmp_path, api, db
 @pytest.mark.parametrize("stage", ["extract", "normalize", "load", "models"])
 def test_killed_run_is_recovered_by_the_next_night(tmp_path, api, dataset, db_path, stage):
     victim = expected.listed_project_ids(dataset)[-1]
-    env = {} if stage == "extract" else {"CEKURA_SESSIONS_PAUSE_AT": stage}
+    marker = db_path.with_name(f"{db_path.name}.paused-{stage}")
+    env = {} if stage == "extract" else {"CEKURA_TEST_HOOK": f"{stage}:{marker}"}
     if stage == "extract":
         api.faults = Faults(script={("sessions", victim): ["slow:60"]})
     process = subprocess.Popen(
         [*CLI, "run", "--base-url", api.url, "--db", str(db_path)],
         env=_cli_env(tmp_path, **env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    marker = db_path.with_name(f"{db_path.name}.paused-{stage}")
     _wait_for(lambda: marker.exists() if stage != "extract" else api.request_count(endpoint="sessions") >= 3)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
@@ -283,11 +283,10 @@ def test_run_killed_inside_the_model_build_leaves_the_previous_models_whole(tmp_
     tomorrow = dataset.next_night(seed=14)
     assert len(expected.sessions(tomorrow)) != before["sessions"], "the nights must differ for this test to mean anything"
     api.dataset = tomorrow
-    marker = db_path.with_name(f"{db_path.name}.paused-models-mid")
+    marker = db_path.with_name(f"{db_path.name}.paused-model-sessions")
     process = subprocess.Popen(
         [*CLI, "run", "--base-url", api.url, "--db", str(db_path)],
-        env=_cli_env(tmp_path, DLT_DATA_DIR=str(tmp_path / "pipelines"), CEKURA_SESSIONS_PAUSE_AT="models-mid",
-                     CEKURA_SESSIONS_PAUSE_MARKER=str(marker)),
+        env=_cli_env(tmp_path, DLT_DATA_DIR=str(tmp_path / "pipelines"), CEKURA_TEST_HOOK=f"model-sessions:{marker}"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     _wait_for(marker.exists)

@@ -267,12 +267,12 @@ def test_leftover_packages_of_another_database_are_not_loaded_here(tmp_path, api
     import time
 
     other_db = tmp_path / "other.duckdb"
-    env = {**os.environ, "CEKURA_API_KEY": API_KEY, "CEKURA_SESSIONS_PAUSE_AT": "load"}
+    marker = other_db.with_name("other.duckdb.paused-load")
+    env = {**os.environ, "CEKURA_API_KEY": API_KEY, "CEKURA_TEST_HOOK": f"load:{marker}"}
     process = subprocess.Popen(
         [sys.executable, "-m", "cekura_sessions.cli", "run", "--base-url", api.url, "--db", str(other_db)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    marker = other_db.with_name("other.duckdb.paused-load")
     deadline = time.monotonic() + 60
     while not marker.exists():
         assert time.monotonic() < deadline

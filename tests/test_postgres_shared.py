@@ -275,7 +275,7 @@ def test_a_lost_lock_that_is_free_is_taken_again_and_said(pg_url, tmp_path, api,
         admin = postgres.connect(pg_url)
         admin.cursor().execute(f"alter database {urlsplit(pg_url).path.lstrip('/')} set idle_session_timeout = '1s'")
         admin.close()
-    run = _start(tmp_path, api, pg_url, CEKURA_SESSIONS_PAUSE_AT="normalize", CEKURA_SESSIONS_PAUSE_MARKER=str(marker))
+    run = _start(tmp_path, api, pg_url, CEKURA_TEST_HOOK=f"normalize:{marker}")
     try:
         _wait_for(marker.exists, "the run to pause after its fetch")
         if how == "pg_terminate_backend":
@@ -297,7 +297,7 @@ def test_a_lost_lock_that_is_free_is_taken_again_and_said(pg_url, tmp_path, api,
 
 def test_a_lost_lock_another_run_took_stops_before_the_load_with_exit_3(pg_url, tmp_path, api):
     marker = tmp_path / "paused"
-    run = _start(tmp_path, api, pg_url, CEKURA_SESSIONS_PAUSE_AT="normalize", CEKURA_SESSIONS_PAUSE_MARKER=str(marker))
+    run = _start(tmp_path, api, pg_url, CEKURA_TEST_HOOK=f"normalize:{marker}")
     other = postgres.connect(pg_url)
     try:
         _wait_for(marker.exists, "the run to pause after its fetch")

@@ -71,8 +71,8 @@ def test_a_reader_polling_the_file_never_fails_a_night(tmp_path, api, dataset, d
 
 def _paused_at_normalize(tmp_path, api, db_path, wait: str) -> tuple[subprocess.Popen, object]:
     """A run with --db-wait `wait`, paused once its fetch is done (the file is not held then)."""
-    run = start_cli(tmp_path, api.url, db_path, "--db-wait", wait, CEKURA_SESSIONS_PAUSE_AT="normalize")
     marker = pause_marker(db_path, "normalize")
+    run = start_cli(tmp_path, api.url, db_path, "--db-wait", wait, CEKURA_TEST_HOOK=f"normalize:{marker}")
     wait_for(lambda: marker.exists() or run.poll() is not None, "the run to reach normalize")
     assert run.poll() is None, run.communicate()[1]
     return run, marker

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from cekura_sessions import exit_codes
 from cekura_sessions.cli import main as cli
 from cekura_sessions.extract.contract import markdown_raw_tables
 from cekura_sessions.models.runner import build_models
 from cekura_sessions.settings import SQL_DIR
 
-pytestmark = pytest.mark.e2e  # reads the CLI's parser, which imports the whole pipeline (dlt)
+pytestmark = pytest.mark.e2e  # builds the models in DuckDB and runs the README's command in a subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -94,6 +95,24 @@ def test_readme_data_dictionary_command_prints_the_comments(tmp_path):
     meanings = [text for model in MARTS_DECLARED.values() for text in model["columns"].values()]
     assert f"{len(meanings)} rows" in done.stdout, done.stdout
     assert sum(1 for text in set(meanings) if f"│ {text} " in done.stdout) >= 5, done.stdout
+
+
+def _readme_table(heading: str) -> list[list[str]]:
+    """The body rows of the first table under `heading`, each a list of its cells."""
+    section = README.split(f"\n{heading}\n", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
+
+
+def test_readme_run_exit_codes_are_the_exit_code_table():
+    codes = [int(code) for row in _readme_table("### Exit codes of `run`") for code in row[0].split("/")]
+    assert codes == [entry.code for entry in exit_codes.RUN], "README.md's run exit codes differ from exit_codes.RUN"
+
+
+def test_readme_status_exit_codes_are_the_exit_code_table():
+    rows = [(int(row[0]), row[1]) for row in _readme_table("### Exit codes of `status`")]
+    assert rows == [(entry.code, entry.name) for entry in exit_codes.STATUS], (
+        "README.md's status exit codes differ from exit_codes.STATUS")
 
 
 def test_quick_start_is_the_two_make_commands():

@@ -163,12 +163,12 @@ def test_key_never_leaves_the_header_in_cli_runs(tmp_path, api, dataset, db_path
 
 def test_key_never_leaves_the_header_when_the_run_is_killed(tmp_path, api, db_path):
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    marker = db_path.with_name(f"{db_path.name}.paused-load")
     with open(out, "w") as stdout, open(err, "w") as stderr:
         process = subprocess.Popen(
             [*CLI, "--log-level", "DEBUG", "run", "--base-url", api.url, "--db", str(db_path)],
-            env=_cli_env(tmp_path, CEKURA_SESSIONS_PAUSE_AT="load"), cwd=tmp_path, stdout=stdout, stderr=stderr,
+            env=_cli_env(tmp_path, CEKURA_TEST_HOOK=f"load:{marker}"), cwd=tmp_path, stdout=stdout, stderr=stderr,
         )
-        marker = db_path.with_name(f"{db_path.name}.paused-load")
         deadline = time.monotonic() + 60
         while not marker.exists():
             assert process.poll() is None and time.monotonic() < deadline, "the run never reached the load"

@@ -1,5 +1,5 @@
 """`status` beside a running night and after a killed one, and who holds a file named as the
-command it runs. Real processes: a run paused at a stage (CEKURA_SESSIONS_PAUSE_AT), kill -9."""
+command it runs. Real processes: a run paused at a stage (CEKURA_TEST_HOOK), kill -9."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from support.processes import run_cli as cekura
 
 pytestmark = pytest.mark.e2e
 
-UNFINISHED = 7  # run/status.py STATUS_EXIT_CODES, as the README's table says
+UNFINISHED = 7  # exit_codes.STATUS, as the README's table says
 
 
 def test_status_says_a_night_is_running_then_that_a_killed_one_never_finished(tmp_path, api, db_path):
     assert run_cli(tmp_path, api.url, db_path).returncode == 0  # a good night before: the data is fresh
-    run = start_cli(tmp_path, api.url, db_path, CEKURA_SESSIONS_PAUSE_AT="models")
-    wait_for(lambda: pause_marker(db_path, "models").exists() or run.poll() is not None, "the run to reach models")
+    marker = pause_marker(db_path, "models")
+    run = start_cli(tmp_path, api.url, db_path, CEKURA_TEST_HOOK=f"models:{marker}")
+    wait_for(lambda: marker.exists() or run.poll() is not None, "the run to reach models")
     assert run.poll() is None, run.communicate()[1]
 
     running = cekura(tmp_path, "status", "--db", str(db_path), "--db-wait", "0")
@@ -37,8 +38,9 @@ def test_status_says_a_night_is_running_then_that_a_killed_one_never_finished(tm
 
 
 def test_status_is_ok_again_once_a_night_finishes_after_the_killed_one(tmp_path, api, db_path):
-    run = start_cli(tmp_path, api.url, db_path, CEKURA_SESSIONS_PAUSE_AT="models")
-    wait_for(lambda: pause_marker(db_path, "models").exists() or run.poll() is not None, "the run to reach models")
+    marker = pause_marker(db_path, "models")
+    run = start_cli(tmp_path, api.url, db_path, CEKURA_TEST_HOOK=f"models:{marker}")
+    wait_for(lambda: marker.exists() or run.poll() is not None, "the run to reach models")
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=60)
     time.sleep(0.1)

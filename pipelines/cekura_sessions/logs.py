@@ -108,6 +108,20 @@ def adopt_dlt_logger() -> None:
     dlt_logger.setLevel(max(logging.getLogger().level, logging.WARNING))
 
 
+def one_line(said: BaseException | str, *, first_only: bool = False) -> str:
+    """What an error (or a text) says, as one line of a message: its whitespace and line breaks
+    collapsed to single spaces. `first_only` keeps its first line alone, for errors whose further
+    lines repeat a chain of wrapped errors or a trace (dlt's step failures, DuckDB's context). An
+    error that says nothing is named by its type."""
+    text = str(said).strip()
+    if first_only:
+        text = text.splitlines()[0] if text else ""
+    text = " ".join(text.split())
+    if not text and isinstance(said, BaseException):
+        return type(said).__name__
+    return text
+
+
 def say(message: str, *, level: str = "info", stream: TextIO | None = None, **fields: Any) -> None:
     """One line a command says to people: the run's summary, a verdict, the error line.
 

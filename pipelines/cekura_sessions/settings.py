@@ -29,7 +29,7 @@ LOADED_PACKAGES_KEPT = 1
 INTERRUPT_GRACE_SECONDS = 10.0
 # the default dataset's schemas; destination/dataset.py names those of `--dataset NAME`
 RAW_SCHEMA = "cekura_raw"  # dlt's dataset: the raw tables
-ANALYTICS_SCHEMA = "analytics"  # the models users query
+ANALYTICS_SCHEMA = "analytics"  # the models users query (README.md)
 STAGING_SCHEMA = "staging"  # staging views and their macros: the models' internals
 META_SCHEMA = "cekura_meta"  # bookkeeping: what the models were built from, the checks' answers
 RUNS_TABLE = "pipeline_runs"  # in the raw schema, written by run/bookkeeping.py outside dlt

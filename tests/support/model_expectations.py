@@ -15,7 +15,7 @@ from .raw_data import RawData, parse_message_count, parse_timestamp
 
 ENUM = ("pending", "in_progress", "completed", "cancelled", "failed")
 TERMINAL = ("completed", "failed", "cancelled")
-# the models CONTRACT.md names
+# the models the README's model table names
 CONTRACT_MARTS = (
     "sessions",
     "session_scenarios",

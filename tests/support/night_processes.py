@@ -32,7 +32,8 @@ def start_cli(tmp_path: Path, base_url: str, db_path: Path, *args: str, **env: s
 
 
 def pause_marker(db_path: Path, stage: str) -> Path:
-    """The file a run paused at `stage` (CEKURA_SESSIONS_PAUSE_AT) creates; removing it lets the run go on."""
+    """Where a run paused at `stage` (CEKURA_TEST_HOOK=<stage>:<this path>) creates its marker;
+    removing it lets the run go on."""
     return db_path.with_name(f"{db_path.name}.paused-{stage}")
 
 

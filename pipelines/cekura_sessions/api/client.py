@@ -55,7 +55,7 @@ class SessionListing:
 
 class CekuraClient:
     """One client per run; safe to share between worker threads. `page_size`: rows asked for per
-    page of a listing (1..pages.MAX_PAGE_SIZE); a server grants up to its own maximum, and one
+    page of a listing (1..endpoints.MAX_PAGE_SIZE); a server grants up to its own maximum, and one
     that takes no page size from clients answers its own. `throttle`: the API's throttle as an
     earlier night learned it (api/pacing.py), paced to from the first request; `clock`: the time
     the pacing runs on (a scaled one in tests)."""
@@ -67,7 +67,7 @@ class CekuraClient:
         policy: RetryPolicy | None = None,
         stats: RequestStats | None = None,
         connections: int = settings.DEFAULT_CONCURRENCY,
-        page_size: int = pages.DEFAULT_PAGE_SIZE,
+        page_size: int = endpoints.DEFAULT_PAGE_SIZE,
         throttle: Throttle | None = None,
         clock: Clock = REAL_TIME,
     ) -> None:
@@ -77,9 +77,9 @@ class CekuraClient:
             # http.client would refuse it with an error that quotes the whole header
             raise ConfigError("the API key contains control characters; check CEKURA_API_KEY")
         self.base_url = check_base_url(base_url)
-        if type(page_size) is not int or not 1 <= page_size <= pages.MAX_PAGE_SIZE:
-            raise ConfigError(f"the page size must be a whole number from 1 to {pages.MAX_PAGE_SIZE}, not {page_size!r}; "
-                              "check --page-size or page_size in [sources.cekura]")
+        if type(page_size) is not int or not 1 <= page_size <= endpoints.MAX_PAGE_SIZE:
+            raise ConfigError(f"the page size must be a whole number from 1 to {endpoints.MAX_PAGE_SIZE}, "
+                              f"not {page_size!r}; check --page-size or page_size in [sources.cekura]")
         self.page_size = page_size
         # set by the first answer of any kind: from then on a refused or dropped connection, or a
         # gateway's 502/503/504, is a restart waited out (RetryPolicy.outage_seconds)

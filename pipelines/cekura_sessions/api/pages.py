@@ -22,11 +22,6 @@ import simdjson
 
 from cekura_sessions.api.errors import MalformedBody
 
-# rows asked for per page (`page_size`, or `limit` on a limit/offset `next` link): as few requests
-# as the server allows, up to its max_page_size; never more, so one answer stays a few MB
-DEFAULT_PAGE_SIZE = 1000
-MAX_PAGE_SIZE = 1000
-
 # a simdjson Parser is reused (its buffers are the speed) but serves one thread at a time
 _PARSERS = threading.local()
 log = logging.getLogger(__name__)
@@ -156,7 +151,3 @@ _KEEP_PARSER_UP_TO = 8 << 20  # bytes
 def _new_parser() -> simdjson.Parser:
     _PARSERS.parser = simdjson.Parser()
     return _PARSERS.parser
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

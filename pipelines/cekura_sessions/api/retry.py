@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import tenacity
 
+from cekura_sessions.api.endpoints import ANSWER_DEADLINE_SECONDS
 from cekura_sessions.api.errors import RateLimited, RetryableError, describe_error
 from cekura_sessions.api.pacing import Pacer
 
@@ -28,7 +29,7 @@ class RetryPolicy:
     backoff_initial_seconds: float = 0.5
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 60.0  # between two socket reads
-    answer_deadline_seconds: float = 300.0  # for the whole answer, headers to last byte
+    answer_deadline_seconds: float = ANSWER_DEADLINE_SECONDS  # for the whole answer, headers to last byte
     listing_reads: int = 4  # reads of a paged listing that keeps changing before its project fails
     # from the client's start: while it lasts a 429 is waited out and asked again; once
     # the API still throttles past it, the projects not fetched yet fail and the night ends

@@ -14,14 +14,13 @@ from cekura_sessions import logs, settings
 from cekura_sessions.destination.address import DestinationError, parse_destination
 from cekura_sessions.destination.dataset import Dataset
 from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError
+from cekura_sessions.exit_codes import EXIT_FAILED, EXIT_FATAL, EXIT_LOCKED, EXIT_OK, STATUS_EXIT_CODES
 from cekura_sessions.extract import contract
 from cekura_sessions.models import checks, runner
 from cekura_sessions.models.check_sql import all_checks
 from cekura_sessions.run import details_state
 from cekura_sessions.run import status as status_reads
-from cekura_sessions.run.database import Database, DatabaseBusy, DatabaseUnavailable, first_line
-
-EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_LOCKED = 0, 1, 2, 3
+from cekura_sessions.run.database import Database, DatabaseBusy, DatabaseUnavailable
 
 
 def rebuild_models(db: str, db_wait: float, drop_dependents: bool = False, dataset: str = settings.RAW_SCHEMA) -> int:
@@ -31,7 +30,7 @@ def rebuild_models(db: str, db_wait: float, drop_dependents: bool = False, datas
     `dataset`: whose models (--dataset)."""
     database = _database(db, db_wait, dataset)
     if database is None:
-        return EXIT_ERROR
+        return EXIT_FATAL
     started = time.monotonic()
     try:
         with database.connect() as con:
@@ -57,7 +56,7 @@ def check(db: str, db_wait: float, show: int = 0, dataset: str = settings.RAW_SC
     `show` > 0 prints up to that many offending rows of each check that did not pass."""
     database = _database(db, db_wait, dataset)
     if database is None:
-        return EXIT_ERROR
+        return EXIT_FATAL
     try:
         with database.connect(read_only=True) as con:
             missing = _no_such_dataset(con, database)
@@ -84,9 +83,9 @@ def check(db: str, db_wait: float, show: int = 0, dataset: str = settings.RAW_SC
 def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int, all_projects: bool = False,
            dataset: str = settings.RAW_SCHEMA) -> int:
     """Prints recent runs, project freshness (the stalest few, or `all_projects`) and row counts,
-    then one verdict line; exits with the verdict's code (run/status.py, STATUS_EXIT_CODES).
-    `dataset`: whose runs and data (--dataset)."""
-    codes = status_reads.STATUS_EXIT_CODES
+    then one verdict line; exits with the verdict's code (exit_codes.py). `dataset`: whose runs and
+    data (--dataset)."""
+    codes = STATUS_EXIT_CODES
     try:
         database = Database(parse_destination(db), db_wait, Dataset(dataset))
     except (DestinationError, DatabaseUnavailable) as error:
@@ -113,7 +112,7 @@ def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int, all_
     except DatabaseBusy as error:
         return _fail(f"locked: {error}", codes["locked"])
     except (DatabaseUnavailable, WarehouseError) as error:
-        return _fail(f"cannot read {database}: {first_line(error)}", codes["error"])
+        return _fail(f"cannot read {database}: {logs.one_line(error, first_only=True)}", codes["error"])
     if recent_runs:
         _print_runs(runs)
     _print_freshness(freshness, gone, None if all_projects else FRESHNESS_SHOWN)
@@ -261,7 +260,7 @@ def _database(db: str, db_wait: float, dataset: str) -> Database | None:
     return database
 
 
-def _fail(message: str, code: int = EXIT_ERROR) -> int:
+def _fail(message: str, code: int = EXIT_FATAL) -> int:
     logs.say(message, level="error", exit_code=code)
     return code
 

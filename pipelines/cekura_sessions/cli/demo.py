@@ -11,6 +11,7 @@ import duckdb
 
 from cekura_sessions import logs, settings
 from cekura_sessions.destination.dataset import Dataset
+from cekura_sessions.exit_codes import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_LOCKED
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.fake.data import DataSpec, generate
@@ -18,7 +19,6 @@ from cekura_sessions.fake.server import FakeCekuraApi
 from cekura_sessions.run.database import DatabaseBusy, DatabaseUnavailable, connect
 from cekura_sessions.run.interrupt import exit_now
 from cekura_sessions.run.night import RunConfig, run_stoppable
-from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_LOCKED
 
 DEMO_KEY = "demo-key"
 

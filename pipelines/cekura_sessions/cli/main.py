@@ -1,4 +1,8 @@
-"""`cekura-sessions`: argument parsing and the messages people read. No pipeline logic here."""
+"""`cekura-sessions`: argument parsing and the messages people read. No pipeline logic here.
+
+The parser is built from light modules only: each command imports what it runs (dlt, pyarrow,
+DuckDB, Django) when it runs, so `--help`, `--version` and a usage error answer at once
+(tests/test_cli_startup.py)."""
 
 from __future__ import annotations
 
@@ -6,24 +10,22 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, TYPE_CHECKING, NoReturn
 
-from cekura_sessions import logs, settings
+from cekura_sessions import exit_codes, logs, settings
 from cekura_sessions.api import endpoints
+from cekura_sessions.api.endpoints import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from cekura_sessions.api.errors import ConfigError
-from cekura_sessions.api.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from cekura_sessions.api.retry import RetryPolicy
-from cekura_sessions.cli import api_config
-from cekura_sessions.cli.progress import Progress
 from cekura_sessions.destination.address import password_of
-from cekura_sessions.run.database import first_line
-from cekura_sessions.run.night import RunConfig
-from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGINT, RunOutcome
+from cekura_sessions.exit_codes import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGINT
+
+if TYPE_CHECKING:
+    from cekura_sessions.run.outcome import RunOutcome
 
 DESCRIPTION = """\
 Copy your Cekura scenario-improvement sessions into a DuckDB file (or PostgreSQL), build completion-rate and
@@ -39,25 +41,17 @@ configuration (environment variables; dlt's .dlt/secrets.toml [sources.cekura] w
   CEKURA_DATASET      the dataset: its raw schema; a second organisation's key loads into one of its own
                       (default {settings.RAW_SCHEMA})"""
 
-RUN_EXIT_CODES = """\
-exit codes of run: 0 done, 1 partial (some projects or a data check failed), 2 nothing loaded,
-3 another run or program holds the database, 130/143 interrupted by SIGINT/SIGTERM."""
+RUN_EXIT_CODES = textwrap.fill(f"exit codes of run: {exit_codes.help_text(exit_codes.RUN)}.", width=100)
 
 EPILOG = f"""{CONFIGURATION}
 
 {RUN_EXIT_CODES}
 `cekura-sessions COMMAND --help` lists a command's options; README.md has the rest."""
 
-STATUS_EPILOG = """\
-exit codes: 0 ok, 1 stale (no run loaded data within --max-age-hours), 2 status could not read
-the file, 3 locked (another process holds it past --db-wait), 4 partial (the newest run ended
-partial), 5 missing (no file at --db), 6 failed (the newest run loaded nothing; older data is
-still within the limit). The last line says which, on stdout when ok and on stderr otherwise."""
+STATUS_EPILOG = (f"exit codes: {exit_codes.help_text(exit_codes.STATUS)}. The last line says which, on stdout "
+                 "when ok and on stderr otherwise.")
 
 log = logging.getLogger("cekura_sessions")
-
-# what the one line under --log-file adds to a run's exit code (CONTRACT.md)
-_RUN_EXIT_MEANINGS = {1: "partial", 2: "fatal", 3: "locked", 130: "interrupted", 143: "terminated"}
 
 
 class UsageError(Exception):
@@ -114,8 +108,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     except Exception as error:
         # a bug or an environment problem: one line for people, the traceback for --log-level DEBUG
         log.debug("%s failed", args.command, exc_info=True)
-        logs.say(f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --log-level DEBUG for details)",
-                 level="error")
+        logs.say(f"unexpected {type(error).__name__}: {logs.one_line(error, first_only=True)} "
+                 "(rerun with --log-level DEBUG for details)", level="error")
         return EXIT_FATAL
 
 
@@ -129,7 +123,7 @@ def _asks_for_json(argv: list[str]) -> bool:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cekura-sessions", description=DESCRIPTION, epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"cekura-sessions {_version()}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="the least severe log records shown (default INFO; DEBUG adds tracebacks)")
     parser.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -173,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
                           "(conversation_text in [sources.cekura])")
     run.add_argument("--answer-deadline", type=_seconds(positive=True), default=None, metavar="SECONDS",
                      help=f"longest one answer may take, headers to last byte, before the attempt counts as "
-                          f"timed out and is retried (default {RetryPolicy.answer_deadline_seconds:g})")
+                          f"timed out and is retried (default {endpoints.ANSWER_DEADLINE_SECONDS:g})")
     # a night has time: a reader (a dashboard polling the file) is waited out, never a failed night
     _add_db_wait(run, default=settings.RUN_DB_WAIT_SECONDS)
     run.set_defaults(handler=_run)
@@ -210,9 +204,8 @@ def _parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="rebuild the SQL models from what is loaded",
                                  description="Rebuild every model in schema analytics from the raw tables, in one "
-                                             "transaction: on failure the previous models stay. Exit 0 built, "
-                                             "1 objects of others depend on a model that must be replaced, "
-                                             "2 cannot build, 3 the file (or a PostgreSQL lock) is held.")
+                                             "transaction: on failure the previous models stay. Exit "
+                                             f"{exit_codes.help_text(exit_codes.MODELS)}.")
     _add_db(models)
     _add_dataset(models)
     _add_db_wait(models)
@@ -220,8 +213,8 @@ def _parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=_models)
 
     check = commands.add_parser("check", help="run the data checks; non-zero exit on a failed check",
-                                description="Run the data checks on the models. Exit 0 every error check passed, "
-                                            "1 one failed, 2 cannot run, 3 the file is held.")
+                                description="Run the data checks on the models. Exit "
+                                            f"{exit_codes.help_text(exit_codes.CHECK)}.")
     _add_db(check)
     _add_dataset(check)
     _add_db_wait(check)
@@ -324,7 +317,23 @@ def _hours(text: str) -> float:
     return value
 
 
+class _Version(argparse.Action):
+    """--version, reading the installed version only when asked: importlib.metadata imports
+    email, zipfile and csv, which no other command needs before it starts."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the installed version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> NoReturn:
+        sys.stdout.write(f"cekura-sessions {_version()}\n")
+        parser.exit()
+
+
 def _version() -> str:
+    from importlib import metadata
+
     try:
         return metadata.version("cekura-sessions")
     except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
@@ -398,9 +407,10 @@ def _redirected(log_file: IO[str]) -> Iterator[IO[str]]:
 
 
 def _failure_line(command: str, code: int, path: Path) -> str:
-    meaning = f", {_RUN_EXIT_MEANINGS[code]}" if command == "run" and code in _RUN_EXIT_MEANINGS else ""
+    name = exit_codes.name_of(exit_codes.RUN, code) if command == "run" else None
+    meaning = f", {name}" if name else ""
     run = f" {logs.current_run_id()}" if command == "run" and logs.current_run_id() else ""
-    said = " ".join((logs.last_error() or "no message; see the log").split())
+    said = logs.one_line(logs.last_error() or "no message; see the log")
     lost = f"; the log is incomplete ({logs.output_lost()})" if logs.output_lost() else ""
     return f"cekura-sessions {command}{run} exited {code}{meaning}: {said}{lost} (log: {path})"
 
@@ -442,11 +452,17 @@ def _project_ids(args: argparse.Namespace) -> list[int] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cekura_sessions.api.retry import RetryPolicy
+    from cekura_sessions.cli import api_config
+    from cekura_sessions.cli.progress import Progress
+    from cekura_sessions.extract.report import RunReport
+    from cekura_sessions.run import night
+
     logs.register_secret(os.environ.get("CEKURA_API_KEY"))
     logs.register_secret(os.environ.get("SOURCES__CEKURA__API_KEY"))
     api_key = api_config.api_key()  # where it came from names what to fix in every message about it
     logs.register_secret(api_key.value)
-    config = RunConfig(
+    config = night.RunConfig(
         db=_db(args),
         dataset=_dataset(args),
         api_key=api_key.value,
@@ -464,9 +480,6 @@ def _run(args: argparse.Namespace) -> int:
         db_wait_seconds=args.db_wait,
         **({"retry": RetryPolicy(answer_deadline_seconds=args.answer_deadline)} if args.answer_deadline else {}),
     )
-    from cekura_sessions.extract.report import RunReport
-    from cekura_sessions.run import night
-
     started = time.monotonic()
     report = RunReport()
     logs.set_run_id(report.run_id)
@@ -477,7 +490,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from cekura_sessions.cli import probe
+    from cekura_sessions.cli import api_config, probe
 
     logs.register_secret(os.environ.get("CEKURA_API_KEY"))
     logs.register_secret(os.environ.get("SOURCES__CEKURA__API_KEY"))

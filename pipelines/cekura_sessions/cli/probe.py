@@ -24,8 +24,9 @@ from cekura_sessions.api.client import CekuraClient
 from cekura_sessions.api.errors import ApiError, FatalApiError, describe_error
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.api.transport import Answer
+from cekura_sessions.exit_codes import EXIT_FATAL, EXIT_OK
 from cekura_sessions.extract.contract import is_integer
-from cekura_sessions.run.outcome import EXIT_FATAL, EXIT_OK, fatal_message
+from cekura_sessions.run.outcome import fatal_message
 
 # one short retry, never the night's long waits: an unreachable URL is reported within seconds
 PROBE_RETRY = RetryPolicy(max_attempts=2, max_wait_seconds=2.0, max_total_wait_seconds=4.0,

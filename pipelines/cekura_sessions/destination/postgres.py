@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from cekura_sessions.destination.address import Destination, password_of, redacted
 from cekura_sessions.destination.warehouse import PostgresWarehouse, WarehouseError
+from cekura_sessions.logs import one_line
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def connect(destination: Destination, application_name: str = "cekura-sessions",
         con = psycopg2.connect(destination.url, connect_timeout=CONNECT_TIMEOUT_SECONDS,
                                application_name=application_name[:63])
     except psycopg2.Error as error:
-        detail = " ".join(str(error).split()).replace(destination.url or "", str(destination))
+        detail = one_line(error).replace(destination.url or "", str(destination))
         raise PostgresUnavailable(f"cannot connect to {destination}: {_without_password(detail, destination)}; "
                                   "check the URL in --db or CEKURA_DB, and that the server is up") from None
     con.autocommit = True
@@ -151,7 +152,7 @@ class RunLock:
                 "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid() "
                 "and classid = ? and objid = ? and granted", [high, low]).fetchone()
         except WarehouseError as error:
-            said = " ".join(str(error.__cause__ or error).split())
+            said = one_line(error.__cause__ or error)
             return f"its session ended: {said[:160]}"
         return None if held else "its session no longer holds it"
 

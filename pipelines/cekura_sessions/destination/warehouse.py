@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 import duckdb
 
 from cekura_sessions.destination.dataset import Dataset
+from cekura_sessions.logs import one_line
 
 DUCKDB, POSTGRES = "duckdb", "postgres"
 T = TypeVar("T")
@@ -161,15 +162,15 @@ class DuckDBWarehouse(Warehouse):
         try:
             return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
         except duckdb.CatalogException as error:
-            raise MissingObject(_one_line(error)) from error
+            raise MissingObject(one_line(error)) from error
         except duckdb.Error as error:
-            raise WarehouseError(_one_line(error)) from error
+            raise WarehouseError(one_line(error)) from error
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         try:
             self.con.executemany(self.dataset.sql(sql), rows)
         except duckdb.Error as error:
-            raise WarehouseError(_one_line(error)) from error
+            raise WarehouseError(one_line(error)) from error
 
     def changed_rows(self, sql: str, params: Sequence[Any] | None = None) -> int:
         row = self.execute(sql, params).fetchone()  # DuckDB answers a write with its row count
@@ -195,7 +196,7 @@ class PostgresWarehouse(Warehouse):
                 cursor.execute(_format_params(sql), list(params))
         except (psycopg2.errors.UndefinedTable, psycopg2.errors.UndefinedObject, psycopg2.errors.UndefinedColumn,
                 psycopg2.errors.InvalidSchemaName, psycopg2.errors.UndefinedFunction) as error:
-            raise MissingObject(_one_line(error)) from error
+            raise MissingObject(one_line(error)) from error
         except psycopg2.Error as error:
             raise postgres_error(error, sql, self.__dict__.get("settings")) from error
         return cursor
@@ -289,12 +290,12 @@ def postgres_error(error: BaseException, sql: str | None, settings: dict[str, st
     # else a very short statement_timeout may fire before PostgreSQL can tell it from a cancel, and
     # says "due to user request": our own cancels (SIGINT) end the run before this is read
     if code not in _SETTING_ERRORS:
-        return WarehouseError(_one_line(error))
+        return WarehouseError(one_line(error))
     kind, setting, advice = _SETTING_ERRORS[code]
     role = settings.get("role", "the loader")
     value = f" = {settings[setting]}" if setting in settings else ""
     what = f"`{statement_head(sql)}`" if sql else "a statement"
-    detail = _one_line(error)
+    detail = one_line(error)
     return kind(f"PostgreSQL stopped {what}: {detail} ({setting.format(role=role)}{value}); "
                 f"{advice.format(role=role)}")
 
@@ -373,7 +374,3 @@ def _format_params(sql: str) -> str:
     literal `%` doubled, since psycopg2 reads `%` anywhere in a statement given parameters.
     Written by hand: psycopg2 has no `?` style, and every statement of ours uses it."""
     return _outside_quotes(sql.replace("%", "%%"), "?", "%s")
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())

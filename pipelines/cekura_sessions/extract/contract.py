@@ -6,9 +6,9 @@ Everything else is derived from the declarations here: the Arrow schemas the sou
 that says why a delivered row cannot load (`session_rejection`), the accepted values of the
 models' checks (`SESSION_STATUSES`) and the README's raw-table section (`markdown_raw_tables`).
 
-Source of the delivered fields: `cekura-api/openapi-subset.json`, schema
-`ScenarioImprovementSessionList` (`message_count` is a string there, an integer in practice;
-`scenario_ids` has no declared type; `project` may be null) and `Project`.
+The delivered fields, as Cekura's API describes them (docs/upstream-behaviour.md): a listed session
+(`message_count` is declared a string, an integer in practice; `scenario_ids` has no declared type;
+`project` may be null) and a project.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ id, a timestamp that is not plainly RFC 3339. Only the flagged rows are put to t
 accepts loads as delivered. So the rule is written once and no second conversion exists.
 
 Arrow tables go straight to dlt's parquet writer, skipping dlt's row-by-row normalizer, where
-most of a large night's time would otherwise go (GOTCHAS.md).
+most of a large night's time would otherwise go (docs/upstream-behaviour.md).
 """
 
 from __future__ import annotations

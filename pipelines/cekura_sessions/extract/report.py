@@ -39,10 +39,6 @@ class RunReport:
     client: Any = field(default=None, repr=False)  # the night's CekuraClient: its details are read through it
     details: Any = None  # extract/details.py DetailsReport, once the details part ran
 
-    @property
-    def projects_done(self) -> int:
-        return len(self.projects_ok) + len(self.projects_failed)
-
     def listing_finished(self, sessions: int) -> None:
         """Count one project's listing as finished (`sessions`: 0 when it failed). Called by the
         one thread that collects the listings; other threads only read the counts."""

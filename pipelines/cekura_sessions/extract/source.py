@@ -23,7 +23,7 @@ from cekura_sessions import settings
 from cekura_sessions.api.client import CekuraClient
 from cekura_sessions.api.endpoints import DEFAULT_BASE_URL
 from cekura_sessions.api.errors import ConfigError, FatalApiError, describe_error
-from cekura_sessions.api.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from cekura_sessions.api.endpoints import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.api.urls import check_base_url
 from cekura_sessions.extract import contract, convert, drift
@@ -67,7 +67,7 @@ def cekura(
     `time_budget_seconds` (`[sources.cekura]`, SOURCES__CEKURA__TIME_BUDGET_SECONDS): how long
     a throttling API is waited out (RetryPolicy.time_budget_seconds when not set).
     `page_size` (`[sources.cekura]`, `run --page-size`): rows asked for per page, 1..1000
-    (pages.DEFAULT_PAGE_SIZE when not set); ConfigError otherwise.
+    (endpoints.DEFAULT_PAGE_SIZE when not set); ConfigError otherwise.
     `accept_removals` (`run --accept-removals`), `removal_share`, `removal_min_sessions`,
     `project_removal_share` (`[sources.cekura]`): the guard against sudden removals
     (extract/removals.py); ConfigError when one is out of range."""

@@ -13,7 +13,7 @@ Statuses follow age, as in a live account: a session created in the span's last 
 be ``pending`` or ``in_progress`` (8% and 15%, like the rest of the enum's weights); an older one
 has almost always finished (about 1% is left open: the stuck sessions a notebook should find).
 
-Shapes follow ``cekura-api/openapi-subset.json``: projects carry the full API shape (nested
+Shapes follow Cekura's API (docs/upstream-behaviour.md): projects carry the full API shape (nested
 organization and member records with emails, a webhook URL, a key-like ``vapi_api_key``) so
 the pipeline has something real to drop; sessions carry exactly
 ``id, title, project, scenario_ids, status, created_at, updated_at, message_count``.

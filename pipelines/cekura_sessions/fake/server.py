@@ -1,8 +1,8 @@
 """The fake Cekura API: a Django REST framework app (fake/views.py) served by waitress on
 loopback, with our fault switches around it (fake/middleware.py).
 
-It answers the two endpoints the pipeline reads, exactly as ``cekura-api/openapi-subset.json``
-describes them (projects with nested members and emails; sessions as delivered, oddities and
+It answers the endpoints the pipeline reads, exactly as Cekura's API describes them
+(docs/upstream-behaviour.md) (projects with nested members and emails; sessions as delivered, oddities and
 all), either as the spec's bare array or paged by one of DRF's own pagination classes, with
 DRF's own authentication answers (401 with a challenge, or DRF's default 403), throttle
 (`SimpleRateThrottle` over a cache every thread shares) and error bodies. Faults are scripted per

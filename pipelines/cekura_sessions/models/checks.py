@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cekura_sessions.destination.warehouse import Warehouse, WarehouseError, as_warehouse
+from cekura_sessions.logs import one_line
 from cekura_sessions.models.check_sql import Check, CheckError, all_checks
 from cekura_sessions.settings import META_SCHEMA, SQL_DIR
 
@@ -74,5 +75,5 @@ def _run_check(warehouse: Warehouse, check: Check) -> CheckResult:
     except WarehouseError as exc:
         raise CheckError(f"{check.origin}: {exc}") from exc
     except ValueError as exc:  # sqlglot cannot read it (a PostgreSQL destination only)
-        raise CheckError(f"{check.origin}: {' '.join(str(exc).split())}") from exc
+        raise CheckError(f"{check.origin}: {one_line(exc)}") from exc
     return CheckResult(check.name, check.severity, check.description, int(row[0]))

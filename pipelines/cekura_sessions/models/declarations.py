@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cekura_sessions.extract import contract
+from cekura_sessions.logs import one_line
 from cekura_sessions.settings import ANALYTICS_SCHEMA, SQL_DIR, STAGING_SCHEMA
 
 DECLARATIONS_FILE = "models.toml"
@@ -99,7 +100,7 @@ def load_declarations(sql_dir: Path = SQL_DIR, staging: bool = False) -> dict[st
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise DeclarationError(" ".join(str(exc).split())) from exc
+        raise DeclarationError(one_line(exc)) from exc
     views = _table(data.pop(STAGING, {}), f"[{STAGING}]")
     models = {name: _model(name, table, ANALYTICS_SCHEMA) for name, table in data.items()}
     for name, table in views.items():

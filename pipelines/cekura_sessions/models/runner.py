@@ -39,9 +39,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cekura_sessions import crash_points
+from cekura_sessions import test_hooks
 from cekura_sessions.destination.warehouse import DUCKDB, LockTimeout, Warehouse, WarehouseError, as_warehouse
 from cekura_sessions.extract.contract import MODEL_INPUTS, RAW_SCHEMA, raw_tables_ddl
+from cekura_sessions.logs import one_line
 from cekura_sessions.models import dictionary, legacy, lookups, postgres_models
 from cekura_sessions.models.declarations import (
     CONTRACT_VALUES,
@@ -75,7 +76,7 @@ class ModelBuildError(Exception):
 
     def __init__(self, file: str, message: str) -> None:
         self.file = file
-        self.message = " ".join(message.split())  # DuckDB's messages span lines; keep one
+        self.message = one_line(message)  # DuckDB's messages span lines; keep one
         super().__init__(f"{file}: {self.message}")
 
 
@@ -253,8 +254,7 @@ def _create_models(con: Warehouse, sql_dir: Path, files: list[Path], step: _Step
         step.now(_relative(path, sql_dir))
         kind = "view" if path.parent.name == "staging" else "table"
         _materialise(con, qualified_name(path), kind, path.read_text(), step.where, ours, drop_dependents)
-        if path.stem == "sessions":
-            crash_points.pause_here("models-mid")  # tests kill -9 here, inside the transaction
+        test_hooks.reach(f"model-{path.stem}")  # a test kills the build here, inside its transaction
     counts = {}
     for path in files:
         if path.parent.name == "marts":

@@ -23,6 +23,7 @@ from cekura_sessions.destination import postgres
 from cekura_sessions.destination.address import MOTHERDUCK, Destination
 from cekura_sessions.destination.dataset import Dataset
 from cekura_sessions.destination.warehouse import DuckDBWarehouse, Warehouse
+from cekura_sessions.logs import one_line
 from cekura_sessions.run import lock
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def open_waiting(open_file: Callable[[], T], db_path: Path, wait_seconds: float)
         except duckdb.IOException as error:
             holder = _lock_holder(str(error))
             if holder is None:
-                raise DatabaseUnavailable(f"cannot open {db_path}: {first_line(error)}") from None
+                raise DatabaseUnavailable(f"cannot open {db_path}: {one_line(error, first_only=True)}") from None
             if time.monotonic() >= deadline:
                 raise DatabaseBusy(
                     f"{db_path} is held by {holder}; close that program (a notebook kernel or "
@@ -164,13 +165,9 @@ def holder_command(pid: int) -> str | None:
     return words[0]
 
 
-def first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
 class Database:
     """The night's destination, whichever engine: its connections, its run lock, its dlt
-    destination and working folder, and where a test may pause it (crash_points).
+    destination and working folder.
 
     `destination`: what --db named (destination/address.py); `wait_seconds`: how long a DuckDB
     file held by another process is waited for, and on PostgreSQL how long a step that met
@@ -280,7 +277,12 @@ class Database:
     def pipelines_dir(self) -> Path:
         """dlt's working folder for this database alone: `<db>.dlt/` beside a DuckDB file; for
         PostgreSQL a folder in dlt's data directory named by server, database and user (never
-        the password), `postgres-<database>-<hash>`."""
+        the password), `postgres-<database>-<hash>`.
+
+        dlt's default (`~/.dlt`, `/var/dlt` as root) is one folder per pipeline name on the machine,
+        so every database shared it: after a failed night into one file, dlt's stored schema
+        version said the other file's tables existed (every later night into that file failed with
+        a CatalogException), and two runs at once removed each other's packages (dlt #1619)."""
         if self.path is not None:
             return self.path.with_name(self.path.name + settings.PIPELINES_DIR_SUFFIX)
         from dlt.common.runtime.run_context import active  # dlt's data dir: DLT_DATA_DIR, ~/.dlt or /var/dlt
@@ -307,9 +309,3 @@ class Database:
         query = _with_lock_timeout(parts.query, min(self.wait_seconds, postgres.LOCK_TIMEOUT_SECONDS))
         url = f"postgresql://{user}:{password}@{host}{parts.path}?{query}"
         return dlt.destinations.postgres(credentials=url)
-
-    def pause_marker(self, stage: str) -> Path:
-        """The file a test creates to pause a run at `stage` (crash_points)."""
-        if self.path is not None:
-            return self.path.with_name(f"{self.path.name}.paused-{stage}")
-        return self.pipelines_dir().with_name(f"{self.pipelines_dir().name}.paused-{stage}")

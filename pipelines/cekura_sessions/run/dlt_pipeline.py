@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-from dlt.common.runtime.collector import NullCollector
 
-from cekura_sessions import crash_points, logs, settings
+from cekura_sessions import logs, settings, test_hooks
 from cekura_sessions.destination.warehouse import DUCKDB, LockTimeout, as_warehouse, setting_error_in
 from cekura_sessions.extract import contract
 from cekura_sessions.run import interrupt
@@ -28,20 +27,9 @@ _DATABASE_TABLE = f"{settings.META_SCHEMA}._database"  # one row: the file's dat
 _FOLDER_MARKER = "cekura_database"  # in dlt's working folder: the file it serves, {"path", "database_id"}
 
 
-def pipelines_dir_for(db_path: Path) -> Path:
-    """dlt's working folder for this database file alone: `<db>.dlt/` beside it.
-
-    dlt's default (`~/.dlt`, `/var/dlt` as root) is one folder per pipeline name on the machine,
-    so every database file shared it: after a failed night into one file, dlt's stored schema
-    version said the other file's tables existed (every later night into that file failed with a
-    CatalogException), and two runs at once removed each other's packages (dlt #1619).
-    (run/database.py Database.pipelines_dir says where a PostgreSQL database's folder is.)"""
-    return db_path.with_name(db_path.name + settings.PIPELINES_DIR_SUFFIX)
-
-
 def make_pipeline(database: Database, pipelines_dir: str | None = None) -> dlt.Pipeline:
     """The pipeline loading `database`; `pipelines_dir` None: its own folder (Database.pipelines_dir)."""
-    # without this, merge keeps a full copy of every load in cekura_raw_staging (GOTCHAS.md)
+    # without this, merge keeps a full copy of every load in cekura_raw_staging (docs/upstream-behaviour.md)
     os.environ.setdefault("LOAD__TRUNCATE_STAGING_DATASET", "true")
     # a loaded job's file is never read again; dlt keeps it for ever otherwise (about 8 MB a full night)
     os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
@@ -52,7 +40,7 @@ def make_pipeline(database: Database, pipelines_dir: str | None = None) -> dlt.P
         destination=database.dlt_destination(),
         dataset_name=database.dataset.raw,
         pipelines_dir=str(pipelines_dir or database.pipelines_dir()),
-        progress=_PauseInLoad(database.pause_marker(_LOAD_JOB_STAGE)) if crash_points.armed(_LOAD_JOB_STAGE) else None,
+        progress=test_hooks.dlt_progress(),
     )
     # dlt's own handlers hold a SIGINT or SIGTERM until the load drains, then drop it when the
     # package completed; run/interrupt.py's handlers stop the run instead
@@ -63,7 +51,7 @@ def make_pipeline(database: Database, pipelines_dir: str | None = None) -> dlt.P
 
 def _say_how_postgres_loads() -> None:
     # without the ADBC driver dlt loads parquet into PostgreSQL through insert statements,
-    # silently and several times slower (GOTCHAS.md)
+    # silently and several times slower (docs/upstream-behaviour.md)
     if importlib.util.find_spec("adbc_driver_postgresql") is not None:
         log.info("loading PostgreSQL with parquet through the ADBC driver")
     else:
@@ -200,23 +188,3 @@ def _discard_pending(pipeline: dlt.Pipeline) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         pipeline.drop_pending_packages()
-
-
-_LOAD_JOB_STAGE = "load-job"
-
-
-class _PauseInLoad(NullCollector):
-    """A test hook (crash_points): pauses dlt's load loop, in the main thread, once its first job
-    completed, so a test can kill or signal a run in the middle of dlt's load. Used only when
-    CEKURA_SESSIONS_PAUSE_AT=load-job."""
-
-    def __init__(self, marker: Path) -> None:
-        super().__init__()
-        self._marker: Path | None = marker
-
-    def update(self, name: str, inc: int = 1, total: int | None = None, inc_total: int | None = None,
-               message: str | None = None, label: str | None = None) -> None:
-        # dlt counts one completed job as update("Jobs") and nothing else set
-        if self._marker and (name, inc, total, inc_total, message, label) == ("Jobs", 1, None, None, None, None):
-            marker, self._marker = self._marker, None
-            crash_points.pause_here(_LOAD_JOB_STAGE, marker)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from cekura_sessions import settings
-from cekura_sessions.run.outcome import EXIT_SIGINT, EXIT_SIGTERM
+from cekura_sessions.exit_codes import EXIT_SIGINT, EXIT_SIGTERM
 
 _EXIT_CODES = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}
 

@@ -13,11 +13,12 @@ import duckdb
 import pyarrow as pa
 from dlt.common.pipeline import LoadInfo
 
-from cekura_sessions import crash_points, logs, settings
+from cekura_sessions import logs, settings, test_hooks
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.destination.address import Destination, DestinationError, parse_destination, password_of
 from cekura_sessions.destination.dataset import Dataset, DatasetNameError
 from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError, setting_error_in
+from cekura_sessions.exit_codes import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
 from cekura_sessions.models import checks, runner
@@ -27,7 +28,6 @@ from cekura_sessions.run.database import (
     DatabaseBusy,
     DatabaseUnavailable,
     LockLost,
-    first_line,
 )
 from cekura_sessions.run.dlt_pipeline import (
     bind_to_database,
@@ -41,11 +41,6 @@ from cekura_sessions.run.dlt_pipeline import (
 from cekura_sessions.run.interrupt import Interrupted
 from cekura_sessions.run.lock import LockHeld, LockUnavailable
 from cekura_sessions.run.outcome import (
-    EXIT_FATAL,
-    EXIT_INTERRUPTED,
-    EXIT_LOCKED,
-    EXIT_OK,
-    EXIT_PARTIAL,
     FatalError,
     RunOutcome,
     fatal_message,
@@ -71,7 +66,7 @@ class RunConfig:
     db_wait_seconds: float = 30.0
     pipelines_dir: str | None = None  # None: `<db>.dlt/` beside the database, its own (run/dlt_pipeline.py)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    page_size: int | None = None  # rows asked for per page; None: dlt config, else pages.DEFAULT_PAGE_SIZE
+    page_size: int | None = None  # rows asked for per page; None: dlt config, else endpoints.DEFAULT_PAGE_SIZE
     # sessions' details (run/details_night.py); None: [sources.cekura] details, details_budget,
     # conversation_text, else read them, within the default budget, without their text
     details: bool | None = None
@@ -137,7 +132,7 @@ def _locked_run(config: RunConfig, database: Database, report: RunReport) -> Run
             database_key = database_id(con)
     except (WarehouseError, duckdb.Error, OSError) as error:
         # no ledger row: the line says so, since `status` cannot
-        why = storage_full(error) or f"{type(error).__name__}: {first_line(error)}"
+        why = storage_full(error) or f"{type(error).__name__}: {logs.one_line(error, first_only=True)}"
         raise FatalError(f"nothing done: the run could not write its row in the ledger ({why})") from None
     outcome = RunOutcome(EXIT_FATAL, report)
     fatal: FatalError | None = None  # the failure on its way out, if it is one
@@ -158,7 +153,8 @@ def _locked_run(config: RunConfig, database: Database, report: RunReport) -> Run
         # a bug or an environment problem: one line for people, the traceback for --log-level DEBUG
         log.debug("run %s failed", report.run_id, exc_info=True)
         outcome.message = storage_full(error) or (
-            f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --log-level DEBUG for details)")
+            f"unexpected {type(error).__name__}: {logs.one_line(error, first_only=True)} "
+            "(rerun with --log-level DEBUG for details)")
         fatal = FatalError(outcome.message)
         raise fatal from None
     finally:
@@ -313,7 +309,7 @@ def _record_finish(database: Database, outcome: RunOutcome) -> bool:
         # finished: a night that cannot record its end is not a good night
         if outcome.exit_code not in EXIT_INTERRUPTED:
             outcome.exit_code = EXIT_FATAL
-            why = "the disk is full" if storage_full(error) else first_line(error)
+            why = "the disk is full" if storage_full(error) else logs.one_line(error, first_only=True)
             outcome.message = "; ".join(filter(None, [outcome.message, f"the ledger could not record the run's end ({why})"]))
         return False
     return True
@@ -332,7 +328,7 @@ _WRITING_STAGES = frozenset({"load", "details", "models"})
 
 
 def _checkpoint(stage: str, database: Database) -> None:
-    crash_points.pause_here(stage, database.pause_marker(stage))
+    test_hooks.reach(stage)
     if stage in _WRITING_STAGES:
         database.confirm_lock(stage)
 

@@ -1,4 +1,4 @@
-"""How a run ends: its exit code (CONTRACT.md), what it did, and the one line people read."""
+"""How a run ends: its exit code (exit_codes.py), what it did, and the one line people read."""
 
 from __future__ import annotations
 
@@ -19,18 +19,10 @@ from cekura_sessions.api.errors import (
 )
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
+from cekura_sessions.logs import one_line
 from cekura_sessions.models.checks import CheckResult
-from cekura_sessions.run.database import first_line
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_PARTIAL = 1
-EXIT_FATAL = 2
-EXIT_LOCKED = 3
-EXIT_SIGINT = 130  # interrupted: 128 + the signal's number, as shells report it
-EXIT_SIGTERM = 143
-EXIT_INTERRUPTED = (EXIT_SIGINT, EXIT_SIGTERM)
 
 @dataclass
 class RunOutcome:
@@ -104,7 +96,7 @@ def storage_full(error: BaseException) -> str | None:
         current = getattr(current, "exception", None) or current.__cause__ or current.__context__
     if found is None:
         return None
-    line = next((ln.strip() for ln in str(found).splitlines() if any(w in ln for w in _FULL_WORDS)), first_line(found))
+    line = next((ln.strip() for ln in str(found).splitlines() if any(w in ln for w in _FULL_WORDS)), one_line(found, first_only=True))
     return f"the disk is full, or a file may grow no larger ({line}); free space and run again"
 
 
@@ -148,4 +140,4 @@ def fatal_message(error: BaseException, api: str | None, key_origin: str | None 
                 "and if it is right, try again later")
     step = getattr(error, "step", "load")
     log.debug("the %s step failed", step, exc_info=error)
-    return f"nothing loaded: dlt's {step} step failed ({type(cause).__name__}: {first_line(cause)})"
+    return f"nothing loaded: dlt's {step} step failed ({type(cause).__name__}: {one_line(cause, first_only=True)})"

@@ -15,18 +15,6 @@ from cekura_sessions.extract import contract
 _RAW = contract.RAW_SCHEMA
 _RUNS = f"{_RAW}.{settings.RUNS_TABLE}"
 
-# `status` exits with one code per state, so a monitor tells them apart without reading the line
-STATUS_EXIT_CODES = {
-    "ok": 0,  # the newest finished run succeeded, within the age limit
-    "stale": 1,  # no run loaded data within the age limit (or ever)
-    "error": 2,  # status itself could not run: a bad option, a file that is not a DuckDB database
-    "locked": 3,  # another process holds the file past --db-wait (a run writing, a notebook)
-    "partial": 4,  # the newest finished run ended partial (exit 1); the rest is fresh
-    "missing": 5,  # there is no database file at the path
-    "failed": 6,  # the newest finished run loaded nothing (exit 2, 3, 130, 143); older data is still fresh
-    "unfinished": 7,  # the newest run started and never finished (killed, a crash), and no run is going now
-}
-
 
 @dataclass(frozen=True)
 class FinishedRun:
@@ -142,7 +130,7 @@ def newest_unfinished(con: Any) -> tuple[str, datetime] | None:
 
 def verdict(loaded_at: datetime | None, last: FinishedRun | None, max_age: timedelta, now: datetime,
             unfinished: tuple[str, datetime] | None = None) -> str:
-    """The state `status` reports (a key of STATUS_EXIT_CODES) when the file could be read:
+    """The state `status` reports (a name of exit_codes.STATUS) when the file could be read:
     stale outranks the rest, since then nothing recent is loaded at all; a newest run that died
     (`unfinished`, see newest_unfinished) outranks how the run before it ended."""
     if loaded_at is None or now - loaded_at > max_age:
