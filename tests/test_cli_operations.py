@@ -18,7 +18,7 @@ import pytest
 from cekura_sessions.cli import main as cli
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import Faults
-from cekura_sessions.run.lock import lock_path
+from cekura_sessions.destination.lock import lock_path
 from support import expected
 from support.processes import CLI, cli_env, database_held, release, run_cli
 

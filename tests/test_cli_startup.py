@@ -59,7 +59,7 @@ def test_answers_without_loading_the_pipeline(args, code, tmp_path):
 
 
 def test_a_command_that_runs_still_loads_what_it_needs(tmp_path):
-    """The other side: `models` on a missing file imports DuckDB (through run/database.py) before
+    """The other side: `models` on a missing file imports DuckDB (through destination/database.py) before
     it says the file is missing, so the profile above would have seen the pipeline's libraries."""
     done, modules = _imported(["models", "--db", str(tmp_path / "none.duckdb")], tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]

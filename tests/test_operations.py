@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from cekura_sessions.cli import main as cli
 from cekura_sessions.fake.server import Faults
-from cekura_sessions.run.lock import lock_path
+from cekura_sessions.destination.lock import lock_path
 from support import expected
 from support.settings import API_KEY
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import duckdb
-from cekura_sessions.run.database import connect
+from cekura_sessions.destination.database import connect
 from support.storage import SHELL_1_5_READS, storage_version
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")

@@ -45,7 +45,7 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = 120) -> 
 
 
 def lock_is_free(db_path: Path) -> bool:
-    """Whether a run could take the database's lock now (run/lock.py's flock on `<db>.lock`)."""
+    """Whether a run could take the database's lock now (destination/lock.py's flock on `<db>.lock`)."""
     with open(db_path.with_name(db_path.name + ".lock"), "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

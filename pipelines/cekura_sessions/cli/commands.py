@@ -1,6 +1,6 @@
 """The commands that work on what is already loaded: `models`, `check`, `status`.
 
-Each opens the destination through run/database.py (a DuckDB file or a PostgreSQL database), so
+Each opens the destination through destination/database.py (a DuckDB file or a PostgreSQL database), so
 a file another process holds is waited for (--db-wait) and then reported in one line (exit 3),
 never as the engine's own error.
 """
@@ -20,7 +20,7 @@ from cekura_sessions.models import checks, runner
 from cekura_sessions.models.check_sql import all_checks
 from cekura_sessions.run import details_state
 from cekura_sessions.run import status as status_reads
-from cekura_sessions.run.database import Database, DatabaseBusy, DatabaseUnavailable
+from cekura_sessions.destination.database import Database, DatabaseBusy, DatabaseUnavailable
 
 
 def rebuild_models(db: str, db_wait: float, drop_dependents: bool = False, dataset: str = settings.RAW_SCHEMA) -> int:

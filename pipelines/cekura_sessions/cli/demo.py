@@ -16,7 +16,7 @@ from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
-from cekura_sessions.run.database import DatabaseBusy, DatabaseUnavailable, connect
+from cekura_sessions.destination.database import DatabaseBusy, DatabaseUnavailable, connect
 from cekura_sessions.run.interrupt import exit_now
 from cekura_sessions.run.night import RunConfig, run_stoppable
 

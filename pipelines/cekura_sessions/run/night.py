@@ -23,7 +23,7 @@ from cekura_sessions.extract.report import RunReport
 from cekura_sessions.extract.source import cekura
 from cekura_sessions.models import checks, runner
 from cekura_sessions.run import bookkeeping, details_night, dlt_folder, interrupt, stored, throttle_memory
-from cekura_sessions.run.database import (
+from cekura_sessions.destination.database import (
     Database,
     DatabaseBusy,
     DatabaseUnavailable,
@@ -39,7 +39,7 @@ from cekura_sessions.run.dlt_pipeline import (
     prune_loaded_packages,
 )
 from cekura_sessions.run.interrupt import Interrupted
-from cekura_sessions.run.lock import LockHeld, LockUnavailable
+from cekura_sessions.destination.lock import LockHeld, LockUnavailable
 from cekura_sessions.run.outcome import (
     FatalError,
     RunOutcome,

@@ -14,7 +14,7 @@ from cekura_sessions.destination.warehouse import Warehouse, WarehouseError, as_
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.state import NightState
 from cekura_sessions.run import throttle_memory
-from cekura_sessions.run.database import Database
+from cekura_sessions.destination.database import Database
 
 _RAW = contract.RAW_SCHEMA
 

@@ -24,7 +24,7 @@ from cekura_sessions.destination.address import MOTHERDUCK, Destination
 from cekura_sessions.destination.dataset import Dataset
 from cekura_sessions.destination.warehouse import DuckDBWarehouse, Warehouse
 from cekura_sessions.logs import one_line
-from cekura_sessions.run import lock
+from cekura_sessions.destination import lock
 
 log = logging.getLogger(__name__)
 
