@@ -112,9 +112,9 @@ def _summary(db_path: Path, names: Dataset) -> tuple[list[tuple], int, list[tupl
         stored = con.execute(names.sql(f"select count(*) from {raw}.{contract.SESSIONS_TABLE}")).fetchone()[0]
         gone = con.execute(names.sql(
             f"""
-            select id, case when is_deleted then 'deleted' else 'no longer listed' end
-            from {raw}.{contract.PROJECTS_TABLE}
-            where is_deleted or is_listed = false
+            select p.id, case when p.is_deleted then 'deleted' else 'no longer listed' end
+            from {raw}.{contract.PROJECTS_TABLE} as p
+            where not {contract.project_is_live("p")}
             order by id
             """
         )).fetchall()

@@ -29,6 +29,15 @@ TERMINAL_STATUSES = ("completed", "failed", "cancelled")
 RAW_SCHEMA = settings.RAW_SCHEMA  # the default dataset's; `--dataset` names another (destination/dataset.py)
 
 PROJECTS_TABLE = "projects"
+
+
+def project_is_live(alias: str, has_is_listed: bool = True) -> str:
+    """SQL over the raw projects table as `alias`: the project is live, that is not deleted and still
+    listed (NULL counts as live: a project asked for by id that the list never returned). The run's
+    one spelling of it (the models' is `staging.stg_projects.is_live`, the same expression);
+    `has_is_listed` False for a database from before that column."""
+    listed = f" and {alias}.is_listed is distinct from false" if has_is_listed else ""
+    return f"({alias}.is_deleted is distinct from true{listed})"
 SESSIONS_TABLE = "scenario_improvement_sessions"
 SCENARIO_IDS_TABLE = "scenario_improvement_sessions__scenario_ids"  # dlt's nested-table naming
 PROJECT_LISTINGS_TABLE = "project_listings"

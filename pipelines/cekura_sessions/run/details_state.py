@@ -26,8 +26,7 @@ MISSES_TABLE = f"{settings.META_SCHEMA}.detail_misses"
 _AWAITING = f"""
     from {_SESSIONS} as s
     inner join {_RAW}.{contract.PROJECTS_TABLE} as p on p.id = s.project_id
-    where coalesce(p.is_deleted, false) = false
-        and coalesce(p.is_listed, true)
+    where {contract.project_is_live("p")}
         and not exists (
             select 1 from {_DETAILS} as d where d.session_id = s.id and d.session_updated_at = s.updated_at
         )

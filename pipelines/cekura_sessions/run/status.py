@@ -76,11 +76,8 @@ def projects_gone(con: Any) -> list[int]:
 
 
 def _is_live(con: Warehouse, alias: str) -> str:
-    """SQL: the project `alias` is not deleted and still listed (NULL counts as live: a project
-    asked for by id that the projects list never returned; a file from before is_listed)."""
-    listed = (f" and {alias}.is_listed is distinct from false"
-              if "is_listed" in con.columns(_RAW, contract.PROJECTS_TABLE) else "")
-    return f"({alias}.is_deleted is distinct from true{listed})"
+    """contract.project_is_live, on a file from before is_listed too."""
+    return contract.project_is_live(alias, "is_listed" in con.columns(_RAW, contract.PROJECTS_TABLE))
 
 
 def row_counts(con: Any) -> dict[str, int]:
