@@ -10,6 +10,8 @@ import sys
 
 import duckdb
 import pytest
+from cekura_sessions.destination.address import parse_destination
+from cekura_sessions.destination.database import Database, DatabaseUnavailable
 from cekura_sessions.destination.dataset import Dataset, DatasetNameError
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
@@ -55,11 +57,28 @@ def test_a_named_dataset_has_schemas_of_its_own_and_its_sql_is_rewritten_as_whol
     pytest.param("acme_staging", id="another-datasets-dlt-staging"),
     pytest.param("pg_acme", id="postgres-reserved"),
     pytest.param("public", id="public"),
+    pytest.param("system", id="duckdb-catalog"),
 ])
 def test_a_name_no_dataset_can_have_is_refused_in_one_line(name):
     with pytest.raises(DatasetNameError) as refused:
         Dataset(name)
     assert "\n" not in str(refused.value) and "--dataset" in str(refused.value), str(refused.value)
+
+
+@pytest.mark.parametrize(("file_name", "name"), [
+    pytest.param("cekura.duckdb", "cekura", id="the-default-file-and-its-name"),
+    pytest.param("acme.v2.duckdb", "acme", id="up-to-the-first-dot"),
+    pytest.param("Acme_Meta.duckdb", "acme", id="another-schema-of-the-dataset-any-case"),
+    pytest.param("analytics.duckdb", "cekura_raw", id="the-default-dataset"),
+])
+def test_a_duckdb_file_named_as_a_schema_of_the_dataset_is_refused_in_one_line(tmp_path, file_name, name):
+    # DuckDB names a file's database after the file up to its first dot, and then refuses
+    # `cekura.projects` as "Ambiguous reference to catalog or schema" in every statement
+    with pytest.raises(DatabaseUnavailable) as refused:
+        Database(parse_destination(str(tmp_path / file_name)), 1.0, Dataset(name))
+    message = str(refused.value)
+    assert "\n" not in message and file_name in message and "--db" in message, message
+    Database(parse_destination(str(tmp_path / "team.duckdb")), 1.0, Dataset(name))  # another name is fine
 
 
 # --- two keys, one DuckDB file (in process) ----------------------------------------------------------
@@ -150,6 +169,8 @@ def test_every_command_takes_the_dataset_and_a_mistyped_one_names_those_there(tm
     for command in ("models", "check", "status"):
         done = cli(command, "--dataset", "team_a")
         assert done.returncode == 0, (command, done.stdout, done.stderr)
+    gone = [project["id"] for project in dataset.projects if project.get("is_deleted")]
+    assert gone and "kept in team_a, left out of team_a_analytics" in done.stdout, done.stdout  # status's
     with duckdb.connect(db, read_only=True) as con:
         assert _analytics_ids(con, "team_a_analytics") == {row[0] for row in expected.sessions(dataset)}
         assert "analytics" not in _schemas(con) and "cekura_raw" not in _schemas(con)

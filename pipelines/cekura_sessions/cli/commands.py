@@ -15,7 +15,6 @@ from cekura_sessions.destination.address import DestinationError, parse_destinat
 from cekura_sessions.destination.dataset import Dataset
 from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError
 from cekura_sessions.exit_codes import EXIT_FAILED, EXIT_FATAL, EXIT_LOCKED, EXIT_OK, STATUS_EXIT_CODES
-from cekura_sessions.extract import contract
 from cekura_sessions.models import checks, runner
 from cekura_sessions.models.check_sql import all_checks
 from cekura_sessions.run import details_state
@@ -115,7 +114,7 @@ def status(db: str, db_wait: float, max_age_hours: float, recent_runs: int, all_
         return _fail(f"cannot read {database}: {logs.one_line(error, first_only=True)}", codes["error"])
     if recent_runs:
         _print_runs(runs)
-    _print_freshness(freshness, gone, None if all_projects else FRESHNESS_SHOWN)
+    _print_freshness(freshness, gone, None if all_projects else FRESHNESS_SHOWN, database.dataset)
     logs.write("rows: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
     if awaiting is not None:
         logs.write(f"details: {awaiting} session(s) await their detail (read on the next nights, newest first)")
@@ -175,9 +174,10 @@ def _print_runs(runs: list[tuple]) -> None:
 FRESHNESS_SHOWN = 5  # the stalest projects `status` lists; `--all` lists every one
 
 
-def _print_freshness(freshness: list[tuple], gone: list[int], shown: int | None) -> None:
+def _print_freshness(freshness: list[tuple], gone: list[int], shown: int | None, dataset: Dataset) -> None:
     """The listed projects, stalest first (the first `shown`, None: all), then how many more there
-    are and the projects kept in raw that left analytics (deleted or no longer listed upstream)."""
+    are and the projects kept in raw that left analytics (deleted or no longer listed upstream),
+    named as `dataset` calls those schemas."""
     live = [row for row in freshness if row[4]]
     lines = []
     if live:
@@ -196,7 +196,7 @@ def _print_freshness(freshness: list[tuple], gone: list[int], shown: int | None)
     if gone:
         ids = ", ".join(map(str, gone[:10])) + (", ..." if len(gone) > 10 else "")
         lines.append(f"{len(gone)} project(s) deleted or no longer listed upstream (id {ids}): kept in "
-                     f"{contract.RAW_SCHEMA}, left out of analytics")
+                     f"{dataset.raw}, left out of {dataset.analytics}")
     logs.write("\n".join(lines))
 
 

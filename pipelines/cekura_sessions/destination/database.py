@@ -165,6 +165,18 @@ def holder_command(pid: int) -> str | None:
     return words[0]
 
 
+def _check_file_name(path: Path, dataset: Dataset) -> None:
+    """Raises DatabaseUnavailable when DuckDB would name the file's own database as one of the
+    dataset's schemas: DuckDB names it after the file, up to its first dot (`cekura.duckdb` is the
+    database `cekura`), and then refuses `cekura.projects` as ambiguous in every statement."""
+    catalog = path.name.split(".")[0].lower()
+    if catalog in dataset.schemas():
+        raise DatabaseUnavailable(
+            f"{path}: DuckDB calls this file's database {catalog!r}, as the dataset {dataset.name} calls its schema "
+            f"{catalog}, and cannot tell the two apart; name the file otherwise (--db)"
+            + ("" if dataset.is_default else ", or choose another --dataset"))
+
+
 class Database:
     """The night's destination, whichever engine: its connections, its run lock, its dlt
     destination and working folder.
@@ -184,6 +196,8 @@ class Database:
                                       "pass a DuckDB file path or a postgresql:// URL")
         self.destination, self.wait_seconds = destination, wait_seconds
         self.path = destination.path.resolve() if destination.path is not None else None
+        if self.path is not None:
+            _check_file_name(self.path, self.dataset)
         self._run_lock: postgres.RunLock | None = None
 
     def __str__(self) -> str:

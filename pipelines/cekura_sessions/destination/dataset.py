@@ -38,10 +38,11 @@ _DEFAULT_NAME = re.compile(
     r"(?<![\w.$])(" + "|".join(sorted(map(re.escape, _LAYOUT), key=len, reverse=True)) + r")(?![\w$])"
 )
 _VALID_NAME = re.compile(r"[a-z][a-z0-9_]*")
-# names a dataset may not take: the default dataset's other schemas, the engines' own, and the
-# endings of another dataset's schemas (the dataset `acme_meta` would load into acme's bookkeeping)
-_TAKEN = frozenset({*_LAYOUT, "main", "public", "information_schema", "pg_catalog", "pg_toast", "temp"}) - {
-    DEFAULT_DATASET}
+# names a dataset may not take: the default dataset's other schemas, the engines' own (DuckDB's
+# catalogs `system` and `temp` make a schema of that name ambiguous), and the endings of another
+# dataset's schemas (the dataset `acme_meta` would load into acme's bookkeeping)
+_TAKEN = frozenset({*_LAYOUT, "main", "public", "information_schema", "pg_catalog", "pg_toast", "temp",
+                    "system"}) - {DEFAULT_DATASET}
 _TAKEN_ENDINGS = ("_staging", "_meta", "_analytics")
 
 
