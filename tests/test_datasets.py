@@ -206,3 +206,32 @@ def test_two_organisations_load_a_postgres_database_at_the_same_time(pg_url, tmp
         con.close()
     assert got == {"analytics": {row[0] for row in expected.sessions(dataset)},
                    "other_org_analytics": {row[0] for row in expected.sessions(other_organisation)}}
+
+
+# --- the night's one line names the dataset's tables, and leaves the API's words alone --------------
+
+
+def test_the_partial_nights_line_names_the_datasets_rejected_rows_and_keeps_the_apis_words():
+    from cekura_sessions.extract.report import RunReport
+    from cekura_sessions.run.outcome import problems
+
+    report = RunReport()
+    report.rows_rejected = 2
+    report.projects_failed = {7: "HTTP 503 on https://staging.cekura.ai/test_framework/v1/ (analytics down)"}
+    found = "; ".join(problems(report, [], Dataset("acme").raw))
+    assert "project 7: HTTP 503 on https://staging.cekura.ai/test_framework/v1/ (analytics down)" in found, found
+    assert "set aside in acme.rejected_rows" in found and "cekura_raw" not in found, found
+
+
+@pytest.mark.e2e
+def test_a_rejected_row_of_a_named_dataset_is_set_aside_in_its_own_raw_schema(run_night, db_path, api, dataset):
+    victim = expected.listed_project_ids(dataset)[0]
+    dataset.sessions[victim].append({**dataset.sessions[victim][0], "id": 990001, "created_at": "not a date"})
+    api.dataset = dataset
+    outcome = run_night(dataset="team_x")
+    assert outcome.exit_code == 1, outcome.message
+    assert "set aside in team_x.rejected_rows" in outcome.message, outcome.message
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        rejected = con.execute("select project_id from team_x.rejected_rows").fetchall()
+        assert rejected == [(victim,)], rejected
+        assert "cekura_raw" not in _schemas(con)

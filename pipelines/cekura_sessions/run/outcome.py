@@ -37,14 +37,16 @@ class FatalError(Exception):
     """Nothing could be loaded; the message says what to do."""
 
 
-def problems(report: RunReport, checks: list[CheckResult]) -> list[str]:
+def problems(report: RunReport, checks: list[CheckResult], raw_schema: str = contract.RAW_SCHEMA) -> list[str]:
+    """What makes the night partial, one line each; `raw_schema`: the dataset's raw schema, where
+    rejected rows are set aside (--dataset)."""
     problems = []
     if report.projects_failed:
         problems.append(f"{len(report.projects_failed)} project(s) failed ({report.failed_summary()})")
     if report.rows_rejected:
         problems.append(
             f"{report.rows_rejected} session row(s) broke the API contract and were set aside in "
-            f"{contract.RAW_SCHEMA}.{contract.REJECTED_ROWS_TABLE}"
+            f"{raw_schema}.{contract.REJECTED_ROWS_TABLE}"
         )
     problems += _drift_problems(report)
     failed_checks = [c.name for c in checks if not c.passed and c.severity == "error"]
