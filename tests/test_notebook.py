@@ -425,3 +425,23 @@ def test_notebook_reads_the_dataset_cekura_dataset_names(tmp_path: Path) -> None
             client.execute_cell(cell, index)
         got = _run_in_kernel(client, "print(int(query('select count(*) from analytics.sessions').iloc[0, 0]))")
     assert int(got) == want, (got, want)
+
+
+def test_notebook_on_a_dataset_the_database_does_not_hold_names_those_it_holds(tmp_path: Path) -> None:
+    """CEKURA_DATASET mistyped: the notebook says which datasets the database holds, not that
+    `analytics.sessions` (full, in the default dataset) holds no sessions."""
+    db = tmp_path / "one.duckdb"
+    made = subprocess.run(
+        [sys.executable, "-m", "cekura_sessions.cli", "demo", "--db", str(db), "--projects", "2",
+         "--sessions-per-project", "5", "--as-of", AS_OF.isoformat()],
+        cwd=tmp_path, env=_kernel_env(), capture_output=True, text=True, timeout=180,
+    )
+    assert made.returncode == 0, made.stderr
+    setup = _code_cells(nbformat.read(NOTEBOOK, as_version=4))[:3]  # imports, query(), the data or NO_DATA
+    client = _client(nbformat.v4.new_notebook(cells=setup), NOTEBOOK.parent)
+    with client.setup_kernel(env=_kernel_env(CEKURA_DB=str(db), CEKURA_DATASET="team_z"), cleanup_kc=True):
+        for index, cell in enumerate(client.nb.cells):
+            client.execute_cell(cell, index)
+        said = _run_in_kernel(client, "print(HAS_DATA, NO_DATA)").strip()
+    assert said == (f"False no data yet: {db.resolve()} holds no dataset team_z (CEKURA_DATASET); it holds cekura_raw: "
+                    "set CEKURA_DATASET to one of them, then run this notebook again"), said
