@@ -235,3 +235,13 @@ def test_a_rejected_row_of_a_named_dataset_is_set_aside_in_its_own_raw_schema(ru
         rejected = con.execute("select project_id from team_x.rejected_rows").fetchall()
         assert rejected == [(victim,)], rejected
         assert "cekura_raw" not in _schemas(con)
+
+
+@pytest.mark.e2e
+def test_the_demo_refuses_a_dataset_named_as_its_file_before_making_anything(tmp_path):
+    db = tmp_path / "acme.duckdb"
+    refused = subprocess.run([*CLI, "demo", "--db", str(db), "--dataset", "acme", "--projects", "1"],
+                             env=cli_env(tmp_path), capture_output=True, text=True, timeout=120)
+    said = (refused.stdout + refused.stderr).strip()
+    assert refused.returncode == 2 and "\n" not in said and "--dataset" in said, said
+    assert not db.exists() and not list(tmp_path.glob("acme.duckdb*")), list(tmp_path.iterdir())

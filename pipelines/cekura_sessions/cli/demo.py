@@ -16,7 +16,7 @@ from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
-from cekura_sessions.destination.database import DatabaseBusy, DatabaseUnavailable, connect
+from cekura_sessions.destination.database import DatabaseBusy, DatabaseUnavailable, check_file_name, connect
 from cekura_sessions.run.interrupt import exit_now
 from cekura_sessions.run.night import RunConfig, run_stoppable
 
@@ -29,6 +29,7 @@ def run_demo(db_path: Path, projects: int, sessions_per_project: int, seed: int,
     were created over the 30 days before it. `dataset_name`: the dataset loaded (--dataset)."""
     names = Dataset(dataset_name)
     try:
+        check_file_name(db_path.resolve(), names)  # before the file is made and marked as the demo's
         refusal = _not_the_demos(db_path, db_wait, names)
     except (DatabaseBusy, DatabaseUnavailable) as error:  # as the run itself would say it
         logs.write(f"exit {EXIT_LOCKED if isinstance(error, DatabaseBusy) else EXIT_FATAL}: {error}")

@@ -165,7 +165,7 @@ def holder_command(pid: int) -> str | None:
     return words[0]
 
 
-def _check_file_name(path: Path, dataset: Dataset) -> None:
+def check_file_name(path: Path, dataset: Dataset) -> None:
     """Raises DatabaseUnavailable when DuckDB would name the file's own database as one of the
     dataset's schemas: DuckDB names it after the file, up to its first dot (`cekura.duckdb` is the
     database `cekura`), and then refuses `cekura.projects` as ambiguous in every statement."""
@@ -197,7 +197,7 @@ class Database:
         self.destination, self.wait_seconds = destination, wait_seconds
         self.path = destination.path.resolve() if destination.path is not None else None
         if self.path is not None:
-            _check_file_name(self.path, self.dataset)
+            check_file_name(self.path, self.dataset)
         self._run_lock: postgres.RunLock | None = None
 
     def __str__(self) -> str:
