@@ -174,6 +174,11 @@ def test_every_command_takes_the_dataset_and_a_mistyped_one_names_those_there(tm
     with duckdb.connect(db, read_only=True) as con:
         assert _analytics_ids(con, "team_a_analytics") == {row[0] for row in expected.sessions(dataset)}
         assert "analytics" not in _schemas(con) and "cekura_raw" not in _schemas(con)
+    unbuilt = cli("run", "--base-url", api.url, "--no-details", "--no-models", "--dataset", "team_c")
+    assert unbuilt.returncode == 0, unbuilt.stderr
+    no_models = cli("check", "--dataset", "team_c")  # the command it suggests builds team_c's, not the default's
+    assert no_models.returncode == 2 and f"`cekura-sessions models --db {db} --dataset team_c`" in no_models.stderr, \
+        no_models.stderr
     mistyped = cli("status", "--dataset", "team_b")
     assert mistyped.returncode == 5, mistyped.stderr
     assert mistyped.stderr.strip().count("\n") == 0 and "team_a" in mistyped.stderr, mistyped.stderr

@@ -62,7 +62,9 @@ def check(db: str, db_wait: float, show: int = 0, dataset: str = settings.RAW_SC
             if missing:
                 return _fail(missing)
             if not _models_built(con):
-                return _fail(f"{database} has no models yet; build them with `cekura-sessions models --db {database}`")
+                named = "" if database.dataset.is_default else f" --dataset {database.dataset.name}"
+                return _fail(f"{database} has no models yet in {database.dataset.analytics}; build them with "
+                             f"`cekura-sessions models --db {database}{named}`")
             results = checks.run_checks(con)
             _print_checks(results)
             if show:
