@@ -160,3 +160,11 @@ def test_probe_of_an_unreachable_url_says_what_run_says_within_seconds(tmp_path)
         f"(nothing listens on port {port} there); check the base URL's host and port, and that the API is up")
     assert seconds < 15, f"probe took {seconds:.1f} s to give up"
     _nothing_written(tmp_path)
+
+
+def test_probe_refuses_a_dataset_name_the_night_would_refuse(tmp_path, data):
+    with FakeCekuraApi(data, api_key=API_KEY) as api:
+        result = _probe(tmp_path, "--base-url", api.url, "--dataset", "Team A")
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert "'Team A'" in line and "'team_a'" in line and result.stdout == "", (line, result.stdout)

@@ -492,6 +492,7 @@ def _run(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace) -> int:
     from cekura_sessions.cli import api_config, probe
 
+    _dataset(args)  # unused, but a name the night would refuse is said now, as run says it
     logs.register_secret(os.environ.get("CEKURA_API_KEY"))
     logs.register_secret(os.environ.get("SOURCES__CEKURA__API_KEY"))
     api_key = api_config.api_key()
