@@ -58,6 +58,9 @@ def test_a_named_dataset_has_schemas_of_its_own_and_its_sql_is_rewritten_as_whol
     pytest.param("pg_acme", id="postgres-reserved"),
     pytest.param("public", id="public"),
     pytest.param("system", id="duckdb-catalog"),
+    pytest.param("order", id="reserved-word"),
+    pytest.param("cross", id="a-join-word"),
+    pytest.param("user", id="reserved-in-postgres-only"),
 ])
 def test_a_name_no_dataset_can_have_is_refused_in_one_line(name):
     with pytest.raises(DatasetNameError) as refused:

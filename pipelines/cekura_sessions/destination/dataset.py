@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
+
+import duckdb
 
 from cekura_sessions import settings
 
@@ -44,6 +46,10 @@ _VALID_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _TAKEN = frozenset({*_LAYOUT, "main", "public", "information_schema", "pg_catalog", "pg_toast", "temp",
                     "system"}) - {DEFAULT_DATASET}
 _TAKEN_ENDINGS = ("_staging", "_meta", "_analytics")
+# PostgreSQL's reserved words (pg_get_keywords(), catcode R or T) that DuckDB's lists leave out
+_POSTGRES_KEYWORDS = frozenset({"current_catalog", "current_date", "current_role", "current_schema", "current_time",
+                                "current_timestamp", "current_user", "grant", "localtime", "localtimestamp",
+                                "session_user", "system_user", "user"})
 
 
 class DatasetNameError(ValueError):
@@ -119,7 +125,21 @@ def check_name(name: str) -> None:
         better = f"; for example {suggestion!r}" if suggestion and _VALID_NAME.fullmatch(suggestion) else ""
         raise DatasetNameError(f"the dataset name {name!r} cannot be used: it must be {hint}{better}; "
                                "check --dataset or CEKURA_DATASET")
+    if name in _keywords():
+        raise DatasetNameError(f"the dataset name {name!r} is an SQL keyword, which neither engine takes as a schema's "
+                               f"name without quotes; choose another with --dataset or CEKURA_DATASET, e.g. "
+                               f"{name}_data")
     if name in _TAKEN or name.startswith("pg_") or name.endswith(_TAKEN_ENDINGS):
         raise DatasetNameError(f"the dataset name {name!r} is taken: it is, or could be, another schema's name "
                                f"(the default dataset's schemas, the engine's, names starting with pg_ or ending in "
                                f"{', '.join(_TAKEN_ENDINGS)}); choose another with --dataset or CEKURA_DATASET")
+
+
+@cache
+def _keywords() -> frozenset[str]:
+    """The words that are no schema's name unquoted (`create schema order` is a syntax error): DuckDB's
+    reserved words and type or function names (its parser is PostgreSQL's), and PostgreSQL's few more."""
+    with duckdb.connect() as con:
+        listed = con.execute("select keyword_name from duckdb_keywords() "
+                             "where keyword_category in ('reserved', 'type_function')").fetchall()
+    return frozenset(word for (word,) in listed) | _POSTGRES_KEYWORDS
