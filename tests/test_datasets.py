@@ -253,3 +253,28 @@ def test_the_demo_refuses_a_dataset_named_as_its_file_before_making_anything(tmp
     said = (refused.stdout + refused.stderr).strip()
     assert refused.returncode == 2 and "\n" not in said and "--dataset" in said, said
     assert not db.exists() and not list(tmp_path.glob("acme.duckdb*")), list(tmp_path.iterdir())
+
+
+def test_a_refused_insert_of_many_rows_names_the_statement_as_the_dataset_ran_it(pg_url):
+    from urllib.parse import urlsplit, urlunsplit
+
+    from cekura_sessions.destination.postgres import connect
+    from cekura_sessions.destination.warehouse import PermissionDenied
+
+    admin = postgres.connect(pg_url)
+    try:
+        admin.cursor().execute("create schema acme_meta; create table acme_meta.notes (note text); "
+                               "create role acme_outsider login; grant usage on schema acme_meta to acme_outsider")
+    finally:
+        admin.close()
+    parts = urlsplit(pg_url)
+    url = urlunsplit(parts._replace(netloc=f"acme_outsider@{parts.netloc.rpartition('@')[2]}"))
+    outsider = connect(parse_destination(url))
+    outsider.dataset = Dataset("acme")
+    try:
+        with pytest.raises(PermissionDenied) as denied:
+            outsider.executemany("insert into cekura_meta.notes values (?)", [["a"], ["b"]])
+    finally:
+        outsider.close()
+    line = str(denied.value)
+    assert line.startswith("PostgreSQL stopped `insert into acme_meta.notes values (?)`: permission denied"), line

@@ -204,8 +204,9 @@ class PostgresWarehouse(Warehouse):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         import psycopg2
 
+        sql = self.dataset.sql(sql)  # the statement the message names is the one that ran
         try:
-            self.con.cursor().executemany(_format_params(self.dataset.sql(sql)), [list(row) for row in rows])
+            self.con.cursor().executemany(_format_params(sql), [list(row) for row in rows])
         except psycopg2.Error as error:
             raise postgres_error(error, sql, self.__dict__.get("settings")) from error
 
