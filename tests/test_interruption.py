@@ -11,7 +11,7 @@ import duckdb
 import pytest
 from cekura_sessions.fake.server import Faults
 from support import expected
-from support.night_processes import lock_is_free, pause_marker, start_cli, wait_for
+from support.night_processes import lock_is_free, night_as_the_cli_runs_it, pause_marker, start_cli, wait_for
 
 pytestmark = pytest.mark.e2e  # the CLI in subprocesses, dlt loading real files
 
@@ -19,12 +19,6 @@ pytestmark = pytest.mark.e2e  # the CLI in subprocesses, dlt loading real files
 def _line(signum: int) -> str:
     name = signal.Signals(signum).name
     return f"cekura-sessions: interrupted by {name}; the next run finishes or discards what this one left"
-
-
-def _night(run_night) -> object:
-    """A night in this process, as `cekura-sessions run` runs it (the dlt folder beside the
-    database, the configured details): only the interrupted run is about a process."""
-    return run_night(pipelines_dir=None, details=None, db_wait_seconds=5.0)
 
 
 @pytest.mark.parametrize(
@@ -43,7 +37,7 @@ def _night(run_night) -> object:
     ],
 )
 def test_signal_stops_the_run_and_the_next_night_is_exact(tmp_path, api, dataset, db_path, run_night, signum, stage):
-    assert _night(run_night).exit_code == 0  # a first night, so the second has history
+    assert night_as_the_cli_runs_it(run_night).exit_code == 0  # a first night, so the second has history
     tonight = dataset.next_night(seed=21)
     api.dataset = tonight
     listed = expected.listed_project_ids(tonight)
@@ -81,7 +75,7 @@ def test_signal_stops_the_run_and_the_next_night_is_exact(tmp_path, api, dataset
     tomorrow = tonight.next_night(seed=22)
     api.dataset, api.faults = tomorrow, Faults()
     marker.unlink(missing_ok=True)
-    after = _night(run_night)
+    after = night_as_the_cli_runs_it(run_night)
 
     assert after.exit_code == 0, after.message
     with duckdb.connect(str(db_path), read_only=True) as con:
