@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from cekura_sessions.fake.data import DataSpec, FakeDataset, generate
+from cekura_sessions.fake.data import FakeDataset, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from support.destinations import Target, make_target
 from support.postgres import PostgresServer
-from support.settings import API_KEY, TEST_RETRY
+from support.settings import API_KEY, DATASET_SPEC, TEST_RETRY
 
 if TYPE_CHECKING:
     from cekura_sessions.run.night import RunOutcome
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def dataset() -> FakeDataset:
-    return generate(DataSpec(projects=6, sessions_per_project=30, seed=11))
+    return generate(DATASET_SPEC)
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """The nightly job into either destination, a DuckDB file or a real PostgreSQL (one fixture,
 `target`): exact rows over two nights with changes and deletions, a failed project keeping its
 rows, recovery after kill -9, a second run refused while one holds the lock, and the API key and
-the database password never stored. The CLI runs in real subprocesses against the fake API."""
+the database password never stored. The CLI runs in real subprocesses against the fake API where
+the process is what is tested (kills, the lock, what it prints); what lands in the destination
+over two nights is loaded in-process."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from typing import TYPE_CHECKING
+
 import pytest
 from cekura_sessions.fake.server import Faults
 from cekura_sessions.models.declarations import load_declarations
@@ -19,7 +23,10 @@ from support import expected
 from support.destinations import DB_PASSWORD, Target
 from support.processes import cli_env
 from support.secrets import files_holding
-from support.settings import API_KEY
+from support.settings import API_KEY, TEST_RETRY
+
+if TYPE_CHECKING:
+    from cekura_sessions.run.night import RunOutcome
 
 pytestmark = pytest.mark.e2e  # the CLI in subprocesses, dlt loading DuckDB or PostgreSQL
 
@@ -62,31 +69,40 @@ def _wait_for(condition, what: str, seconds: float = 120) -> None:
         time.sleep(0.05)
 
 
+def _night(target: Target, api) -> RunOutcome:
+    """A night in this process, for the tests about what lands in the destination (the process
+    itself is the other tests')."""
+    from cekura_sessions.run import night
+
+    return night.run(night.RunConfig(db=target.db, api_key=API_KEY, base_url=api.url, db_wait_seconds=5.0,
+                                     pipelines_dir=str(target.folder / "pipelines"), retry=TEST_RETRY))
+
+
 def test_two_nights_with_changes_and_deletions_end_exact(target, api, dataset):
-    first = _run(target, api)
-    assert first.returncode == 0, first.stderr
+    first = _night(target, api)
+    assert first.exit_code == 0, first.message
     _assert_exact(target, dataset, "night 1")
 
     tomorrow = dataset.next_night(seed=5)  # statuses move, lists change, sessions and a project's listing emptied
     assert tomorrow.last_changes.get("deleted") and tomorrow.last_changes.get("project_emptied"), tomorrow.last_changes
     api.dataset = tomorrow
-    second = _run(target, api)
+    second = _night(target, api)
 
-    assert second.returncode == 0, second.stderr
+    assert second.exit_code == 0, second.message
     _assert_exact(target, tomorrow, "night 2")
 
 
 def test_a_failed_project_keeps_its_rows_and_the_others_move_on(target, api, dataset):
-    assert _run(target, api).returncode == 0
+    assert _night(target, api).exit_code == 0
     tomorrow = dataset.next_night(seed=6)
     listed = expected.listed_project_ids(tomorrow)
     victim = next(p for p in listed if dataset.sessions[p] and tomorrow.sessions[p] != dataset.sessions[p])
     api.dataset = tomorrow
     api.faults = Faults(always={victim: "500"})
 
-    result = _run(target, api)
+    result = _night(target, api)
 
-    assert result.returncode == 1, result.stderr
+    assert result.exit_code == 1, result.message
     sessions, scenario_ids, _ = _raw(target)
     assert {s for s in sessions if s[7] == victim} == expected.sessions(dataset, [victim]), "its rows changed"
     others = [p for p in listed if p != victim]

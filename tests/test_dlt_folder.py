@@ -12,7 +12,16 @@ import duckdb
 import pytest
 from cekura_sessions.fake.server import Faults
 from support import expected
-from support.night_processes import DLT, cli_env, folder_bytes, pause_marker, run_cli, start_cli, wait_for
+from support.night_processes import (
+    DLT,
+    cli_env,
+    folder_bytes,
+    night_as_the_cli_runs_it,
+    pause_marker,
+    run_cli,
+    start_cli,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e  # dlt loading real files
 
@@ -45,18 +54,19 @@ def test_a_failed_night_into_one_file_leaves_the_other_file_loadable(tmp_path, a
     assert not (tmp_path / "dlt-data" / "pipelines").exists(), "something used dlt's machine-wide folder"
 
 
-def test_a_file_replaced_at_the_same_path_gets_a_fresh_folder(tmp_path, api, dataset, db_path):
-    """The folder beside a deleted file must not make dlt believe the new file has its tables."""
+def test_a_file_replaced_at_the_same_path_gets_a_fresh_folder(api, dataset, db_path, run_night):
+    """The folder beside a deleted file must not make dlt believe the new file has its tables.
+    In process, with the folder the CLI uses (`<db>.dlt/`)."""
     victim = expected.listed_project_ids(dataset)[0]
-    assert run_cli(tmp_path, api.url, db_path).returncode == 0
+    assert night_as_the_cli_runs_it(run_night).exit_code == 0
     db_path.unlink()
 
     api.faults = Faults(always={victim: "404"})
-    assert run_cli(tmp_path, api.url, db_path, "--project-id", str(victim)).returncode == 2
+    assert run_night(pipelines_dir=None, details=None, project_ids=[victim]).exit_code == 2
     api.faults = Faults()
-    again = run_cli(tmp_path, api.url, db_path)
+    again = night_as_the_cli_runs_it(run_night)
 
-    assert again.returncode == 0, again.stderr
+    assert again.exit_code == 0, again.message
     _assert_exact(db_path, dataset)
 
 

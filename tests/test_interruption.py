@@ -11,7 +11,7 @@ import duckdb
 import pytest
 from cekura_sessions.fake.server import Faults
 from support import expected
-from support.night_processes import lock_is_free, pause_marker, run_cli, start_cli, wait_for
+from support.night_processes import lock_is_free, night_as_the_cli_runs_it, pause_marker, start_cli, wait_for
 
 pytestmark = pytest.mark.e2e  # the CLI in subprocesses, dlt loading real files
 
@@ -36,8 +36,8 @@ def _line(signum: int) -> str:
         pytest.param(signal.SIGTERM, "model-sessions", id="sigterm-models"),
     ],
 )
-def test_signal_stops_the_run_and_the_next_night_is_exact(tmp_path, api, dataset, db_path, signum, stage):
-    assert run_cli(tmp_path, api.url, db_path).returncode == 0  # a first night, so the second has history
+def test_signal_stops_the_run_and_the_next_night_is_exact(tmp_path, api, dataset, db_path, run_night, signum, stage):
+    assert night_as_the_cli_runs_it(run_night).exit_code == 0  # a first night, so the second has history
     tonight = dataset.next_night(seed=21)
     api.dataset = tonight
     listed = expected.listed_project_ids(tonight)
@@ -74,9 +74,9 @@ def test_signal_stops_the_run_and_the_next_night_is_exact(tmp_path, api, dataset
     tomorrow = tonight.next_night(seed=22)
     api.dataset, api.faults = tomorrow, Faults()
     marker.unlink(missing_ok=True)
-    after = run_cli(tmp_path, api.url, db_path)
+    after = night_as_the_cli_runs_it(run_night)
 
-    assert after.returncode == 0, after.stderr
+    assert after.exit_code == 0, after.message
     with duckdb.connect(str(db_path), read_only=True) as con:
         assert expected.loaded_sessions(con) == expected.sessions(tomorrow)
         assert expected.loaded_scenario_ids(con) == expected.scenario_ids(tomorrow)

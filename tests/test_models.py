@@ -39,6 +39,7 @@ from support.model_expectations import (
     local_day,
 )
 from support.raw_data import CLEAN, VARIED, RawData, parse_timestamp
+from support.rows import assert_same_rows, keyed_rows
 
 MARTS = CONTRACT_MARTS
 # the functions whose SQL differs per engine, defined once per engine (sql/functions/)
@@ -53,15 +54,6 @@ def fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) 
     cursor = con.execute(sql, params or [])
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
-def keyed(rows: list[dict], *key: str) -> dict:
-    out = {}
-    for row in rows:
-        k = row[key[0]] if len(key) == 1 else tuple(row[c] for c in key)
-        assert k not in out, f"duplicate key {k}"
-        out[k] = row
-    return out
 
 
 def fresh_db(path: Path, data: RawData | None = None) -> duckdb.DuckDBPyConnection:
@@ -361,7 +353,7 @@ def test_build_models_returns_each_marts_row_count(varied):
 
 
 def test_stg_projects_match_python(varied):
-    got = keyed(fetch(varied.con, "select * from staging.stg_projects"), "project_id")
+    got = keyed_rows(varied.con, "staging.stg_projects", key=("project_id",))
     want = {
         p["id"]: {
             "project_id": p["id"],
@@ -381,58 +373,34 @@ def test_stg_projects_match_python(varied):
     assert got == want
 
 
+def _matches_python(varied: Built, model: str, expected, rel: float = 0.0) -> None:
+    """The mart holds exactly the rows computed in Python, every column equal (floats within `rel`)."""
+    assert_same_rows(keyed_rows(varied.con, model), expected(VARIED), model, rel=rel, abs_=0, exact_columns=True)
+
+
 def test_sessions_match_python(varied):
-    got = keyed(fetch(varied.con, "select * from analytics.sessions"), "session_id")
-    want = expected_sessions(VARIED)
-    assert got.keys() == want.keys()
-    for session_id, row in want.items():
-        assert got[session_id] == row, f"session {session_id}"
+    _matches_python(varied, "sessions", expected_sessions)
 
 
 def test_session_scenarios_match_python(varied):
-    got = keyed(fetch(varied.con, "select * from analytics.session_scenarios"), "session_id", "position")
-    want = expected_session_scenarios(VARIED)
-    assert got.keys() == want.keys()
-    for key, row in want.items():
-        assert got[key] == row, f"session_scenarios {key}"
+    _matches_python(varied, "session_scenarios", expected_session_scenarios)
 
 
 def test_project_completion_rates_match_python(varied):
-    got = keyed(fetch(varied.con, "select * from analytics.project_completion_rates"), "project_id")
-    want = expected_project_completion_rates(VARIED)
-    assert got.keys() == want.keys(), "one row per project not deleted, with or without sessions"
-    for project_id, row in want.items():
-        assert got[project_id] == row, f"project {project_id}"
+    _matches_python(varied, "project_completion_rates", expected_project_completion_rates)
 
 
 def test_daily_completion_rates_match_python(varied):
-    got = keyed(fetch(varied.con, "select * from analytics.daily_completion_rates"), "project_id", "day")
-    want = expected_daily_completion_rates(VARIED)
-    assert got.keys() == want.keys()
-    for key, row in want.items():
-        assert got[key] == row, f"daily {key}"
+    _matches_python(varied, "daily_completion_rates", expected_daily_completion_rates)
 
 
 def test_session_durations_match_python(varied):
-    got = keyed(fetch(varied.con, "select * from analytics.session_durations"), "project_id", "status")
-    want = expected_session_durations(VARIED)
-    assert got.keys() == want.keys()
-    for key, row in want.items():
-        floats = ("avg_seconds", "p50_seconds", "p90_seconds")
-        # avg and interpolation may round differently in the last bit: 1e-12 relative
-        assert {c: got[key][c] for c in row if c not in floats} == {
-            c: row[c] for c in row if c not in floats
-        }, f"durations {key}"
-        for c in floats:
-            assert got[key][c] == pytest.approx(row[c], rel=1e-12), f"durations {key} {c}"
+    # avg and interpolation may round differently in the last bit: 1e-12 relative
+    _matches_python(varied, "session_durations", expected_session_durations, rel=1e-12)
 
 
 def test_scenario_stats_match_python(varied):
-    got = keyed(fetch(varied.con, "select * from analytics.scenario_stats"), "project_id", "scenario_id")
-    want = expected_scenario_stats(VARIED)
-    assert got.keys() == want.keys()
-    for key, row in want.items():
-        assert got[key] == row, f"scenario_stats {key}"
+    _matches_python(varied, "scenario_stats", expected_scenario_stats)
 
 
 # --- edge cases, spelled out ---------------------------------------------------------------
@@ -581,7 +549,7 @@ def test_projects_without_sessions_have_zero_counts_and_null_rates(tmp_path):
     data = RawData(projects=VARIED.projects)
     con = fresh_db(tmp_path / "cekura.duckdb", data)
     build_models(con)
-    got = keyed(fetch(con, "select * from analytics.project_completion_rates"), "project_id")
+    got = keyed_rows(con, "project_completion_rates")
     counts = ("total", "completed", "failed", "cancelled", "in_progress", "pending", "other")
     want = {
         p["id"]: {

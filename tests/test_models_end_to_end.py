@@ -4,10 +4,11 @@ expectations computed from the generated data (never from the SQL under test).""
 from __future__ import annotations
 
 import copy
-from datetime import datetime
 
 import duckdb
 import pytest
+from cekura_sessions.fake.data import generate
+from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from support import expected
 from support.model_expectations import (
     expected_daily_completion_rates,
@@ -18,6 +19,8 @@ from support.model_expectations import (
     expected_sessions,
 )
 from support.raw_data import RawData
+from support.rows import assert_same_rows, keyed_rows
+from support.settings import API_KEY, DATASET_SPEC, TEST_RETRY
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API, then the models
 
@@ -40,49 +43,39 @@ def raw_from_dataset(dataset) -> RawData:
     return RawData(projects=projects, sessions=sessions, scenario_ids=scenario_ids)
 
 
-def _rows(con: duckdb.DuckDBPyConnection, model: str, *key: str) -> dict:
-    cursor = con.execute(f"select * from analytics.{model}")
-    names = [d[0] for d in cursor.description]
-    rows = [dict(zip(names, r)) for r in cursor.fetchall()]
-    return {row[key[0]] if len(key) == 1 else tuple(row[k] for k in key): row for row in rows}
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """One real night into a DuckDB file, shared by the module's tests that only read it: (the
+    open file, the raw rows expected from the data)."""
+    from cekura_sessions.run import night as pipeline
 
-
-def _same(got: dict, want: dict, model: str) -> None:
-    assert got.keys() == want.keys(), f"{model}: keys differ: missing {sorted(want.keys() - got.keys())[:3]}, extra {sorted(got.keys() - want.keys())[:3]}"
-    for key, want_row in want.items():
-        for column, value in want_row.items():
-            have = got[key][column]
-            if isinstance(value, float) and have is not None:
-                assert have == pytest.approx(value, rel=1e-9, abs=1e-6), f"{model} {key} {column}: {have} != {value}"
-            elif isinstance(value, datetime):
-                assert have == value, f"{model} {key} {column}: {have} != {value}"
-            else:
-                assert have == value, f"{model} {key} {column}: {have!r} != {value!r}"
-
-
-@pytest.fixture
-def loaded(run_night, dataset, db_path):
-    outcome = run_night()
+    dataset = generate(DATASET_SPEC)
+    folder = tmp_path_factory.mktemp("night")
+    with FakeCekuraApi(dataset, api_key=API_KEY, faults=Faults()) as api:
+        outcome = pipeline.run(pipeline.RunConfig(
+            db=folder / "cekura.duckdb", api_key=API_KEY, base_url=api.url, pipelines_dir=str(folder / "pipelines"),
+            db_wait_seconds=2.0, retry=TEST_RETRY, details=False,
+        ))
     assert outcome.exit_code == 0, outcome.message
-    con = duckdb.connect(str(db_path), read_only=True)
+    con = duckdb.connect(str(folder / "cekura.duckdb"), read_only=True)
     yield con, raw_from_dataset(dataset)
     con.close()
 
 
-MODELS = [
-    pytest.param("sessions", ("session_id",), expected_sessions, id="sessions"),
-    pytest.param("session_scenarios", ("session_id", "position"), expected_session_scenarios, id="session_scenarios"),
-    pytest.param("project_completion_rates", ("project_id",), expected_project_completion_rates, id="project_completion_rates"),
-    pytest.param("daily_completion_rates", ("project_id", "day"), expected_daily_completion_rates, id="daily_completion_rates"),
-    pytest.param("session_durations", ("project_id", "status"), expected_session_durations, id="session_durations"),
-    pytest.param("scenario_stats", ("project_id", "scenario_id"), expected_scenario_stats, id="scenario_stats"),
-]
+MODELS = {
+    "sessions": expected_sessions,
+    "session_scenarios": expected_session_scenarios,
+    "project_completion_rates": expected_project_completion_rates,
+    "daily_completion_rates": expected_daily_completion_rates,
+    "session_durations": expected_session_durations,
+    "scenario_stats": expected_scenario_stats,
+}
 
 
-@pytest.mark.parametrize("model, key, compute", MODELS)
-def test_model_matches_generated_data(loaded, model, key, compute):
+@pytest.mark.parametrize("model", list(MODELS))
+def test_model_matches_generated_data(loaded, model):
     con, raw = loaded
-    _same(_rows(con, model, *key), compute(raw), model)
+    assert_same_rows(keyed_rows(con, model), MODELS[model](raw), model)
 
 
 def test_every_error_check_passes_on_generated_data(run_night, db_path):
@@ -100,9 +93,9 @@ def test_models_follow_the_second_night(run_night, api, dataset, db_path):
     api.dataset = tomorrow
     assert run_night().exit_code == 0
     with duckdb.connect(str(db_path), read_only=True) as con:
-        _same(_rows(con, "sessions", "session_id"), expected_sessions(raw_from_dataset(tomorrow)), "sessions")
-        _same(_rows(con, "project_completion_rates", "project_id"),
-              expected_project_completion_rates(raw_from_dataset(tomorrow)), "project_completion_rates")
+        assert_same_rows(keyed_rows(con, "sessions"), expected_sessions(raw_from_dataset(tomorrow)), "sessions")
+        assert_same_rows(keyed_rows(con, "project_completion_rates"),
+                         expected_project_completion_rates(raw_from_dataset(tomorrow)), "project_completion_rates")
 
 
 def test_deleted_unlisted_and_moved_leave_the_models_but_raw_keeps_its_rows(run_night, api, dataset, db_path):
@@ -122,8 +115,8 @@ def test_deleted_unlisted_and_moved_leave_the_models_but_raw_keeps_its_rows(run_
     with duckdb.connect(str(db_path), read_only=True) as con:
         # the models: only the listed, undeleted projects of tomorrow, computed from its data alone
         want = raw_from_dataset(tomorrow)
-        for model, key, compute in ((p.values[0], p.values[1], p.values[2]) for p in MODELS):
-            _same(_rows(con, model, *key), compute(want), model)
+        for model, compute in MODELS.items():
+            assert_same_rows(keyed_rows(con, model), compute(want), model)
         (changes,) = con.execute("select count(*) from analytics.session_status_changes "
                                  "where project_id in (?, ?)", [deleted, unlisted]).fetchone()
         assert changes == 0, "status periods of gone projects left"

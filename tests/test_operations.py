@@ -17,6 +17,7 @@ from cekura_sessions.cli import main as cli
 from cekura_sessions.fake.server import Faults
 from cekura_sessions.destination.lock import lock_path
 from support import expected
+from support.night_processes import night_as_the_cli_runs_it
 from support.settings import API_KEY
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt) in process and the CLI in subprocesses
@@ -67,7 +68,7 @@ def test_database_held_by_another_process_gives_one_clear_line(tmp_path, api, db
 
 
 @pytest.mark.parametrize("stage", ["extract", "normalize", "load", "models"])
-def test_killed_run_is_recovered_by_the_next_night(tmp_path, api, dataset, db_path, stage):
+def test_killed_run_is_recovered_by_the_next_night(tmp_path, api, dataset, db_path, run_night, stage):
     victim = expected.listed_project_ids(dataset)[-1]
     marker = db_path.with_name(f"{db_path.name}.paused-{stage}")
     env = {} if stage == "extract" else {"CEKURA_TEST_HOOK": f"{stage}:{marker}"}
@@ -84,9 +85,9 @@ def test_killed_run_is_recovered_by_the_next_night(tmp_path, api, dataset, db_pa
     tomorrow = dataset.next_night(seed=4)
     api.dataset = tomorrow
     api.faults = Faults()
-    result = _run_cli(tmp_path, api, db_path)
+    result = night_as_the_cli_runs_it(run_night)  # the recovery itself is no process's
 
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.message
     with duckdb.connect(str(db_path), read_only=True) as con:
         assert expected.loaded_sessions(con) == expected.sessions(tomorrow)
         assert expected.loaded_scenario_ids(con) == expected.scenario_ids(tomorrow)
@@ -96,9 +97,9 @@ def test_killed_run_is_recovered_by_the_next_night(tmp_path, api, dataset, db_pa
     assert model_sessions == len(expected.sessions(tomorrow))
 
 
-def test_the_database_file_is_free_while_the_night_waits_on_the_network(tmp_path, api, dataset, db_path):
+def test_the_database_file_is_free_while_the_night_waits_on_the_network(tmp_path, api, dataset, db_path, run_night):
     """A notebook or the DuckDB shell can open the file, read-only, while a run fetches."""
-    assert _run_cli(tmp_path, api, db_path).returncode == 0
+    assert night_as_the_cli_runs_it(run_night).exit_code == 0
     listed = expected.listed_project_ids(dataset)
     api.reset_log()
     api.faults = Faults(script={("sessions", listed[-1]): ["slow:60"]})
@@ -299,7 +300,7 @@ def test_run_killed_inside_the_model_build_leaves_the_previous_models_whole(tmp_
     assert after_kill == before, "a killed build left some models rebuilt and others not"
     assert raw_sessions == expected.sessions(tomorrow), "the load before the build should have committed"
 
-    result = _run_cli(tmp_path, api, db_path, DLT_DATA_DIR=str(tmp_path / "pipelines"))
-    assert result.returncode == 0, result.stderr
+    result = night_as_the_cli_runs_it(run_night)
+    assert result.exit_code == 0, result.message
     with duckdb.connect(str(db_path), read_only=True) as con:
         assert con.execute("select count(*) from analytics.sessions").fetchone()[0] == len(expected.sessions(tomorrow))

@@ -80,11 +80,10 @@ def test_each_listing_takes_the_pages_the_granted_size_needs(tmp_path, data, pag
     assert _loaded(tmp_path) == _want(data)
 
 
-@pytest.mark.parametrize("pagination", [*PAGINATIONS, "none"])
+# the bare array's two nights with deletions are test_paged_listings.py's [bare-array]
+@pytest.mark.parametrize("pagination", PAGINATIONS)
 def test_a_night_with_deletions_ends_exact(tmp_path, data, pagination):
-    paged = pagination != "none"
-    with FakeCekuraApi(data, api_key=API_KEY, page_size=SERVER_PAGE if paged else None,
-                       pagination=pagination if paged else "page_number", max_page_size=50) as api:
+    with FakeCekuraApi(data, api_key=API_KEY, page_size=SERVER_PAGE, pagination=pagination, max_page_size=50) as api:
         assert _night(tmp_path, api).exit_code == 0
         tomorrow = copy.deepcopy(data)
         busiest = max(expected.listed_project_ids(data), key=lambda p: len(data.sessions[p]))

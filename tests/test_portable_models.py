@@ -4,8 +4,6 @@ give the same answers."""
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +23,8 @@ from support.model_expectations import (
     expected_sessions,
 )
 from support.raw_data import CLEAN, VARIED, RawData
+from support.rows import assert_same_rows, declared_marts, keyed_rows
 
-KEYS = {
-    "sessions": ("session_id",),
-    "session_scenarios": ("session_id", "position"),
-    "project_completion_rates": ("project_id",),
-    "daily_completion_rates": ("project_id", "day"),
-    "session_durations": ("project_id", "status"),
-    "scenario_stats": ("project_id", "scenario_id"),
-    "session_status_changes": ("session_id", "observed_from"),
-}
 EXPECTED = {
     "sessions": expected_sessions,
     "session_scenarios": expected_session_scenarios,
@@ -52,50 +42,29 @@ def _loaded(con: Any, data: RawData) -> Any:
     return warehouse
 
 
-def _rows(con: Any, model: str) -> dict[tuple, dict[str, Any]]:
-    cursor = con.execute(f"select * from analytics.{model}")
-    names = [d[0] for d in cursor.description]
-    rows = [dict(zip(names, row)) for row in cursor.fetchall()]
-    return {tuple(row[k] for k in KEYS[model]): row for row in rows}
-
-
-def _same(got: dict, want: dict, what: str) -> None:
-    assert got.keys() == want.keys(), f"{what}: keys differ: {sorted(set(got) ^ set(want), key=repr)[:4]}"
-    for key, want_row in want.items():
-        assert got[key].keys() >= want_row.keys(), f"{what} {key}: columns {got[key].keys()} lack some of {want_row}"
-        for column, value in want_row.items():
-            have = got[key][column]
-            if isinstance(value, float) and isinstance(have, float | int):
-                assert math.isclose(have, value, rel_tol=1e-9, abs_tol=1e-6), f"{what} {key} {column}: {have} != {value}"
-            elif isinstance(value, datetime):
-                assert have == value, f"{what} {key} {column}: {have} != {value}"
-            else:
-                assert have == value, f"{what} {key} {column}: {have!r} != {value!r}"
-
-
-@pytest.fixture
-def both(tmp_path: Path, pg_url: str):
-    """VARIED loaded and built on each engine: (duckdb warehouse, postgres warehouse)."""
-    duck = _loaded(duckdb.connect(str(tmp_path / "cekura.duckdb")), VARIED)
-    pg = _loaded(postgres.connect(pg_url), VARIED)
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory, postgres_server: postgres.PostgresServer):
+    """VARIED loaded and built on each engine: (duckdb warehouse, postgres warehouse); built once
+    for the module, as its tests only read them."""
+    duck = _loaded(duckdb.connect(str(tmp_path_factory.mktemp("both") / "cekura.duckdb")), VARIED)
+    pg = _loaded(postgres.connect(postgres_server.new_database()), VARIED)
     assert build_models(duck) == build_models(pg), "row counts differ"
     yield duck, pg
     duck.close()
     pg.close()
 
 
-@pytest.mark.parametrize("model", list(KEYS))
+@pytest.mark.parametrize("model", declared_marts())
 def test_every_mart_is_identical_on_both_engines(both, model):
     duck, pg = both
-    _same(_rows(pg, model), _rows(duck, model), f"postgres vs duckdb: {model}")
+    assert_same_rows(keyed_rows(pg, model), keyed_rows(duck, model), f"postgres vs duckdb: {model}")
 
 
 @pytest.mark.parametrize("model", list(EXPECTED))
 def test_every_contract_mart_on_postgres_matches_python(both, model):
     assert set(EXPECTED) == set(CONTRACT_MARTS)
     _, pg = both
-    want = {tuple(row[k] for k in KEYS[model]): row for row in EXPECTED[model](VARIED).values()}
-    _same(_rows(pg, model), want, f"postgres: {model}")
+    assert_same_rows(keyed_rows(pg, model), EXPECTED[model](VARIED), f"postgres: {model}")
 
 
 def test_the_checks_answer_the_same_on_both_engines(both):

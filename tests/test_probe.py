@@ -158,7 +158,9 @@ def test_probe_of_an_unreachable_url_says_what_run_says_within_seconds(tmp_path)
     assert result.stderr.splitlines()[-1] == (
         f"cekura-sessions: nothing loaded: listing projects failed: http://127.0.0.1:{port} refused the connection "
         f"(nothing listens on port {port} there); check the base URL's host and port, and that the API is up")
-    assert seconds < 15, f"probe took {seconds:.1f} s to give up"
+    # not the outage wait (RetryPolicy.outage_seconds, 90 s) a server once reached gets; the
+    # process's start-up alone can take seconds on a busy machine, so no tighter bound
+    assert seconds < 60, f"probe took {seconds:.1f} s to give up"
     _nothing_written(tmp_path)
 
 

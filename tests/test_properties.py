@@ -1,27 +1,35 @@
 """Property: any listing that is valid per the spec, oddities included, loads exactly, and
-loading it again changes nothing.
+reading it again changes nothing.
 
-One long-lived fake API serves every generated dataset; each example gets a fresh DuckDB file
-and pipelines folder, so examples cannot see each other's state.
+The property runs in-process on many generated datasets: each project's listing is fetched
+from one long-lived fake API (a real socket, plain arrays or DRF pages) and read and converted
+as a night does (extract/fetch.py, extract/convert.py), without dlt. One fixed dataset with
+every oddity the generator draws then goes through two real nights (dlt, a DuckDB file), so
+what the conversion gives is what lands in the tables.
 """
 
 from __future__ import annotations
 
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import duckdb
+import numpy as np
 import pytest
+from cekura_sessions.api.client import CekuraClient
+from cekura_sessions.extract import convert
 from cekura_sessions.extract.contract import SESSION_STATUSES
+from cekura_sessions.extract.fetch import fetch_listing
 from cekura_sessions.fake.data import FakeDataset
-from cekura_sessions.run import night as pipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import expected
 from support.settings import API_KEY, TEST_RETRY
 
-pytestmark = pytest.mark.e2e  # the real pipeline (dlt), once per generated dataset
+if TYPE_CHECKING:
+    from cekura_sessions.run.night import RunOutcome
 
 INT64_MAX = 2**63 - 1
 
@@ -95,7 +103,47 @@ def datasets(draw: st.DrawFn) -> FakeDataset:
     return FakeDataset(projects, listed)
 
 
-def _load(api_url: str, folder: Path) -> pipeline.RunOutcome:
+def _converted(client: CekuraClient, dataset: FakeDataset) -> tuple[list[tuple], list[tuple], dict, dict]:
+    """Every listed project fetched and converted as one night's batch does: (session rows as
+    expected.sessions writes them, scenario id rows, the reasons rows were set aside, each
+    project's digest)."""
+    listed = expected.listed_project_ids(dataset)
+    fetched = {pid: fetch_listing(client, pid, known_digest=None) for pid in listed}
+    sizes = [fetched[pid].sessions for pid in listed]
+    project_ids = np.repeat(np.array(listed, dtype=np.int64), sizes)
+    starts = np.cumsum([0, *sizes])
+
+    def raw_row(index: int) -> object:
+        number = int(np.searchsorted(starts, index, side="right")) - 1
+        return fetched[listed[number]].row(index - int(starts[number]))
+
+    converted = convert.convert(convert.listings_columns([fetched[pid].rows for pid in listed]), project_ids, raw_row)
+    sessions = {(r["id"], r["title"], r["project"], r["status"], r["created_at"], r["updated_at"], r["message_count"],
+                 r["project_id"]) for r in converted.sessions.to_pylist()}
+    ids = sorted((r["session_id"], r["project_id"], r["position"], r["value"]) for r in converted.scenario_ids.to_pylist())
+    return sessions, ids, converted.reasons, {pid: fetched[pid].digest for pid in listed}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dataset=datasets(), page_size=st.sampled_from([None, None, 2, 5]))
+def test_valid_listings_convert_exactly_and_a_second_read_is_unchanged(api, dataset, page_size):
+    api.dataset = dataset
+    api.page_size = page_size  # plain arrays or DRF pages: the contract accepts both
+    client = CekuraClient(api.url, API_KEY, policy=TEST_RETRY)
+
+    sessions, scenario_ids, reasons, digests = _converted(client, dataset)
+
+    assert reasons == {}, "a row valid per the spec was set aside"
+    want = expected.sessions(dataset)
+    assert sessions == want, f"missing {sorted(want - sessions)[:2]}, extra {sorted(sessions - want)[:2]}"
+    assert scenario_ids == expected.scenario_ids(dataset)
+    for pid, digest in digests.items():  # the same answers again: nothing to load
+        assert fetch_listing(client, pid, known_digest=digest).unchanged, f"project {pid} read as changed"
+
+
+def _load(api_url: str, folder: Path) -> RunOutcome:
+    from cekura_sessions.run import night as pipeline
+
     return pipeline.run(pipeline.RunConfig(
         db=folder / "cekura.duckdb",
         api_key=API_KEY,
@@ -118,29 +166,54 @@ def _assert_holds_exactly(con: duckdb.DuckDBPyConnection, dataset: FakeDataset) 
     assert expected.loaded_projects(con) == expected.projects(dataset)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(dataset=datasets(), page_size=st.sampled_from([None, None, 2, 5]))
-def test_valid_listings_load_exactly_and_a_reload_changes_nothing(api, dataset, page_size):
-    api.dataset = dataset
-    api.page_size = page_size  # plain arrays or DRF pages: the contract accepts both
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+def _session(session_id: int, project_id: int | None, **fields: object) -> dict:
+    return {"id": session_id, "title": f"session {session_id}", "project": project_id, "scenario_ids": [1, 2],
+            "status": "completed", "created_at": "2026-03-01T10:00:00Z", "updated_at": "2026-03-01T11:00:00Z",
+            "message_count": 3, **fields}
 
-        first = _load(api.url, folder)
 
-        assert first.exit_code == 0, first.message
-        assert first.report.rows_rejected == 0
-        listed = expected.listed_project_ids(dataset)
-        assert sorted(first.report.projects_ok) == sorted(listed)
-        assert first.report.sessions_written == sum(len(dataset.sessions[p]) for p in listed)
-        with duckdb.connect(str(folder / "cekura.duckdb"), read_only=True) as con:
-            _assert_holds_exactly(con, dataset)
-            before = expected.snapshot(con)
+# the oddities the strategies above draw, each at least once, in one dataset for a real night:
+# every timestamp form, a status outside the enum, titles no ASCII, null and repeated scenario
+# ids, message counts as text, number and null, a null project, ids at the ends of BIGINT, an
+# empty listing, and a deleted project that must not load
+ODD = FakeDataset(
+    [_project(7, False), _project(2**31, False), _project(40, False), _project(9, True)],
+    {
+        7: [
+            _session(1, 7, title="", created_at="2001-01-01T00:00:00Z", updated_at="2098-12-31T23:59:59.999999+14:00"),
+            _session(INT64_MAX, None, title="Ünïcødé ✓ \u0000 tab\t", status="escalated", scenario_ids=None,
+                     message_count="1000000", created_at="2026-03-01T10:00:00.123-08:00"),
+            _session(3, 7, scenario_ids=[], message_count=None, status="in_progress",
+                     created_at="2026-03-01T10:00:00+05:30", updated_at="2026-03-01T10:00:00.500+00:00"),
+            _session(4, 7, scenario_ids=[3, 17, 3, 3_000_000_000], status="", created_at="2026-03-01T10:00:00+00:00"),
+        ],
+        2**31: [_session(5, 2**31, scenario_ids=[INT64_MAX, 1], message_count=0, title="x" * 255)],
+        40: [],
+        9: [_session(6, 9)],
+    },
+)
 
-        second = _load(api.url, folder)
 
-        assert second.exit_code == 0, second.message
-        assert second.report.sessions_written == 0
-        assert sorted(second.report.projects_unchanged) == sorted(listed)
-        with duckdb.connect(str(folder / "cekura.duckdb"), read_only=True) as con:
-            assert expected.snapshot(con) == before
+@pytest.mark.e2e  # the real pipeline (dlt)
+def test_a_night_loads_the_conversion_exactly_and_a_second_night_changes_nothing(api, tmp_path):
+    """The end-to-end example: the odd dataset, in pages of two, through two real nights."""
+    api.dataset, api.page_size = ODD, 2
+    listed = expected.listed_project_ids(ODD)
+
+    first = _load(api.url, tmp_path)
+
+    assert first.exit_code == 0, first.message
+    assert first.report.rows_rejected == 0
+    assert sorted(first.report.projects_ok) == sorted(listed)
+    assert first.report.sessions_written == sum(len(ODD.sessions[p]) for p in listed) == 5
+    with duckdb.connect(str(tmp_path / "cekura.duckdb"), read_only=True) as con:
+        _assert_holds_exactly(con, ODD)
+        before = expected.snapshot(con)
+
+    second = _load(api.url, tmp_path)
+
+    assert second.exit_code == 0, second.message
+    assert second.report.sessions_written == 0
+    assert sorted(second.report.projects_unchanged) == sorted(listed)
+    with duckdb.connect(str(tmp_path / "cekura.duckdb"), read_only=True) as con:
+        assert expected.snapshot(con) == before

@@ -1,6 +1,6 @@
 """A team's readers beside the nightly run: a dashboard or a notebook that opens the DuckDB file
 read-only every 0.2 s while runs write. Every open of the run, its own and dlt's, waits for them
-(within --db-wait); none fails the night. Real processes, a real file."""
+(within --db-wait); none fails the night. Real reader processes, a real file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 import duckdb
 import pytest
 from support import expected
-from support.night_processes import pause_marker, run_cli, start_cli, wait_for
+from support.night_processes import pause_marker, start_cli, wait_for
 from support.processes import database_held, release
 
 pytestmark = pytest.mark.e2e
@@ -46,21 +46,23 @@ def _retitled(dataset, night: int):
     return changed
 
 
-def test_a_reader_polling_the_file_never_fails_a_night(tmp_path, api, dataset, db_path):
+def test_a_reader_polling_the_file_never_fails_a_night(tmp_path, api, dataset, db_path, run_night):
+    """The nights run in this process (the reader is the other process the file's lock is
+    about); each waits for the reader within --db-wait's 60 s."""
     listed = expected.listed_project_ids(dataset)
-    assert run_cli(tmp_path, api.url, db_path).returncode == 0  # the file exists: the reader can open it
+    assert run_night().exit_code == 0  # the file exists: the reader can open it
     stop = tmp_path / "stop-reading"
     reader = subprocess.Popen([sys.executable, "-c", READER, str(db_path), str(stop)], stdout=subprocess.PIPE, text=True)
     nights = []
     try:
-        for night in range(10):
+        for night in range(5):  # each night waits for the reader; five show it as well as ten
             api.dataset = _retitled(dataset, night)
-            nights.append((api.dataset, run_cli(tmp_path, api.url, db_path, "--db-wait", "60")))
+            nights.append((api.dataset, run_night(db_wait_seconds=60.0)))
     finally:
         stop.touch()
         opened, _ = map(int, reader.communicate(timeout=60)[0].split())
 
-    failed = [(i, r.returncode, r.stderr[-500:]) for i, (_, r) in enumerate(nights) if r.returncode != 0]
+    failed = [(i, r.exit_code, r.message) for i, (_, r) in enumerate(nights) if r.exit_code != 0]
     assert failed == [], failed
     assert opened > 10, f"the reader opened the file only {opened} times: it never stood in the way"
     last = nights[-1][0]

@@ -23,6 +23,13 @@ def run_cli(tmp_path: Path, base_url: str, db_path: Path, *args: str, **env: str
     )
 
 
+def night_as_the_cli_runs_it(run_night: Callable[..., object]) -> object:
+    """A night in this process (conftest.py's `run_night`) with what `cekura-sessions run`
+    would use: the dlt folder beside the database, the configured details, --db-wait 5. For the
+    nights around the process a test is about (the one it kills or signals)."""
+    return run_night(pipelines_dir=None, details=None, db_wait_seconds=5.0)
+
+
 def start_cli(tmp_path: Path, base_url: str, db_path: Path, *args: str, **env: str) -> subprocess.Popen:
     """A run in the background; its stderr is kept (read it after it ended)."""
     return subprocess.Popen(
