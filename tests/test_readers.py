@@ -53,7 +53,8 @@ def test_a_reader_polling_the_file_never_fails_a_night(tmp_path, api, dataset, d
     listed = expected.listed_project_ids(dataset)
     assert run_night().exit_code == 0  # the file exists: the reader can open it
     stop = tmp_path / "stop-reading"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(db_path), str(stop)], stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(db_path), str(stop)], stdout=subprocess.PIPE,
+                              text=True)
     nights = []
     try:
         for night in range(10):  # each night waits for the reader, and ends exact
