@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from cekura_sessions import logs, settings
 from cekura_sessions.destination.address import DestinationError, parse_destination
+from cekura_sessions.destination.database import Database, DatabaseBusy, DatabaseUnavailable
 from cekura_sessions.destination.dataset import Dataset
 from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError
 from cekura_sessions.exit_codes import EXIT_FAILED, EXIT_FATAL, EXIT_LOCKED, EXIT_OK, STATUS_EXIT_CODES
@@ -19,7 +20,6 @@ from cekura_sessions.models import checks, runner
 from cekura_sessions.models.check_sql import all_checks
 from cekura_sessions.run import details_state
 from cekura_sessions.run import status as status_reads
-from cekura_sessions.destination.database import Database, DatabaseBusy, DatabaseUnavailable
 
 
 def rebuild_models(db: str, db_wait: float, drop_dependents: bool = False, dataset: str = settings.RAW_SCHEMA) -> int:

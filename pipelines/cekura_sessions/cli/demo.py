@@ -10,13 +10,13 @@ from pathlib import Path
 import duckdb
 
 from cekura_sessions import logs, settings
+from cekura_sessions.destination.database import DatabaseBusy, DatabaseUnavailable, check_file_name, connect
 from cekura_sessions.destination.dataset import Dataset
 from cekura_sessions.exit_codes import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_LOCKED
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
-from cekura_sessions.destination.database import DatabaseBusy, DatabaseUnavailable, check_file_name, connect
 from cekura_sessions.run.interrupt import exit_now
 from cekura_sessions.run.night import RunConfig, run_stoppable
 

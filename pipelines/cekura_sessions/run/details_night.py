@@ -20,10 +20,10 @@ import pyarrow as pa
 from cekura_sessions import settings
 from cekura_sessions.api.errors import ConfigError
 from cekura_sessions.api.retry import RetryPolicy
+from cekura_sessions.destination.database import Database
 from cekura_sessions.extract.details import DetailsReport, default_budget, details_resource
 from cekura_sessions.extract.report import RunReport
 from cekura_sessions.run import details_state
-from cekura_sessions.destination.database import Database
 from cekura_sessions.run.dlt_pipeline import load_waiting, make_pipeline, prune_loaded_packages
 
 log = logging.getLogger(__name__)

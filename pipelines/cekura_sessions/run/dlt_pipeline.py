@@ -16,10 +16,10 @@ from typing import Any
 import dlt
 
 from cekura_sessions import logs, settings, test_hooks
+from cekura_sessions.destination.database import Database
 from cekura_sessions.destination.warehouse import DUCKDB, LockTimeout, as_warehouse, setting_error_in
 from cekura_sessions.extract import contract
 from cekura_sessions.run import interrupt
-from cekura_sessions.destination.database import Database
 
 log = logging.getLogger(__name__)
 

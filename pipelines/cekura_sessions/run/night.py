@@ -16,19 +16,20 @@ from dlt.common.pipeline import LoadInfo
 from cekura_sessions import logs, settings, test_hooks
 from cekura_sessions.api.retry import RetryPolicy
 from cekura_sessions.destination.address import Destination, DestinationError, parse_destination, password_of
-from cekura_sessions.destination.dataset import Dataset, DatasetNameError
-from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError, setting_error_in
-from cekura_sessions.exit_codes import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL
-from cekura_sessions.extract.report import RunReport
-from cekura_sessions.extract.source import cekura
-from cekura_sessions.models import checks, runner
-from cekura_sessions.run import bookkeeping, details_night, dlt_folder, interrupt, stored, throttle_memory
 from cekura_sessions.destination.database import (
     Database,
     DatabaseBusy,
     DatabaseUnavailable,
     LockLost,
 )
+from cekura_sessions.destination.dataset import Dataset, DatasetNameError
+from cekura_sessions.destination.lock import LockHeld, LockUnavailable
+from cekura_sessions.destination.warehouse import LockTimeout, SettingError, Warehouse, WarehouseError, setting_error_in
+from cekura_sessions.exit_codes import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL
+from cekura_sessions.extract.report import RunReport
+from cekura_sessions.extract.source import cekura
+from cekura_sessions.models import checks, runner
+from cekura_sessions.run import bookkeeping, details_night, dlt_folder, interrupt, stored, throttle_memory
 from cekura_sessions.run.dlt_pipeline import (
     bind_to_database,
     database_id,
@@ -39,7 +40,6 @@ from cekura_sessions.run.dlt_pipeline import (
     prune_loaded_packages,
 )
 from cekura_sessions.run.interrupt import Interrupted
-from cekura_sessions.destination.lock import LockHeld, LockUnavailable
 from cekura_sessions.run.outcome import (
     FatalError,
     RunOutcome,

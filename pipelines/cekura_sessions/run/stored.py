@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from cekura_sessions.destination.database import Database
 from cekura_sessions.destination.warehouse import Warehouse, WarehouseError, as_warehouse
 from cekura_sessions.extract import contract
 from cekura_sessions.extract.state import NightState
 from cekura_sessions.run import throttle_memory
-from cekura_sessions.destination.database import Database
 
 _RAW = contract.RAW_SCHEMA
 
