@@ -19,12 +19,11 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import duckdb
 
 from cekura_sessions import settings
-from cekura_sessions.destination import postgres
+from cekura_sessions.destination import lock, postgres
 from cekura_sessions.destination.address import MOTHERDUCK, Destination
 from cekura_sessions.destination.dataset import Dataset
 from cekura_sessions.destination.warehouse import DuckDBWarehouse, Warehouse
 from cekura_sessions.logs import one_line
-from cekura_sessions.destination import lock
 
 log = logging.getLogger(__name__)
 
