@@ -198,7 +198,7 @@ class PostgresWarehouse(Warehouse):
                 psycopg2.errors.InvalidSchemaName, psycopg2.errors.UndefinedFunction) as error:
             raise MissingObject(one_line(error)) from error
         except psycopg2.Error as error:
-            raise postgres_error(error, sql, self.__dict__.get("settings")) from error
+            raise postgres_error(error, sql, self._settings_known()) from error
         return cursor
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -208,16 +208,31 @@ class PostgresWarehouse(Warehouse):
         try:
             self.con.cursor().executemany(_format_params(sql), [list(row) for row in rows])
         except psycopg2.Error as error:
-            raise postgres_error(error, sql, self.__dict__.get("settings")) from error
+            raise postgres_error(error, sql, self._settings_known()) from error
 
     @functools.cached_property
     def settings(self) -> dict[str, str]:
         """The session's role and the settings an error message names ({"role": ..., "statement_timeout":
         ..., "lock_timeout": ...}), read once, before any failure can leave the transaction aborted."""
-        cursor = self.con.cursor()
-        cursor.execute("select current_user, current_setting('statement_timeout'), current_setting('lock_timeout')")
-        role, statement_timeout, lock_timeout = cursor.fetchone()
+        role, statement_timeout, lock_timeout = self._raw_one(
+            "select current_user, current_setting('statement_timeout'), current_setting('lock_timeout')")
         return {"role": role, "statement_timeout": statement_timeout, "lock_timeout": lock_timeout}
+
+    def _settings_known(self) -> dict[str, str]:
+        """What an error message can name now: the settings once read, else the role the connection
+        logged in as (a role's statement_timeout of 1 ms may stop even the query reading them)."""
+        return self.__dict__.get("settings") or {"role": self.con.info.user}
+
+    def _raw_one(self, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...]:
+        """One row of a catalog query run as written (no dataset, no `?`), its failure one of ours."""
+        import psycopg2
+
+        cursor = self.con.cursor()
+        try:
+            cursor.execute(sql, params)
+        except psycopg2.Error as error:
+            raise postgres_error(error, sql, self._settings_known()) from error
+        return cursor.fetchone()
 
     def _without_existing_schemas(self, sql: str) -> str:
         """`sql` without its `create schema if not exists` of schemas that exist: PostgreSQL checks
@@ -227,9 +242,9 @@ class PostgresWarehouse(Warehouse):
             return sql
 
         def drop_if_there(found: re.Match[str]) -> str:
-            cursor = self.con.cursor()
-            cursor.execute("select count(*) from pg_namespace where nspname = %s", [found.group(1).strip('"')])
-            return "" if cursor.fetchone()[0] else found.group(0)
+            (there,) = self._raw_one("select count(*) from pg_namespace where nspname = %s",
+                                     [found.group(1).strip('"')])
+            return "" if there else found.group(0)
 
         kept = _CREATE_SCHEMA.sub(drop_if_there, sql)
         return kept if kept.strip() else "select where false"  # psycopg2 refuses an empty query
