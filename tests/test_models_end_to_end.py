@@ -10,14 +10,7 @@ import pytest
 from cekura_sessions.fake.data import generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from support import expected
-from support.model_expectations import (
-    expected_daily_completion_rates,
-    expected_project_completion_rates,
-    expected_scenario_stats,
-    expected_session_durations,
-    expected_session_scenarios,
-    expected_sessions,
-)
+from support.model_expectations import EXPECTED, expected_project_completion_rates, expected_sessions
 from support.raw_data import RawData
 from support.rows import assert_same_rows, keyed_rows
 from support.settings import API_KEY, DATASET_SPEC, TEST_RETRY
@@ -62,20 +55,10 @@ def loaded(tmp_path_factory):
     con.close()
 
 
-MODELS = {
-    "sessions": expected_sessions,
-    "session_scenarios": expected_session_scenarios,
-    "project_completion_rates": expected_project_completion_rates,
-    "daily_completion_rates": expected_daily_completion_rates,
-    "session_durations": expected_session_durations,
-    "scenario_stats": expected_scenario_stats,
-}
-
-
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", list(EXPECTED))
 def test_model_matches_generated_data(loaded, model):
     con, raw = loaded
-    assert_same_rows(keyed_rows(con, model), MODELS[model](raw), model)
+    assert_same_rows(keyed_rows(con, model), EXPECTED[model](raw), model)
 
 
 def test_every_error_check_passes_on_generated_data(run_night, db_path):
@@ -115,7 +98,7 @@ def test_deleted_unlisted_and_moved_leave_the_models_but_raw_keeps_its_rows(run_
     with duckdb.connect(str(db_path), read_only=True) as con:
         # the models: only the listed, undeleted projects of tomorrow, computed from its data alone
         want = raw_from_dataset(tomorrow)
-        for model, compute in MODELS.items():
+        for model, compute in EXPECTED.items():
             assert_same_rows(keyed_rows(con, model), compute(want), model)
         (changes,) = con.execute("select count(*) from analytics.session_status_changes "
                                  "where project_id in (?, ?)", [deleted, unlisted]).fetchone()

@@ -13,27 +13,9 @@ from cekura_sessions.destination.warehouse import PostgresWarehouse, WarehouseEr
 from cekura_sessions.models.checks import run_checks
 from cekura_sessions.models.runner import ModelBuildError, build_models, inputs_fingerprint, up_to_date
 from support import postgres, raw_data
-from support.model_expectations import (
-    CONTRACT_MARTS,
-    expected_daily_completion_rates,
-    expected_project_completion_rates,
-    expected_scenario_stats,
-    expected_session_durations,
-    expected_session_scenarios,
-    expected_sessions,
-)
+from support.model_expectations import CONTRACT_MARTS, EXPECTED
 from support.raw_data import CLEAN, VARIED, RawData
 from support.rows import assert_same_rows, declared_marts, keyed_rows
-
-EXPECTED = {
-    "sessions": expected_sessions,
-    "session_scenarios": expected_session_scenarios,
-    "project_completion_rates": expected_project_completion_rates,
-    "daily_completion_rates": expected_daily_completion_rates,
-    "session_durations": expected_session_durations,
-    "scenario_stats": expected_scenario_stats,
-}
-
 
 def _loaded(con: Any, data: RawData) -> Any:
     warehouse = as_warehouse(con)

@@ -199,3 +199,14 @@ def expected_scenario_stats(data: RawData) -> dict[tuple[int, int], dict[str, An
     return out
 
 
+
+
+# each mart with an oracle here -> that oracle (the tests on hand-written rows and on a real night)
+EXPECTED = {
+    "sessions": expected_sessions,
+    "session_scenarios": expected_session_scenarios,
+    "project_completion_rates": expected_project_completion_rates,
+    "daily_completion_rates": expected_daily_completion_rates,
+    "session_durations": expected_session_durations,
+    "scenario_stats": expected_scenario_stats,
+}
