@@ -1,9 +1,12 @@
 """A fault storm: 100 projects, 30% of requests failing at random, and a burst of 429s.
 
 The run must end with every row exact, within the attempt cap, each burst project waiting as
-long as Retry-After asked, and the burst's waits overlapping instead of adding up: a 429 pauses
-every worker together (the client's Pacer, api/pacing.py). Time is read from the server's request log only for
-what the waits themselves decide, never for how fast this machine loads the rows.
+long as Retry-After asked, and the burst's waits overlapping instead of adding up: a refused
+worker waits out its own Retry-After while the other workers go on (the client's Pacer,
+api/pacing.py). Time is read from the server's request log only for what the waits themselves
+decide (a sleep lasts at least as long as asked, however busy the machine), never for how fast
+this machine loads the rows: on a busy machine the Pacer may also learn a smaller window from
+these 429s and pace the rest of the night to it, which lengthens the night but changes no row.
 """
 
 from __future__ import annotations
@@ -81,12 +84,23 @@ def test_fault_storm_ends_exact_within_the_attempt_cap_and_retry_after_budget(ru
     longest_chain = float(len(BURST))  # one project's Retry-After waits, back to back
     assert wall >= longest_chain, f"run took {wall:.1f} s, less than one project's Retry-After waits"
 
-    # The burst, from its first 429 to the answer of the last burst project's attempt after its
-    # last 429, spans at least the sum of all its waits if they were taken one after another
-    # (sleeps last at least as long as asked, however busy the machine); overlapping, it spans
-    # about one project's waits. The gap between the two is the behaviour; no load step counts.
-    all_waits = float(len(BURST) * BURST_PROJECTS)
-    burst_span = max(times[len(BURST)] for times in attempts.values()) - min(times[0] for times in attempts.values())
-    assert burst_span < all_waits, (
-        f"the burst took {burst_span:.1f} s: its {all_waits:.0f} s of waits were taken one after another"
-    )
+    # Overlapping, not one after another: at some moment two or more burst projects were both
+    # waiting out a Retry-After (from the arrival of a 429 to the arrival of the retry it asked
+    # for). Waits taken one after another (one worker at a time, project by project) never
+    # overlap. No bound on how long anything took: the first wave's requests start within the
+    # night's first second (api/pacing.py's FIRST_SLOTS), so their waits of a second overlap
+    # unless the machine holds a worker back for longer than that.
+    waits = [(times[k], times[k + 1]) for times in attempts.values() for k in range(len(BURST))]
+    assert most_at_once(waits) >= 2, f"the burst's {len(waits)} waits were taken one after another: {sorted(waits)}"
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals (start, end) open at one moment; an interval ending as another starts
+    does not overlap it."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals],
+                    key=lambda event: (event[0], event[1]))
+    most = open_now = 0
+    for _, step in events:
+        open_now += step
+        most = max(most, open_now)
+    return most
