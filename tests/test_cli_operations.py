@@ -16,10 +16,10 @@ from pathlib import Path
 import duckdb
 import pytest
 from cekura_sessions.cli import main as cli
+from cekura_sessions.destination.lock import lock_path
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import Faults
-from cekura_sessions.destination.lock import lock_path
-from support import expected
+from support import expected, warm
 from support.processes import CLI, cli_env, database_held, release, run_cli
 
 pytestmark = pytest.mark.e2e  # the CLI in subprocesses, the pipeline (dlt) in process
@@ -194,7 +194,7 @@ def test_status_into_a_closed_pipe_ends_quietly_with_its_verdict(tmp_path, run_n
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first line, as `status | head -0` would be
     try:
-        result = subprocess.run([*CLI, "status", "--db", str(db_path)], stdout=write_end, stderr=subprocess.PIPE,
+        result = warm.run([*CLI, "status", "--db", str(db_path)], stdout=write_end, stderr=subprocess.PIPE,
                                 env=cli_env(tmp_path), text=True, timeout=120)
     finally:
         os.close(write_end)
@@ -206,7 +206,7 @@ def test_demo_into_a_closed_pipe_ends_quietly(tmp_path):
     read_end, write_end = os.pipe()
     os.close(read_end)  # `demo | head -0`
     try:
-        result = subprocess.run([*CLI, "--log-level", "WARNING", "demo", "--db", str(tmp_path / "d.duckdb"),
+        result = warm.run([*CLI, "--log-level", "WARNING", "demo", "--db", str(tmp_path / "d.duckdb"),
                                  "--projects", "2", "--sessions-per-project", "5"],
                                 stdout=write_end, stderr=subprocess.PIPE, env=cli_env(tmp_path), text=True, timeout=120)
     finally:
@@ -222,7 +222,7 @@ def test_demo_into_a_closed_pipe_ends_quietly(tmp_path):
 def test_read_side_command_waits_for_a_held_file_and_goes_on_when_it_is_free(tmp_path, run_night, db_path, command):
     run_night()
     with database_held(db_path) as holder:
-        waiting = subprocess.Popen([*CLI, command, "--db", str(db_path), "--db-wait", "120"], env=cli_env(tmp_path),
+        waiting = warm.Popen([*CLI, command, "--db", str(db_path), "--db-wait", "120"], env=cli_env(tmp_path),
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         said = waiting.stderr.readline()  # the command says it waits before it waits
         release(holder)

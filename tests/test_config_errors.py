@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from support import warm
 from support.settings import API_KEY
 
 pytestmark = pytest.mark.e2e  # the CLI in subprocesses
@@ -104,7 +105,7 @@ def results(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
             args += ["--db", case.db.format(folder=folder)]
         if "--base-url" not in args and "CEKURA_BASE_URL" not in case.env:
             args += ["--base-url", UNUSED_API]
-        running[name] = subprocess.Popen(
+        running[name] = warm.Popen(
             [*CLI, "run", *args], env=_env(case, folder), cwd=folder,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )

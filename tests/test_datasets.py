@@ -15,7 +15,7 @@ from cekura_sessions.destination.database import Database, DatabaseUnavailable
 from cekura_sessions.destination.dataset import Dataset, DatasetNameError
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
-from support import expected, postgres
+from support import expected, postgres, warm
 from support.processes import cli_env
 
 OTHER_KEY = "other-organisation-key-3b1d"
@@ -164,7 +164,7 @@ def test_every_command_takes_the_dataset_and_a_mistyped_one_names_those_there(tm
     db = str(tmp_path / "team.duckdb")
 
     def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*CLI, *args, "--db", db], env=cli_env(tmp_path, **env), capture_output=True,
+        return warm.run([*CLI, *args, "--db", db], env=cli_env(tmp_path, **env), capture_output=True,
                               text=True, timeout=180)
 
     loaded = cli("run", "--base-url", api.url, "--no-details", CEKURA_DATASET="team_a")
@@ -196,7 +196,7 @@ def test_every_command_takes_the_dataset_and_a_mistyped_one_names_those_there(tm
 def test_two_organisations_load_a_postgres_database_at_the_same_time(pg_url, tmp_path, api, dataset, other_api,
                                                                     other_organisation):
     def start(*args: str, **env: str) -> subprocess.Popen:
-        return subprocess.Popen([*CLI, "run", "--db", pg_url, "--no-details", *args], env=cli_env(tmp_path, **env),
+        return warm.Popen([*CLI, "run", "--db", pg_url, "--no-details", *args], env=cli_env(tmp_path, **env),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     first = start("--base-url", api.url)
@@ -248,7 +248,7 @@ def test_a_rejected_row_of_a_named_dataset_is_set_aside_in_its_own_raw_schema(ru
 @pytest.mark.e2e
 def test_the_demo_refuses_a_dataset_named_as_its_file_before_making_anything(tmp_path):
     db = tmp_path / "acme.duckdb"
-    refused = subprocess.run([*CLI, "demo", "--db", str(db), "--dataset", "acme", "--projects", "1"],
+    refused = warm.run([*CLI, "demo", "--db", str(db), "--dataset", "acme", "--projects", "1"],
                              env=cli_env(tmp_path), capture_output=True, text=True, timeout=120)
     said = (refused.stdout + refused.stderr).strip()
     assert refused.returncode == 2 and "\n" not in said and "--dataset" in said, said

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 from cekura_sessions.fake.data import DEFAULT_AS_OF, DataSpec, generate, parse_ts
+from support import warm
 
 OPEN = ("pending", "in_progress")
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
@@ -98,7 +99,7 @@ def demo_today(tmp_path_factory) -> tuple[Path, str, set[date]]:
     folder = tmp_path_factory.mktemp("demo")
     db = folder / "demo.duckdb"
     first_day = datetime.now(timezone.utc).date()
-    result = subprocess.run(
+    result = warm.run(
         [sys.executable, "-m", "cekura_sessions.cli", "demo", "--db", str(db), "--projects", "4",
          "--sessions-per-project", "60"],
         cwd=folder, capture_output=True, text=True, timeout=300,
@@ -146,7 +147,7 @@ def test_demo_as_of_gives_the_same_data_for_the_same_day(tmp_path):
     def newest(folder: str) -> tuple:
         (tmp_path / folder).mkdir()
         db = tmp_path / folder / "demo.duckdb"
-        done = subprocess.run(
+        done = warm.run(
             [sys.executable, "-m", "cekura_sessions.cli", "demo", "--db", str(db), "--projects", "3",
              "--sessions-per-project", "20", "--as-of", "2029-02-01"],
             cwd=tmp_path / folder, capture_output=True, text=True, timeout=300,
@@ -181,7 +182,7 @@ def test_demo_summary_says_what_changed_names_every_project_and_the_deleted_one(
     args = [sys.executable, "-m", "cekura_sessions.cli", "demo", "--db", str(tmp_path / "demo.duckdb"),
             "--projects", "12", "--sessions-per-project", "20", "--as-of", "2029-02-01"]
 
-    first, second = (subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    first, second = (warm.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
                      for _ in range(2))
 
     for done in (first, second):

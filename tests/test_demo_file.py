@@ -3,10 +3,9 @@ commands), and dlt's working folder beside it (issue 13, items 1 and 6)."""
 
 from __future__ import annotations
 
-import subprocess
-
 import duckdb
 import pytest
+from support import warm
 from support.night_processes import CLI, cli_env
 from support.processes import run_cli
 from support.storage import SHELL_1_5_READS, storage_version
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.e2e  # the demo runs the whole pipeline (dlt) in a subp
 
 
 def test_demo_database_opens_in_the_1_5_shell_with_its_dlt_folder_beside_it(tmp_path):
-    result = subprocess.run(
+    result = warm.run(
         [*CLI, "demo", "--db", "demo.duckdb", "--projects", "3", "--sessions-per-project", "10"],
         cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=180,
     )

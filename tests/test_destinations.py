@@ -13,13 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-
 from typing import TYPE_CHECKING
 
 import pytest
 from cekura_sessions.fake.server import Faults
 from cekura_sessions.models.declarations import load_declarations
-from support import expected
+from support import expected, warm
 from support.destinations import DB_PASSWORD, Target
 from support.processes import cli_env
 from support.secrets import files_holding
@@ -38,12 +37,12 @@ def _env(target: Target, **extra: str) -> dict[str, str]:
 
 
 def _run(target: Target, api, *global_options: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *global_options, "run", "--base-url", api.url, "--db", target.db, "--db-wait", "5"],
+    return warm.run([*CLI, *global_options, "run", "--base-url", api.url, "--db", target.db, "--db-wait", "5"],
                           env=_env(target, **env), capture_output=True, text=True, timeout=180)
 
 
 def _start(target: Target, api, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, "run", "--base-url", api.url, "--db", target.db],
+    return warm.Popen([*CLI, "run", "--base-url", api.url, "--db", target.db],
                             env=_env(target, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -160,7 +159,7 @@ def test_the_key_and_the_database_password_are_never_stored_or_printed(target, a
     tomorrow.sessions[expected.listed_project_ids(dataset)[0]].pop()
     api.dataset = tomorrow
     second = _run(target, api, "--log-level", "DEBUG", "--log-format", "json")
-    broken = subprocess.run([*CLI, "run", "--base-url", api.url, "--db", target.db.replace("/t_", "/missing_", 1)],
+    broken = warm.run([*CLI, "run", "--base-url", api.url, "--db", target.db.replace("/t_", "/missing_", 1)],
                             env=_env(target), capture_output=True, text=True, timeout=120)
 
     assert (first.returncode, second.returncode) == (0, 0), second.stderr
@@ -178,7 +177,7 @@ def test_models_check_and_status_read_either_destination(target, api):
     assert _run(target, api).returncode == 0
     said = ""
     for command in (["models"], ["check", "--show", "3"], ["status"]):
-        result = subprocess.run([*CLI, *command, "--db", target.db], env=_env(target), capture_output=True, text=True,
+        result = warm.run([*CLI, *command, "--db", target.db], env=_env(target), capture_output=True, text=True,
                                 timeout=120)
         said += result.stdout + result.stderr
         # check: the generated data trips warnings only; status: the night just ran

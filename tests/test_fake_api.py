@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import email.utils
+import os
 import re
 import signal
 import socket
@@ -37,6 +37,7 @@ from cekura_sessions.fake.server import (
     bad_rows,
     validate_fault,
 )
+from support import warm
 
 KEY = "test-key"
 TIMEOUT = 60  # bounds a hang only; a healthy answer takes milliseconds, a busy machine seconds
@@ -908,7 +909,7 @@ def test_fake_api_help_shows_every_switch_the_fake_has():
 
     from cekura_sessions.fake.views import ServerConfig
 
-    done = subprocess.run([sys.executable, "-m", "cekura_sessions.cli", "fake-api", "--help"],
+    done = warm.run([sys.executable, "-m", "cekura_sessions.cli", "fake-api", "--help"],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
 
     assert done.returncode == 0, done.stderr

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import warm
 from support.processes import CLI, cli_env, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +40,7 @@ def test_demo_and_fake_api_without_the_extra_exit_2_naming_it(tmp_path, command)
 
 def test_run_never_imports_django(tmp_path, api):
     """A whole night into DuckDB in a process where importing Django fails: it must not matter."""
-    result = subprocess.run(
+    result = warm.run(
         [*CLI, "run", "--base-url", api.url, "--db", str(tmp_path / "night.duckdb"), "--no-models"],
         env=cli_env(tmp_path, PYTHONPATH=_without_fake_extra(tmp_path)), capture_output=True, text=True,
         timeout=300, cwd=tmp_path,

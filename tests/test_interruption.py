@@ -10,7 +10,7 @@ import signal
 import duckdb
 import pytest
 from cekura_sessions.fake.server import Faults
-from support import expected
+from support import expected, warm
 from support.night_processes import lock_is_free, night_as_the_cli_runs_it, pause_marker, start_cli, wait_for
 
 pytestmark = pytest.mark.e2e  # the CLI in subprocesses, dlt loading real files
@@ -106,7 +106,7 @@ def test_an_interrupted_run_under_a_log_file_mails_one_line_and_logs_json(tmp_pa
     listed = expected.listed_project_ids(dataset)
     if stage == "extract":
         api.faults = Faults(script={("sessions", listed[-1]): ["slow:60"]})
-    process = subprocess.Popen(
+    process = warm.Popen(
         [*CLI, "--log-format", "json", "--log-file", str(log_file), "run", "--base-url", api.url, "--db", str(db_path)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -25,6 +25,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbformat import NotebookNode
+from support import warm
 from support.settings import API_KEY
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "session_analysis.ipynb"
@@ -70,14 +71,14 @@ def _kernel_env(**overrides: str) -> dict[str, str]:
 def _build_demo(workdir: Path) -> Path:
     """The demo's database (SPEC's data), then the night after it (SPEC's data .next_night) run into it."""
     db = workdir / "demo.duckdb"
-    result = subprocess.run(
+    result = warm.run(
         [sys.executable, "-m", "cekura_sessions.cli", "demo", "--db", str(db), "--projects", str(SPEC.projects),
          "--sessions-per-project", str(SPEC.sessions_per_project), "--as-of", AS_OF.isoformat()],
         cwd=workdir, env=_kernel_env(), capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 0, f"demo exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     with FakeCekuraApi(generate(SPEC).next_night(NIGHT_SEED), api_key=API_KEY) as api:
-        night = subprocess.run(
+        night = warm.run(
             [sys.executable, "-m", "cekura_sessions.cli", "run", "--base-url", api.url, "--db", str(db),
              "--accept-removals"],  # the night empties a project: its removal is meant
             cwd=workdir, env=_kernel_env(CEKURA_API_KEY=API_KEY), capture_output=True, text=True, timeout=180,
@@ -202,7 +203,7 @@ def _loaded_nothing(folder: Path) -> Path:
     """A database as a first run leaves it when the key sees no projects: models built, no rows."""
     db = folder / "empty.duckdb"
     with FakeCekuraApi(generate(DataSpec(projects=0)), api_key=API_KEY) as api:
-        result = subprocess.run(
+        result = warm.run(
             [sys.executable, "-m", "cekura_sessions.cli", "run", "--base-url", api.url, "--db", str(db)],
             cwd=folder, env=_kernel_env(CEKURA_API_KEY=API_KEY, DLT_DATA_DIR=str(folder / "dlt")),
             capture_output=True, text=True, timeout=120,
@@ -263,7 +264,7 @@ def test_notebook_runs_on_postgresql_read_only(tmp_path: Path, postgres_server) 
 
     target = make_target("postgres", tmp_path, postgres_server)
     with FakeCekuraApi(generate(DataSpec(projects=8, sessions_per_project=60)), api_key=API_KEY) as api:
-        loaded = subprocess.run(
+        loaded = warm.run(
             [sys.executable, "-m", "cekura_sessions.cli", "run", "--base-url", api.url, "--db", target.db],
             env=_kernel_env(CEKURA_API_KEY=API_KEY, DLT_DATA_DIR=str(tmp_path / "dlt")), capture_output=True,
             text=True, timeout=180,
@@ -410,7 +411,7 @@ def test_notebook_reads_the_dataset_cekura_dataset_names(tmp_path: Path) -> None
     on `analytics`, read `team_b_analytics` when CEKURA_DATASET says team_b."""
     spec = DataSpec(projects=3, sessions_per_project=20, as_of=AS_OF)
     db = tmp_path / "two.duckdb"
-    made = subprocess.run(
+    made = warm.run(
         [sys.executable, "-m", "cekura_sessions.cli", "demo", "--db", str(db), "--dataset", "team_b", "--projects",
          str(spec.projects), "--sessions-per-project", str(spec.sessions_per_project), "--as-of", AS_OF.isoformat()],
         cwd=tmp_path, env=_kernel_env(), capture_output=True, text=True, timeout=180,
@@ -431,7 +432,7 @@ def test_notebook_on_a_dataset_the_database_does_not_hold_names_those_it_holds(t
     """CEKURA_DATASET mistyped: the notebook says which datasets the database holds, not that
     `analytics.sessions` (full, in the default dataset) holds no sessions."""
     db = tmp_path / "one.duckdb"
-    made = subprocess.run(
+    made = warm.run(
         [sys.executable, "-m", "cekura_sessions.cli", "demo", "--db", str(db), "--projects", "2",
          "--sessions-per-project", "5", "--as-of", AS_OF.isoformat()],
         cwd=tmp_path, env=_kernel_env(), capture_output=True, text=True, timeout=180,

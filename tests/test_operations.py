@@ -14,9 +14,9 @@ from pathlib import Path
 import duckdb
 import pytest
 from cekura_sessions.cli import main as cli
-from cekura_sessions.fake.server import Faults
 from cekura_sessions.destination.lock import lock_path
-from support import expected
+from cekura_sessions.fake.server import Faults
+from support import expected, warm
 from support.night_processes import night_as_the_cli_runs_it
 from support.settings import API_KEY
 
@@ -33,7 +33,7 @@ def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _run_cli(tmp_path: Path, api, db_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return warm.run(
         [*CLI, "run", "--base-url", api.url, "--db", str(db_path), "--db-wait", "1", *args],
         env=_cli_env(tmp_path, **env), capture_output=True, text=True, timeout=120,
     )
@@ -74,7 +74,7 @@ def test_killed_run_is_recovered_by_the_next_night(tmp_path, api, dataset, db_pa
     env = {} if stage == "extract" else {"CEKURA_TEST_HOOK": f"{stage}:{marker}"}
     if stage == "extract":
         api.faults = Faults(script={("sessions", victim): ["slow:60"]})
-    process = subprocess.Popen(
+    process = warm.Popen(
         [*CLI, "run", "--base-url", api.url, "--db", str(db_path)],
         env=_cli_env(tmp_path, **env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -103,7 +103,7 @@ def test_the_database_file_is_free_while_the_night_waits_on_the_network(tmp_path
     listed = expected.listed_project_ids(dataset)
     api.reset_log()
     api.faults = Faults(script={("sessions", listed[-1]): ["slow:60"]})
-    process = subprocess.Popen(
+    process = warm.Popen(
         [*CLI, "run", "--base-url", api.url, "--db", str(db_path)],
         env=_cli_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -205,7 +205,7 @@ def test_status_prints_utc_times_whatever_the_machines_time_zone(run_night, db_p
         con.execute("update cekura_raw.pipeline_runs set started_at = ?, finished_at = ?", [when, when])
     env = {**os.environ, "TZ": "Asia/Kolkata", "RUNTIME__DLTHUB_TELEMETRY": "false"}
 
-    result = subprocess.run([*CLI, "status", "--db", str(db_path), "--max-age-hours", "100000"],
+    result = warm.run([*CLI, "status", "--db", str(db_path), "--max-age-hours", "100000"],
                             capture_output=True, text=True, env=env, timeout=120)
 
     assert result.returncode == 0, result.stderr
@@ -285,7 +285,7 @@ def test_run_killed_inside_the_model_build_leaves_the_previous_models_whole(tmp_
     assert len(expected.sessions(tomorrow)) != before["sessions"], "the nights must differ for this test to mean anything"
     api.dataset = tomorrow
     marker = db_path.with_name(f"{db_path.name}.paused-model-sessions")
-    process = subprocess.Popen(
+    process = warm.Popen(
         [*CLI, "run", "--base-url", api.url, "--db", str(db_path)],
         env=_cli_env(tmp_path, DLT_DATA_DIR=str(tmp_path / "pipelines"), CEKURA_TEST_HOOK=f"model-sessions:{marker}"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -14,6 +14,7 @@ import duckdb
 import pytest
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
+from support import warm
 from support.processes import CLI, cli_env, run_cli
 from support.settings import API_KEY
 
@@ -40,7 +41,7 @@ def _night_with_file_limit(api: FakeCekuraApi, db_path: Path, tmp_path: Path, li
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     log_file = tmp_path / "night.log"
-    return subprocess.run([*CLI, "--log-file", str(log_file), "run", "--db", str(db_path), "--base-url", api.url],
+    return warm.run([*CLI, "--log-file", str(log_file), "run", "--db", str(db_path), "--base-url", api.url],
                           env=cli_env(tmp_path), capture_output=True, text=True, timeout=300, preexec_fn=limited)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import duckdb
@@ -11,7 +10,7 @@ import pytest
 from cekura_sessions.extract.contract import RAW_SCHEMA, SCENARIO_IDS_TABLE, SESSIONS_TABLE
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
-from support import expected
+from support import expected, warm
 from support.ports import refused_port
 from support.settings import API_KEY, TEST_RETRY
 
@@ -269,7 +268,7 @@ def test_leftover_packages_of_another_database_are_not_loaded_here(tmp_path, api
     other_db = tmp_path / "other.duckdb"
     marker = other_db.with_name("other.duckdb.paused-load")
     env = {**os.environ, "CEKURA_API_KEY": API_KEY, "CEKURA_TEST_HOOK": f"load:{marker}"}
-    process = subprocess.Popen(
+    process = warm.Popen(
         [sys.executable, "-m", "cekura_sessions.cli", "run", "--base-url", api.url, "--db", str(other_db)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -18,7 +18,7 @@ from cekura_sessions.destination.postgres import lock_key
 from cekura_sessions.destination.warehouse import as_warehouse
 from cekura_sessions.models.runner import DependentsError, build_models
 from cekura_sessions.settings import SQL_DIR
-from support import expected, postgres, raw_data
+from support import expected, postgres, raw_data, warm
 from support.processes import cli_env
 from support.raw_data import VARIED
 
@@ -35,12 +35,12 @@ def _as(url: str, user: str) -> str:
 
 
 def _run(tmp_path: Path, api, db: str, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "run", "--base-url", api.url, "--db", db, *args], env=cli_env(tmp_path, **env),
+    return warm.run([*CLI, "run", "--base-url", api.url, "--db", db, *args], env=cli_env(tmp_path, **env),
                           capture_output=True, text=True, timeout=180)
 
 
 def _start(tmp_path: Path, api, db: str, *args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, "run", "--base-url", api.url, "--db", db, *args], env=cli_env(tmp_path, **env),
+    return warm.Popen([*CLI, "run", "--base-url", api.url, "--db", db, *args], env=cli_env(tmp_path, **env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -160,12 +160,12 @@ def test_models_without_drop_dependents_exits_1_with_one_line(built, tmp_path):
     admin = postgres.connect(url)
     admin.cursor().execute("alter table analytics.sessions rename column status to state")
     admin.close()
-    done = subprocess.run([*CLI, "models", "--db", url], env=cli_env(tmp_path), capture_output=True, text=True,
+    done = warm.run([*CLI, "models", "--db", url], env=cli_env(tmp_path), capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 1, done.stderr
     [line] = done.stderr.strip().splitlines()
     assert "would drop view bi.completed_sessions" in line and "--drop-dependents" in line, line
-    again = subprocess.run([*CLI, "models", "--db", url, "--drop-dependents"], env=cli_env(tmp_path),
+    again = warm.run([*CLI, "models", "--db", url, "--drop-dependents"], env=cli_env(tmp_path),
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
 
@@ -368,11 +368,11 @@ def test_status_says_a_night_is_running_while_a_run_holds_the_lock(pg_url, tmp_p
         cursor.execute("set application_name = 'cekura-sessions run r2 on host-2'")
         cursor.execute(f"select pg_try_advisory_lock({lock_key('cekura_raw')})")
         assert cursor.fetchone() == (True,)
-        held = subprocess.run([*CLI, "status", "--db", pg_url], env=cli_env(tmp_path), capture_output=True, text=True,
+        held = warm.run([*CLI, "status", "--db", pg_url], env=cli_env(tmp_path), capture_output=True, text=True,
                               timeout=120)
     finally:
         other.close()
-    free = subprocess.run([*CLI, "status", "--db", pg_url], env=cli_env(tmp_path), capture_output=True, text=True,
+    free = warm.run([*CLI, "status", "--db", pg_url], env=cli_env(tmp_path), capture_output=True, text=True,
                           timeout=120)
 
     assert held.returncode == 3, held.stderr

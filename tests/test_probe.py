@@ -13,7 +13,7 @@ import time
 import pytest
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
-from support import expected
+from support import expected, warm
 from support.ports import refused_port
 from support.processes import CLI, cli_env
 from support.settings import API_KEY
@@ -34,7 +34,7 @@ def _probe(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
     """The command in an empty working folder of its own, so a file it wrote would show."""
     folder = tmp_path / "cwd"
     folder.mkdir(exist_ok=True)
-    return subprocess.run([*CLI, "probe", *args], env=cli_env(tmp_path, **env), cwd=folder, capture_output=True,
+    return warm.run([*CLI, "probe", *args], env=cli_env(tmp_path, **env), cwd=folder, capture_output=True,
                           text=True, timeout=120)
 
 

@@ -13,7 +13,6 @@ import os
 import re
 import select
 import struct
-import subprocess
 import sys
 import termios
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
-from support import expected
+from support import expected, warm
 from support.settings import API_KEY
 
 pytestmark = pytest.mark.e2e  # the CLI in a subprocess on a pseudo-terminal
@@ -38,8 +37,8 @@ def _run_on_a_terminal(args: list[str], env: dict[str, str], cwd: Path, timeout:
     return its exit code and every byte the terminal received."""
     controller, terminal = os.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
-    process = subprocess.Popen(args, stdin=terminal, stdout=terminal, stderr=terminal, env=env, cwd=cwd,
-                               start_new_session=True)
+    process = warm.Popen(args, stdin=terminal, stdout=terminal, stderr=terminal, env=env, cwd=cwd,
+                         start_new_session=True)
     os.close(terminal)
     received = bytearray()
     deadline = time.monotonic() + timeout

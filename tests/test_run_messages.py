@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
+from support import warm
 from support.ports import refused_port
 from support.settings import API_KEY
 
@@ -82,7 +83,7 @@ def runs(tmp_path_factory) -> Iterator[tuple[FakeCekuraApi, FakeCekuraApi, int, 
             _prepare(case, folder)
             url = untouched.url if case.untouched else api.url
             args = ["run", "--db", str(folder / "cekura.duckdb")] + (["--base-url", url] if case.base_url else [])
-            running[name] = subprocess.Popen(
+            running[name] = warm.Popen(
                 [*CLI, *args], env=_env(case, folder, api.url, f"http://127.0.0.1:{proxy_port}"), cwd=folder,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )

@@ -29,7 +29,7 @@ from cekura_sessions.api import endpoints
 from cekura_sessions.cli import main as cli
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from dlt.common.versioned_state import decompress_state
-from support import expected
+from support import expected, warm
 from support.ports import refused_port
 from support.secrets import files_holding
 from support.settings import API_KEY, TEST_RETRY
@@ -122,7 +122,7 @@ def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _cli_run(tmp_path: Path, base_url: str, db_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return warm.run(
         [*CLI, "--log-level", "DEBUG", "run", "--base-url", base_url, "--db", str(db_path), "--db-wait", "1"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
@@ -165,7 +165,7 @@ def test_key_never_leaves_the_header_when_the_run_is_killed(tmp_path, api, db_pa
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     marker = db_path.with_name(f"{db_path.name}.paused-load")
     with open(out, "w") as stdout, open(err, "w") as stderr:
-        process = subprocess.Popen(
+        process = warm.Popen(
             [*CLI, "--log-level", "DEBUG", "run", "--base-url", api.url, "--db", str(db_path)],
             env=_cli_env(tmp_path, CEKURA_TEST_HOOK=f"load:{marker}"), cwd=tmp_path, stdout=stdout, stderr=stderr,
         )

@@ -12,12 +12,14 @@ from pathlib import Path
 
 from support.processes import cli_env
 
+from . import warm
+
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 DLT = str(Path(sys.executable).with_name("dlt"))
 
 
 def run_cli(tmp_path: Path, base_url: str, db_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return warm.run(
         [*CLI, "run", "--base-url", base_url, "--db", str(db_path), "--db-wait", "5", *args],
         env=cli_env(tmp_path, **env), capture_output=True, text=True, timeout=180,
     )
@@ -32,7 +34,7 @@ def night_as_the_cli_runs_it(run_night: Callable[..., object]) -> object:
 
 def start_cli(tmp_path: Path, base_url: str, db_path: Path, *args: str, **env: str) -> subprocess.Popen:
     """A run in the background; its stderr is kept (read it after it ended)."""
-    return subprocess.Popen(
+    return warm.Popen(
         [*CLI, "run", "--base-url", base_url, "--db", str(db_path), "--db-wait", "5", *args],
         env=cli_env(tmp_path, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

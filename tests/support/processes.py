@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import warm
 from .settings import API_KEY
 
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]
@@ -26,7 +27,7 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], env=cli_env(tmp_path, **env), capture_output=True, text=True, timeout=180)
+    return warm.run([*CLI, *args], env=cli_env(tmp_path, **env), capture_output=True, text=True, timeout=180)
 
 
 @contextmanager

@@ -1,0 +1,156 @@
+"""The server behind support/warm.py: a Python process that imported the CLI's heavy libraries once,
+and forks a CLI process for each request.
+
+Run as `python warm_server.py SOCKET`; it prints `ready` once it listens, and exits when its
+standard input closes (the test worker that started it ended). A request on the Unix socket is
+one JSON object (argv after `python -m cekura_sessions.cli`, env, cwd, new_session) with the
+child's stdin, stdout and stderr passed as file descriptors (SCM_RIGHTS). The answer is two JSON
+lines on the same connection: {"pid": N} once forked, {"status": S} (the raw wait status) once
+the process ended.
+
+Only third-party libraries are imported here, never cekura_sessions: their imports read nothing
+from the environment (dlt's configuration container is empty until a pipeline runs), while the
+project's modules are imported afresh by each process, under that process's own environment.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import json
+import os
+import runpy
+import selectors
+import signal
+import socket
+import sys
+import threading
+import traceback
+
+# this folder holds modules named as the standard library's (support/secrets.py): off the path
+del sys.path[0]
+
+PRELOADED = (
+    "dlt", "dlt.pipeline", "dlt.normalize", "dlt.load", "dlt.extract", "dlt.destinations",
+    "dlt.destinations.impl.duckdb.duck", "dlt.destinations.impl.duckdb.sql_client",
+    "dlt.destinations.impl.postgres.postgres", "dlt.common.libs.pyarrow", "dlt.common.libs.pandas",
+    "dlt.pipeline.trace", "dlt.pipeline.platform", "dlt.common.storages", "dlt.common.configuration.plugins",
+    "duckdb", "pyarrow", "pyarrow.parquet", "pandas", "numpy", "psycopg2", "psycopg2.extras", "sqlglot",
+    "requests", "urllib3", "tenacity", "waitress", "pendulum", "yaml", "sqlparse", "pluggy",
+    "concurrent.futures", "email.message", "http.client",
+)
+MODULE = "cekura_sessions.cli"
+
+
+def _preload() -> None:
+    for name in PRELOADED:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an extra not installed: the process imports what it can
+            pass
+
+
+def _exit_code(code: object) -> int:
+    """What the interpreter makes of SystemExit's code."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _child(request: dict, fds: list[int], keep_closed: list[int]) -> None:
+    """In the forked process: become `python -m cekura_sessions.cli ARGS`, and never return."""
+    code = 1
+    try:
+        for fd in keep_closed:
+            os.close(fd)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        for fd in set(fds):
+            if fd > 2:
+                os.close(fd)
+        if request["new_session"]:
+            os.setsid()
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.path.insert(0, os.getcwd())  # as `python -m` puts it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.argv = [MODULE, *request["argv"]]
+        runpy.run_module(MODULE, run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as stop:
+        code = _exit_code(stop.code)
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        _finish()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)  # as the interpreter ends on an unhandled Ctrl-C
+    except BaseException:  # noqa: BLE001 - the interpreter prints it and exits 1
+        traceback.print_exc()
+        code = 1
+    _finish()
+    os._exit(code)
+
+
+def _finish() -> None:
+    """What the interpreter does on its way out: join the threads, run atexit, flush."""
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a closed pipe: nothing more can be said
+                pass
+
+
+def serve(path: str) -> None:
+    _preload()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, "accept")
+    selector.register(sys.stdin, selectors.EVENT_READ, "parent")
+    waiting: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, connection)
+    print("ready", flush=True)
+    while True:
+        for key, _ in selector.select():
+            if key.data == "parent":
+                if not sys.stdin.buffer.read1(1):
+                    return
+            elif key.data == "accept":
+                connection, _ = listener.accept()
+                message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
+                request = json.loads(message)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                own = [listener.fileno(), connection.fileno(), selector.fileno(), *waiting]
+                pid = os.fork()
+                if pid == 0:
+                    _child(request, fds, own)
+                for fd in set(fds):
+                    os.close(fd)
+                pidfd = os.pidfd_open(pid)
+                waiting[pidfd] = (pid, connection)
+                selector.register(pidfd, selectors.EVENT_READ, "child")
+                connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            else:
+                pidfd = key.fd
+                pid, connection = waiting.pop(pidfd)
+                selector.unregister(pidfd)
+                os.close(pidfd)
+                _, status = os.waitpid(pid, 0)
+                try:
+                    connection.sendall(json.dumps({"status": status}).encode() + b"\n")
+                except OSError:  # the test gave up on it
+                    pass
+                connection.close()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
