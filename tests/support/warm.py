@@ -26,6 +26,7 @@ from typing import Any
 CLI_PREFIX = [sys.executable, "-m", "cekura_sessions.cli"]
 STARTUP_VARIABLES = ("PYTHON", "LD_", "TZ", "LANG", "LC_")  # read as an interpreter starts
 SERVER = Path(__file__).with_name("warm_server.py")
+ROOM = 8192  # the room each process's command line has (warm_server.ROOM)
 
 _server_lock = threading.Lock()
 _server: tuple[subprocess.Popen, str] | None = None
@@ -38,7 +39,7 @@ def _socket_path() -> str:
         if _server is None or _server[0].poll() is not None:
             folder = tempfile.mkdtemp(prefix="cekura-warm-")
             path = os.path.join(folder, "cli.sock")
-            server = subprocess.Popen([sys.executable, str(SERVER), path], stdin=subprocess.PIPE,
+            server = subprocess.Popen([sys.executable, str(SERVER), path, "-" * ROOM], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_server_env())
             if server.stdout.readline().strip() != b"ready":
                 raise RuntimeError("the warm CLI server did not start")

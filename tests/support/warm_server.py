@@ -1,7 +1,8 @@
 """The server behind support/warm.py: a Python process that imported the CLI's heavy libraries once,
 and forks a CLI process for each request.
 
-Run as `python warm_server.py SOCKET`; it prints `ready` once it listens, and exits when its
+Run as `python warm_server.py SOCKET ROOM` (ROOM: a long argument whose bytes become each
+process's command line); it prints `ready` once it listens, and exits when its
 standard input closes (the test worker that started it ended). A request on the Unix socket is
 one JSON object (argv after `python -m cekura_sessions.cli`, env, cwd, new_session) with the
 child's stdin, stdout and stderr passed as file descriptors (SCM_RIGHTS). The answer is two JSON
@@ -16,6 +17,7 @@ project's modules are imported afresh by each process, under that process's own 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib
 import json
 import os
@@ -40,6 +42,18 @@ PRELOADED = (
     "concurrent.futures", "email.message", "http.client",
 )
 MODULE = "cekura_sessions.cli"
+
+
+def _set_command_line(argv: list[str]) -> None:
+    """Make /proc/PID/cmdline read `argv`, as other programs see a process (the product names a
+    file's holder from it): the bytes the kernel reads it from are rewritten in place, within the
+    room the server's own command line left (support/warm.py's ROOM). No library does this with separate arguments
+    (setproctitle writes one string)."""
+    with open("/proc/self/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])  # arg_start and arg_end: fields 48 and 49 of proc(5)
+    text = b"\0".join(arg.encode() for arg in argv)[: end - start - 1]
+    ctypes.memmove(start, text.ljust(end - start, b"\0"), end - start)
 
 
 def _preload() -> None:
@@ -79,6 +93,7 @@ def _child(request: dict, fds: list[int], keep_closed: list[int]) -> None:
         sys.path.insert(0, os.getcwd())  # as `python -m` puts it
         signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.argv = [MODULE, *request["argv"]]
+        _set_command_line([sys.executable, "-m", MODULE, *request["argv"]])
         runpy.run_module(MODULE, run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as stop:
