@@ -1,0 +1,51 @@
+"""The suite's warm CLI processes (support/warm.py) behave as new interpreters do: same streams,
+exit status and answer to a signal, their own environment and working folder."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+from support import warm
+from support.processes import CLI, cli_env
+
+pytestmark = pytest.mark.e2e  # the server imports dlt
+
+COMMANDS = [
+    pytest.param(["--version"], id="version"),
+    pytest.param(["status", "--db", "missing.duckdb"], id="status-of-a-missing-file"),
+    pytest.param(["run", "--concurrency", "0"], id="usage-error"),
+    pytest.param(["run", "--db", "x.duckdb"], id="config-error-from-the-environment"),
+]
+
+
+@pytest.mark.parametrize("args", COMMANDS)
+def test_a_warm_process_answers_as_a_new_interpreter(tmp_path, args):
+    env = cli_env(tmp_path, CEKURA_API_KEY="", CEKURA_BASE_URL="notaurl")
+    cold = subprocess.run([*CLI, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    hot = warm.run([*CLI, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert (hot.returncode, hot.stdout, hot.stderr) == (cold.returncode, cold.stdout, cold.stderr)
+
+
+def test_a_warm_process_has_its_own_pid_and_answers_a_signal(tmp_path):
+    process = warm.Popen([*CLI, "fake-api", "--port", "0"], env=cli_env(tmp_path), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert "fake Cekura API at http://127.0.0.1:" in process.stdout.readline()
+        assert process.pid != warm._server[0].pid and process.poll() is None
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0  # Ctrl-C stops the fake API cleanly
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_what_changes_an_interpreters_start_gets_a_new_one(tmp_path):
+    assert warm._warm([*CLI, "status"], {"env": cli_env(tmp_path)})
+    assert not warm._warm([*CLI, "status"], {"env": cli_env(tmp_path, TZ="Asia/Kolkata")})
+    assert not warm._warm([*CLI, "status"], {"env": cli_env(tmp_path, PYTHONIOENCODING="latin-1")})
+    assert not warm._warm([*CLI, "status"], {"preexec_fn": print})
+    assert not warm._warm([sys.executable, "-c", "pass"], {})
