@@ -182,7 +182,8 @@ class Database:
 
     `destination`: what --db named (destination/address.py); `wait_seconds`: how long a DuckDB
     file held by another process is waited for, and on PostgreSQL how long a step that met
-    another session's lock is tried again (each statement waits at most LOCK_TIMEOUT_SECONDS);
+    another session's lock is tried again (each statement waits at most postgres.LOCK_TIMEOUT_SECONDS,
+    each of dlt's LOAD_LOCK_TIMEOUT_SECONDS);
     `dataset`: the schemas this run and its connections work in (`--dataset`), each dataset with
     a run lock of its own on PostgreSQL (a DuckDB file lets one writer in at a time anyway)."""
 
@@ -317,8 +318,8 @@ class Database:
         user = quote(unquote(parts.username or ""), safe="")
         password = quote(unquote(parts.password or "") or "unused", safe="")
         host = parts.netloc.rpartition("@")[2] or "localhost"
-        # each of dlt's statements waits for a lock as briefly as ours; its load is started again
-        # within --db-wait (run/dlt_pipeline.py load_waiting)
-        query = _with_lock_timeout(parts.query, min(self.wait_seconds, postgres.LOCK_TIMEOUT_SECONDS))
+        # each of dlt's statements waits for a lock briefly (postgres.LOAD_LOCK_TIMEOUT_SECONDS);
+        # its load is started again within --db-wait (run/dlt_pipeline.py load_waiting)
+        query = _with_lock_timeout(parts.query, min(self.wait_seconds, postgres.LOAD_LOCK_TIMEOUT_SECONDS))
         url = f"postgresql://{user}:{password}@{host}{parts.path}?{query}"
         return dlt.destinations.postgres(credentials=url)

@@ -28,6 +28,10 @@ CONNECT_TIMEOUT_SECONDS = 10
 # is tried again (Warehouse.retry_on_locks, within --db-wait): without it, DDL waits behind a
 # reader's open transaction for ever
 LOCK_TIMEOUT_SECONDS = 5.0
+# the same for each of dlt's load statements: dlt starts a job that failed so again, up to 5
+# times (its load.raise_on_max_retries), before the load raises and its wait is said: 5 x 1 s,
+# about as soon as ours, where 5 s each kept a lock wait silent for 25 s
+LOAD_LOCK_TIMEOUT_SECONDS = 1.0
 
 
 class PostgresUnavailable(Exception):
