@@ -26,7 +26,7 @@ from typing import Any
 CLI_PREFIX = [sys.executable, "-m", "cekura_sessions.cli"]
 STARTUP_VARIABLES = ("PYTHON", "LD_", "TZ", "LANG", "LC_")  # read as an interpreter starts
 SERVER = Path(__file__).with_name("warm_server.py")
-ROOM = 8192  # the room each process's command line has (warm_server.ROOM)
+ROOM = 8192  # bytes of the server's command line, which each process rewrites as its own
 
 _server_lock = threading.Lock()
 _server: tuple[subprocess.Popen, str] | None = None
@@ -55,7 +55,7 @@ def _server_env() -> dict[str, str]:
 def _warm(args: Any, kwargs: dict[str, Any]) -> bool:
     if not isinstance(args, (list, tuple)) or [str(a) for a in args[:3]] != CLI_PREFIX:
         return False
-    if kwargs.get("preexec_fn") is not None or kwargs.get("pass_fds") or kwargs.get("shell") or kwargs.get("executable"):
+    if kwargs.get("preexec_fn") is not None or any(kwargs.get(k) for k in ("pass_fds", "shell", "executable")):
         return False
     env = kwargs.get("env")
     if env is None:
@@ -81,7 +81,8 @@ class Popen(subprocess.Popen):
                                           creationflags, shell, p2cread, p2cwrite, c2pread, c2pwrite, errread,
                                           errwrite, restore_signals, *rest)
         start_new_session = rest[-2] if len(rest) >= 2 else False  # (..., start_new_session, process_group)
-        fds = [p2cread if p2cread != -1 else 0, c2pwrite if c2pwrite != -1 else 1, errwrite if errwrite != -1 else 2]
+        # the child's stdin, stdout and stderr; -1: this process's own, as a new process inherits them
+        fds = [given if given != -1 else own for given, own in ((p2cread, 0), (c2pwrite, 1), (errwrite, 2))]
         request = {
             "argv": [str(a) for a in args[3:]],
             "env": {str(k): str(v) for k, v in (env if env is not None else os.environ).items()},

@@ -2,8 +2,8 @@
 and forks a CLI process for each request.
 
 Run as `python warm_server.py SOCKET ROOM` (ROOM: a long argument whose bytes become each
-process's command line); it prints `ready` once it listens, and exits when its
-standard input closes (the test worker that started it ended). A request on the Unix socket is
+process's command line); it prints `ready` once it listens, and exits when its standard input
+closes (the test worker that started it ended). A request on the Unix socket is
 one JSON object (argv after `python -m cekura_sessions.cli`, env, cwd, new_session) with the
 child's stdin, stdout and stderr passed as file descriptors (SCM_RIGHTS). The answer is two JSON
 lines on the same connection: {"pid": N} once forked, {"status": S} (the raw wait status) once
@@ -47,8 +47,8 @@ MODULE = "cekura_sessions.cli"
 def _set_command_line(argv: list[str]) -> None:
     """Make /proc/PID/cmdline read `argv`, as other programs see a process (the product names a
     file's holder from it): the bytes the kernel reads it from are rewritten in place, within the
-    room the server's own command line left (support/warm.py's ROOM). No library does this with separate arguments
-    (setproctitle writes one string)."""
+    room the server's own command line left (support/warm.py's ROOM). No library does this with
+    separate arguments (setproctitle writes one string)."""
     with open("/proc/self/stat", "rb") as stat:
         fields = stat.read().rsplit(b")", 1)[1].split()
     start, end = int(fields[45]), int(fields[46])  # arg_start and arg_end: fields 48 and 49 of proc(5)
@@ -144,7 +144,9 @@ def serve(path: str) -> None:
                 request = json.loads(message)
                 sys.stdout.flush()
                 sys.stderr.flush()
-                own = [listener.fileno(), connection.fileno(), selector.fileno(), *waiting]
+                # the server's own descriptors, the other processes' connections among them
+                own = [listener.fileno(), connection.fileno(), selector.fileno(), *waiting,
+                       *(other.fileno() for _, other in waiting.values())]
                 pid = os.fork()
                 if pid == 0:
                     _child(request, fds, own)

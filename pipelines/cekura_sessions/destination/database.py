@@ -182,8 +182,8 @@ class Database:
 
     `destination`: what --db named (destination/address.py); `wait_seconds`: how long a DuckDB
     file held by another process is waited for, and on PostgreSQL how long a step that met
-    another session's lock is tried again (each statement waits at most postgres.LOCK_TIMEOUT_SECONDS,
-    each of dlt's LOAD_LOCK_TIMEOUT_SECONDS);
+    another session's lock is tried again (each statement of ours waits at most
+    postgres.LOCK_TIMEOUT_SECONDS, each of dlt's postgres.LOAD_LOCK_TIMEOUT_SECONDS);
     `dataset`: the schemas this run and its connections work in (`--dataset`), each dataset with
     a run lock of its own on PostgreSQL (a DuckDB file lets one writer in at a time anyway)."""
 
