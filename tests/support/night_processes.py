@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from support import warm
 from support.processes import cli_env
-
-from . import warm
 
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 DLT = str(Path(sys.executable).with_name("dlt"))
