@@ -195,7 +195,7 @@ def test_status_into_a_closed_pipe_ends_quietly_with_its_verdict(tmp_path, run_n
     os.close(read_end)  # the reader is gone before the first line, as `status | head -0` would be
     try:
         result = warm.run([*CLI, "status", "--db", str(db_path)], stdout=write_end, stderr=subprocess.PIPE,
-                                env=cli_env(tmp_path), text=True, timeout=120)
+                          env=cli_env(tmp_path), text=True, timeout=120)
     finally:
         os.close(write_end)
     assert result.returncode == 0
@@ -207,8 +207,8 @@ def test_demo_into_a_closed_pipe_ends_quietly(tmp_path):
     os.close(read_end)  # `demo | head -0`
     try:
         result = warm.run([*CLI, "--log-level", "WARNING", "demo", "--db", str(tmp_path / "d.duckdb"),
-                                 "--projects", "2", "--sessions-per-project", "5"],
-                                stdout=write_end, stderr=subprocess.PIPE, env=cli_env(tmp_path), text=True, timeout=120)
+                           "--projects", "2", "--sessions-per-project", "5"],
+                          stdout=write_end, stderr=subprocess.PIPE, env=cli_env(tmp_path), text=True, timeout=120)
     finally:
         os.close(write_end)
     assert result.returncode == 0
@@ -223,7 +223,7 @@ def test_read_side_command_waits_for_a_held_file_and_goes_on_when_it_is_free(tmp
     run_night()
     with database_held(db_path) as holder:
         waiting = warm.Popen([*CLI, command, "--db", str(db_path), "--db-wait", "120"], env=cli_env(tmp_path),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         said = waiting.stderr.readline()  # the command says it waits before it waits
         release(holder)
         out, err = waiting.communicate(timeout=120)

@@ -165,7 +165,7 @@ def test_every_command_takes_the_dataset_and_a_mistyped_one_names_those_there(tm
 
     def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
         return warm.run([*CLI, *args, "--db", db], env=cli_env(tmp_path, **env), capture_output=True,
-                              text=True, timeout=180)
+                        text=True, timeout=180)
 
     loaded = cli("run", "--base-url", api.url, "--no-details", CEKURA_DATASET="team_a")
     assert loaded.returncode == 0, loaded.stderr
@@ -197,7 +197,7 @@ def test_two_organisations_load_a_postgres_database_at_the_same_time(pg_url, tmp
                                                                     other_organisation):
     def start(*args: str, **env: str) -> subprocess.Popen:
         return warm.Popen([*CLI, "run", "--db", pg_url, "--no-details", *args], env=cli_env(tmp_path, **env),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     first = start("--base-url", api.url)
     other = start("--base-url", other_api.url, "--dataset", "other_org", CEKURA_API_KEY=OTHER_KEY)
@@ -249,7 +249,7 @@ def test_a_rejected_row_of_a_named_dataset_is_set_aside_in_its_own_raw_schema(ru
 def test_the_demo_refuses_a_dataset_named_as_its_file_before_making_anything(tmp_path):
     db = tmp_path / "acme.duckdb"
     refused = warm.run([*CLI, "demo", "--db", str(db), "--dataset", "acme", "--projects", "1"],
-                             env=cli_env(tmp_path), capture_output=True, text=True, timeout=120)
+                       env=cli_env(tmp_path), capture_output=True, text=True, timeout=120)
     said = (refused.stdout + refused.stderr).strip()
     assert refused.returncode == 2 and "\n" not in said and "--dataset" in said, said
     assert not db.exists() and not list(tmp_path.glob("acme.duckdb*")), list(tmp_path.iterdir())

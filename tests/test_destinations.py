@@ -38,12 +38,12 @@ def _env(target: Target, **extra: str) -> dict[str, str]:
 
 def _run(target: Target, api, *global_options: str, **env: str) -> subprocess.CompletedProcess:
     return warm.run([*CLI, *global_options, "run", "--base-url", api.url, "--db", target.db, "--db-wait", "5"],
-                          env=_env(target, **env), capture_output=True, text=True, timeout=180)
+                    env=_env(target, **env), capture_output=True, text=True, timeout=180)
 
 
 def _start(target: Target, api, **env: str) -> subprocess.Popen:
     return warm.Popen([*CLI, "run", "--base-url", api.url, "--db", target.db],
-                            env=_env(target, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                      env=_env(target, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _raw(target: Target) -> tuple[set, list, set]:
@@ -160,7 +160,7 @@ def test_the_key_and_the_database_password_are_never_stored_or_printed(target, a
     api.dataset = tomorrow
     second = _run(target, api, "--log-level", "DEBUG", "--log-format", "json")
     broken = warm.run([*CLI, "run", "--base-url", api.url, "--db", target.db.replace("/t_", "/missing_", 1)],
-                            env=_env(target), capture_output=True, text=True, timeout=120)
+                      env=_env(target), capture_output=True, text=True, timeout=120)
 
     assert (first.returncode, second.returncode) == (0, 0), second.stderr
     secrets = [API_KEY] + ([DB_PASSWORD] if target.kind == "postgres" else [])
@@ -178,7 +178,7 @@ def test_models_check_and_status_read_either_destination(target, api):
     said = ""
     for command in (["models"], ["check", "--show", "3"], ["status"]):
         result = warm.run([*CLI, *command, "--db", target.db], env=_env(target), capture_output=True, text=True,
-                                timeout=120)
+                          timeout=120)
         said += result.stdout + result.stderr
         # check: the generated data trips warnings only; status: the night just ran
         assert result.returncode == 0, f"{command}: {result.stderr}"

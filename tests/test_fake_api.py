@@ -910,7 +910,7 @@ def test_fake_api_help_shows_every_switch_the_fake_has():
     from cekura_sessions.fake.views import ServerConfig
 
     done = warm.run([sys.executable, "-m", "cekura_sessions.cli", "fake-api", "--help"],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+                    capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
 
     assert done.returncode == 0, done.stderr
     assert {field.name for field in dataclasses.fields(Faults)} == FAULT_OPTIONS.keys()

@@ -206,7 +206,7 @@ def test_status_prints_utc_times_whatever_the_machines_time_zone(run_night, db_p
     env = {**os.environ, "TZ": "Asia/Kolkata", "RUNTIME__DLTHUB_TELEMETRY": "false"}
 
     result = warm.run([*CLI, "status", "--db", str(db_path), "--max-age-hours", "100000"],
-                            capture_output=True, text=True, env=env, timeout=120)
+                      capture_output=True, text=True, env=env, timeout=120)
 
     assert result.returncode == 0, result.stderr
     assert "last loaded 2026-11-29 23:30 UTC" in result.stdout, result.stdout

@@ -42,7 +42,7 @@ def _night_with_file_limit(api: FakeCekuraApi, db_path: Path, tmp_path: Path, li
 
     log_file = tmp_path / "night.log"
     return warm.run([*CLI, "--log-file", str(log_file), "run", "--db", str(db_path), "--base-url", api.url],
-                          env=cli_env(tmp_path), capture_output=True, text=True, timeout=300, preexec_fn=limited)
+                    env=cli_env(tmp_path), capture_output=True, text=True, timeout=300, preexec_fn=limited)
 
 
 def _ledger(db_path: Path) -> dict[str, tuple]:

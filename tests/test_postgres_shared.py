@@ -36,12 +36,12 @@ def _as(url: str, user: str) -> str:
 
 def _run(tmp_path: Path, api, db: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     return warm.run([*CLI, "run", "--base-url", api.url, "--db", db, *args], env=cli_env(tmp_path, **env),
-                          capture_output=True, text=True, timeout=180)
+                    capture_output=True, text=True, timeout=180)
 
 
 def _start(tmp_path: Path, api, db: str, *args: str, **env: str) -> subprocess.Popen:
     return warm.Popen([*CLI, "run", "--base-url", api.url, "--db", db, *args], env=cli_env(tmp_path, **env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _query(url: str, sql: str) -> list[tuple]:
@@ -161,12 +161,12 @@ def test_models_without_drop_dependents_exits_1_with_one_line(built, tmp_path):
     admin.cursor().execute("alter table analytics.sessions rename column status to state")
     admin.close()
     done = warm.run([*CLI, "models", "--db", url], env=cli_env(tmp_path), capture_output=True, text=True,
-                          timeout=120)
+                    timeout=120)
     assert done.returncode == 1, done.stderr
     [line] = done.stderr.strip().splitlines()
     assert "would drop view bi.completed_sessions" in line and "--drop-dependents" in line, line
     again = warm.run([*CLI, "models", "--db", url, "--drop-dependents"], env=cli_env(tmp_path),
-                           capture_output=True, text=True, timeout=120)
+                     capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
 
 
@@ -369,11 +369,11 @@ def test_status_says_a_night_is_running_while_a_run_holds_the_lock(pg_url, tmp_p
         cursor.execute(f"select pg_try_advisory_lock({lock_key('cekura_raw')})")
         assert cursor.fetchone() == (True,)
         held = warm.run([*CLI, "status", "--db", pg_url], env=cli_env(tmp_path), capture_output=True, text=True,
-                              timeout=120)
+                        timeout=120)
     finally:
         other.close()
     free = warm.run([*CLI, "status", "--db", pg_url], env=cli_env(tmp_path), capture_output=True, text=True,
-                          timeout=120)
+                    timeout=120)
 
     assert held.returncode == 3, held.stderr
     assert "a night is running" in held.stderr and "cekura-sessions run r2 on host-2" in held.stderr, held.stderr

@@ -35,7 +35,7 @@ def _probe(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
     folder = tmp_path / "cwd"
     folder.mkdir(exist_ok=True)
     return warm.run([*CLI, "probe", *args], env=cli_env(tmp_path, **env), cwd=folder, capture_output=True,
-                          text=True, timeout=120)
+                    text=True, timeout=120)
 
 
 def _nothing_written(tmp_path) -> None:

@@ -11,9 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from support import warm
-from support.processes import cli_env
+from support.processes import CLI, cli_env
 
-CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 DLT = str(Path(sys.executable).with_name("dlt"))
 
 

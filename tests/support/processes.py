@@ -13,7 +13,7 @@ from pathlib import Path
 from . import warm
 from .settings import API_KEY
 
-CLI = [sys.executable, "-m", "cekura_sessions.cli"]
+CLI = warm.CLI
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:

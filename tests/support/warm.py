@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-CLI_PREFIX = [sys.executable, "-m", "cekura_sessions.cli"]
+CLI = [sys.executable, "-m", "cekura_sessions.cli"]  # the CLI as tests start it (support/processes.py)
 STARTUP_VARIABLES = ("PYTHON", "LD_", "TZ", "LANG", "LC_")  # read as an interpreter starts
 SERVER = Path(__file__).with_name("warm_server.py")
 ROOM = 8192  # bytes of the server's command line, which each process rewrites as its own
@@ -53,7 +53,7 @@ def _server_env() -> dict[str, str]:
 
 
 def _warm(args: Any, kwargs: dict[str, Any]) -> bool:
-    if not isinstance(args, (list, tuple)) or [str(a) for a in args[:3]] != CLI_PREFIX:
+    if not isinstance(args, (list, tuple)) or [str(a) for a in args[:3]] != CLI:
         return False
     if kwargs.get("preexec_fn") is not None or any(kwargs.get(k) for k in ("pass_fds", "shell", "executable")):
         return False
@@ -141,7 +141,8 @@ class Popen(subprocess.Popen):
 
 def run(*popenargs: Any, input: Any = None, capture_output: bool = False, timeout: float | None = None,
         check: bool = False, **kwargs: Any) -> subprocess.CompletedProcess:
-    """subprocess.run, through this module's Popen."""
+    """subprocess.run, through this module's Popen (subprocess.run takes no Popen class of its
+    own, so its few lines are repeated here)."""
     if capture_output:
         kwargs["stdout"] = subprocess.PIPE
         kwargs["stderr"] = subprocess.PIPE

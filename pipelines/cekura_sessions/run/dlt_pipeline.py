@@ -114,8 +114,8 @@ def load_waiting(pipeline: dlt.Pipeline, database: Database) -> Any:
     up to --db-wait, the wait logged once naming the holders (Warehouse.retry_on_locks). Each of
     dlt's statements waits at most postgres.LOAD_LOCK_TIMEOUT_SECONDS for a lock
     (Database.dlt_destination), and a load stopped so leaves its package pending, which the next
-    load() carries on with. Raises
-    LockTimeout past the wait (one line naming the holders), else what dlt raises."""
+    load() carries on with. Raises LockTimeout past the wait (one line naming the holders), else
+    what dlt raises."""
     if database.is_file:  # a DuckDB file has no row locks: its opens wait for readers instead
         return pipeline.load()
     with database.connect(application="cekura-sessions load") as con:
