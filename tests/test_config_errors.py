@@ -11,17 +11,16 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from support import warm
+from support.processes import CLI
 from support.settings import API_KEY
 
 pytestmark = pytest.mark.e2e  # the CLI in subprocesses
 
-CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 PREFIX = "cekura-sessions: "
 
 

@@ -6,7 +6,6 @@ rows come from the fake API's generated data in plain Python (support/expected.p
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import duckdb
 import pytest
@@ -16,10 +15,9 @@ from cekura_sessions.destination.dataset import Dataset, DatasetNameError
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
 from support import expected, postgres, warm
-from support.processes import cli_env
+from support.processes import CLI, cli_env
 
 OTHER_KEY = "other-organisation-key-3b1d"
-CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 
 
 # --- the names (fast) -------------------------------------------------------------------------------

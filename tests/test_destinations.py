@@ -11,7 +11,6 @@ import copy
 import os
 import signal
 import subprocess
-import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,7 @@ from cekura_sessions.fake.server import Faults
 from cekura_sessions.models.declarations import load_declarations
 from support import expected, warm
 from support.destinations import DB_PASSWORD, Target
-from support.processes import cli_env
+from support.processes import CLI, cli_env
 from support.secrets import files_holding
 from support.settings import API_KEY, TEST_RETRY
 
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e  # the CLI in subprocesses, dlt loading DuckDB or PostgreSQL
 
-CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 
 
 def _env(target: Target, **extra: str) -> dict[str, str]:

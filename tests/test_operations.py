@@ -18,11 +18,11 @@ from cekura_sessions.destination.lock import lock_path
 from cekura_sessions.fake.server import Faults
 from support import expected, warm
 from support.night_processes import night_as_the_cli_runs_it
+from support.processes import CLI
 from support.settings import API_KEY
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt) in process and the CLI in subprocesses
 
-CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 
 
 def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:

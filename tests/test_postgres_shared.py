@@ -19,12 +19,11 @@ from cekura_sessions.destination.warehouse import as_warehouse
 from cekura_sessions.models.runner import DependentsError, build_models
 from cekura_sessions.settings import SQL_DIR
 from support import expected, postgres, raw_data, warm
-from support.processes import cli_env
+from support.processes import CLI, cli_env
 from support.raw_data import VARIED
 
 pytestmark = pytest.mark.e2e
 
-CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 TEAM_VIEW = "create view bi.completed_sessions as select session_id from analytics.sessions where status = 'completed'"
 
 

@@ -13,7 +13,6 @@ import os
 import re
 import select
 import struct
-import sys
 import termios
 import time
 from pathlib import Path
@@ -22,11 +21,11 @@ import pytest
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from support import expected, warm
+from support.processes import CLI
 from support.settings import API_KEY
 
 pytestmark = pytest.mark.e2e  # the CLI in a subprocess on a pseudo-terminal
 
-CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 CLEAR = b"\r\x1b[K"
 LOG_RECORD = re.compile(rb"\d\d:\d\d:\d\d (?:DEBUG|INFO|WARNING|ERROR)\s")
 PROGRESS = re.compile(rb"(\d+)/(\d+) projects listed")

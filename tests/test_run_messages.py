@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,11 +22,11 @@ from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
 from support import warm
 from support.ports import refused_port
+from support.processes import CLI
 from support.settings import API_KEY
 
 pytestmark = pytest.mark.e2e  # the CLI in subprocesses, the pipeline (dlt) in process
 
-CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_SECRETS = ROOT / ".dlt" / "example.secrets.toml"
 PLACEHOLDER = tomllib.loads(EXAMPLE_SECRETS.read_text())["sources"]["cekura"]["api_key"]

@@ -31,12 +31,12 @@ from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from dlt.common.versioned_state import decompress_state
 from support import expected, warm
 from support.ports import refused_port
+from support.processes import CLI
 from support.secrets import files_holding
 from support.settings import API_KEY, TEST_RETRY
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt), the CLI in subprocesses and dlt's own CLI
 
-CLI = [sys.executable, "-m", "cekura_sessions.cli"]
 DLT = str(Path(sys.executable).with_name("dlt"))
 CANARY = API_KEY.encode()
 
