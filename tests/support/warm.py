@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,7 +44,8 @@ def _socket_path() -> str:
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_server_env())
             if server.stdout.readline().strip() != b"ready":
                 raise RuntimeError("the warm CLI server did not start")
-            atexit.register(server.stdin.close)  # its standard input closing ends it
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            atexit.register(server.stdin.close)  # its standard input closing ends it (run first: last in)
             _server = (server, path)
         return _server[1]
 

@@ -44,11 +44,15 @@ def comment_models(
     declared columns and the model's columns differ."""
     _expect_same_models(marts, [d.name for d in declarations.values() if d.schema == ANALYTICS_SCHEMA], "marts")
     _expect_same_models(views, [d.name for d in declarations.values() if d.schema == STAGING_SCHEMA], STAGING)
+    present = con.columns_by_table([ANALYTICS_SCHEMA, STAGING_SCHEMA])
+    statements: list[str] = []
     for name in [*views, *marts]:
         declaration = declarations[name]
-        _expect_same_columns(declaration, _columns(con, declaration.schema, name))
+        columns = present.get((declaration.schema, name), [])
+        _expect_same_columns(declaration, columns)
         kind = "view" if declaration.schema == STAGING_SCHEMA else "table"
-        _comment(con, kind, declaration.table, table_comment(declaration), declaration.columns)
+        statements += _comments(kind, declaration.table, table_comment(declaration), declaration.columns, columns)
+    _execute_all(con, statements)
 
 
 def comment_raw_tables(con: Warehouse) -> None:
@@ -56,9 +60,12 @@ def comment_raw_tables(con: Warehouse) -> None:
     creates a table on its first load only, and may leave out a column never delivered), and the
     run's ledger. The projects table's comment leaves out its note on what is never stored (emails,
     webhook URLs): tests scan the database file for those words as the sign of a leak."""
-    for table, description, columns in raw_descriptions():
-        _comment(con, "table", f"{RAW_SCHEMA}.{table}", description, columns)
-    _comment(con, "table", f"{RAW_SCHEMA}.{RUNS_TABLE}", RUNS_DESCRIPTION, RUNS_COLUMNS)
+    present = con.columns_by_table([RAW_SCHEMA])
+    statements: list[str] = []
+    for table, description, columns in [*raw_descriptions(), (RUNS_TABLE, RUNS_DESCRIPTION, RUNS_COLUMNS)]:
+        statements += _comments("table", f"{RAW_SCHEMA}.{table}", description, columns,
+                                present.get((RAW_SCHEMA, table), []))
+    _execute_all(con, statements)
 
 
 def table_comment(declaration: ModelDeclaration) -> str:
@@ -73,19 +80,22 @@ def raw_descriptions() -> list[tuple[str, str, dict[str, str]]]:
             for table in RAW_TABLES]
 
 
-def _comment(con: Warehouse, kind: str, table: str, description: str, columns: dict[str, str]) -> None:
-    """COMMENT ON the `kind` ("table" or "view") `table` and on those of `columns` it has; nothing
-    when there is no such table."""
-    present = _columns(con, *table.split("."))
+def _comments(kind: str, table: str, description: str, columns: dict[str, str], present: list[str]) -> list[str]:
+    """COMMENT ON statements for the `kind` ("table" or "view") `table` and for those of `columns`
+    it has (`present`); none when it has no columns (there is no such table)."""
     if not present:
-        return
-    statements = [f"comment on {kind} {table} is {_literal(description)}"]
-    statements += [
+        return []
+    return [f"comment on {kind} {table} is {_literal(description)}"] + [
         f"comment on column {table}.{column} is {_literal(meaning)}"
         for column, meaning in columns.items()
         if column in present
     ]
-    con.execute(";\n".join(statements))
+
+
+def _execute_all(con: Warehouse, statements: list[str]) -> None:
+    # one round trip for the lot: both engines run a text of several statements in order
+    if statements:
+        con.execute(";\n".join(statements))
 
 
 def _expect_same_models(built: list[str], declared: list[str], folder: str) -> None:
@@ -107,11 +117,6 @@ def _expect_same_columns(declaration: ModelDeclaration, columns: list[str]) -> N
     undeclared = [c for c in columns if c not in declaration.columns]
     if undeclared:
         raise DeclarationError(f"{where} does not declare {', '.join(undeclared)} of {declaration.table}")
-
-
-def _columns(con: Warehouse, schema: str, table: str) -> list[str]:
-    """The table's (or view's) columns in order; empty when there is no such table."""
-    return con.columns(schema, table)
 
 
 def _literal(text: str) -> str:

@@ -232,8 +232,11 @@ def _prepare(con: Warehouse, sql_dir: Path, step: _Step) -> list[str]:
     step.now(RAW_DDL)
     con.execute(raw_tables_ddl())
     step.now("dropping the old layout")
-    # only the default dataset of a DuckDB file ever had the old layout
-    dropped = legacy.drop_old_layout(con) if con.dialect == DUCKDB and con.dataset.is_default else []
+    # only the default dataset of a DuckDB file ever had the old layout, and a build recorded in
+    # the new one ran this in its transaction already (a look costs 30 ms: duckdb_functions())
+    may_have_old_layout = (con.dialect == DUCKDB and con.dataset.is_default
+                           and not con.has_table(*BUILD_TABLE.split(".")))
+    dropped = legacy.drop_old_layout(con) if may_have_old_layout else []
     for schema in (STAGING_SCHEMA, ANALYTICS_SCHEMA, META_SCHEMA):
         con.execute(f"create schema if not exists {schema}")
     functions = functions_file(sql_dir, con.dialect)

@@ -63,6 +63,8 @@ def read_details(database: Database, pipelines_dir: str | None, report: RunRepor
     with database.connect() as con:
         details_state.ensure_tables(con)
         due = details_state.awaiting(con) if config.enabled and report.client is not None else []
+        # nothing to read: tidied now, where a second open of the file would cost as much again
+        tidied = None if due else details_state.tidy(con, config.keep_text)
     details.waiting = len(due)
     if due:
         details.budget = config.budget if config.budget is not None else default_budget(
@@ -70,9 +72,10 @@ def read_details(database: Database, pipelines_dir: str | None, report: RunRepor
         chosen = due if details.budget is None else due[: details.budget]
         if chosen:
             _load(database, pipelines_dir, report, chosen, config.keep_text, concurrency)
-    with database.connect() as con:
-        details_state.record_misses(con, details.missing)
-        tidied = details_state.tidy(con, config.keep_text)
+    if tidied is None:
+        with database.connect() as con:
+            details_state.record_misses(con, details.missing)
+            tidied = details_state.tidy(con, config.keep_text)
     if tidied["text_cleared"]:
         log.info("cleared the text of %d stored message(s): this night was not given --conversation-text",
                  tidied["text_cleared"])
