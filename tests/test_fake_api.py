@@ -675,25 +675,6 @@ def test_second_night_keeps_ids_fresh(data):
     assert not (set(second.last_changes["new"]) & seen)
 
 
-# --- benchmark scale (timings printed, not asserted) ------------------------------------------
-
-
-def test_benchmark_scale_generate_and_serve_timing(make_server):
-    started = time.perf_counter()
-    big = generate(DataSpec(projects=500, sessions_per_project=400))
-    generated = time.perf_counter() - started
-    server = make_server(big)
-    total = 0
-    with requests.Session() as http:
-        http.headers[API_KEY_HEADER] = KEY
-        started = time.perf_counter()
-        for project in big.projects:
-            total += len(http.get(sessions_url(server, project["id"]), timeout=TIMEOUT).json())
-        served = time.perf_counter() - started
-    print(f"\ngenerate(500 x 400): {generated:.2f} s; 500 listings over keep-alive: {served:.2f} s")
-    assert total == len(big.all_sessions())
-
-
 # --- command line -----------------------------------------------------------------------------
 
 
