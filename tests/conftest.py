@@ -24,6 +24,7 @@ import pytest
 from cekura_sessions.fake.data import FakeDataset, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from support.destinations import Target, make_target
+from support.first_night import FirstNights
 from support.postgres import PostgresServer
 from support.settings import API_KEY, DATASET_SPEC, TEST_RETRY
 
@@ -70,6 +71,26 @@ def run_night(api: FakeCekuraApi, db_path: Path, tmp_path: Path) -> RunNight:
         return pipeline.run(pipeline.RunConfig(**settings))
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def first_nights(tmp_path_factory: pytest.TempPathFactory) -> FirstNights:
+    return FirstNights(tmp_path_factory.mktemp("first-nights"))
+
+
+@pytest.fixture
+def first_night(first_nights: FirstNights, run_night: RunNight, dataset: FakeDataset, db_path: Path,
+                tmp_path: Path) -> Callable[..., None]:
+    """Put where `run_night` loads what a plain first night of the suite's data leaves
+    (support/first_night.py): `first_night(**run_night's overrides)`. The test's data must still
+    be the suite's, and its server serve listings whole, as `api` does."""
+
+    def _first(**overrides: object) -> None:
+        assert dataset == generate(DATASET_SPEC), "a copied first night is of the suite's data, unchanged"
+        pipelines = overrides.pop("pipelines_dir", tmp_path / "pipelines")
+        first_nights.copy_to(db_path, None if pipelines is None else Path(pipelines), run_night, overrides)
+
+    return _first
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,14 @@ import duckdb
 import pytest
 from cekura_sessions.fake.server import Faults
 from support import expected, warm
-from support.night_processes import lock_is_free, night_as_the_cli_runs_it, pause_marker, start_cli, wait_for
+from support.night_processes import (
+    AS_THE_CLI_RUNS,
+    lock_is_free,
+    night_as_the_cli_runs_it,
+    pause_marker,
+    start_cli,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e  # the CLI in subprocesses, dlt loading real files
 
@@ -36,8 +43,9 @@ def _line(signum: int) -> str:
         pytest.param(signal.SIGTERM, "model-sessions", id="sigterm-models"),
     ],
 )
-def test_signal_stops_the_run_and_the_next_night_is_exact(tmp_path, api, dataset, db_path, run_night, signum, stage):
-    assert night_as_the_cli_runs_it(run_night).exit_code == 0  # a first night, so the second has history
+def test_signal_stops_the_run_and_the_next_night_is_exact(tmp_path, api, dataset, db_path, run_night, first_night,
+                                                          signum, stage):
+    first_night(**AS_THE_CLI_RUNS)  # a first night, so the second has history
     tonight = dataset.next_night(seed=21)
     api.dataset = tonight
     listed = expected.listed_project_ids(tonight)

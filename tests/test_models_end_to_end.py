@@ -122,8 +122,9 @@ def test_deleted_unlisted_and_moved_leave_the_models_but_raw_keeps_its_rows(run_
         assert count == len(dataset.sessions[unlisted])
 
 
-def test_a_database_from_before_is_listed_marks_unlisted_projects_on_its_first_night(run_night, api, dataset, db_path):
-    assert run_night().exit_code == 0
+def test_a_database_from_before_is_listed_marks_unlisted_projects_on_its_first_night(run_night, first_night, api,
+                                                                                    dataset, db_path):
+    first_night()
     with duckdb.connect(str(db_path)) as con:  # as an older version left it: no is_listed column
         con.execute("alter table cekura_raw.projects drop column is_listed")
         assert runner_builds(con), "models on the old layout"

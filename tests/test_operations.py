@@ -17,7 +17,7 @@ from cekura_sessions.cli import main as cli
 from cekura_sessions.destination.lock import lock_path
 from cekura_sessions.fake.server import Faults
 from support import expected, warm
-from support.night_processes import night_as_the_cli_runs_it
+from support.night_processes import AS_THE_CLI_RUNS, night_as_the_cli_runs_it
 from support.processes import CLI
 from support.settings import API_KEY
 
@@ -97,9 +97,9 @@ def test_killed_run_is_recovered_by_the_next_night(tmp_path, api, dataset, db_pa
     assert model_sessions == len(expected.sessions(tomorrow))
 
 
-def test_the_database_file_is_free_while_the_night_waits_on_the_network(tmp_path, api, dataset, db_path, run_night):
+def test_the_database_file_is_free_while_the_night_waits_on_the_network(tmp_path, api, dataset, db_path, first_night):
     """A notebook or the DuckDB shell can open the file, read-only, while a run fetches."""
-    assert night_as_the_cli_runs_it(run_night).exit_code == 0
+    first_night(**AS_THE_CLI_RUNS)
     listed = expected.listed_project_ids(dataset)
     api.reset_log()
     api.faults = Faults(script={("sessions", listed[-1]): ["slow:60"]})

@@ -44,8 +44,8 @@ def test_a_quiet_night_loads_nothing_and_marks_every_listing_listed(run_night, d
     assert {(at, run) for _, at, run in marks} == {(second.report.started_at, second.report.run_id)}
 
 
-def test_a_renamed_project_is_loaded_on_an_otherwise_quiet_night(run_night, api, dataset, db_path):
-    assert run_night().exit_code == 0
+def test_a_renamed_project_is_loaded_on_an_otherwise_quiet_night(run_night, first_night, api, dataset, db_path):
+    first_night()
     renamed = copy.deepcopy(dataset)
     renamed.projects[0]["name"] = "Renamed Agent"
     api.dataset = renamed
@@ -80,8 +80,8 @@ def test_history_compares_again_after_any_load_it_has_not_seen(run_night, db_pat
         assert bookkeeping.record_changes(con, report) == 0
 
 
-def test_a_quiet_night_gives_the_checks_answer_on_the_same_models_failures_included(run_night, db_path):
-    assert run_night().exit_code == 0
+def test_a_quiet_night_gives_the_checks_answer_on_the_same_models_failures_included(run_night, first_night, db_path):
+    first_night()
     with duckdb.connect(str(db_path)) as con:  # a repeated session: the key check must fail
         con.execute("insert into cekura_raw.scenario_improvement_sessions "
                     "select * from cekura_raw.scenario_improvement_sessions order by id limit 1")

@@ -23,11 +23,15 @@ def run_cli(tmp_path: Path, base_url: str, db_path: Path, *args: str, **env: str
     )
 
 
+# what `cekura-sessions run` would use: the dlt folder beside the database, the configured
+# details, --db-wait 5 (run_night's or first_night's overrides)
+AS_THE_CLI_RUNS = {"pipelines_dir": None, "details": None, "db_wait_seconds": 5.0}
+
+
 def night_as_the_cli_runs_it(run_night: Callable[..., object]) -> object:
-    """A night in this process (conftest.py's `run_night`) with what `cekura-sessions run`
-    would use: the dlt folder beside the database, the configured details, --db-wait 5. For the
-    nights around the process a test is about (the one it kills or signals)."""
-    return run_night(pipelines_dir=None, details=None, db_wait_seconds=5.0)
+    """A night in this process (conftest.py's `run_night`) as the CLI runs it (AS_THE_CLI_RUNS),
+    for the nights around the process a test is about (the one it kills or signals)."""
+    return run_night(**AS_THE_CLI_RUNS)
 
 
 def start_cli(tmp_path: Path, base_url: str, db_path: Path, *args: str, **env: str) -> subprocess.Popen:

@@ -1,0 +1,66 @@
+"""A database as a plain first night leaves it, made once per test worker and copied into a
+test's place, for tests whose first night only gives the night they are about its history.
+
+Why by hand: a copy takes milliseconds where the night takes a second of CPU, and no library
+keeps a DuckDB file with its dlt folder. The copy is what the night wrote: the DuckDB file and
+dlt's working folder, whose marker (run/dlt_pipeline.py) names the file it serves and is pointed
+at the copy, so the next night goes on from it as from its own. The night ran against a fake
+API of its own, with the suite's data: the test's server never sees its requests. Its listings
+come whole, not paged: a page names the next by the server's address, which differs from the
+test's server, and a night compares its pages with the last night's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cekura_sessions.fake.data import generate
+from cekura_sessions.fake.server import FakeCekuraApi, Faults
+
+from support.settings import API_KEY, DATASET_SPEC
+
+FILE = "cekura.duckdb"
+
+
+class FirstNights:
+    """Made first nights, by run settings and configuration, in `folder`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.made: dict[str, Path] = {}
+
+    def copy_to(self, db_path: Path, pipelines_dir: Path | None, run: Callable[..., Any],
+                overrides: dict[str, Any]) -> None:
+        """Put the first night's database at `db_path` and its dlt folder in `pipelines_dir`
+        (None: beside the file, as the CLI keeps it). `run(**settings)` runs a night as the
+        test's `run_night` does, with `overrides`."""
+        # what the settings and the configuration the night reads (dlt's and ours) were
+        configured = sorted((k, v) for k, v in os.environ.items() if k.startswith("CEKURA_") or "__" in k)
+        beside = pipelines_dir is None
+        key = json.dumps([sorted(overrides.items()), beside, configured], default=str)
+        made = self.made.get(key) or self._make(key, run, overrides, beside)
+        shutil.copy(made / FILE, db_path)
+        target = db_path.with_name(f"{db_path.name}.dlt") if beside else pipelines_dir
+        shutil.copytree(made / (f"{FILE}.dlt" if beside else "pipelines"), target)
+        from cekura_sessions.run.dlt_pipeline import _FOLDER_MARKER  # dlt's import, for the tests that run nights
+
+        markers = list(target.glob(f"*/{_FOLDER_MARKER}"))
+        # without it the next night would drop the folder and restore it from the database
+        assert len(markers) == 1, f"dlt's folder holds {len(markers)} markers of the file it serves, not one"
+        served = json.loads(markers[0].read_text(encoding="utf-8"))
+        markers[0].write_text(json.dumps({**served, "path": str(db_path.resolve())}), encoding="utf-8")
+
+    def _make(self, key: str, run: Callable[..., Any], overrides: dict[str, Any], beside: bool) -> Path:
+        folder = self.folder / str(len(self.made))
+        folder.mkdir()
+        with FakeCekuraApi(generate(DATASET_SPEC), api_key=API_KEY, faults=Faults()) as server:
+            outcome = run(db=folder / FILE, base_url=server.url,
+                          pipelines_dir=None if beside else str(folder / "pipelines"), **overrides)
+        assert outcome.exit_code == 0, f"the first night failed: {outcome.message}"
+        self.made[key] = folder
+        return folder
