@@ -137,8 +137,9 @@ def test_two_keys_load_into_two_datasets_side_by_side_and_exactly(run_night, db_
 
 
 @pytest.mark.e2e
-def test_a_key_of_another_organisation_is_refused_before_anything_is_loaded(run_night, db_path, dataset, other_api):
-    assert run_night().exit_code == 0
+def test_a_key_of_another_organisation_is_refused_before_anything_is_loaded(run_night, first_night, db_path, dataset,
+                                                                            other_api):
+    first_night()
     with duckdb.connect(str(db_path), read_only=True) as con:
         before = expected.snapshot(con)
         analytics_before = con.execute("select * from analytics.sessions order by all").fetchall()

@@ -117,8 +117,8 @@ def test_raw_tables_and_columns_have_the_contracts_descriptions(built):
     assert contract.PROJECTS.note and all("webhook" not in t.description for t in contract.RAW_TABLES)
 
 
-def test_raw_tables_loaded_by_dlt_keep_their_comments_night_after_night(run_night, api, dataset, db_path):
-    run_night()
+def test_raw_tables_loaded_by_dlt_keep_their_comments_night_after_night(run_night, first_night, api, dataset, db_path):
+    first_night()
     api.dataset = dataset.next_night(seed=41)
     assert run_night().exit_code == 0
     with duckdb.connect(str(db_path), read_only=True) as con:

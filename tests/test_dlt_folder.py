@@ -13,6 +13,7 @@ import pytest
 from cekura_sessions.fake.server import Faults
 from support import expected
 from support.night_processes import (
+    AS_THE_CLI_RUNS,
     DLT,
     cli_env,
     folder_bytes,
@@ -54,11 +55,11 @@ def test_a_failed_night_into_one_file_leaves_the_other_file_loadable(tmp_path, a
     assert not (tmp_path / "dlt-data" / "pipelines").exists(), "something used dlt's machine-wide folder"
 
 
-def test_a_file_replaced_at_the_same_path_gets_a_fresh_folder(api, dataset, db_path, run_night):
+def test_a_file_replaced_at_the_same_path_gets_a_fresh_folder(api, dataset, db_path, run_night, first_night):
     """The folder beside a deleted file must not make dlt believe the new file has its tables.
     In process, with the folder the CLI uses (`<db>.dlt/`)."""
     victim = expected.listed_project_ids(dataset)[0]
-    assert night_as_the_cli_runs_it(run_night).exit_code == 0
+    first_night(**AS_THE_CLI_RUNS)
     db_path.unlink()
 
     api.faults = Faults(always={victim: "404"})

@@ -58,8 +58,8 @@ def test_run_keeps_only_allowed_project_columns(run_night, db_path):
     assert b"webhook" not in raw_bytes.lower()
 
 
-def test_rerun_on_unchanged_data_changes_nothing(run_night, db_path):
-    run_night()
+def test_rerun_on_unchanged_data_changes_nothing(run_night, first_night, db_path):
+    first_night()
     with _read(db_path) as con:
         before = expected.snapshot(con)
 
@@ -72,8 +72,8 @@ def test_rerun_on_unchanged_data_changes_nothing(run_night, db_path):
         assert expected.snapshot(con) == before
 
 
-def test_next_night_leaves_exactly_the_new_state(run_night, api, dataset, db_path):
-    run_night()
+def test_next_night_leaves_exactly_the_new_state(run_night, first_night, api, dataset, db_path):
+    first_night()
     tomorrow = dataset.next_night(seed=2)
     api.dataset = tomorrow
 
@@ -83,8 +83,8 @@ def test_next_night_leaves_exactly_the_new_state(run_night, api, dataset, db_pat
     _assert_raw_equals(db_path, tomorrow)
 
 
-def test_project_dropping_to_zero_sessions_loses_its_rows(run_night, api, dataset, db_path):
-    run_night()
+def test_project_dropping_to_zero_sessions_loses_its_rows(run_night, first_night, api, dataset, db_path):
+    first_night()
     emptied = next(p for p in expected.listed_project_ids(dataset) if dataset.sessions[p])
     dataset.sessions[emptied] = []
     api.dataset = dataset
