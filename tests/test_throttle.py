@@ -216,3 +216,33 @@ def test_a_unix_time_reset_is_read_as_seconds_from_now():
     quota = parse_quota(urllib3.HTTPHeaderDict(
         {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}))
     assert quota is not None and 28 <= quota.reset_seconds <= 30, quota
+
+
+@pytest.mark.parametrize(("retry_after", "learned"), [
+    pytest.param("3", Throttle(6, 60.0), id="delta-seconds-teach-the-drf-period"),
+    # as a 429 without Retry-After: the answers of the last second, a guessed 1 s window
+    pytest.param("http-date", Throttle(6, 1.0), id="a-date-teaches-as-none"),
+    pytest.param(None, Throttle(6, 1.0), id="none"),
+])
+def test_only_a_retry_after_in_seconds_teaches_the_window(retry_after, learned):
+    """DRF sends Retry-After in seconds. A date (a proxy's) comes in whole seconds of another
+    clock: 1.3 s ahead would read as 2 s, so a 60 s window; it is waited out and teaches as a
+    429 without Retry-After does."""
+    import email.utils
+
+    from cekura_sessions.api.pacing import Pacer
+    from cekura_sessions.api.transport import Answer
+
+    clock = [0.0]
+    pacer = Pacer(connections=1, max_pause_seconds=30.0, budget_seconds=600.0, clock=lambda: clock[0])
+    for _ in range(6):  # six answers accepted in the night's first half second
+        started = pacer.turn()
+        clock[0] += 0.08
+        pacer.answered(started, Answer("http://api/x", 200, urllib3.HTTPHeaderDict(), b"[]"))
+    header = email.utils.formatdate(time.time() + 3, usegmt=True) if retry_after == "http-date" else retry_after
+    started = pacer.turn()
+    clock[0] += 0.08
+    headers = urllib3.HTTPHeaderDict({"Retry-After": header} if header else {})
+    pacer.answered(started, Answer("http://api/x", 429, headers, b"{}"))
+
+    assert pacer.throttle == learned

@@ -47,10 +47,10 @@ class FirstNights:
         shutil.copy(made / FILE, db_path)
         target = db_path.with_name(f"{db_path.name}.dlt") if beside else pipelines_dir
         shutil.copytree(made / (f"{FILE}.dlt" if beside else "pipelines"), target)
-        from cekura_sessions.run.dlt_pipeline import _FOLDER_MARKER  # dlt's import, for the tests that run nights
+        from cekura_sessions.run.dlt_pipeline import _FOLDER_MARKER  # imports dlt: here, not for every test
 
         markers = list(target.glob(f"*/{_FOLDER_MARKER}"))
-        # without it the next night would drop the folder and restore it from the database
+        # a marker naming another file would make the next night drop the folder and restore it from the database
         assert len(markers) == 1, f"dlt's folder holds {len(markers)} markers of the file it serves, not one"
         served = json.loads(markers[0].read_text(encoding="utf-8"))
         markers[0].write_text(json.dumps({**served, "path": str(db_path.resolve())}), encoding="utf-8")

@@ -20,7 +20,8 @@ so the pacer learns N and W, not a rate, and keeps a replica of the server's win
   means N was one too many; a Retry-After beyond W means a longer window;
 - a 429 without `Retry-After` (DRF's overfull window, or a proxy) guesses the window a second
   (or keeps the known one), and pauses longer with each such 429 in a row, so it never makes a
-  tight loop;
+  tight loop; one whose `Retry-After` is an HTTP-date (a proxy's) is waited out, and teaches as
+  one without;
 - `RateLimit-*` / `X-RateLimit-*` headers say N (`Limit`) and W (the largest `Reset`) outright.
 
 What is learned is kept by the run (run/throttle_memory.py) and handed to the next night's
@@ -45,7 +46,7 @@ from urllib.parse import urlsplit
 
 from cekura_sessions.api.clock import REAL_TIME, Clock
 from cekura_sessions.api.errors import ThrottledTooLong
-from cekura_sessions.api.responses import Quota, parse_quota, parse_retry_after
+from cekura_sessions.api.responses import Quota, parse_quota, parse_retry_after, retry_after_is_a_date
 from cekura_sessions.api.transport import Answer
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,10 @@ class Pacer:
         if quota is not None:
             self._learn_from_quota(quota, now)
         elif started >= self._learned_at:  # sent under what was known: it teaches
-            self._learn_from_refusal(started, now, retry_after, getattr(self._own, "last_place", False))
+            # a date (a proxy's: DRF sends seconds) is waited for, but says nothing of a window: in
+            # whole seconds of another clock, 1.3 s ahead would read as a 60 s window
+            said = None if retry_after_is_a_date(answer.headers.get("Retry-After")) else retry_after
+            self._learn_from_refusal(started, now, said, getattr(self._own, "last_place", False))
         if retry_after is None:
             # no word on when: pause, longer with each such 429 in a row, so it never loops tight
             base = self._throttle.window_seconds / self._throttle.limit if self._throttle is not None else 1.0

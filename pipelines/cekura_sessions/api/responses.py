@@ -37,6 +37,17 @@ def parse_retry_after(value: str | None) -> float | None:
     return seconds if seconds > 0 else None
 
 
+def retry_after_is_a_date(value: str | None) -> bool:
+    """Whether a Retry-After header gives an HTTP-date, not the delta-seconds DRF sends."""
+    if not value:
+        return False
+    try:
+        float(value.strip())
+    except ValueError:
+        return True
+    return False
+
+
 class Quota(NamedTuple):
     """What a gateway's rate-limit headers say: `limit` requests per window, `remaining` of them
     left after this one, the quota freeing in `reset_seconds` from now (whole seconds as sent)."""
