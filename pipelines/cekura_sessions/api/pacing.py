@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 
 from cekura_sessions.api.clock import REAL_TIME, Clock
 from cekura_sessions.api.errors import ThrottledTooLong
-from cekura_sessions.api.responses import Quota, parse_quota, parse_retry_after, retry_after_is_a_date
+from cekura_sessions.api.responses import Quota, parse_quota, parse_retry_after
 from cekura_sessions.api.transport import Answer
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,8 @@ class Pacer:
         self._refused_in_a_row += 1
         self._answers += 1
         self._refused += 1
-        retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+        header = answer.headers.get("Retry-After")
+        retry_after = parse_retry_after(header)
         if retry_after is not None:
             if retry_after > self._max_pause and not self._long_retry_after_said:
                 self._long_retry_after_said = True
@@ -259,7 +260,7 @@ class Pacer:
         elif started >= self._learned_at:  # sent under what was known: it teaches
             # a date (a proxy's: DRF sends seconds) is waited for, but says nothing of a window: in
             # whole seconds of another clock, 1.3 s ahead would read as a 60 s window
-            said = None if retry_after_is_a_date(answer.headers.get("Retry-After")) else retry_after
+            said = parse_retry_after(header, seconds_only=True)
             self._learn_from_refusal(started, now, said, getattr(self._own, "last_place", False))
         if retry_after is None:
             # no word on when: pause, longer with each such 429 in a row, so it never loops tight

@@ -21,8 +21,9 @@ from cekura_sessions.api.errors import (
 from cekura_sessions.api.transport import Answer
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None when absent,
+def parse_retry_after(value: str | None, seconds_only: bool = False) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date; `seconds_only`: an
+    HTTP-date, which a proxy sends where DRF sends seconds, reads as None); None when absent,
     unparsable, zero or in the past, so the caller falls back to exponential backoff."""
     if not value:
         return None
@@ -30,22 +31,13 @@ def parse_retry_after(value: str | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        if seconds_only:
+            return None
         try:
             seconds = parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError, IndexError):
             return None
     return seconds if seconds > 0 else None
-
-
-def retry_after_is_a_date(value: str | None) -> bool:
-    """Whether a Retry-After header gives an HTTP-date, not the delta-seconds DRF sends."""
-    if not value:
-        return False
-    try:
-        float(value.strip())
-    except ValueError:
-        return True
-    return False
 
 
 class Quota(NamedTuple):
