@@ -326,6 +326,9 @@ def run_pipeline(args: argparse.Namespace, result: dict[str, Any]) -> None:
         concurrency=args.concurrency,
         # the listings' night, what these scales measure; the light server serves no details
         details=False,
+        # the changed night empties a project, which the guard against sudden removals would hold
+        # (extract/removals.py): measured is a night that applies them; the others remove nothing
+        accept_removals=True,
     )
     result["import_seconds"] = time.perf_counter() - imported
     started = time.perf_counter()

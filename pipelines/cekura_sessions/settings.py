@@ -13,8 +13,9 @@ DUCKDB_CONFIG = {
     # no slower in benchmarks/night.py)
     "memory_limit": "192MB",
     # DuckDB 2.0 writes storage version 69 unless told otherwise; the DuckDB shell people install
-    # (`duckdb-cli` 1.5.x) reads up to 68. A file keeps the version it was created with, and the
-    # run creates it through this config (its first connection, or dlt's)
+    # (`duckdb-cli` 1.5.x) reads up to 68. A file keeps the version it was created with (measured:
+    # later opens without this setting still write 68), and is created through this config
+    # (destination/database.py _open)
     "storage_compatibility_version": "v1.5.0",
 }
 DEMO_DB = "demo.duckdb"

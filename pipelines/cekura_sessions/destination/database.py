@@ -50,13 +50,32 @@ class connect:
         self._db_path, self._wait_seconds, self._read_only = db_path, wait_seconds, read_only
 
     def __enter__(self) -> duckdb.DuckDBPyConnection:
-        self._con = open_waiting(
-            lambda: duckdb.connect(str(self._db_path), read_only=self._read_only, config=dict(settings.DUCKDB_CONFIG)),
-            self._db_path, self._wait_seconds)
-        return self._con
+        self.connection = open_waiting(lambda: _open(self._db_path, self._read_only), self._db_path, self._wait_seconds)
+        return self.connection
 
     def __exit__(self, *exc: object) -> None:
-        self._con.close()
+        self.connection.close()
+
+
+def _open(db_path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A connection to `db_path`, opened as dlt opens its own (nothing given to the open, the
+    settings applied after it). DuckDB keeps one database per file and process while a connection
+    to it is open, and hands it to each later open of the file given the same config (its
+    instance cache; another config is refused): opened alike, ours and dlt's share it while
+    Database.keep_open() holds it, each open then a new connection to it (measured: 0.3 ms, not
+    the 25 to 35 ms of starting DuckDB's database again) and no checkpoint at each close. A file
+    that does not exist yet is first created with the whole config, since the storage version is
+    chosen as it is created."""
+    if not db_path.exists() and not read_only:
+        duckdb.connect(str(db_path), config=dict(settings.DUCKDB_CONFIG)).close()
+    con = duckdb.connect(str(db_path), read_only=read_only)
+    try:
+        for name, value in settings.DUCKDB_CONFIG.items():
+            con.execute(f"set global {name} = ?", [value])
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def open_waiting(open_file: Callable[[], T], db_path: Path, wait_seconds: float) -> T:
@@ -203,6 +222,7 @@ class Database:
         if self.path is not None:
             check_file_name(self.path, self.dataset)
         self._run_lock: postgres.RunLock | None = None
+        self._kept: connect | None = None
 
     def __str__(self) -> str:
         return str(self.path) if self.path is not None else str(self.destination)
@@ -230,6 +250,41 @@ class Database:
             yield warehouse
         finally:
             warehouse.close()
+
+    def keep_open(self) -> None:
+        """Hold the DuckDB file open until let_go(), for steps that follow one another without
+        waiting on the network: every open of it meanwhile, ours or dlt's, is then a connection to
+        the one database DuckDB keeps open (see _open), and its changes are checkpointed into the
+        file once, at let_go(), not at the end of each step. A reader waits meanwhile, as it
+        waits for each step now. Raises what connect() raises; nothing on PostgreSQL, or when
+        the file is already held."""
+        if self.path is None or self._kept is not None:
+            return
+        kept = connect(self.path, self.wait_seconds)
+        kept.__enter__()
+        self._kept = kept
+
+    def checkpoint(self) -> None:
+        """Write what was changed so far into the DuckDB file now, while keep_open() holds it
+        (else each close did: nothing to do; nothing on PostgreSQL). Called after the load, so
+        the model build that follows reuses the blocks the load freed: one checkpoint for both at
+        let_go() grew the file (100 projects of 400 sessions, changed nights: 61 blocks, 24 of them
+        free, instead of 52 and 15). About 10 ms on a small night."""
+        if self._kept is not None:
+            self._kept.connection.execute("checkpoint")
+
+    def let_go(self) -> None:
+        """Close what keep_open() holds (nothing when it holds nothing): the last connection, so
+        DuckDB checkpoints its changes into the file. Never raises: what a failed checkpoint leaves
+        is in DuckDB's write-ahead log, which the next open replays, so it is only logged."""
+        kept, self._kept = self._kept, None
+        if kept is None:
+            return
+        try:
+            kept.__exit__(None, None, None)
+        except (duckdb.Error, OSError) as error:
+            log.warning("%s: closing the file failed (%s); the next open finishes writing it",
+                        self.path, one_line(error, first_only=True))
 
     @contextmanager
     def run_lock(self, run_id: str) -> Iterator[None]:

@@ -71,6 +71,7 @@ def read_details(database: Database, pipelines_dir: str | None, report: RunRepor
             report.pacer, policy.time_budget_seconds, report.started_at)
         chosen = due if details.budget is None else due[: details.budget]
         if chosen:
+            database.let_go()  # not held while the requests wait on the network
             _load(database, pipelines_dir, report, chosen, config.keep_text, concurrency)
     if tidied is None:
         with database.connect() as con:
@@ -92,6 +93,7 @@ def _load(database: Database, pipelines_dir: str | None, report: RunReport, chos
                      loader_file_format="parquet")
     pa.default_memory_pool().release_unused()
     pipeline.normalize()
+    database.keep_open()
     load_waiting(pipeline, database)
     prune_loaded_packages(pipeline)
 

@@ -117,7 +117,9 @@ def load_waiting(pipeline: dlt.Pipeline, database: Database) -> Any:
     load() carries on with. Raises LockTimeout past the wait (one line naming the holders), else
     what dlt raises."""
     if database.is_file:  # a DuckDB file has no row locks: its opens wait for readers instead
-        return pipeline.load()
+        info = pipeline.load()
+        database.checkpoint()
+        return info
     with database.connect(application="cekura-sessions load") as con:
         return con.retry_on_locks(lambda: _load_or_lock_timeout(pipeline), "dlt's load")
 

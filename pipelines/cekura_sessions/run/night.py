@@ -86,7 +86,10 @@ def run(config: RunConfig, report: RunReport | None = None) -> RunOutcome:
         database = _database(config)
         database.check_writable()
         with database.run_lock(report.run_id):
-            return _locked_run(config, database, report)
+            try:
+                return _locked_run(config, database, report)
+            finally:
+                database.let_go()
     except Interrupted as stop:
         interrupt.claim_finish()
         return RunOutcome(stop.exit_code, report, str(stop))
@@ -127,6 +130,7 @@ def run_stoppable(config: RunConfig, report: RunReport, announce: Callable[[str,
 
 def _locked_run(config: RunConfig, database: Database, report: RunReport) -> RunOutcome:
     try:
+        database.keep_open()  # until the extract: the ledger, the leftovers, what is stored
         with database.connect() as con:
             bookkeeping.record_start(con, report)
             database_key = database_id(con)
@@ -192,6 +196,7 @@ def _load(config: RunConfig, database: Database, database_key: str, report: RunR
             night = stored.read_night_state(con, database)
         # the file is not held while the night waits on the network: a notebook or the DuckDB
         # shell can open it until the load
+        database.let_go()
         source = cekura(**_source_overrides(config), retry=config.retry, report=report, night=night)
         pipeline.extract(source, loader_file_format="parquet")
         # Arrow's allocator keeps what the extract freed; hand it back before DuckDB's load
@@ -200,6 +205,7 @@ def _load(config: RunConfig, database: Database, database_key: str, report: RunR
         _checkpoint("normalize", database)
         pipeline.normalize()
         _checkpoint("load", database)
+        database.keep_open()  # from the load to the ledger's end, but for the details' requests
         info = load_waiting(pipeline, database)
         prune_loaded_packages(pipeline)
         return info
