@@ -130,8 +130,8 @@ def test_status_tells_each_state_apart_by_exit_code_and_one_line(tmp_path, run_n
         assert "(exit 2)" in result.stderr, result.stderr
 
 
-def test_status_runs_0_lists_no_run_and_still_judges_freshness(tmp_path, run_night, db_path):
-    run_night()
+def test_status_runs_0_lists_no_run_and_still_judges_freshness(tmp_path, first_night, db_path):
+    first_night()
     result = run_cli(tmp_path, "status", "--db", str(db_path), "--runs", "0")
     assert result.returncode == 0, result.stderr
     assert "started (UTC)" not in result.stdout, result.stdout
@@ -189,8 +189,8 @@ def test_status_counts_listed_projects_says_how_many_more_and_which_left(tmp_pat
     assert sorted(shown) == live and rest == [gone], every.stdout
 
 
-def test_status_into_a_closed_pipe_ends_quietly_with_its_verdict(tmp_path, run_night, db_path):
-    run_night()
+def test_status_into_a_closed_pipe_ends_quietly_with_its_verdict(tmp_path, first_night, db_path):
+    first_night()
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first line, as `status | head -0` would be
     try:
@@ -219,8 +219,8 @@ def test_demo_into_a_closed_pipe_ends_quietly(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["models", "check", "status"])
-def test_read_side_command_waits_for_a_held_file_and_goes_on_when_it_is_free(tmp_path, run_night, db_path, command):
-    run_night()
+def test_read_side_command_waits_for_a_held_file_and_goes_on_when_it_is_free(tmp_path, first_night, db_path, command):
+    first_night()
     with database_held(db_path) as holder:
         waiting = warm.Popen([*CLI, command, "--db", str(db_path), "--db-wait", "120"], env=cli_env(tmp_path),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -232,8 +232,8 @@ def test_read_side_command_waits_for_a_held_file_and_goes_on_when_it_is_free(tmp
 
 
 @pytest.mark.parametrize("command", ["models", "check"])
-def test_read_side_command_on_a_file_held_too_long_exits_3_with_one_line(tmp_path, run_night, db_path, command):
-    run_night()
+def test_read_side_command_on_a_file_held_too_long_exits_3_with_one_line(tmp_path, first_night, db_path, command):
+    first_night()
     with database_held(db_path) as holder:
         result = run_cli(tmp_path, command, "--db", str(db_path), "--db-wait", "0")
     assert result.returncode == 3, result.stderr
@@ -242,16 +242,16 @@ def test_read_side_command_on_a_file_held_too_long_exits_3_with_one_line(tmp_pat
     assert "IO Error" not in line and "cekura-sessions models" not in line, line
 
 
-def test_check_without_models_says_to_build_them(tmp_path, run_night, db_path):
-    run_night(build_models=False)
+def test_check_without_models_says_to_build_them(tmp_path, first_night, db_path):
+    first_night(build_models=False)
     result = run_cli(tmp_path, "check", "--db", str(db_path))
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
     assert "no models yet" in line and f"cekura-sessions models --db {db_path}" in line, line
 
 
-def test_check_show_prints_the_offending_rows(tmp_path, run_night, dataset, db_path):
-    run_night()
+def test_check_show_prints_the_offending_rows(tmp_path, first_night, dataset, db_path):
+    first_night()
     twice = min(session_id for session_id, *_ in expected.sessions(dataset))
     with duckdb.connect(str(db_path)) as con:
         con.execute("insert into analytics.sessions select * from analytics.sessions where session_id = ?", [twice])

@@ -70,8 +70,8 @@ def test_every_error_check_passes_on_generated_data(run_night, db_path):
     assert {"sessions_status_in_enum", "sessions_updated_at_not_before_created_at"} <= warned
 
 
-def test_models_follow_the_second_night(run_night, api, dataset, db_path):
-    run_night()
+def test_models_follow_the_second_night(run_night, first_night, api, dataset, db_path):
+    first_night()
     tomorrow = dataset.next_night(seed=9)
     api.dataset = tomorrow
     assert run_night().exit_code == 0
@@ -81,8 +81,8 @@ def test_models_follow_the_second_night(run_night, api, dataset, db_path):
                          expected_project_completion_rates(raw_from_dataset(tomorrow)), "project_completion_rates")
 
 
-def test_deleted_unlisted_and_moved_leave_the_models_but_raw_keeps_its_rows(run_night, api, dataset, db_path):
-    run_night()
+def test_deleted_unlisted_and_moved_leave_the_models_but_raw_keeps_its_rows(run_night, first_night, api, dataset, db_path):
+    first_night()
     tomorrow = copy.deepcopy(dataset)
     live = [p["id"] for p in tomorrow.projects if not p.get("is_deleted") and tomorrow.sessions.get(p["id"])]
     deleted, unlisted, moved_from, moved_to = live[:4]

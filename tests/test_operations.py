@@ -39,8 +39,8 @@ def _run_cli(tmp_path: Path, api, db_path: Path, *args: str, **env: str) -> subp
     )
 
 
-def test_second_run_exits_3_while_the_lock_is_held(run_night, db_path):
-    run_night()
+def test_second_run_exits_3_while_the_lock_is_held(run_night, first_night, db_path):
+    first_night()
     before = db_path.read_bytes()
     with open(lock_path(db_path), "a+") as holder:
         fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -162,8 +162,8 @@ def _expected_periods(night1, night2, t1: datetime, t2: datetime) -> set[tuple]:
     return periods
 
 
-def test_ledger_records_each_run(run_night, api, dataset, db_path):
-    run_night()
+def test_ledger_records_each_run(run_night, first_night, api, dataset, db_path):
+    first_night()
     victim = expected.listed_project_ids(dataset)[0]
     api.faults = Faults(always={victim: "404"})
     api.dataset = dataset.next_night(seed=8)
@@ -184,8 +184,8 @@ def test_ledger_records_each_run(run_night, api, dataset, db_path):
     assert f"project {victim}" in error
 
 
-def test_status_exit_code_flips_when_data_is_older_than_the_limit(run_night, db_path, capsys):
-    run_night()
+def test_status_exit_code_flips_when_data_is_older_than_the_limit(first_night, db_path, capsys):
+    first_night()
     assert cli.main(["status", "--db", str(db_path)]) == 0
     out = capsys.readouterr().out
     assert "succeeded" in out
@@ -197,8 +197,8 @@ def test_status_exit_code_flips_when_data_is_older_than_the_limit(run_night, db_
     assert cli.main(["status", "--db", str(db_path), "--max-age-hours", "48"]) == 0
 
 
-def test_status_prints_utc_times_whatever_the_machines_time_zone(run_night, db_path):
-    run_night()
+def test_status_prints_utc_times_whatever_the_machines_time_zone(first_night, db_path):
+    first_night()
     with duckdb.connect(str(db_path)) as con:
         when = datetime(2026, 11, 29, 23, 30, tzinfo=timezone.utc)  # 05:00 the next day in Kolkata
         con.execute("update cekura_raw.project_listings set listed_at = ?", [when])
@@ -220,8 +220,8 @@ def test_status_without_any_successful_run_fails(run_night, db_path, capsys):
     assert "no run has succeeded" in capsys.readouterr().err
 
 
-def test_check_command_exits_non_zero_when_an_error_check_fails(run_night, db_path, capsys):
-    run_night()
+def test_check_command_exits_non_zero_when_an_error_check_fails(first_night, db_path, capsys):
+    first_night()
     assert cli.main(["check", "--db", str(db_path)]) == 0
     with duckdb.connect(str(db_path)) as con:
         # a duplicated session breaks the model's key
@@ -235,8 +235,8 @@ def test_check_command_exits_non_zero_when_an_error_check_fails(run_night, db_pa
     assert row.split()[-2:] == ["2", "FAIL"], row  # both rows that share the key are offending
 
 
-def test_models_command_rebuilds_from_raw(run_night, db_path, capsys):
-    run_night(build_models=False)
+def test_models_command_rebuilds_from_raw(first_night, db_path, capsys):
+    first_night(build_models=False)
     with duckdb.connect(str(db_path), read_only=True) as con:
         raw_sessions = con.execute("select count(*) from cekura_raw.scenario_improvement_sessions").fetchone()[0]
 
