@@ -694,12 +694,27 @@ SERVE = (
     "p = argparse.ArgumentParser(); fake_api.add_arguments(p)\n"
     "sys.exit(fake_api.serve(p.parse_args(sys.argv[1:])))\n"
 )
+# the command as the tests start it: with faulthandler on, so a stop that hangs can be asked
+# where it stands (SIGABRT) instead of failing with nothing to read
+SERVE_COMMAND = [sys.executable, "-X", "faulthandler", "-c", SERVE]
+
+
+def _interrupted(proc: subprocess.Popen, seconds: float) -> tuple[str, str]:
+    """Ctrl-C `proc` and wait up to `seconds` (bounds a hang only: a healthy stop takes a second);
+    a process still running then fails the test with the stack of each of its threads."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack, then it ends
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"the server did not stop within {seconds} s of Ctrl-C; its threads:\n{err}")
 
 
 @pytest.mark.e2e  # the server's command line in a subprocess
 def test_serve_prints_url_serves_and_stops_cleanly_on_ctrl_c():
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE, "--port", "0", "--projects", "3", "--fail-project", "999"],
+        [*SERVE_COMMAND, "--port", "0", "--projects", "3", "--fail-project", "999"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -710,8 +725,7 @@ def test_serve_prints_url_serves_and_stops_cleanly_on_ctrl_c():
         assert "demo-key" in banner
         r = requests.get(url + PROJECTS_PATH, headers={API_KEY_HEADER: "demo-key"}, timeout=TIMEOUT)
         assert r.status_code == 200 and len(r.json()) == 3
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)  # bounds a hang only: a healthy stop takes a second
+        out, err = _interrupted(proc, 120)
     finally:
         proc.kill() if proc.poll() is None else None
     assert proc.returncode == 0, err
@@ -952,7 +966,7 @@ def test_fake_api_serves_the_scripted_faults_and_drift_it_was_given():
     live = [p["id"] for p in data.projects if not p.get("is_deleted") and data.sessions.get(p["id"])]
     scripted, emptied, hidden = live[0], live[1], live[-1]
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE, "--port", "0", "--projects", "4", "--sessions-per-project", "5",
+        [*SERVE_COMMAND, "--port", "0", "--projects", "4", "--sessions-per-project", "5",
          "--as-of", "2029-02-01", "--api-key", KEY, "--script", f"sessions:{scripted}=503,404",
          "--empty-listing", str(emptied), "--hide-project", str(hidden), "--string-ids"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -965,8 +979,7 @@ def test_fake_api_serves_the_scripted_faults_and_drift_it_was_given():
                    for _ in range(3)]
         empty = requests.get(f"{url}{SESSIONS_PATH}?project_id={emptied}", headers=headers, timeout=TIMEOUT).json()
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+        _interrupted(proc, 30)
 
     assert [p["id"] for p in projects] == [str(p["id"]) for p in data.projects if p["id"] != hidden]
     assert [r.status_code for r in answers] == [503, 404, 200]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import signal
 import sys
 import threading
@@ -168,6 +169,9 @@ def today_utc() -> date:
     return datetime.now(timezone.utc).date()
 
 
+STOP_SECONDS = 15  # how long serve() may take to stop after Ctrl-C or SIGTERM
+
+
 def serve(args: argparse.Namespace) -> int:
     """Serve generated data until Ctrl-C (or SIGTERM)."""
     dataset = generate(DataSpec(projects=args.projects, sessions_per_project=args.sessions_per_project, seed=args.seed,
@@ -192,7 +196,10 @@ def serve(args: argparse.Namespace) -> int:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            pass
+            # a stop takes about a second; one that hangs (seen once, on a machine under four
+            # busy processes, not reproduced since) prints where every thread stands and exits 1
+            faulthandler.dump_traceback_later(STOP_SECONDS, exit=True)
+    faulthandler.cancel_dump_traceback_later()
     if previous is not None:
         signal.signal(signal.SIGTERM, previous)
     return 0
