@@ -196,7 +196,7 @@ def serve(args: argparse.Namespace) -> int:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            # a stop takes about a second; one that hangs (seen once, on a machine under four
+            # a stop takes about a second; one that hangs (seen twice in one test run beside four
             # busy processes, not reproduced since) prints where every thread stands and exits 1
             faulthandler.dump_traceback_later(STOP_SECONDS, exit=True)
     faulthandler.cancel_dump_traceback_later()
