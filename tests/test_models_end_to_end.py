@@ -81,7 +81,8 @@ def test_models_follow_the_second_night(run_night, first_night, api, dataset, db
                          expected_project_completion_rates(raw_from_dataset(tomorrow)), "project_completion_rates")
 
 
-def test_deleted_unlisted_and_moved_leave_the_models_but_raw_keeps_its_rows(run_night, first_night, api, dataset, db_path):
+def test_deleted_unlisted_and_moved_leave_the_models_but_raw_keeps_its_rows(run_night, first_night, api, dataset,
+                                                                           db_path):
     first_night()
     tomorrow = copy.deepcopy(dataset)
     live = [p["id"] for p in tomorrow.projects if not p.get("is_deleted") and tomorrow.sessions.get(p["id"])]

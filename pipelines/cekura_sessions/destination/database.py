@@ -255,9 +255,9 @@ class Database:
         """Hold the DuckDB file open until let_go(), for steps that follow one another without
         waiting on the network: every open of it meanwhile, ours or dlt's, is then a connection to
         the one database DuckDB keeps open (see _open), and its changes are checkpointed into the
-        file once, at let_go(), not at the end of each step. A reader waits meanwhile, as it
-        waits for each step now. Raises what connect() raises; nothing on PostgreSQL, or when
-        the file is already held."""
+        file at checkpoint() and let_go(), not at the end of each step. A reader waits meanwhile,
+        as it waits for each step now. Raises what connect() raises; nothing on PostgreSQL, or
+        when the file is already held."""
         if self.path is None or self._kept is not None:
             return
         kept = connect(self.path, self.wait_seconds)
