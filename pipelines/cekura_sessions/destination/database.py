@@ -50,11 +50,11 @@ class connect:
         self._db_path, self._wait_seconds, self._read_only = db_path, wait_seconds, read_only
 
     def __enter__(self) -> duckdb.DuckDBPyConnection:
-        self.connection = open_waiting(lambda: _open(self._db_path, self._read_only), self._db_path, self._wait_seconds)
-        return self.connection
+        self._con = open_waiting(lambda: _open(self._db_path, self._read_only), self._db_path, self._wait_seconds)
+        return self._con
 
     def __exit__(self, *exc: object) -> None:
-        self.connection.close()
+        self._con.close()
 
 
 def _open(db_path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -222,7 +222,7 @@ class Database:
         if self.path is not None:
             check_file_name(self.path, self.dataset)
         self._run_lock: postgres.RunLock | None = None
-        self._kept: connect | None = None
+        self._kept: duckdb.DuckDBPyConnection | None = None  # what keep_open() holds
 
     def __str__(self) -> str:
         return str(self.path) if self.path is not None else str(self.destination)
@@ -260,9 +260,8 @@ class Database:
         when the file is already held."""
         if self.path is None or self._kept is not None:
             return
-        kept = connect(self.path, self.wait_seconds)
-        kept.__enter__()
-        self._kept = kept
+        path = self.path
+        self._kept = open_waiting(lambda: _open(path, read_only=False), path, self.wait_seconds)
 
     def checkpoint(self) -> None:
         """Write what was changed so far into the DuckDB file now, while keep_open() holds it
@@ -271,7 +270,7 @@ class Database:
         let_go() grew the file (100 projects of 400 sessions, changed nights: 61 blocks, 24 of them
         free, instead of 52 and 15). About 10 ms on a small night."""
         if self._kept is not None:
-            self._kept.connection.execute("checkpoint")
+            self._kept.execute("checkpoint")
 
     def let_go(self) -> None:
         """Close what keep_open() holds (nothing when it holds nothing): the last connection, so
@@ -281,7 +280,7 @@ class Database:
         if kept is None:
             return
         try:
-            kept.__exit__(None, None, None)
+            kept.close()
         except (duckdb.Error, OSError) as error:
             log.warning("%s: closing the file failed (%s); the next open finishes writing it",
                         self.path, one_line(error, first_only=True))
