@@ -136,3 +136,22 @@ def test_postgres_errors_are_one_line_and_name_the_missing_table(pg_url):
     with pytest.raises(WarehouseError, match=r"nowhere") as caught:
         pg.execute("select * from analytics.nowhere where x = ?", [1])
     assert "\n" not in str(caught.value)
+
+
+def test_has_table_finds_tables_and_views_and_nothing_else_inside_a_transaction(tmp_path, pg_url):
+    duck = as_warehouse(duckdb.connect(str(tmp_path / "cekura.duckdb")))
+    for warehouse in (duck, as_warehouse(postgres.connect(pg_url))):
+        warehouse.execute("create schema analytics")
+        warehouse.execute("create table analytics.kept (a integer)")
+        warehouse.execute("create view analytics.seen as select a from analytics.kept")
+        with warehouse.transaction():
+            found = {name: warehouse.has_table("analytics", name) for name in ("kept", "seen", "nowhere")}
+            found["no schema"] = warehouse.has_table("staging", "kept")
+            warehouse.execute("insert into analytics.kept values (1)")  # a miss leaves the transaction usable
+        assert found == {"kept": True, "seen": True, "nowhere": False, "no schema": False}, warehouse.dialect
+        assert warehouse.execute("select count(*) from analytics.seen").fetchone()[0] == 1
+    # DuckDB lets a view outlive the table it reads; it is still there
+    duck.execute("create table analytics.gone (a integer)")
+    duck.execute("create view analytics.orphan as select a from analytics.gone")
+    duck.execute("drop table analytics.gone")
+    assert duck.has_table("analytics", "orphan") and not duck.has_table("analytics", "gone")

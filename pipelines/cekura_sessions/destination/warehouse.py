@@ -198,9 +198,19 @@ class DuckDBWarehouse(Warehouse):
             self.execute(head + ", ".join([row] * len(batch)), [value for each in batch for value in each])
 
     def has_table(self, schema: str, table: str) -> bool:
-        """Warehouse.has_table, asked of DuckDB's own catalog functions: its
-        information_schema.tables is a view over them that costs twice as much (measured: 3.2 ms
-        against 1.4 ms a lookup, on a test night's file; a small night asks 14 times)."""
+        """Warehouse.has_table, asked first of DuckDB's binder (`con.table`), which finds a table,
+        or a view that still reads, without a query: 0.3 ms against 1.5 to 3.7 ms for a query of
+        the catalog functions (measured on a test night's file; a small night asks 14 times, and
+        the binder's failure leaves a transaction usable). Only when it finds nothing (no such
+        table, or a view whose own table is gone) is the catalog asked, as the rule is written:
+        DuckDB's own functions, as its information_schema.tables is a view over them that costs
+        twice as much."""
+        name = ".".join('"' + part.replace('"', '""') + '"' for part in (self.dataset.schema(schema), table))
+        try:
+            self.con.table(name)
+            return True
+        except duckdb.Error:
+            pass
         return self.execute(
             "select count(*) from (select schema_name, table_name from duckdb_tables() "
             "union all select schema_name, view_name from duckdb_views()) "
