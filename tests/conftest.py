@@ -73,6 +73,18 @@ def run_night(api: FakeCekuraApi, db_path: Path, tmp_path: Path) -> RunNight:
     return _run
 
 
+@pytest.fixture
+def load(run_night: RunNight) -> RunNight:
+    """`run_night` without the SQL models (build_models=False, the CLI's --no-models), for a test
+    of what reaches the raw tables: the models and their checks, about half a small night's CPU,
+    are other files' subject (test_models_end_to_end.py, test_checks.py)."""
+
+    def _load(**overrides: object) -> RunOutcome:
+        return run_night(**{"build_models": False, **overrides})
+
+    return _load
+
+
 @pytest.fixture(scope="session")
 def first_nights(tmp_path_factory: pytest.TempPathFactory) -> FirstNights:
     return FirstNights(tmp_path_factory.mktemp("first-nights"))

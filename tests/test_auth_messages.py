@@ -32,7 +32,7 @@ def _night(tmp_path, base_url: str, api_key: str = API_KEY, **overrides: object)
 
     config = night.RunConfig(db=tmp_path / "cekura.duckdb", api_key=api_key, api_key_origin="CEKURA_API_KEY",
                              base_url=base_url, pipelines_dir=str(tmp_path / "pipelines"), db_wait_seconds=2.0,
-                             retry=TEST_RETRY, **overrides)
+                             retry=TEST_RETRY, build_models=False, **overrides)  # as conftest.py's load
     return night.run(config)
 
 

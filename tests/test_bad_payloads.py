@@ -28,16 +28,6 @@ NEW_ID = 990_001  # far above any id fake_data hands out
 _MISSING = object()  # "leave this key out of the row"
 
 
-@pytest.fixture
-def load(run_night):
-    """run_night without the SQL models: this file is about what reaches cekura_raw."""
-
-    def _load(**overrides: object):
-        return run_night(**{"build_models": False, **overrides})
-
-    return _load
-
-
 def _read(db_path: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(db_path), read_only=True)
 

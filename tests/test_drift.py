@@ -25,14 +25,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def load(run_night, monkeypatch):
-    """run_night without the models, with the removal guard on (conftest.py turns it off)."""
+def load(load, monkeypatch):
+    """conftest.py's load, with the removal guard on (conftest.py turns it off)."""
     monkeypatch.setenv("SOURCES__CEKURA__ACCEPT_REMOVALS", "false")
-
-    def _load(**overrides: object):
-        return run_night(**{"build_models": False, **overrides})
-
-    return _load
+    return load
 
 
 def _read(db_path: Path) -> duckdb.DuckDBPyConnection:

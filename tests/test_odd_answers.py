@@ -65,24 +65,24 @@ def _loaded(db_path, columns="project_id, id, title"):
         return con.execute(f"select {columns} from cekura_raw.scenario_improvement_sessions order by id").fetchall()
 
 
-def test_an_integer_beyond_64_bits_in_an_unknown_field_loads(run_night, serve, db_path):
+def test_an_integer_beyond_64_bits_in_an_unknown_field_loads(load, serve, db_path):
     big = b'[{"id": 1, "title": "t", "created_at": "2026-09-01T10:00:00Z", ' \
           b'"updated_at": "2026-09-01T11:00:00Z", "tracking": 123456789012345678901}]'
     url = serve({_sessions(7): big, _sessions(8): orjson.dumps([{**ROW, "id": 2}])})
 
-    outcome = run_night(base_url=url, details=False)  # this server answers listings only
+    outcome = load(base_url=url, details=False)  # this server answers listings only
 
     assert outcome.exit_code == 0, outcome.message
     assert _loaded(db_path, "project_id, id, tracking") == [(7, 1, "1.2345678901234568e+20"), (8, 2, None)]
 
 
-def test_two_projects_whose_unknown_fields_name_one_column_load_together(run_night, serve, db_path):
+def test_two_projects_whose_unknown_fields_name_one_column_load_together(load, serve, db_path):
     url = serve({
         _sessions(7): orjson.dumps([{**ROW, "fooBar": "a"}]),
         _sessions(8): orjson.dumps([{**ROW, "id": 2, "foo_bar": "b"}]),
     })
 
-    outcome = run_night(base_url=url, details=False)  # this server answers listings only
+    outcome = load(base_url=url, details=False)  # this server answers listings only
 
     assert outcome.exit_code == 0, outcome.message
     got = _loaded(db_path, "id, foo_bar, foo_bar_extra")
@@ -90,25 +90,25 @@ def test_two_projects_whose_unknown_fields_name_one_column_load_together(run_nig
     assert sorted(got) in ([(1, "a", None), (2, None, "b")], [(1, None, "a"), (2, "b", None)]), got
 
 
-def test_a_page_that_gives_results_twice_loads_the_rows_json_readers_keep(run_night, serve, db_path):
+def test_a_page_that_gives_results_twice_loads_the_rows_json_readers_keep(load, serve, db_path):
     # JSON readers keep the last of a repeated key; the night must not count one and load another
     page = b'{"count": null, "next": null, "previous": null, "results": [' + orjson.dumps(ROW) + b'], ' \
            b'"results": [' + orjson.dumps({**ROW, "id": 3}) + b', ' + orjson.dumps({**ROW, "id": 4}) + b']}'
     url = serve({_sessions(7): page, _sessions(8): orjson.dumps([{**ROW, "id": 2}])})
 
-    outcome = run_night(base_url=url, details=False)  # this server answers listings only
+    outcome = load(base_url=url, details=False)  # this server answers listings only
 
     assert outcome.exit_code == 0, outcome.message
     assert _loaded(db_path, "project_id, id") == [(8, 2), (7, 3), (7, 4)]
 
 
-def test_a_next_that_is_not_a_link_fails_its_project_only(run_night, serve, db_path):
+def test_a_next_that_is_not_a_link_fails_its_project_only(load, serve, db_path):
     url = serve({
         _sessions(7): orjson.dumps({"count": 1, "next": {"href": "?page=2"}, "previous": None, "results": [ROW]}),
         _sessions(8): orjson.dumps([{**ROW, "id": 2}]),
     })
 
-    outcome = run_night(base_url=url, details=False)  # this server answers listings only
+    outcome = load(base_url=url, details=False)  # this server answers listings only
 
     assert outcome.exit_code == 1, outcome.message
     assert list(outcome.report.projects_failed) == [7]
@@ -116,12 +116,12 @@ def test_a_next_that_is_not_a_link_fails_its_project_only(run_night, serve, db_p
     assert _loaded(db_path, "project_id, id") == [(8, 2)]
 
 
-def test_a_title_cut_mid_emoji_loads_with_the_replacement_character(run_night, serve, db_path):
+def test_a_title_cut_mid_emoji_loads_with_the_replacement_character(load, serve, db_path):
     """JavaScript producers cut strings inside a surrogate pair: `"\\ud83d"` alone (issue 12)."""
     cut = orjson.dumps([{**ROW, "title": "TITLE"}, {**ROW, "id": 3}]).replace(b"TITLE", b"launch \\ud83d")
     url = serve({_sessions(7): cut, _sessions(8): orjson.dumps([{**ROW, "id": 2}])})
 
-    outcome = run_night(base_url=url, details=False)  # this server answers listings only
+    outcome = load(base_url=url, details=False)  # this server answers listings only
 
     assert outcome.exit_code == 0, outcome.message
     assert _loaded(db_path) == [(7, 1, "launch \ufffd"), (8, 2, "t"), (7, 3, "t")]

@@ -35,7 +35,8 @@ def _night(tmp_path, api: FakeCekuraApi, **overrides: object):
 
     config = night.RunConfig(db=tmp_path / "cekura.duckdb", api_key=API_KEY, base_url=api.url,
                              pipelines_dir=str(tmp_path / "pipelines"), db_wait_seconds=2.0, retry=TEST_RETRY,
-                             details=False, **overrides)  # the listings' requests are counted
+                             details=False,  # the listings' requests are counted
+                             build_models=False, **overrides)  # what reaches the raw tables (conftest.py's load)
     return night.run(config)
 
 

@@ -26,14 +26,14 @@ def _pages(dataset, project_id: int) -> int:
     return max(1, -(-len(dataset.sessions[project_id]) // PAGE_SIZE))
 
 
-def test_an_unchanged_paged_night_writes_nothing(run_night, paged, dataset, db_path):
+def test_an_unchanged_paged_night_writes_nothing(load, paged, dataset, db_path):
     listed = expected.listed_project_ids(dataset)
     assert any(_pages(dataset, p) > 1 for p in listed), "the test data has no listing of more than one page"
-    assert run_night(base_url=paged.url).exit_code == 0
+    assert load(base_url=paged.url).exit_code == 0
     with duckdb.connect(str(db_path), read_only=True) as con:
         loads = con.execute("select count(*) from cekura_raw._dlt_loads").fetchone()[0]
 
-    outcome = run_night(base_url=paged.url)
+    outcome = load(base_url=paged.url)
 
     assert outcome.exit_code == 0, outcome.message
     assert sorted(outcome.report.projects_unchanged) == sorted(listed)
@@ -44,9 +44,9 @@ def test_an_unchanged_paged_night_writes_nothing(run_night, paged, dataset, db_p
         assert expected.loaded_sessions(con) == expected.sessions(dataset, listed)
 
 
-def test_a_change_on_the_last_page_reloads_the_listing_exactly(run_night, paged, dataset, db_path):
+def test_a_change_on_the_last_page_reloads_the_listing_exactly(load, paged, dataset, db_path):
     listed = expected.listed_project_ids(dataset)
-    assert run_night(base_url=paged.url).exit_code == 0
+    assert load(base_url=paged.url).exit_code == 0
     victim = next(p for p in listed if _pages(dataset, p) > 2)
     tomorrow = copy.deepcopy(dataset)  # only the victim's last session changes
     last = tomorrow.sessions[victim][-1]
@@ -54,7 +54,7 @@ def test_a_change_on_the_last_page_reloads_the_listing_exactly(run_night, paged,
     last["scenario_ids"] = [101, 102, 103]
     paged.dataset = tomorrow
 
-    outcome = run_night(base_url=paged.url)
+    outcome = load(base_url=paged.url)
 
     assert outcome.exit_code == 0, outcome.message
     assert sorted(outcome.report.projects_unchanged) == sorted(p for p in listed if p != victim)
@@ -68,11 +68,11 @@ def test_a_change_on_the_last_page_reloads_the_listing_exactly(run_night, paged,
     pytest.param("relative", id="relative"),
     pytest.param("internal-host", id="app-server-behind-a-tls-proxy"),
 ])
-def test_next_links_are_followed_on_the_configured_api_root(run_night, dataset, db_path, links):
+def test_next_links_are_followed_on_the_configured_api_root(load, dataset, db_path, links):
     """DRF builds `next` from the request's host: behind a proxy it names the app server."""
     listed = expected.listed_project_ids(dataset)
     with FakeCekuraApi(dataset, api_key=API_KEY, page_size=PAGE_SIZE, faults=Faults(next_links=links)) as server:
-        outcome = run_night(base_url=server.url)
+        outcome = load(base_url=server.url)
         endpoints = {record.endpoint for record in server.requests_log}
 
     assert outcome.exit_code == 0, outcome.message
@@ -83,13 +83,13 @@ def test_next_links_are_followed_on_the_configured_api_root(run_night, dataset, 
         assert expected.loaded_scenario_ids(con) == expected.scenario_ids(dataset, listed)
 
 
-def test_a_next_link_that_loops_fails_its_project_and_the_night_ends(run_night, dataset, db_path):
+def test_a_next_link_that_loops_fails_its_project_and_the_night_ends(load, dataset, db_path):
     listed = expected.listed_project_ids(dataset)
     looping = sorted(p for p in listed if _pages(dataset, p) > 1)
     single = [p for p in listed if p not in looping]
     assert looping and single, "the test data needs listings of one page and of several"
     with FakeCekuraApi(dataset, api_key=API_KEY, page_size=PAGE_SIZE, faults=Faults(next_links="self")) as server:
-        outcome = run_night(base_url=server.url)
+        outcome = load(base_url=server.url)
         asked = {p: server.request_count(endpoint="sessions", project_id=p) for p in looping}
 
     assert outcome.exit_code == 1, outcome.message
@@ -115,18 +115,18 @@ def _want(dataset) -> tuple[set, list]:
 
 @pytest.mark.parametrize("pagination", ["page_number", "limit_offset"])
 @pytest.mark.parametrize("move", ["insert-first", "delete-first", "swap", "shrink"])
-def test_a_listing_that_moves_between_pages_ends_exact(run_night, dataset, db_path, pagination, move):
+def test_a_listing_that_moves_between_pages_ends_exact(load, dataset, db_path, pagination, move):
     """Night 1 loads; on night 2 the busiest project's listing changes right after its first
     page went out. The night ends exact: no stored session that still exists is deleted, none
     is loaded twice, and nothing is set aside."""
     busiest = max(expected.listed_project_ids(dataset), key=lambda p: len(dataset.sessions[p]))
     assert _pages(dataset, busiest) > 2, "the test data needs a listing of three pages or more"
     with FakeCekuraApi(dataset, api_key=API_KEY, page_size=PAGE_SIZE, pagination=pagination) as api:
-        assert run_night(base_url=api.url).exit_code == 0
+        assert load(base_url=api.url).exit_code == 0
         before = {s["id"] for s in dataset.sessions[busiest]}
         api.faults = Faults(moves={busiest: [move]})
 
-        outcome = run_night(base_url=api.url)
+        outcome = load(base_url=api.url)
 
         after = api.dataset  # the move really happened: the served data changed for good
     assert {s["id"] for s in after.sessions[busiest]} != before, "the move changed nothing"
@@ -135,26 +135,26 @@ def test_a_listing_that_moves_between_pages_ends_exact(run_night, dataset, db_pa
     assert _raw(db_path) == _want(after)
 
 
-def test_a_first_night_read_twice_by_a_shift_loads_each_session_once(run_night, dataset, db_path):
+def test_a_first_night_read_twice_by_a_shift_loads_each_session_once(load, dataset, db_path):
     busiest = max(expected.listed_project_ids(dataset), key=lambda p: len(dataset.sessions[p]))
     with FakeCekuraApi(dataset, api_key=API_KEY, page_size=PAGE_SIZE,
                        faults=Faults(moves={busiest: ["insert-first"]})) as api:
-        outcome = run_night(base_url=api.url)
+        outcome = load(base_url=api.url)
         after = api.dataset
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report.rows_rejected == 0
     assert _raw(db_path) == _want(after)
 
 
-def test_a_listing_that_never_holds_still_fails_its_project_and_keeps_its_rows(run_night, dataset, db_path):
+def test_a_listing_that_never_holds_still_fails_its_project_and_keeps_its_rows(load, dataset, db_path):
     listed = expected.listed_project_ids(dataset)
     busiest = max(listed, key=lambda p: len(dataset.sessions[p]))
     with FakeCekuraApi(dataset, api_key=API_KEY, page_size=PAGE_SIZE) as api:
-        assert run_night(base_url=api.url).exit_code == 0
+        assert load(base_url=api.url).exit_code == 0
         kept = _raw(db_path)
         api.faults = Faults(moves={busiest: ["swap"] * 100})  # a new session and a deletion on every read
 
-        outcome = run_night(base_url=api.url)
+        outcome = load(base_url=api.url)
 
         reads = sum(1 for r in api.requests_log if r.project_id == busiest and r.page == 1)
         after = api.dataset
@@ -179,7 +179,7 @@ def test_a_listing_that_never_holds_still_fails_its_project_and_keeps_its_rows(r
     pytest.param(PAGE_SIZE, "cursor", None, id="cursor"),
     pytest.param(PAGE_SIZE, "cursor", 12, id="cursor-page-size-param"),
 ])
-def test_every_drf_pagination_class_loads_two_nights_with_deletions_exactly(run_night, dataset, db_path, page_size,
+def test_every_drf_pagination_class_loads_two_nights_with_deletions_exactly(load, dataset, db_path, page_size,
                                                                            pagination, max_page_size):
     """DRF's own paging classes, as a deployment may configure them; night 2 deletes sessions
     (one project empties) and creates others: raw rows equal what the fake served, each night."""
@@ -191,7 +191,7 @@ def test_every_drf_pagination_class_loads_two_nights_with_deletions_exactly(run_
             server.dataset = night
             listed = expected.listed_project_ids(night)
 
-            outcome = run_night(base_url=server.url)
+            outcome = load(base_url=server.url)
 
             assert outcome.exit_code == 0, outcome.message
             with duckdb.connect(str(db_path), read_only=True) as con:

@@ -34,8 +34,8 @@ def _assert_raw_equals(db_path: Path, dataset, project_ids=None) -> None:
         assert expected.loaded_projects(con) == expected.projects(dataset)
 
 
-def test_run_loads_every_listed_project_exactly(run_night, dataset, db_path):
-    outcome = run_night()
+def test_run_loads_every_listed_project_exactly(load, dataset, db_path):
+    outcome = load()
 
     assert outcome.exit_code == 0, outcome.message
     _assert_raw_equals(db_path, dataset)
@@ -44,8 +44,8 @@ def test_run_loads_every_listed_project_exactly(run_night, dataset, db_path):
     assert outcome.report.sessions_written == sum(len(dataset.sessions[p]) for p in listed)
 
 
-def test_run_keeps_only_allowed_project_columns(run_night, db_path):
-    run_night()
+def test_run_keeps_only_allowed_project_columns(load, db_path):
+    load()
 
     with _read(db_path) as con:
         columns = [c for (c,) in con.execute(
@@ -58,12 +58,12 @@ def test_run_keeps_only_allowed_project_columns(run_night, db_path):
     assert b"webhook" not in raw_bytes.lower()
 
 
-def test_rerun_on_unchanged_data_changes_nothing(run_night, first_night, db_path):
+def test_rerun_on_unchanged_data_changes_nothing(load, first_night, db_path):
     first_night()
     with _read(db_path) as con:
         before = expected.snapshot(con)
 
-    outcome = run_night()
+    outcome = load()
 
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report.sessions_written == 0
@@ -72,33 +72,33 @@ def test_rerun_on_unchanged_data_changes_nothing(run_night, first_night, db_path
         assert expected.snapshot(con) == before
 
 
-def test_next_night_leaves_exactly_the_new_state(run_night, first_night, api, dataset, db_path):
+def test_next_night_leaves_exactly_the_new_state(load, first_night, api, dataset, db_path):
     first_night()
     tomorrow = dataset.next_night(seed=2)
     api.dataset = tomorrow
 
-    outcome = run_night()
+    outcome = load()
 
     assert outcome.exit_code == 0, outcome.message
     _assert_raw_equals(db_path, tomorrow)
 
 
-def test_project_dropping_to_zero_sessions_loses_its_rows(run_night, first_night, api, dataset, db_path):
+def test_project_dropping_to_zero_sessions_loses_its_rows(load, first_night, api, dataset, db_path):
     first_night()
     emptied = next(p for p in expected.listed_project_ids(dataset) if dataset.sessions[p])
     dataset.sessions[emptied] = []
     api.dataset = dataset
 
-    assert run_night().exit_code == 0
+    assert load().exit_code == 0
     with _read(db_path) as con:
         assert expected.loaded_sessions(con, f"project_id = {emptied}") == set()
         assert expected.loaded_scenario_ids(con, f"project_id = {emptied}") == []
     _assert_raw_equals(db_path, dataset)
 
 
-def test_paginated_listing_loads_the_same_rows(dataset, db_path, tmp_path, run_night):
+def test_paginated_listing_loads_the_same_rows(dataset, db_path, tmp_path, load):
     with FakeCekuraApi(dataset, api_key=API_KEY, page_size=7) as paged:
-        outcome = run_night(base_url=paged.url)
+        outcome = load(base_url=paged.url)
         pages = paged.request_count(endpoint="sessions")
 
     assert outcome.exit_code == 0, outcome.message
@@ -106,10 +106,10 @@ def test_paginated_listing_loads_the_same_rows(dataset, db_path, tmp_path, run_n
     assert pages > len(expected.listed_project_ids(dataset)), "the listing was not actually paginated"
 
 
-def test_configured_project_ids_load_only_those(run_night, dataset, db_path):
+def test_configured_project_ids_load_only_those(load, dataset, db_path):
     chosen = expected.listed_project_ids(dataset)[:2]
 
-    outcome = run_night(project_ids=chosen)
+    outcome = load(project_ids=chosen)
 
     assert outcome.exit_code == 0, outcome.message
     _assert_raw_equals(db_path, dataset, chosen)
@@ -129,11 +129,11 @@ TRANSIENT_FAULTS = [
 
 
 @pytest.mark.parametrize("faults", TRANSIENT_FAULTS)
-def test_transient_faults_end_with_exact_data(run_night, api, dataset, db_path, faults):
+def test_transient_faults_end_with_exact_data(load, api, dataset, db_path, faults):
     victim = expected.listed_project_ids(dataset)[0]
     api.faults = Faults(script={("sessions", victim): list(faults)})
 
-    outcome = run_night()
+    outcome = load()
 
     assert outcome.exit_code == 0, outcome.message
     _assert_raw_equals(db_path, dataset)
@@ -143,17 +143,17 @@ def test_transient_faults_end_with_exact_data(run_night, api, dataset, db_path, 
         assert attempts == len(faults) + 1, f"{attempts} attempts for {faults}"
 
 
-def test_transient_fault_on_projects_list_is_retried(run_night, api, dataset, db_path):
+def test_transient_fault_on_projects_list_is_retried(load, api, dataset, db_path):
     api.faults = Faults(script={("projects", None): ["503", "drop"]})
 
-    outcome = run_night()
+    outcome = load()
 
     assert outcome.exit_code == 0, outcome.message
     _assert_raw_equals(db_path, dataset)
 
 
-def test_project_that_keeps_failing_keeps_its_rows_and_others_move_on(run_night, api, dataset, db_path):
-    run_night()
+def test_project_that_keeps_failing_keeps_its_rows_and_others_move_on(load, first_night, api, dataset, db_path):
+    first_night()
     victim, *others = expected.listed_project_ids(dataset)
     with _read(db_path) as con:
         victim_rows = expected.loaded_sessions(con, f"project_id = {victim}")
@@ -163,7 +163,7 @@ def test_project_that_keeps_failing_keeps_its_rows_and_others_move_on(run_night,
     api.faults = Faults(always={victim: "500"})
     api.reset_log()
 
-    outcome = run_night()
+    outcome = load()
 
     assert outcome.exit_code == 1
     assert f"project {victim}" in outcome.message
@@ -175,19 +175,19 @@ def test_project_that_keeps_failing_keeps_its_rows_and_others_move_on(run_night,
 
 
 @pytest.mark.parametrize("status", ["403", "404"])
-def test_forbidden_or_missing_project_fails_without_retrying(run_night, api, dataset, status):
+def test_forbidden_or_missing_project_fails_without_retrying(load, api, dataset, status):
     victim = expected.listed_project_ids(dataset)[1]
     api.faults = Faults(always={victim: status})
 
-    outcome = run_night()
+    outcome = load()
 
     assert outcome.exit_code == 1
     assert api.request_count(endpoint="sessions", project_id=victim) == 1
     assert f"HTTP {status}" in outcome.report.projects_failed[victim]
 
 
-def test_bad_key_is_fatal_and_loads_nothing(run_night, db_path):
-    outcome = run_night(api_key="wrong-key")
+def test_bad_key_is_fatal_and_loads_nothing(load, db_path):
+    outcome = load(api_key="wrong-key")
 
     assert outcome.exit_code == 2
     assert "401" in outcome.message and "CEKURA_API_KEY" in outcome.message
@@ -198,27 +198,27 @@ def test_bad_key_is_fatal_and_loads_nothing(run_night, db_path):
     assert tables == 0
 
 
-def test_unreachable_api_is_fatal(run_night):
+def test_unreachable_api_is_fatal(load):
     with refused_port() as port:
-        outcome = run_night(base_url=f"http://127.0.0.1:{port}")
+        outcome = load(base_url=f"http://127.0.0.1:{port}")
 
     assert outcome.exit_code == 2
     assert "nothing loaded" in outcome.message
 
 
-def test_every_project_failing_is_fatal(run_night, api, dataset):
+def test_every_project_failing_is_fatal(load, api, dataset):
     api.faults = Faults(always={pid: "404" for pid in expected.listed_project_ids(dataset)})
 
-    outcome = run_night()
+    outcome = load()
 
     assert outcome.exit_code == 2
     assert "no project could be loaded" in outcome.message
 
 
-def test_total_attempts_stay_within_the_cap_under_random_faults(run_night, api, dataset, db_path):
+def test_total_attempts_stay_within_the_cap_under_random_faults(load, api, dataset, db_path):
     api.faults = Faults(random_rate=0.3, random_seed=5)
 
-    outcome = run_night()
+    outcome = load()
 
     requests_made = api.request_count()
     listed = len(expected.listed_project_ids(dataset))
@@ -258,7 +258,7 @@ def test_fresh_database_with_only_empty_lists_gets_typed_tables(dataset, db_path
     assert columns["scenario_improvement_sessions.message_count"] == "VARCHAR"
 
 
-def test_leftover_packages_of_another_database_are_not_loaded_here(tmp_path, api, dataset, run_night, caplog):
+def test_leftover_packages_of_another_database_are_not_loaded_here(tmp_path, api, dataset, load, caplog):
     import os
     import signal
     import subprocess
@@ -285,14 +285,14 @@ def test_leftover_packages_of_another_database_are_not_loaded_here(tmp_path, api
     assert list((pipelines_dir / "cekura_sessions" / "load" / "normalized").iterdir()), "no leftover package to test with"
 
     mine = tmp_path / "mine.duckdb"
-    outcome = run_night(db=mine, pipelines_dir=str(pipelines_dir))
+    outcome = load(db=mine, pipelines_dir=str(pipelines_dir))
 
     assert outcome.exit_code == 0, outcome.message
     _assert_raw_equals(mine, tomorrow)
     assert f"discarding load packages left for {other_db}" in caplog.text
 
 
-def test_a_lone_429_makes_the_told_request_wait_its_retry_after(db_path, run_night):
+def test_a_lone_429_makes_the_told_request_wait_its_retry_after(db_path, load):
     """A 429 that no throttle window explains (a proxy's, too few answers before it to learn a
     limit from): the request told waits as long as Retry-After says; the night loads exactly.
     A 429 that a window explains paces every worker to it (tests/test_drf_throttle.py)."""
@@ -300,7 +300,7 @@ def test_a_lone_429_makes_the_told_request_wait_its_retry_after(db_path, run_nig
     first = expected.listed_project_ids(many)[0]
     faults = Faults(script={("sessions", first): ["429:1"]}, latency_ms=40)
     with FakeCekuraApi(many, api_key=API_KEY, faults=faults) as server:
-        outcome = run_night(base_url=server.url, concurrency=4)
+        outcome = load(base_url=server.url, concurrency=4)
         log = list(server.requests_log)
 
     assert outcome.exit_code == 0, outcome.message
@@ -339,17 +339,17 @@ def raw_delete_plans(monkeypatch):
     return plans
 
 
-def test_a_night_where_every_project_changed_is_not_quadratic(db_path, run_night, raw_delete_plans):
+def test_a_night_where_every_project_changed_is_not_quadratic(db_path, load, raw_delete_plans):
     # regression: dlt's default delete for primary_key + merge_key is one EXISTS with an OR,
     # which DuckDB ran as a nested loop: 20,000 changed sessions took 16 s and 4.5 GB. The deletes
     # must be planned as hash joins, whatever the machine's speed.
     night1 = generate(DataSpec(projects=50, sessions_per_project=400, seed=21, oddities=False))
     night2 = night1.next_night(seed=22)
     with FakeCekuraApi(night1, api_key=API_KEY) as server:
-        assert run_night(base_url=server.url, build_models=False).exit_code == 0
+        assert load(base_url=server.url).exit_code == 0
         server.dataset = night2
         raw_delete_plans.clear()
-        outcome = run_night(base_url=server.url, build_models=False)
+        outcome = load(base_url=server.url)
 
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report.sessions_written > 15_000
@@ -361,12 +361,12 @@ def test_a_night_where_every_project_changed_is_not_quadratic(db_path, run_night
         assert "HASH_JOIN" in operators and not operators & LOOP_JOINS, f"{statement}\nplanned as {sorted(operators)}"
 
 
-def test_dlt_config_supplies_key_and_project_ids_when_no_alias_is_set(run_night, dataset, db_path, monkeypatch):
+def test_dlt_config_supplies_key_and_project_ids_when_no_alias_is_set(load, dataset, db_path, monkeypatch):
     chosen = expected.listed_project_ids(dataset)[1:3]
     monkeypatch.setenv("SOURCES__CEKURA__API_KEY", API_KEY)
     monkeypatch.setenv("SOURCES__CEKURA__PROJECT_IDS", str(chosen))
 
-    outcome = run_night(api_key=None)
+    outcome = load(api_key=None)
 
     assert outcome.exit_code == 0, outcome.message
     assert sorted(outcome.report.projects_ok) == sorted(chosen)

@@ -23,9 +23,9 @@ def crowded():
     return generate(DataSpec(projects=80, sessions_per_project=4, seed=9, oddities=False))
 
 
-def test_a_throttle_bound_night_loads_exactly(run_night, crowded, db_path):
+def test_a_throttle_bound_night_loads_exactly(load, crowded, db_path):
     with FakeCekuraApi(crowded, api_key=API_KEY, faults=Faults(throttle="40/s")) as server:
-        outcome = run_night(base_url=server.url)
+        outcome = load(base_url=server.url)
         log = list(server.requests_log)
 
     assert outcome.exit_code == 0, outcome.message
@@ -37,14 +37,14 @@ def test_a_throttle_bound_night_loads_exactly(run_night, crowded, db_path):
         assert expected.loaded_scenario_ids(con) == expected.scenario_ids(crowded)
 
 
-def test_the_next_night_paces_from_the_throttle_the_first_one_learned(run_night, crowded, db_path):
+def test_the_next_night_paces_from_the_throttle_the_first_one_learned(load, crowded, db_path):
     faults = Faults(throttle="40/s")
     with FakeCekuraApi(crowded, api_key=API_KEY, faults=faults) as server:
-        first = run_night(base_url=server.url)
+        first = load(base_url=server.url)
         first_log = list(server.requests_log)
         server.faults = faults  # a fresh window, as a day later
         server.reset_log()
-        second = run_night(base_url=server.url)
+        second = load(base_url=server.url)
         second_log = list(server.requests_log)
         base_url = server.url
 
@@ -58,8 +58,8 @@ def test_the_next_night_paces_from_the_throttle_the_first_one_learned(run_night,
     assert API_KEY not in repr(rows), "the key was stored"
 
 
-def test_an_unthrottled_night_remembers_nothing(run_night, api, db_path):
-    outcome = run_night()
+def test_an_unthrottled_night_remembers_nothing(load, api, db_path):
+    outcome = load()
 
     assert outcome.exit_code == 0, outcome.message
     with duckdb.connect(str(db_path), read_only=True) as con:
@@ -68,11 +68,11 @@ def test_an_unthrottled_night_remembers_nothing(run_night, api, db_path):
     assert "api_throttles" not in tables
 
 
-def test_a_throttle_that_never_lifts_ends_the_night_at_its_time_budget(run_night, dataset, db_path, caplog):
+def test_a_throttle_that_never_lifts_ends_the_night_at_its_time_budget(load, dataset, db_path, caplog):
     listed = expected.listed_project_ids(dataset)
     faults = Faults(always={pid: "429:0" for pid in listed})  # the projects list answers, no listing ever does
     with FakeCekuraApi(dataset, api_key=API_KEY, faults=faults) as server, caplog.at_level(logging.INFO):
-        outcome = run_night(base_url=server.url, retry=dataclasses.replace(TEST_RETRY, time_budget_seconds=1.0))
+        outcome = load(base_url=server.url, retry=dataclasses.replace(TEST_RETRY, time_budget_seconds=1.0))
 
     assert outcome.exit_code == 2, outcome.message  # no project could be loaded
     assert "the night's time budget of 1 s ran out" in outcome.message, outcome.message
