@@ -3,9 +3,12 @@ exit status and answer to a signal, their own environment and working folder."""
 
 from __future__ import annotations
 
+import ast
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from support import warm
@@ -49,3 +52,34 @@ def test_what_changes_an_interpreters_start_gets_a_new_one(tmp_path):
     assert not warm._warm([*CLI, "status"], {"env": cli_env(tmp_path, PYTHONIOENCODING="latin-1")})
     assert not warm._warm([*CLI, "status"], {"preexec_fn": print})
     assert not warm._warm([sys.executable, "-c", "pass"], {})
+
+
+def _import_time_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """The nodes a module runs as it is imported: all but function bodies (their decorators and
+    default values do run)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            arguments = node.args
+            kept = [*arguments.defaults, *(d for d in arguments.kw_defaults if d is not None)]
+            kept += getattr(node, "decorator_list", [])
+            for child in kept:
+                yield child
+                yield from _import_time_nodes(child)
+            continue
+        yield node
+        yield from _import_time_nodes(node)
+
+
+def test_no_project_module_reads_the_environment_as_it_is_imported():
+    """The warm server imports the project once for every process it forks (support/warm_server.py):
+    a read of the environment at import would give each process the server's."""
+    import cekura_sessions
+
+    package = Path(cekura_sessions.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for node in _import_time_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+            text = ast.unparse(node) if isinstance(node, (ast.Attribute, ast.Call)) else ""
+            if text in ("os.environ", "os.getenv") or text.startswith(("os.environ.", "os.getenv(", "environ.get(")):
+                found.append(f"{path.relative_to(package)}:{node.lineno}: {text}")
+    assert found == [], found
