@@ -194,10 +194,13 @@ def serve(args: argparse.Namespace) -> int:
         try:  # from the banner on: a Ctrl-C right after it must stop cleanly too
             print(f"fake Cekura API at {api.url}  ({API_KEY_HEADER}: {args.api_key})  Ctrl-C stops it", flush=True)
             while True:
-                time.sleep(3600)
+                # a second at a time: a Ctrl-C that lands just before this thread sleeps, or on
+                # one of the server's threads, interrupts no sleep, and Python raises it here only
+                # at this thread's next step (with an hour's sleep, a stop hung past a test's
+                # 120 s twice in a suite; faulthandler's stacks showed this thread asleep)
+                time.sleep(1)
         except KeyboardInterrupt:
-            # a stop takes about a second; one that hangs (seen twice in one test run beside four
-            # busy processes, not reproduced since) prints where every thread stands and exits 1
+            # a stop takes about a second; one that hangs prints where every thread stands and exits 1
             faulthandler.dump_traceback_later(STOP_SECONDS, exit=True)
     faulthandler.cancel_dump_traceback_later()
     if previous is not None:
