@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
+import time
 
 import duckdb
 import pytest
@@ -134,3 +137,54 @@ def test_an_interrupted_run_under_a_log_file_mails_one_line_and_logs_json(tmp_pa
     records = [json.loads(line) for line in log_file.read_text().splitlines()]  # raises on a plain line
     assert any("interrupted by SIGTERM" in r["message"] and r["level"] == "error" for r in records), records
     assert all(r.get("run_id") for r in records if r["logger"] == "cekura_sessions.cli"), records
+
+
+class _Stop(Exception):
+    pass
+
+
+def _waiting_for_futures(thread: threading.Thread) -> bool:
+    """Whether `thread` is inside concurrent.futures.wait."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == "wait" and frame.f_code.co_filename.endswith(os.path.join("futures", "_base.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_a_signal_a_fetch_thread_receives_stops_the_wait_for_answers_still_in_flight():
+    """Python runs a signal's handler in the main thread only; a signal the kernel hands to a
+    fetch thread interrupts no wait of the main thread. The loop the night waits for its answers
+    in (extract/bounded.py) looks up while both answers are still pending."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cekura_sessions.extract.bounded import completed
+
+    answers = threading.Event()  # given only once the test has seen the signal's exception
+    ended: list[str] = []
+
+    def fetch(item: str) -> str:
+        if item == "signalled":
+            while not _waiting_for_futures(threading.main_thread()):
+                time.sleep(0.01)
+            signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)  # this thread takes it
+        answers.wait(120)
+        ended.append(item)
+        return item
+
+    def handler(signum, frame):
+        raise _Stop
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            try:
+                with pytest.raises(_Stop):
+                    for _ in completed(pool, fetch, ["slow", "signalled"], in_flight=2):
+                        pass
+                assert ended == [], "the signal took effect only once an answer came"
+            finally:
+                answers.set()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

@@ -9,6 +9,12 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# how long the caller's thread waits at a time: Python runs a signal's handler in the main thread
+# only, and a SIGINT the kernel hands to a fetch thread interrupts no wait of the main one, so
+# the main thread looks up at least this often (a Ctrl-C then takes effect within it, not when
+# the slowest answer in flight ends)
+WAIT_SLICE_SECONDS = 0.5
+
 
 def completed(pool: Executor, call: Callable[[T], Any], items: Iterable[T], in_flight: int,
               more: Callable[[], bool] = lambda: True) -> Iterator[tuple[T, Future[Any]]]:
@@ -27,7 +33,9 @@ def completed(pool: Executor, call: Callable[[T], Any], items: Iterable[T], in_f
                         break
             if not running:
                 return
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            done: set[Future[Any]] = set()
+            while not done:
+                done, _ = wait(running, timeout=WAIT_SLICE_SECONDS, return_when=FIRST_COMPLETED)
             for future in done:
                 yield running.pop(future), future
     finally:
