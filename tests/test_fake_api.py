@@ -688,8 +688,13 @@ def test_add_arguments_defaults():
     assert args.fail_project == [101, 102] and args.rate_limit_429 == 0.1
 
 
+# Ctrl-C first gets Python's own handler back, as a terminal's foreground job has it: a shell
+# starts a job in the background (`make test &`) with SIGINT ignored, every process under it
+# inherits that, and Python then leaves SIGINT ignored (seen: the server and the test's worker
+# both had SIGINT and SIGQUIT in /proc's SigIgn, and Ctrl-C stopped nothing in 120 s)
 SERVE = (
-    "import argparse, sys\n"
+    "import argparse, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     "from cekura_sessions.fake import command as fake_api\n"
     "p = argparse.ArgumentParser(); fake_api.add_arguments(p)\n"
     "sys.exit(fake_api.serve(p.parse_args(sys.argv[1:])))\n"
@@ -706,9 +711,18 @@ def _interrupted(proc: subprocess.Popen, seconds: float) -> tuple[str, str]:
     try:
         return proc.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
+        # the signals it blocks, ignores, catches and has pending (proc(5)), and this process's own
+        state = _signal_state(f"/proc/{proc.pid}/status"), _signal_state("/proc/self/status")
         proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack, then it ends
         _, err = proc.communicate(timeout=30)
-        pytest.fail(f"the server did not stop within {seconds} s of Ctrl-C; its threads:\n{err}")
+        pytest.fail(f"the server did not stop within {seconds} s of Ctrl-C; its signals: {state[0]}; "
+                    f"the test's: {state[1]}; its threads:\n{err}")
+
+
+def _signal_state(status: str) -> str:
+    with open(status, encoding="ascii") as lines:
+        return " ".join(line.strip() for line in lines
+                        if line.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")))
 
 
 @pytest.mark.e2e  # the server's command line in a subprocess

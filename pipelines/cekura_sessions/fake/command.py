@@ -194,10 +194,9 @@ def serve(args: argparse.Namespace) -> int:
         try:  # from the banner on: a Ctrl-C right after it must stop cleanly too
             print(f"fake Cekura API at {api.url}  ({API_KEY_HEADER}: {args.api_key})  Ctrl-C stops it", flush=True)
             while True:
-                # a second at a time: a Ctrl-C that lands just before this thread sleeps, or on
-                # one of the server's threads, interrupts no sleep, and Python raises it here only
-                # at this thread's next step (with an hour's sleep, a stop hung past a test's
-                # 120 s twice in a suite; faulthandler's stacks showed this thread asleep)
+                # a second at a time: a Ctrl-C the kernel hands to one of the server's threads
+                # interrupts no sleep of this one, and Python raises it here only at this thread's
+                # next step (an hour's sleep would wait out the hour)
                 time.sleep(1)
         except KeyboardInterrupt:
             # a stop takes about a second; one that hangs prints where every thread stands and exits 1
