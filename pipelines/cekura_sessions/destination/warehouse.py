@@ -205,9 +205,9 @@ class DuckDBWarehouse(Warehouse):
         table, or a view whose own table is gone) is the catalog asked, as the rule is written:
         DuckDB's own functions, as its information_schema.tables is a view over them that costs
         twice as much."""
-        name = ".".join('"' + part.replace('"', '""') + '"' for part in (self.dataset.schema(schema), table))
+        schema = self.dataset.schema(schema)
         try:
-            self.con.table(name)
+            self.con.table(".".join('"' + part.replace('"', '""') + '"' for part in (schema, table)))
             return True
         except duckdb.Error:
             pass
@@ -215,7 +215,7 @@ class DuckDBWarehouse(Warehouse):
             "select count(*) from (select schema_name, table_name from duckdb_tables() "
             "union all select schema_name, view_name from duckdb_views()) "
             "where schema_name = ? and table_name = ?",
-            [self.dataset.schema(schema), table],
+            [schema, table],
         ).fetchone()[0] > 0
 
     def changed_rows(self, sql: str, params: Sequence[Any] | None = None) -> int:
