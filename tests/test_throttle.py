@@ -246,3 +246,36 @@ def test_only_a_retry_after_in_seconds_teaches_the_window(retry_after, learned):
     pacer.answered(started, Answer("http://api/x", 429, headers, b"{}"))
 
     assert pacer.throttle == learned
+
+
+def test_a_lone_429_at_the_last_place_lowers_the_window_only_when_it_comes_twice_in_a_row():
+    """Paced to 4 a second, every fourth request takes the window's last place. A window of 3
+    refuses it every time it fills; a 429 there just after the last place was answered is a
+    stray (a proxy's, a fault) and lowers nothing, so stray 429s cannot walk a night down to one
+    request a second. Two in a row do lower it, as a window one smaller would refuse them."""
+    from cekura_sessions.api.pacing import Pacer
+    from cekura_sessions.api.transport import Answer
+
+    clock = [0.0]
+    pacer = Pacer(connections=1, max_pause_seconds=30.0, budget_seconds=600.0, clock=lambda: clock[0],
+                  start=Throttle(4, 1.0))
+
+    def window(last_status: int) -> None:
+        """One window: three answered requests, then the last place answered `last_status`."""
+        for status in (200, 200, 200, last_status):
+            started = pacer.turn()
+            clock[0] += 0.01
+            headers = urllib3.HTTPHeaderDict({"Retry-After": "1"} if status == 429 else {})
+            pacer.answered(started, Answer("http://api/x", status, headers, b"[]"))
+        clock[0] += 1.5  # the window, and the refused request's Retry-After, have passed
+
+    window(200)
+    window(429)  # the last place was answered the window before: a stray
+    assert pacer.throttle == Throttle(4, 1.0)
+    window(200)
+    window(429)
+    window(200)
+    assert pacer.throttle == Throttle(4, 1.0), "stray 429s between answered last places lowered the window"
+    window(429)
+    window(429)  # twice in a row at the last place: the window holds one fewer
+    assert pacer.throttle == Throttle(3, 1.0)

@@ -16,8 +16,11 @@ so the pacer learns N and W, not a rate, and keeps a replica of the server's win
   requests resume one by one as places free, never all at once;
 - a 429 with `Retry-After` teaches both: W is the smallest DRF period (1, 60, 3600, 86400 s) that
   is at least the Retry-After, N the answers accepted within that window (and any request in
-  flight then that is accepted within it); a later 429 of a request the replica let through
-  means N was one too many; a Retry-After beyond W means a longer window;
+  flight then that is accepted within it); a later 429 of a request that took the window's last
+  place means N was one too many, unless the last place before it was answered: a window one
+  smaller refuses its last place every time it fills, so a lone 429 there (a proxy's, a fault)
+  lowers nothing, and stray 429s cannot walk a night down to one request a window; a
+  Retry-After beyond W means a longer window;
 - a 429 without `Retry-After` (DRF's overfull window, or a proxy) guesses the window a second
   (or keeps the known one), and pauses longer with each such 429 in a row, so it never makes a
   tight loop; one whose `Retry-After` is an HTTP-date (a proxy's) is waited out, and teaches as
@@ -117,6 +120,8 @@ class Pacer:
         self._remembered = start is not None
         self._taught = False  # a 429 or the headers said the throttle this night
         self._learned_at = -math.inf  # requests that started before this do not teach
+        # the latest request that took the known window's last place was answered (2xx)
+        self._last_place_answered = False
         self._lesson: tuple[float, float, float] | None = None  # (learned at, window opened, window): late answers
         self._not_before = -math.inf  # no request starts before this (a Retry-After, a pause)
         # the thread a 429 answered asks again no sooner than its Retry-After says (a worker
@@ -213,6 +218,10 @@ class Pacer:
             if answer is not None and answer.status == 429:
                 self._on_refused(started, now, answer, quota)
             else:
+                if getattr(self._own, "last_place", False):
+                    # only a success says DRF's throttle let it through: DRF checks the throttle
+                    # after authentication and permissions, and a proxy may answer 5xx on its own
+                    self._last_place_answered = answer is not None and 200 <= answer.status < 300
                 # no answer: the server may have counted it; counting it too is the safe side
                 self._on_accepted(started, now, quota)
             self._changed.notify_all()
@@ -280,13 +289,18 @@ class Pacer:
 
     def _learn_from_refusal(self, started: float, now: float, retry_after: float | None, last_place: bool) -> None:
         """`last_place`: the refused request took the last place the known window had; refused
-        there, the window holds one fewer. Refused with places to spare, the 429 was not the
-        window's (a proxy's, another client's): the refused request waits, the window stays."""
+        there twice in a row, the window holds one fewer. Refused with places to spare, or at the
+        last place just after the last place was answered, the 429 was not the window's (a
+        proxy's, another client's): the refused request waits, the window stays."""
         known = self._throttle
         wait = float(math.ceil(retry_after)) if retry_after is not None else None
         if known is not None and (wait is None or wait <= known.window_seconds):
             if last_place and known.limit > 1:
-                self._teach(Throttle(known.limit - 1, known.window_seconds), now, None)
+                if self._last_place_answered:
+                    self._last_place_answered = False  # the next 429 there, in a row, is the window's
+                    log.debug("HTTP 429 at the window's last place just after it was answered: not the window's")
+                else:
+                    self._teach(Throttle(known.limit - 1, known.window_seconds), now, None)
             return
         if wait is None:
             window, cutoff = 1.0, now - 1.0  # a guess; a later Retry-After beyond it corrects it
@@ -324,6 +338,7 @@ class Pacer:
         self._taught = True
         self._learned_at = now
         self._lesson = lesson
+        self._last_place_answered = False  # the new window's last place has not been answered yet
         if self._reported_at == -math.inf:
             self._reported_at = now
 
