@@ -120,7 +120,8 @@ class Pacer:
         self._remembered = start is not None
         self._taught = False  # a 429 or the headers said the throttle this night
         self._learned_at = -math.inf  # requests that started before this do not teach
-        # the latest request that took the known window's last place was answered (2xx)
+        # the latest request that took the known window's last place and was answered 2xx or 429
+        # was answered 2xx
         self._last_place_answered = False
         self._lesson: tuple[float, float, float] | None = None  # (learned at, window opened, window): late answers
         self._not_before = -math.inf  # no request starts before this (a Retry-After, a pause)
@@ -218,10 +219,11 @@ class Pacer:
             if answer is not None and answer.status == 429:
                 self._on_refused(started, now, answer, quota)
             else:
-                if getattr(self._own, "last_place", False):
-                    # only a success says DRF's throttle let it through: DRF checks the throttle
-                    # after authentication and permissions, and a proxy may answer 5xx on its own
-                    self._last_place_answered = answer is not None and 200 <= answer.status < 300
+                if answer is not None and 200 <= answer.status < 300 and getattr(self._own, "last_place", False):
+                    # only a success says DRF's throttle let it through (it checks the throttle after
+                    # authentication and permissions, and a proxy answers 5xx on its own); any other
+                    # answer says nothing either way
+                    self._last_place_answered = True
                 # no answer: the server may have counted it; counting it too is the safe side
                 self._on_accepted(started, now, quota)
             self._changed.notify_all()
