@@ -1,7 +1,8 @@
 """Shared fixtures: the fake Cekura API on a real loopback socket and a real DuckDB file per test.
 
-Fixtures only; what tests import lives in support/. The pipeline (and with it dlt) is imported
-inside the fixture that runs it, so the fast tests never load dlt.
+Fixtures only (and the hook that orders the modules, support/schedule.py); what tests import lives
+in support/. The pipeline (and with it dlt) is imported inside the fixture that runs it, so the
+fast tests never load dlt.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from support.destinations import Target, make_target
 from support.first_night import FirstNights
 from support.postgres import PostgresServer
+from support.schedule import longest_first
 from support.settings import API_KEY, DATASET_SPEC, TEST_RETRY
 
 if TYPE_CHECKING:
@@ -129,3 +131,9 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
     """The night's destination, once a DuckDB file and once a fresh PostgreSQL database."""
     server = request.getfixturevalue("postgres_server") if request.param == "postgres" else None
     return make_target(request.param, tmp_path, server)
+
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules start longest first (support/schedule.py)."""
+    longest_first(items)

@@ -100,6 +100,14 @@ def test_no_test_imports_from_conftest():
     assert offenders == [], f"import from support/ instead of conftest: {offenders}"
 
 
+def test_every_module_named_to_start_first_is_a_test_module():
+    from support.schedule import LONGEST_FIRST
+
+    missing = [name for name in LONGEST_FIRST if not (TESTS / f"{name}.py").is_file()]
+    assert missing == [], f"support/schedule.py's LONGEST_FIRST names modules the suite does not have: {missing}"
+    assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST), "a module named twice"
+
+
 def test_the_tier_rules_see_both_tiers():
     fast = _fast_modules()
     assert "test_tiers" in fast and "test_transport" in fast, fast
