@@ -214,8 +214,12 @@ def canary_dataset() -> FakeDataset:
     return generate(DataSpec())
 
 
+def _canary_session(dataset: FakeDataset) -> int:
+    return sorted(readable(dataset))[10]
+
+
 def _canary(dataset: FakeDataset) -> str:
-    detail = dataset.detail(sorted(readable(dataset))[10])
+    detail = dataset.detail(_canary_session(dataset))
     return next(m["content"] for m in detail["conversation_history"] if isinstance(m.get("content"), str))
 
 
@@ -230,6 +234,9 @@ def test_conversation_text_is_written_nowhere_without_the_option(tmp_path: Path,
     with FakeCekuraApi(canary_dataset, api_key=API_KEY) as api:
         plain = run_cli(tmp_path, "--log-level", "DEBUG", "run", "--db", str(db), "--base-url", api.url)
         assert plain.returncode == 0, plain.stderr
+        # the request log names a detail's session where a listing's names its project
+        read = api.request_count(endpoint="details", project_id=_canary_session(canary_dataset))
+        assert read == 1, "the canary's detail was never read: its absence proves nothing"
         needle = canary.encode()
         assert canary not in plain.stdout + plain.stderr
         assert files_holding(tmp_path, needle) == []
