@@ -279,3 +279,40 @@ def test_a_lone_429_at_the_last_place_lowers_the_window_only_when_it_comes_twice
     window(429)
     window(429)  # twice in a row at the last place: the window holds one fewer
     assert pacer.throttle == Throttle(3, 1.0)
+
+
+def test_a_window_paced_too_many_is_corrected_at_its_first_fill():
+    """Paced to 6 a second where the API allows 4: six requests in flight at once, of which the
+    fifth and the sixth (the last place) are refused. The last place's 429 teaches the window its
+    4 answers at once, where one fewer per fill would cost a refusal more at each of the next
+    fills."""
+    import threading
+
+    from cekura_sessions.api.pacing import Pacer
+    from cekura_sessions.api.transport import Answer
+
+    clock = [0.0]
+    pacer = Pacer(connections=6, max_pause_seconds=30.0, budget_seconds=600.0, clock=lambda: clock[0],
+                  start=Throttle(6, 1.0))
+    turned = threading.Semaphore(0)
+
+    def request(status: int, go: threading.Event) -> None:
+        started = pacer.turn()
+        turned.release()
+        go.wait(timeout=5)
+        headers = urllib3.HTTPHeaderDict({"Retry-After": "1"} if status == 429 else {})
+        pacer.answered(started, Answer("http://api/x", status, headers, b"[]"))
+
+    workers = []
+    for status in (200, 200, 200, 200, 429, 429):  # each takes its place in the window in this order
+        go = threading.Event()
+        worker = threading.Thread(target=request, args=(status, go))
+        worker.start()
+        assert turned.acquire(timeout=5), "a request waited for a place the window had"
+        workers.append((worker, go))
+    for worker, go in workers:  # answered in the same order, 10 ms apart
+        clock[0] += 0.01
+        go.set()
+        worker.join(timeout=5)
+
+    assert pacer.throttle == Throttle(4, 1.0)

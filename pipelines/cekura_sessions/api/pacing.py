@@ -17,10 +17,12 @@ so the pacer learns N and W, not a rate, and keeps a replica of the server's win
 - a 429 with `Retry-After` teaches both: W is the smallest DRF period (1, 60, 3600, 86400 s) that
   is at least the Retry-After, N the answers accepted within that window (and any request in
   flight then that is accepted within it); a later 429 of a request that took the window's last
-  place means N was one too many, unless the last place before it was answered: a window one
-  smaller refuses its last place every time it fills, so a lone 429 there (a proxy's, a fault)
-  lowers nothing, and stray 429s cannot walk a night down to one request a window; a
-  Retry-After beyond W means a longer window;
+  place means N was too many: N is counted again the same way, at most N - 1, so a window paced
+  k too many (whose every fill refuses its last k places) is corrected at its first fill, not
+  over k fills; unless the last place before it was answered: a smaller window refuses its last
+  place every time it fills, so a lone 429 there (a proxy's, a fault) lowers nothing, and stray
+  429s cannot walk a night down to one request a window; a Retry-After beyond W means a longer
+  window;
 - a 429 without `Retry-After` (DRF's overfull window, or a proxy) guesses the window a second
   (or keeps the known one), and pauses longer with each such 429 in a row, so it never makes a
   tight loop; one whose `Retry-After` is an HTTP-date (a proxy's) is waited out, and teaches as
@@ -123,7 +125,8 @@ class Pacer:
         # the latest request that took the known window's last place and was answered 2xx or 429
         # was answered 2xx
         self._last_place_answered = False
-        self._lesson: tuple[float, float, float] | None = None  # (learned at, window opened, window): late answers
+        # (learned at, window opened, window, at most): late answers add to what was learned
+        self._lesson: tuple[float, float, float, float] | None = None
         self._not_before = -math.inf  # no request starts before this (a Retry-After, a pause)
         # the thread a 429 answered asks again no sooner than its Retry-After says (a worker
         # retries its own request): `.not_before`
@@ -243,9 +246,9 @@ class Pacer:
     def _late_answer(self, started: float, now: float) -> None:
         """An answer accepted after the 429 that taught the limit, to a request in flight then:
         within the window the lesson counted (its request stamped before that window's oldest
-        request left it), it was one of the window's N too."""
-        _, opened, window = self._lesson  # type: ignore[misc]
-        if self._throttle is not None and now < opened + window:
+        request left it), it was one of the window's N too; up to what the lesson allows."""
+        _, opened, window, most = self._lesson  # type: ignore[misc]
+        if self._throttle is not None and now < opened + window and self._throttle.limit < most:
             self._throttle = Throttle(self._throttle.limit + 1, self._throttle.window_seconds)
             log.debug("an answer in flight at the 429 was accepted within its window: pacing to %s", self._throttle)
 
@@ -290,24 +293,29 @@ class Pacer:
         self._report(now)
 
     def _learn_from_refusal(self, started: float, now: float, retry_after: float | None, last_place: bool) -> None:
-        """`last_place`: the refused request took the last place the known window had; refused
-        there twice in a row, the window holds one fewer. Refused with places to spare, or at the
-        last place just after the last place was answered, the 429 was not the window's (a
-        proxy's, another client's): the refused request waits, the window stays."""
+        """N is the answers accepted within the window, as the server counted them when it refused.
+        Once a window is known, only a 429 at its last place (`last_place`: the refused request
+        took it) corrects it, and to fewer than N: the answers of this window again, so a window
+        paced k too many, whose fill refuses its last k places, is corrected at once, not one by
+        one. Refused with places to spare, or at the last place just after the last place was
+        answered, the 429 was not the window's (a proxy's, another client's): the refused request
+        waits, the window stays."""
         known = self._throttle
         wait = float(math.ceil(retry_after)) if retry_after is not None else None
-        if known is not None and (wait is None or wait <= known.window_seconds):
-            if last_place and known.limit > 1:
-                if self._last_place_answered:
-                    self._last_place_answered = False  # the next 429 there, in a row, is the window's
-                    log.debug("HTTP 429 at the window's last place just after it was answered: not the window's")
-                else:
-                    self._teach(Throttle(known.limit - 1, known.window_seconds), now, None)
-            return
-        if wait is None:
-            window, cutoff = 1.0, now - 1.0  # a guess; a later Retry-After beyond it corrects it
+        correcting = known is not None and (wait is None or wait <= known.window_seconds)
+        if correcting:
+            if not last_place or known.limit <= 1:  # type: ignore[union-attr]
+                return
+            if self._last_place_answered:
+                self._last_place_answered = False  # the next 429 there, in a row, is the window's
+                log.debug("HTTP 429 at the window's last place just after it was answered: not the window's")
+                return
+            window = known.window_seconds  # type: ignore[union-attr]
         else:
-            window = drf_period(wait)
+            window = 1.0 if wait is None else drf_period(wait)  # without Retry-After, a guess
+        if wait is None:
+            cutoff = now - window
+        else:
             # the oldest request of the full window was stamped more than `window - wait` seconds
             # before the refused one (DRF rounds up): every request of that window was answered after
             cutoff = started - window + max(wait - 1.0, 0.0)
@@ -317,9 +325,10 @@ class Pacer:
             # be told from a lone 429 (a proxy's, a fault) at the night's start: the refused
             # request waits its Retry-After (or every request a growing pause, without one)
             return
-        limit = len(counted)
+        most = known.limit - 1 if correcting else math.inf  # type: ignore[union-attr]
+        limit = max(1, min(len(counted), most))
         opened = min((start for _, start in counted), default=now)
-        self._teach(Throttle(limit, window), now, (now, opened, window))
+        self._teach(Throttle(limit, window), now, (now, opened, window, most))
 
     def _learn_from_quota(self, quota: Quota, now: float) -> None:
         """The headers: `Limit` per the largest `Reset` seen (a Unix-time Reset can read up to a
@@ -335,7 +344,7 @@ class Pacer:
             log.info("the API's rate-limit headers say %s: requests are paced to that window", throttle)
         self._teach(throttle, now, None)
 
-    def _teach(self, throttle: Throttle, now: float, lesson: tuple[float, float, float] | None) -> None:
+    def _teach(self, throttle: Throttle, now: float, lesson: tuple[float, float, float, float] | None) -> None:
         self._throttle = throttle
         self._taught = True
         self._learned_at = now
