@@ -122,8 +122,7 @@ class Pacer:
         self._remembered = start is not None
         self._taught = False  # a 429 or the headers said the throttle this night
         self._learned_at = -math.inf  # requests that started before this do not teach
-        # the latest request that took the known window's last place and was answered 2xx or 429
-        # was answered 2xx
+        # whether the latest answer, 2xx or 429, to a request at the known window's last place was a 2xx
         self._last_place_answered = False
         # (learned at, window opened, window, at most): late answers add to what was learned
         self._lesson: tuple[float, float, float, float] | None = None
@@ -302,17 +301,16 @@ class Pacer:
         waits, the window stays."""
         known = self._throttle
         wait = float(math.ceil(retry_after)) if retry_after is not None else None
-        correcting = known is not None and (wait is None or wait <= known.window_seconds)
-        if correcting:
-            if not last_place or known.limit <= 1:  # type: ignore[union-attr]
+        if known is not None and (wait is None or wait <= known.window_seconds):  # a correction
+            if not last_place or known.limit <= 1:
                 return
             if self._last_place_answered:
                 self._last_place_answered = False  # the next 429 there, in a row, is the window's
                 log.debug("HTTP 429 at the window's last place just after it was answered: not the window's")
                 return
-            window = known.window_seconds  # type: ignore[union-attr]
-        else:
-            window = 1.0 if wait is None else drf_period(wait)  # without Retry-After, a guess
+            window, most = known.window_seconds, known.limit - 1
+        else:  # without Retry-After, the window is a guess
+            window, most = (1.0 if wait is None else drf_period(wait)), math.inf
         if wait is None:
             cutoff = now - window
         else:
@@ -325,8 +323,7 @@ class Pacer:
             # be told from a lone 429 (a proxy's, a fault) at the night's start: the refused
             # request waits its Retry-After (or every request a growing pause, without one)
             return
-        most = known.limit - 1 if correcting else math.inf  # type: ignore[union-attr]
-        limit = max(1, min(len(counted), most))
+        limit = max(1, int(min(len(counted), most)))
         opened = min((start for _, start in counted), default=now)
         self._teach(Throttle(limit, window), now, (now, opened, window, most))
 
