@@ -133,7 +133,6 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
     return make_target(request.param, tmp_path, server)
 
 
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The modules start longest first (support/schedule.py)."""
     longest_first(items)

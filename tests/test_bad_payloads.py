@@ -133,7 +133,7 @@ PERSISTENT_BAD_PAGES = [
 @pytest.mark.parametrize(("kind", "page_size"), PERSISTENT_BAD_PAGES)
 def test_persistent_bad_page_fails_its_project_only(load, first_night, dataset, db_path, kind, page_size):
     with FakeCekuraApi(dataset, api_key=API_KEY, page_size=page_size) as server:
-        if page_size is None:  # a first night's copy serves listings served whole
+        if page_size is None:  # a copied first night needs listings served whole (support/first_night.py)
             first_night(build_models=False)
         else:
             assert load(base_url=server.url).exit_code == 0
