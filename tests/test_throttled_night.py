@@ -64,7 +64,10 @@ def test_the_next_night_paces_from_the_throttle_the_first_one_learned(load, crow
     with duckdb.connect(str(db_path), read_only=True) as con:
         rows = con.execute("select * from cekura_raw.api_throttles").fetchall()
         assert expected.loaded_sessions(con) == expected.sessions(crowded)
-    assert [row[:3] for row in rows] == [(base_url, 40, 1.0)]
+    # what the second night stores: the window, corrected from above; a first night that learned
+    # fewer (a busy machine reads the answers of the 429's window late) is kept as it is, since
+    # nothing is refused below the window to correct it (the Pacer does not probe upward)
+    assert [row[:3] for row in rows] == [(base_url, min(learned, 40), 1.0)]
     assert API_KEY not in repr(rows), "the key was stored"
 
 
