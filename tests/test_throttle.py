@@ -15,8 +15,9 @@ import urllib3
 from cekura_sessions.api.client import CekuraClient
 from cekura_sessions.api.endpoints import API_KEY_HEADER, PROJECTS_PATH
 from cekura_sessions.api.errors import ConfigError, ThrottledTooLong
-from cekura_sessions.api.pacing import Throttle
+from cekura_sessions.api.pacing import Pacer, Throttle
 from cekura_sessions.api.responses import Quota, parse_quota
+from cekura_sessions.api.transport import Answer
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from support import expected
@@ -230,9 +231,6 @@ def test_only_a_retry_after_in_seconds_teaches_the_window(retry_after, learned):
     429 without Retry-After does."""
     import email.utils
 
-    from cekura_sessions.api.pacing import Pacer
-    from cekura_sessions.api.transport import Answer
-
     clock = [0.0]
     pacer = Pacer(connections=1, max_pause_seconds=30.0, budget_seconds=600.0, clock=lambda: clock[0])
     for _ in range(6):  # six answers accepted in the night's first half second
@@ -248,14 +246,17 @@ def test_only_a_retry_after_in_seconds_teaches_the_window(retry_after, learned):
     assert pacer.throttle == learned
 
 
+def _answer(status: int) -> Answer:
+    """An answer of `status`; a 429 says Retry-After: 1, as DRF's throttle of a second does."""
+    headers = urllib3.HTTPHeaderDict({"Retry-After": "1"} if status == 429 else {})
+    return Answer("http://api/x", status, headers, b"[]")
+
+
 def test_a_lone_429_at_the_last_place_lowers_the_window_only_when_it_comes_twice_in_a_row():
     """Paced to 4 a second, every fourth request takes the window's last place. A window of 3
     refuses it every time it fills; a 429 there just after the last place was answered is a
     stray (a proxy's, a fault) and lowers nothing, so stray 429s cannot walk a night down to one
     request a second. Two in a row do lower it, as a window one smaller would refuse them."""
-    from cekura_sessions.api.pacing import Pacer
-    from cekura_sessions.api.transport import Answer
-
     clock = [0.0]
     pacer = Pacer(connections=1, max_pause_seconds=30.0, budget_seconds=600.0, clock=lambda: clock[0],
                   start=Throttle(4, 1.0))
@@ -265,8 +266,7 @@ def test_a_lone_429_at_the_last_place_lowers_the_window_only_when_it_comes_twice
         for status in (200, 200, 200, last_status):
             started = pacer.turn()
             clock[0] += 0.01
-            headers = urllib3.HTTPHeaderDict({"Retry-After": "1"} if status == 429 else {})
-            pacer.answered(started, Answer("http://api/x", status, headers, b"[]"))
+            pacer.answered(started, _answer(status))
         clock[0] += 1.5  # the window, and the refused request's Retry-After, have passed
 
     window(200)
@@ -288,9 +288,6 @@ def test_a_window_paced_too_many_is_corrected_at_its_first_fill():
     fills."""
     import threading
 
-    from cekura_sessions.api.pacing import Pacer
-    from cekura_sessions.api.transport import Answer
-
     clock = [0.0]
     pacer = Pacer(connections=6, max_pause_seconds=30.0, budget_seconds=600.0, clock=lambda: clock[0],
                   start=Throttle(6, 1.0))
@@ -300,8 +297,7 @@ def test_a_window_paced_too_many_is_corrected_at_its_first_fill():
         started = pacer.turn()
         turned.release()
         go.wait(timeout=5)
-        headers = urllib3.HTTPHeaderDict({"Retry-After": "1"} if status == 429 else {})
-        pacer.answered(started, Answer("http://api/x", status, headers, b"[]"))
+        pacer.answered(started, _answer(status))
 
     workers = []
     for status in (200, 200, 200, 200, 429, 429):  # each takes its place in the window in this order
