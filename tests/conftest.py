@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING
 import pytest
 from cekura_sessions.fake.data import FakeDataset, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
+from support import nights
 from support.destinations import Target, make_target
 from support.first_night import FirstNights
 from support.postgres import PostgresServer
 from support.schedule import longest_first
-from support.settings import API_KEY, DATASET_SPEC, TEST_RETRY
+from support.settings import API_KEY, DATASET_SPEC
 
 if TYPE_CHECKING:
     from cekura_sessions.run.night import RunOutcome
@@ -55,22 +56,12 @@ RunNight = Callable[..., "RunOutcome"]
 
 @pytest.fixture
 def run_night(api: FakeCekuraApi, db_path: Path, tmp_path: Path) -> RunNight:
-    """Run the real pipeline against the fake API into the test's DuckDB file."""
-    from cekura_sessions.run import night as pipeline
+    """Run the real pipeline against the fake API into the test's DuckDB file (support/nights.py's
+    settings, `overrides` over them)."""
 
     def _run(**overrides: object) -> RunOutcome:
-        settings = {
-            "db": db_path,
-            "api_key": API_KEY,
-            "base_url": api.url,
-            "pipelines_dir": str(tmp_path / "pipelines"),
-            "db_wait_seconds": 2.0,
-            "retry": TEST_RETRY,
-            # the listings' night: a test of the sessions' details asks for them (details=True)
-            "details": False,
-        }
-        settings.update(overrides)
-        return pipeline.run(pipeline.RunConfig(**settings))
+        return nights.run(**{"db": db_path, "base_url": api.url, "pipelines_dir": str(tmp_path / "pipelines"),
+                             **overrides})
 
     return _run
 

@@ -1,7 +1,8 @@
 """Bad payloads: malformed pages, rows that break the contract, and schema drift.
 
 Every case runs the real pipeline against the fake API on loopback into a real DuckDB file;
-what must be stored is computed in plain Python from the served dataset.
+what must be stored is computed in plain Python from the served dataset. Families of cases whose
+anomalies cannot meet share one night (see "nights several cases share" below).
 """
 
 from __future__ import annotations
@@ -10,16 +11,23 @@ import copy
 import dataclasses
 import json
 import logging
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pytest
-from cekura_sessions.fake.data import FakeDataset
+from cekura_sessions.fake.data import FakeDataset, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults, bad_rows
-from support import expected
-from support.settings import API_KEY, TEST_RETRY
+from support import expected, nights
+from support.first_night import FirstNights
+from support.settings import API_KEY, DATASET_SPEC, TEST_RETRY
+
+if TYPE_CHECKING:
+    from cekura_sessions.run.night import RunOutcome
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
 
@@ -75,11 +83,15 @@ def _columns(db_path: Path, table: str = "scenario_improvement_sessions") -> dic
         ).fetchall())
 
 
+def _living(today: FakeDataset, tomorrow: FakeDataset) -> list[int]:
+    """The listed projects that have sessions on both nights."""
+    return [p for p in expected.listed_project_ids(tomorrow) if today.sessions.get(p) and tomorrow.sessions.get(p)]
+
+
 def _living_victim(today: FakeDataset, tomorrow: FakeDataset) -> tuple[int, list[int]]:
     """A listed project that has sessions on both nights, and every other listed project."""
-    listed = expected.listed_project_ids(tomorrow)
-    victim = next(p for p in listed if today.sessions.get(p) and tomorrow.sessions.get(p))
-    return victim, [p for p in listed if p != victim]
+    victim = _living(today, tomorrow)[0]
+    return victim, [p for p in expected.listed_project_ids(tomorrow) if p != victim]
 
 
 def _bad_row(template: dict, changes: dict[str, Any]) -> dict:
@@ -92,36 +104,191 @@ def _bad_row(template: dict, changes: dict[str, Any]) -> dict:
     return row
 
 
+# --- nights several cases share ---------------------------------------------------------------
+# A night costs about a second of CPU, most of this module's. The cases of a family below each add
+# one anomaly to the suite's data where no other case's can reach it: on a project of its own, or
+# in a row with an id of its own. The family runs them all in one night, once per module (once per
+# worker under xdist, which sends the module whole to one with --dist loadscope), and each case
+# asserts its own part of that night, so a failure still names the case; and that the other
+# cases left its part alone (what the night set aside, failed or retried is the family's, no more).
+
+
+@dataclasses.dataclass
+class _Night:
+    """A night that several cases share, and what they need to judge their part of it."""
+
+    outcome: RunOutcome
+    db_path: Path
+    server: FakeCekuraApi  # the fake API it read, stopped: its request log is kept
+    served: FakeDataset  # the data it was served, every case's anomaly in it
+    logged: list[logging.LogRecord]  # what `cekura_sessions` logged meanwhile, INFO and above
+    before_path: Path | None = None  # a copy of the database as the night found it (a second night)
+    placed: list[_Placed] = dataclasses.field(default_factory=list)  # the cases' bad rows
+    want: FakeDataset | None = None  # what the listed projects must hold after it
+    victims: dict[str, int] = dataclasses.field(default_factory=dict)  # case -> the project it is on
+
+
+@dataclasses.dataclass(frozen=True)
+class _Placed:
+    """A case's bad row in a shared night: the case's changes, the project whose listing serves
+    the row, and the row."""
+
+    changes: dict[str, Any]
+    project: int
+    row: dict[str, Any]
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def _logged(name: str) -> Iterator[list[logging.LogRecord]]:
+    """What logger `name` and its children log meanwhile at INFO and above, as caplog.at_level
+    gathers it for one test (caplog is a test's; a shared night is the module's)."""
+    handler, logger = _Records(), logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _shared_night(folder: Path, served: FakeDataset, faults: Faults | None = None, page_size: int | None = None,
+                  first_nights: FirstNights | None = None, **overrides: Any) -> _Night:
+    """A night of `served` into `folder`, read from a fake API of its own (`faults`, `page_size`),
+    with the settings of conftest's `load` (`overrides` as `load`'s; build_models=True builds the
+    models, as `run_night` does). `first_nights` (the session's): the night is a second one, after
+    a plain first night of the suite's data, copied as the `first_night` fixture copies it."""
+    db_path, before_path = folder / "cekura.duckdb", None
+
+    def run(**settings: Any) -> RunOutcome:  # conftest's `run_night`, into `folder`
+        return nights.run(**{"db": db_path, "pipelines_dir": str(folder / "pipelines"), **settings})
+
+    if first_nights is not None:
+        first_nights.copy_to(db_path, folder / "pipelines", run, {"build_models": False})
+        before_path = Path(shutil.copy(db_path, folder / "before.duckdb"))
+    with (FakeCekuraApi(served, api_key=API_KEY, page_size=page_size, faults=faults or Faults()) as server,
+          _logged("cekura_sessions") as logged):
+        outcome = run(base_url=server.url, **{"build_models": False, **overrides})
+    return _Night(outcome, db_path, server, served, logged, before_path)
+
+
+def _with_sessions(dataset: FakeDataset) -> list[int]:
+    """The listed projects that have sessions, in the projects list's order."""
+    return [p for p in expected.listed_project_ids(dataset) if dataset.sessions.get(p)]
+
+
+def _place(served: FakeDataset, family: list[dict[str, Any]], projects: list[int]) -> list[_Placed]:
+    """Add each case's bad row (`family`: the cases' changes) to the end of a listing of `served`,
+    taking `projects` in turn; each row is the first session of that listing with the case's
+    changes and an id of its own (NEW_ID + its place: a repeated id would be set aside as a repeat)."""
+    placed = []
+    for n, changes in enumerate(family):
+        project = projects[n % len(projects)]
+        row = _bad_row(served.sessions[project][0], {"id": NEW_ID + n, **changes})
+        served.sessions[project].append(row)
+        placed.append(_Placed(changes, project, row))
+    return placed
+
+
+def _canonical(row: Any) -> str:
+    return json.dumps(row, sort_keys=True)
+
+
+def _assert_set_aside(night: _Night, changes: dict[str, Any], named: str) -> None:
+    """The case's bad row (the one `changes` made) was set aside once, by the night's run, under
+    the project whose listing served it, with a reason that names `named`; and the night set aside
+    exactly its cases' bad rows, each so: no case's row was lost, or joined, by another's."""
+    run_id, rejected = night.outcome.report.run_id, _rejected(night.db_path)
+    [own] = [p for p in night.placed if p.changes == changes]
+    mine = [r for r in rejected if _canonical(json.loads(r[2])) == _canonical(own.row)]
+    assert [(r[0], r[1]) for r in mine] == [(run_id, own.project)], \
+        f"the case's row was not set aside once, under project {own.project}: {mine}"
+    assert named in mine[0][3], f"reason {mine[0][3]!r} does not name {named}"
+    got = sorted((r[0], r[1], _canonical(json.loads(r[2]))) for r in rejected)
+    want = sorted((run_id, p.project, _canonical(p.row)) for p in night.placed)
+    assert got == want, f"set aside besides the cases' rows {sorted(set(got) - set(want))}, " \
+                        f"cases' rows not set aside so {sorted(set(want) - set(got))}"
+
+
 # --- malformed pages --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", [pytest.param(k, id=k) for k in BAD_PAGE_KINDS])
-def test_transient_bad_page_ends_with_exact_data(load, api, dataset, db_path, kind):
-    victim = expected.listed_project_ids(dataset)[0]
-    api.faults = Faults(script={("sessions", victim): [kind, kind]})
+@pytest.fixture(scope="module")
+def transient_bad_pages_night(tmp_path_factory: pytest.TempPathFactory) -> _Night:
+    """A first night where each kind of BAD_PAGE_KINDS answers a project of its own twice, then
+    the listing."""
+    served = generate(DATASET_SPEC)
+    projects = _with_sessions(served)
+    assert len(projects) >= len(BAD_PAGE_KINDS), f"{len(projects)} projects with sessions for {BAD_PAGE_KINDS}"
+    victims = dict(zip(BAD_PAGE_KINDS, projects))
+    faults = Faults(script={("sessions", victim): [kind, kind] for kind, victim in victims.items()})
+    night = _shared_night(tmp_path_factory.mktemp("transient-bad-pages"), served, faults)
+    night.victims = victims
+    return night
 
-    outcome = load()
+
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k) for k in BAD_PAGE_KINDS])
+def test_transient_bad_page_ends_with_exact_data(transient_bad_pages_night, kind):
+    night = transient_bad_pages_night
+    outcome, victim, listed = night.outcome, night.victims[kind], expected.listed_project_ids(night.served)
 
     assert outcome.exit_code == 0, outcome.message
-    _assert_projects_hold(db_path, dataset, expected.listed_project_ids(dataset))
-    assert outcome.report.stats.retries == 2
-    assert api.request_count(endpoint="sessions", project_id=victim) == 3
+    _assert_projects_hold(night.db_path, night.served, listed)
+    assert night.server.request_count(endpoint="sessions", project_id=victim) == 3
+    # two retries for each case's project, none for another: every other listing was asked for once
+    assert outcome.report.stats.retries == 2 * len(night.victims)
+    others = [p for p in listed if p not in night.victims.values()]
+    assert [night.server.request_count(endpoint="sessions", project_id=p) for p in others] == [1] * len(others)
     assert outcome.report.rows_rejected == 0
 
 
-@pytest.mark.parametrize("kind", [pytest.param(k, id=k) for k in ["truncated", "no_results"]])
-def test_transient_bad_later_page_is_retried_alone(load, dataset, db_path, kind):
-    victim = expected.listed_project_ids(dataset)[0]
-    # "slow:0" is a no-op fault: page 1 answers normally, page 2 is bad once
-    faults = Faults(script={("sessions", victim): ["slow:0", kind]})
-    with FakeCekuraApi(dataset, api_key=API_KEY, page_size=7, faults=faults) as paged:
-        outcome = load(base_url=paged.url)
-        pages = [r.page for r in paged.requests_log if r.endpoint == "sessions" and r.project_id == victim]
+LATER_PAGE_KINDS = ["truncated", "no_results"]
+LATER_PAGE_SIZE = 7
 
-    assert outcome.exit_code == 0, outcome.message
-    _assert_projects_hold(db_path, dataset, expected.listed_project_ids(dataset))
-    want_pages = list(range(1, -(-len(dataset.sessions[victim]) // 7) + 1))
-    assert pages == [1, 2, *want_pages[1:]], f"pages requested {pages}"
+
+def _pages(sessions: int) -> list[int]:
+    """The pages of a listing of `sessions` rows (an empty listing is one page)."""
+    return list(range(1, max(1, -(-sessions // LATER_PAGE_SIZE)) + 1))
+
+
+@pytest.fixture(scope="module")
+def transient_bad_later_pages_night(tmp_path_factory: pytest.TempPathFactory) -> _Night:
+    """A first night of pages, where each kind of LATER_PAGE_KINDS answers page 2 of a project of
+    its own once."""
+    served = generate(DATASET_SPEC)
+    victims = dict(zip(LATER_PAGE_KINDS, _with_sessions(served)))
+    assert len(victims) == len(LATER_PAGE_KINDS), victims
+    # "slow:0" is a no-op fault: page 1 answers normally, page 2 is bad once
+    faults = Faults(script={("sessions", victim): ["slow:0", kind] for kind, victim in victims.items()})
+    night = _shared_night(tmp_path_factory.mktemp("transient-bad-later-pages"), served, faults, LATER_PAGE_SIZE)
+    night.victims = victims
+    return night
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k) for k in LATER_PAGE_KINDS])
+def test_transient_bad_later_page_is_retried_alone(transient_bad_later_pages_night, kind):
+    night = transient_bad_later_pages_night
+    victim, listed = night.victims[kind], expected.listed_project_ids(night.served)
+    pages = {p: [r.page for r in night.server.requests_log if r.endpoint == "sessions" and r.project_id == p]
+             for p in listed}
+
+    assert night.outcome.exit_code == 0, night.outcome.message
+    _assert_projects_hold(night.db_path, night.served, listed)
+    want_pages = _pages(len(night.served.sessions[victim]))
+    assert pages[victim] == [1, 2, *want_pages[1:]], f"pages requested {pages[victim]}"
+    # no other case's retry reached another listing: each other was read once, page by page
+    others = [p for p in listed if p not in night.victims.values()]
+    assert {p: pages[p] for p in others} == {p: _pages(len(night.served.sessions.get(p, []))) for p in others}
 
 
 PERSISTENT_BAD_PAGES = [
@@ -130,29 +297,71 @@ PERSISTENT_BAD_PAGES = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "page_size"), PERSISTENT_BAD_PAGES)
-def test_persistent_bad_page_fails_its_project_only(load, first_night, dataset, db_path, kind, page_size):
+@pytest.fixture(scope="module")
+def persistent_bad_pages(tmp_path_factory: pytest.TempPathFactory,
+                         first_nights: FirstNights) -> Callable[[str], _Night]:
+    """The night where a kind of BAD_PAGE_KINDS answers every request of a living project's
+    listing, after a plain first night, on tomorrow's data (seed 3), listings served whole:
+    `night(kind)`. The kinds share nights, each on a living project of its own, as many to a night
+    as leave one living project healthy, so each night still shows that the rest loads (the
+    data has three living projects: two nights of two kinds)."""
+    today = generate(DATASET_SPEC)
+    tomorrow = today.next_night(seed=3)
+    living = _living(today, tomorrow)
+    per_night = len(living) - 1
+    assert per_night >= 1, f"living projects {living}"
+    nights: dict[str, _Night] = {}
+
+    def night(kind: str) -> _Night:
+        if kind not in nights:
+            start = BAD_PAGE_KINDS.index(kind) // per_night * per_night
+            victims = dict(zip(BAD_PAGE_KINDS[start:start + per_night], living))
+            shared = _shared_night(tmp_path_factory.mktemp("persistent-bad-pages"), tomorrow,
+                                   Faults(always={victim: k for k, victim in victims.items()}),
+                                   first_nights=first_nights)
+            shared.victims = victims
+            nights.update(dict.fromkeys(victims, shared))
+        return nights[kind]
+
+    return night
+
+
+def _paged_persistent_bad_page(load, dataset: FakeDataset, db_path: Path, kind: str, page_size: int) -> _Night:
+    """The night of a persistent bad page `kind` in pages of `page_size`, after a first night in
+    the same pages, which a copied first night cannot be (support/first_night.py): its own two."""
     with FakeCekuraApi(dataset, api_key=API_KEY, page_size=page_size) as server:
-        if page_size is None:  # a copied first night needs listings served whole (support/first_night.py)
-            first_night(build_models=False)
-        else:
-            assert load(base_url=server.url).exit_code == 0
+        assert load(base_url=server.url).exit_code == 0
         tomorrow = dataset.next_night(seed=3)
-        victim, others = _living_victim(dataset, tomorrow)
-        before = _project_state(db_path, victim)
+        victim, _ = _living_victim(dataset, tomorrow)
+        before_path = Path(shutil.copy(db_path, db_path.with_name("before.duckdb")))
         server.dataset = tomorrow
         server.faults = Faults(always={victim: kind})
         server.reset_log()
 
         outcome = load(base_url=server.url)
-        attempts = server.request_count(endpoint="sessions", project_id=victim)
+    return _Night(outcome, db_path, server, tomorrow, [], before_path, victims={kind: victim})
+
+
+@pytest.mark.parametrize(("kind", "page_size"), PERSISTENT_BAD_PAGES)
+def test_persistent_bad_page_fails_its_project_only(persistent_bad_pages, load, dataset, db_path, kind, page_size):
+    if page_size is None:  # listings served whole: the kinds share nights (persistent_bad_pages)
+        night = persistent_bad_pages(kind)
+    else:
+        night = _paged_persistent_bad_page(load, dataset, db_path, kind, page_size)
+    outcome, victim = night.outcome, night.victims[kind]
+    attempts = night.server.request_count(endpoint="sessions", project_id=victim)
 
     assert outcome.exit_code == 1, outcome.message
     assert f"project {victim}" in outcome.message, outcome.message
-    assert list(outcome.report.projects_failed) == [victim]
+    assert victim in outcome.report.projects_failed, outcome.report.projects_failed
+    # no project failed but the night's cases', each with its own kind
+    assert sorted(outcome.report.projects_failed) == sorted(night.victims.values())
     assert attempts == TEST_RETRY.max_attempts, f"{attempts} attempts at a {kind} page"
-    assert _project_state(db_path, victim) == before, "the failed project's earlier rows changed"
-    _assert_projects_hold(db_path, tomorrow, others)
+    before = _project_state(night.before_path, victim)
+    assert _project_state(night.db_path, victim) == before, "the failed project's earlier rows changed"
+    healthy = [p for p in expected.listed_project_ids(night.served) if p not in night.victims.values()]
+    assert [p for p in healthy if night.served.sessions.get(p)], "no project with sessions left to show the rest loads"
+    _assert_projects_hold(night.db_path, night.served, healthy)
 
 
 def test_persistent_bad_later_page_keeps_the_project_whole(load, dataset, db_path):
@@ -213,25 +422,33 @@ UNIDENTIFIABLE_BAD_ROWS = [
 ]
 
 
-@pytest.mark.parametrize(("changes", "field"), IDENTIFIABLE_BAD_ROWS)
-def test_bad_row_is_set_aside_and_the_rest_loads(load, api, dataset, db_path, changes, field):
-    victim = expected.listed_project_ids(dataset)[0]
-    clean = copy.deepcopy(dataset)
-    bad = _bad_row(dataset.sessions[victim][0], changes)
-    dataset.sessions[victim].append(bad)
-    api.dataset = dataset
+BOOLEAN_MESSAGE_COUNT = {"message_count": True}  # bool is an int subclass in Python, but `true` is not a count
 
-    outcome = load()
+
+@pytest.fixture(scope="module")
+def bad_rows_night(tmp_path_factory: pytest.TempPathFactory) -> _Night:
+    """A first night of the suite's data with each case's bad row of IDENTIFIABLE_BAD_ROWS and
+    BOOLEAN_MESSAGE_COUNT, each with an id of its own, spread over the projects' listings."""
+    served = generate(DATASET_SPEC)
+    clean = copy.deepcopy(served)
+    family = [*(case.values[0] for case in IDENTIFIABLE_BAD_ROWS), BOOLEAN_MESSAGE_COUNT]
+    placed = _place(served, family, _with_sessions(served))
+    night = _shared_night(tmp_path_factory.mktemp("bad-rows"), served)
+    night.placed, night.want = placed, clean
+    return night
+
+
+@pytest.mark.parametrize(("changes", "field"), IDENTIFIABLE_BAD_ROWS)
+def test_bad_row_is_set_aside_and_the_rest_loads(bad_rows_night, changes, field):
+    night = bad_rows_night
+    outcome = night.outcome
 
     assert outcome.exit_code == 1, outcome.message
     assert "set aside in cekura_raw.rejected_rows" in outcome.message, outcome.message
     assert outcome.report.projects_failed == {}
-    assert outcome.report.rows_rejected == 1
-    rejected = _rejected(db_path)
-    assert [(r[0], r[1]) for r in rejected] == [(outcome.report.run_id, victim)], rejected
-    assert json.loads(rejected[0][2]) == bad
-    assert field in rejected[0][3], f"reason {rejected[0][3]!r} does not name {field}"
-    _assert_projects_hold(db_path, clean, expected.listed_project_ids(dataset))
+    _assert_set_aside(night, changes, field)
+    assert outcome.report.rows_rejected == len(night.placed)  # one for each case of the night
+    _assert_projects_hold(night.db_path, night.want, expected.listed_project_ids(night.served))
 
 
 def _nothing_removed(dataset: FakeDataset, tomorrow: FakeDataset, victim: int, valid: list[dict]) -> FakeDataset:
@@ -243,63 +460,87 @@ def _nothing_removed(dataset: FakeDataset, tomorrow: FakeDataset, victim: int, v
     return want
 
 
+@pytest.fixture(scope="module")
+def unidentifiable_night(tmp_path_factory: pytest.TempPathFactory, first_nights: FirstNights) -> _Night:
+    """After a plain first night, tomorrow's data (seed 5) with each case's row of
+    UNIDENTIFIABLE_BAD_ROWS in the listing of a living project of its own, from which the night
+    removes sessions: such a row holds its own project's removals, and no other's."""
+    today = generate(DATASET_SPEC)
+    tomorrow = today.next_night(seed=5)
+    family = [case.values[0] for case in UNIDENTIFIABLE_BAD_ROWS]
+    victims = _living(today, tomorrow)[:len(family)]
+    assert len(victims) == len(family), f"living projects {victims} for {len(family)} cases"
+    want = tomorrow
+    for victim in victims:
+        valid = list(tomorrow.sessions[victim])
+        removed = {s["id"] for s in today.sessions[victim]} - {s["id"] for s in valid}
+        assert removed, f"the night removes nothing of project {victim}"
+        want = _nothing_removed(today, want, victim, valid)
+    placed = _place(tomorrow, family, victims)
+    night = _shared_night(tmp_path_factory.mktemp("unidentifiable"), tomorrow, first_nights=first_nights)
+    night.placed, night.want = placed, want
+    return night
+
+
 @pytest.mark.parametrize("changes", UNIDENTIFIABLE_BAD_ROWS)
-def test_row_without_integer_id_is_set_aside_and_removes_nothing(load, first_night, api, dataset, db_path, changes):
+def test_row_without_integer_id_is_set_aside_and_removes_nothing(unidentifiable_night, changes):
     """Only that row is set aside: the project's other rows load, and no stored session of it
     is removed this night (the row could stand for any of them)."""
-    first_night(build_models=False)
-    tomorrow = dataset.next_night(seed=5)
-    victim, others = _living_victim(dataset, tomorrow)
-    valid = list(tomorrow.sessions[victim])
-    assert {s["id"] for s in dataset.sessions[victim]} - {s["id"] for s in valid}, "the night removes something"
-    bad = _bad_row(tomorrow.sessions[victim][0], changes)
-    tomorrow.sessions[victim].append(bad)
-    api.dataset = tomorrow
+    night = unidentifiable_night
 
-    outcome = load()
-
-    assert outcome.exit_code == 1, outcome.message
-    assert outcome.report.projects_failed == {}
-    rejected = _rejected(db_path)
-    assert [(r[0], r[1]) for r in rejected] == [(outcome.report.run_id, victim)], rejected
-    assert json.loads(rejected[0][2]) == bad
-    assert "id" in rejected[0][3], rejected[0][3]
-    _assert_projects_hold(db_path, _nothing_removed(dataset, tomorrow, victim, valid), [victim, *others])
+    assert night.outcome.exit_code == 1, night.outcome.message
+    assert night.outcome.report.projects_failed == {}
+    _assert_set_aside(night, changes, "id")
+    # every case's project keeps what it stored (`want`), the other projects hold tomorrow's data
+    _assert_projects_hold(night.db_path, night.want, expected.listed_project_ids(night.served))
 
 
-def test_boolean_message_count_is_set_aside(load, api, dataset, db_path):
-    victim = expected.listed_project_ids(dataset)[0]
-    clean = copy.deepcopy(dataset)
-    bad = _bad_row(dataset.sessions[victim][0], {"message_count": True})
-    dataset.sessions[victim].append(bad)
-    api.dataset = dataset
+def test_boolean_message_count_is_set_aside(bad_rows_night):
+    night = bad_rows_night
 
-    outcome = load()
-
-    assert outcome.exit_code == 1, outcome.message
-    assert [json.loads(r[2]) for r in _rejected(db_path)] == [bad]
-    _assert_projects_hold(db_path, clean, expected.listed_project_ids(dataset))
+    assert night.outcome.exit_code == 1, night.outcome.message
+    _assert_set_aside(night, BOOLEAN_MESSAGE_COUNT, "message_count")
+    _assert_projects_hold(night.db_path, night.want, expected.listed_project_ids(night.served))
 
 
-@pytest.mark.parametrize("changes", [
+BIGINT_ROWS = [
     pytest.param({"id": 2**63}, id="id"),
     pytest.param({"project": 2**63}, id="project"),
     pytest.param({"scenario_ids": [1, 2**63]}, id="scenario_ids"),
-])
-def test_integer_beyond_bigint_is_set_aside_not_fatal(load, api, dataset, db_path, changes):
-    victim, *others = expected.listed_project_ids(dataset)
-    clean = copy.deepcopy(dataset)
-    bad = _bad_row(dataset.sessions[victim][0], changes)
-    dataset.sessions[victim].append(bad)
-    api.dataset = dataset
+]
 
-    outcome = load()
 
-    assert outcome.exit_code == 1, outcome.message
-    assert [json.loads(r[2]) for r in _rejected(db_path)] == [bad]
-    _assert_projects_hold(db_path, clean, others)
+@pytest.fixture(scope="module")
+def bigint_night(tmp_path_factory: pytest.TempPathFactory) -> _Night:
+    """A first night of the suite's data with each case's row of BIGINT_ROWS in the listing of a
+    project of its own: a row whose id is beyond BIGINT names no session, and may fail its
+    project (the case does not assert that project's rows), so it must not share one."""
+    served = generate(DATASET_SPEC)
+    clean = copy.deepcopy(served)
+    family = [case.values[0] for case in BIGINT_ROWS]
+    projects = _with_sessions(served)
+    assert len(projects) >= len(family), f"projects {projects} for {len(family)} cases"
+    placed = _place(served, family, projects)
+    night = _shared_night(tmp_path_factory.mktemp("bigint"), served)
+    night.placed, night.want = placed, clean
+    return night
+
+
+@pytest.mark.parametrize("changes", BIGINT_ROWS)
+def test_integer_beyond_bigint_is_set_aside_not_fatal(bigint_night, changes):
+    night = bigint_night
+    [field] = changes
+    # the projects whose rows a case does not vouch for: those serving a row with no usable id
+    unvouched = {p.project for p in night.placed if "id" in p.changes}
+
+    assert night.outcome.exit_code == 1, night.outcome.message
+    _assert_set_aside(night, changes, field)
+    assert set(night.outcome.report.projects_failed) <= unvouched, night.outcome.report.projects_failed
+    holding = [p for p in expected.listed_project_ids(night.served) if p not in unvouched]
+    _assert_projects_hold(night.db_path, night.want, holding)  # the case's own project, unless it is one
     if "id" not in changes:
-        _assert_projects_hold(db_path, clean, [victim])
+        [own] = [p.project for p in night.placed if p.changes == changes]
+        assert own in holding
 
 
 # --- a session id listed twice in one night ---------------------------------------------------
@@ -370,26 +611,46 @@ def test_session_listed_under_two_projects_loads_once(load, api, dataset, db_pat
                            [moved["id"]]).fetchall() == [(rejected[0][1],)]
 
 
-@pytest.mark.parametrize("created_at", [
+MODEL_TIMESTAMPS = [
     pytest.param("20260901T100000Z", id="basic-format"),
     pytest.param("2026-W36-2T10:00:00Z", id="week-date"),
     pytest.param("2026-09-01T10:00:00,5Z", id="comma-fraction"),
-])
-def test_timestamp_the_records_accept_is_one_the_models_read(run_night, api, dataset, db_path, created_at):
-    victim = expected.listed_project_ids(dataset)[0]
-    bad = _bad_row(dataset.sessions[victim][0], {"created_at": created_at, "updated_at": "2026-09-02T00:00:00Z"})
-    dataset.sessions[victim].append(bad)
-    api.dataset = dataset
+]
 
-    outcome = run_night()
 
-    rejected = [json.loads(r[2]) for r in _rejected(db_path)] if "rejected_rows" in _tables(db_path) else []
-    if rejected:  # refused at the door: fine, as long as it says so
-        assert rejected == [bad] and outcome.exit_code == 1, outcome.message
+@pytest.fixture(scope="module")
+def timestamps_night(tmp_path_factory: pytest.TempPathFactory) -> _Night:
+    """A first night, models built, of the suite's data with a row for each created_at of
+    MODEL_TIMESTAMPS, each with an id of its own in the listing of a project of its own."""
+    served = generate(DATASET_SPEC)
+    family = [{"created_at": case.values[0], "updated_at": "2026-09-02T00:00:00Z"} for case in MODEL_TIMESTAMPS]
+    projects = _with_sessions(served)
+    assert len(projects) >= len(family), f"projects {projects} for {len(family)} cases"
+    placed = _place(served, family, projects)
+    night = _shared_night(tmp_path_factory.mktemp("timestamps"), served, build_models=True)
+    night.placed = placed
+    return night
+
+
+@pytest.mark.parametrize("created_at", MODEL_TIMESTAMPS)
+def test_timestamp_the_records_accept_is_one_the_models_read(timestamps_night, created_at):
+    night = timestamps_night
+    outcome = night.outcome
+    [bad] = [p.row for p in night.placed if p.changes["created_at"] == created_at]
+
+    rejected = [json.loads(r[2]) for r in _rejected(night.db_path)] if "rejected_rows" in _tables(night.db_path) else []
+    # the night set aside no row but the cases', each at most once, and fails for nothing else
+    set_aside = [_canonical(row) for row in rejected]
+    assert len(set(set_aside)) == len(set_aside), rejected
+    assert set(set_aside) <= {_canonical(p.row) for p in night.placed}, rejected
+    assert outcome.exit_code == (1 if rejected else 0), outcome.message
+    assert outcome.report.projects_failed == {}
+    assert [c.name for c in outcome.checks if not c.passed and c.severity == "error"] == [], outcome.message
+    if bad in rejected:  # refused at the door: fine, as long as it says so
+        assert outcome.exit_code == 1, outcome.message
     else:  # accepted: then the models must read it
-        assert outcome.exit_code == 0, outcome.message
-        with _read(db_path) as con:
-            got = con.execute("select created_at from analytics.sessions where session_id = ?", [NEW_ID]).fetchone()
+        with _read(night.db_path) as con:
+            got = con.execute("select created_at from analytics.sessions where session_id = ?", [bad["id"]]).fetchone()
         assert got == (datetime.fromisoformat(created_at),), got
 
 
@@ -493,59 +754,78 @@ def test_bad_rows_fault_sets_aside_every_bad_row_and_removes_nothing(load, first
 # --- schema drift -----------------------------------------------------------------------------
 
 
-def test_new_field_loads_as_a_new_column_and_is_logged(load, api, dataset, db_path, caplog):
-    victim = expected.listed_project_ids(dataset)[0]
-    colors = {}
-    for n, session in enumerate(dataset.sessions[victim]):
+NAMED_LIKE_A_COLUMN = [
+    pytest.param("project_id", id="project_id"),
+    pytest.param("createdAt", id="camel-case-twin-of-created_at"),
+]
+
+
+@pytest.fixture(scope="module")
+def new_fields_night(tmp_path_factory: pytest.TempPathFactory) -> _Night:
+    """A first night, models built, of the suite's data with each test's drift below, each on a
+    project of its own: a new field `color` on some sessions, a nested `meta` on all, each field
+    named like a loaded column (NAMED_LIKE_A_COLUMN) on all; but the integer message counts, which
+    share `color`'s project (the data has four projects with sessions), being another field of the
+    same rows. A test's own checks read only its field, and each asserts that every project holds."""
+    served = generate(DATASET_SPEC)
+    first, second, *rest = _with_sessions(served)
+    named = [case.values[0] for case in NAMED_LIKE_A_COLUMN]
+    assert len(rest) >= len(named), f"projects {[first, second, *rest]} for {2 + len(named)} fields"
+    victims = {"color": first, "meta": second, **dict(zip(named, rest)), "message_count": first}
+    for n, session in enumerate(served.sessions[victims["color"]]):
         if n % 3:
-            session["color"] = colors[session["id"]] = f"shade-{n}"
-    api.dataset = dataset
+            session["color"] = f"shade-{n}"
+    for session in served.sessions[victims["meta"]]:
+        session["meta"] = {"source": "ui", "tags": [session["id"], "x"]}
+    for name in named:
+        for session in served.sessions[victims[name]]:
+            session[name] = 1
+    for n, session in enumerate(served.sessions[victims["message_count"]]):
+        session["message_count"] = n * 7
+    night = _shared_night(tmp_path_factory.mktemp("new-fields"), served, build_models=True)
+    night.victims = victims
+    return night
 
-    with caplog.at_level(logging.INFO, logger="cekura_sessions"):
-        outcome = load()
 
-    assert outcome.exit_code == 0, outcome.message
-    _assert_projects_hold(db_path, dataset, expected.listed_project_ids(dataset))
-    assert _columns(db_path).get("color") == "VARCHAR", _columns(db_path)
-    with _read(db_path) as con:
+def test_new_field_loads_as_a_new_column_and_is_logged(new_fields_night):
+    night = new_fields_night
+    victim = night.victims["color"]
+    colors = {s["id"]: f"shade-{n}" for n, s in enumerate(night.served.sessions[victim]) if n % 3}
+
+    assert night.outcome.exit_code == 0, night.outcome.message
+    _assert_projects_hold(night.db_path, night.served, expected.listed_project_ids(night.served))
+    assert _columns(night.db_path).get("color") == "VARCHAR", _columns(night.db_path)
+    with _read(night.db_path) as con:
         got = dict(con.execute(
             "select id, color from cekura_raw.scenario_improvement_sessions where color is not null"
         ).fetchall())
     assert got == colors
-    notes = [r for r in caplog.records if "sessions carry fields the spec does not list" in r.getMessage()]
-    assert [(r.levelno, "color" in r.getMessage()) for r in notes] == [(logging.INFO, True)], caplog.text
-    assert _variant_columns(db_path) == []
+    notes = [r for r in night.logged if "sessions carry fields the spec does not list" in r.getMessage()]
+    assert [(r.levelno, "color" in r.getMessage()) for r in notes] == [(logging.INFO, True)], \
+        [r.getMessage() for r in night.logged]
+    assert _variant_columns(night.db_path) == []
 
 
-def test_new_nested_field_loads_as_json_text(load, api, dataset, db_path):
-    victim = expected.listed_project_ids(dataset)[0]
-    meta = {s["id"]: {"source": "ui", "tags": [s["id"], "x"]} for s in dataset.sessions[victim]}
-    for session in dataset.sessions[victim]:
-        session["meta"] = meta[session["id"]]
-    api.dataset = dataset
+def test_new_nested_field_loads_as_json_text(new_fields_night):
+    night = new_fields_night
+    meta = {s["id"]: {"source": "ui", "tags": [s["id"], "x"]} for s in night.served.sessions[night.victims["meta"]]}
 
-    outcome = load()
-
-    assert outcome.exit_code == 0, outcome.message
-    with _read(db_path) as con:
+    assert night.outcome.exit_code == 0, night.outcome.message
+    with _read(night.db_path) as con:
         got = dict(con.execute(
             "select id, meta from cekura_raw.scenario_improvement_sessions where meta is not null"
         ).fetchall())
     assert {k: json.loads(v) for k, v in got.items()} == meta
-    assert _variant_columns(db_path) == []
+    assert _variant_columns(night.db_path) == []
 
 
-def test_integer_message_count_loads_as_its_text_and_casts_in_the_model(run_night, api, dataset, db_path):
-    victim = expected.listed_project_ids(dataset)[0]
-    for n, session in enumerate(dataset.sessions[victim]):
-        session["message_count"] = n * 7
-    api.dataset = dataset
+def test_integer_message_count_loads_as_its_text_and_casts_in_the_model(new_fields_night):
+    night = new_fields_night
+    victim = night.victims["message_count"]
 
-    outcome = run_night()
-
-    assert outcome.exit_code == 0, outcome.message
-    _assert_projects_hold(db_path, dataset, expected.listed_project_ids(dataset))
-    with _read(db_path) as con:
+    assert night.outcome.exit_code == 0, night.outcome.message
+    _assert_projects_hold(night.db_path, night.served, expected.listed_project_ids(night.served))
+    with _read(night.db_path) as con:
         raw = dict(con.execute(
             "select id, message_count from cekura_raw.scenario_improvement_sessions where project_id = ?", [victim]
         ).fetchall())
@@ -556,11 +836,11 @@ def test_integer_message_count_loads_as_its_text_and_casts_in_the_model(run_nigh
             "select data_type from information_schema.columns "
             "where table_schema = 'analytics' and table_name = 'sessions' and column_name = 'message_count'"
         ).fetchone()
-    want = {s["id"]: n * 7 for n, s in enumerate(dataset.sessions[victim])}
+    want = {s["id"]: n * 7 for n, s in enumerate(night.served.sessions[victim])}
     assert raw == {k: str(v) for k, v in want.items()}
     assert modelled == want
     assert model_type == ("INTEGER",)
-    assert _columns(db_path)["message_count"] == "VARCHAR"
+    assert _columns(night.db_path)["message_count"] == "VARCHAR"
 
 
 def test_id_turning_into_text_loads_as_the_integer_it_holds(load, first_night, api, dataset, db_path, caplog):
@@ -636,21 +916,14 @@ def test_new_field_changing_type_between_nights_does_not_stop_the_load(load, api
     assert _variant_columns(db_path) == []
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param("project_id", id="project_id"),
-    pytest.param("createdAt", id="camel-case-twin-of-created_at"),
-])
-def test_new_field_named_like_a_loaded_column_does_not_stop_the_load(load, api, dataset, db_path, name):
-    victim = expected.listed_project_ids(dataset)[0]
-    for session in dataset.sessions[victim]:
-        session[name] = 1
-    api.dataset = dataset
+@pytest.mark.parametrize("name", NAMED_LIKE_A_COLUMN)
+def test_new_field_named_like_a_loaded_column_does_not_stop_the_load(new_fields_night, name):
+    night = new_fields_night
+    assert all(s[name] == 1 for s in night.served.sessions[night.victims[name]])
 
-    outcome = load()
-
-    assert outcome.exit_code in (0, 1), outcome.message
-    _assert_projects_hold(db_path, dataset, expected.listed_project_ids(dataset))
-    assert _variant_columns(db_path) == []
+    assert night.outcome.exit_code in (0, 1), night.outcome.message
+    _assert_projects_hold(night.db_path, night.served, expected.listed_project_ids(night.served))
+    assert _variant_columns(night.db_path) == []
 
 
 def test_a_body_labelled_gzip_that_is_not_is_retried_then_named(load, api, dataset, db_path):

@@ -9,11 +9,11 @@ import duckdb
 import pytest
 from cekura_sessions.fake.data import generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
-from support import expected
+from support import expected, nights
 from support.model_expectations import EXPECTED, expected_project_completion_rates, expected_sessions
 from support.raw_data import RawData
 from support.rows import assert_same_rows, keyed_rows
-from support.settings import API_KEY, DATASET_SPEC, TEST_RETRY
+from support.settings import API_KEY, DATASET_SPEC
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API, then the models
 
@@ -39,30 +39,26 @@ def raw_from_dataset(dataset) -> RawData:
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     """One real night into a DuckDB file, shared by the module's tests that only read it: (the
-    open file, the raw rows expected from the data)."""
-    from cekura_sessions.run import night as pipeline
-
+    open file, the raw rows expected from the data, the night's outcome). It is the night
+    `run_night()` runs (the same settings), so a test of that night's outcome reads it here."""
     dataset = generate(DATASET_SPEC)
     folder = tmp_path_factory.mktemp("night")
     with FakeCekuraApi(dataset, api_key=API_KEY, faults=Faults()) as api:
-        outcome = pipeline.run(pipeline.RunConfig(
-            db=folder / "cekura.duckdb", api_key=API_KEY, base_url=api.url, pipelines_dir=str(folder / "pipelines"),
-            db_wait_seconds=2.0, retry=TEST_RETRY, details=False,
-        ))
+        outcome = nights.run(db=folder / "cekura.duckdb", base_url=api.url, pipelines_dir=str(folder / "pipelines"))
     assert outcome.exit_code == 0, outcome.message
     con = duckdb.connect(str(folder / "cekura.duckdb"), read_only=True)
-    yield con, raw_from_dataset(dataset)
+    yield con, raw_from_dataset(dataset), outcome
     con.close()
 
 
 @pytest.mark.parametrize("model", list(EXPECTED))
 def test_model_matches_generated_data(loaded, model):
-    con, raw = loaded
+    con, raw, _ = loaded
     assert_same_rows(keyed_rows(con, model), EXPECTED[model](raw), model)
 
 
-def test_every_error_check_passes_on_generated_data(run_night, db_path):
-    outcome = run_night()
+def test_every_error_check_passes_on_generated_data(loaded):
+    _, _, outcome = loaded  # a plain first night's checks: the shared night's, which no test changes
     failed = [c.name for c in outcome.checks if not c.passed and c.severity == "error"]
     assert outcome.exit_code == 0 and failed == [], failed
     warned = {c.name for c in outcome.checks if not c.passed}

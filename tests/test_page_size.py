@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pytest
 from cekura_sessions.fake.data import DataSpec, generate
 from cekura_sessions.fake.server import FakeCekuraApi
-from support import expected
+from support import expected, nights
+from support.first_night import FILE, copy_night
 from support.processes import run_cli
-from support.settings import API_KEY, TEST_RETRY
+from support.settings import API_KEY
+
+if TYPE_CHECKING:
+    from cekura_sessions.run.night import RunOutcome
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
 
@@ -31,13 +40,10 @@ def data():
 
 
 def _night(tmp_path, api: FakeCekuraApi, **overrides: object):
-    from cekura_sessions.run import night
-
-    config = night.RunConfig(db=tmp_path / "cekura.duckdb", api_key=API_KEY, base_url=api.url,
-                             pipelines_dir=str(tmp_path / "pipelines"), db_wait_seconds=2.0, retry=TEST_RETRY,
-                             details=False,  # the listings' requests are counted
-                             build_models=False, **overrides)  # what reaches the raw tables (conftest.py's load)
-    return night.run(config)
+    # details=False (support/nights.py): the listings' requests are counted; no models: what
+    # reaches the raw tables (conftest.py's load)
+    return nights.run(**{"db": tmp_path / FILE, "base_url": api.url, "pipelines_dir": str(tmp_path / "pipelines"),
+                         "build_models": False, **overrides})
 
 
 def _pages(rows: int, pagination: str, granted: int) -> int:
@@ -58,41 +64,82 @@ def _want(dataset) -> tuple[set, list]:
     return expected.sessions(dataset, listed), expected.scenario_ids(dataset, listed)
 
 
+@dataclass(frozen=True)
+class FirstNight:
+    """A first night against a paged server, and what its tests read of it, taken at once."""
+
+    folder: Path  # its DuckDB file and dlt's folder (`_night`)
+    api: FakeCekuraApi  # its server, still serving: a later night's pages are compared with these
+    outcome: RunOutcome
+    asked: dict[int, int]  # requests of each listed project's sessions
+    loaded: tuple[set, list]  # `_loaded` right after it
+
+
+@pytest.fixture(scope="module")
+def paged_first_nights(tmp_path_factory: pytest.TempPathFactory, data) -> Iterator[Callable[..., FirstNight]]:
+    """`first(pagination, page_size, max_page_size)`: the first night of `data` against a server
+    paging by `pagination` in pages of SERVER_PAGE rows that grants a client up to `max_page_size`
+    (None: takes no page size from clients), `page_size` asked for (None: the night's default);
+    run once, on first use. Each is a test_each_listing_takes_the_pages_the_granted_size_needs
+    case's subject, and the [default-1000-capped-at-50] ones are also the first nights of
+    test_a_night_with_deletions_ends_exact, which goes on from a copy (support/first_night.py) instead of
+    running its own. The servers serve until the module ends: the night after goes to the same
+    server, as a night compares its pages with the last night's, whose links name the server."""
+    made: dict[tuple, FirstNight] = {}
+    with ExitStack() as servers:
+
+        def first(pagination: str, page_size: int | None, max_page_size: int | None) -> FirstNight:
+            key = (pagination, page_size, max_page_size)
+            if key not in made:
+                folder = tmp_path_factory.mktemp(f"first-night-{pagination}")
+                api = servers.enter_context(FakeCekuraApi(data, api_key=API_KEY, page_size=SERVER_PAGE,
+                                                          pagination=pagination, max_page_size=max_page_size))
+                outcome = _night(folder, api, **({"page_size": page_size} if page_size else {}))
+                listed = expected.listed_project_ids(data)
+                asked = {p: api.request_count(endpoint="sessions", project_id=p) for p in listed}
+                made[key] = FirstNight(folder, api, outcome, asked, _loaded(folder))
+            return made[key]
+
+        yield first
+
+
 @pytest.mark.parametrize("pagination", PAGINATIONS)
 @pytest.mark.parametrize("page_size, max_page_size, granted", [
     pytest.param(None, 50, 50, id="default-1000-capped-at-50"),
     pytest.param(20, 50, 20, id="asked-20-of-50"),
     pytest.param(None, None, SERVER_PAGE, id="server-takes-no-page-size"),
 ])
-def test_each_listing_takes_the_pages_the_granted_size_needs(tmp_path, data, pagination, page_size, max_page_size,
-                                                             granted):
+def test_each_listing_takes_the_pages_the_granted_size_needs(paged_first_nights, data, pagination, page_size,
+                                                             max_page_size, granted):
     if pagination == "limit_offset" and max_page_size is None:
         granted = 1000  # no max_limit: the `limit` the client sets on the link is granted whole
     listed = expected.listed_project_ids(data)
-    with FakeCekuraApi(data, api_key=API_KEY, page_size=SERVER_PAGE, pagination=pagination,
-                       max_page_size=max_page_size) as api:
-        outcome = _night(tmp_path, api, **({"page_size": page_size} if page_size else {}))
-        asked = {p: api.request_count(endpoint="sessions", project_id=p) for p in listed}
+    night = paged_first_nights(pagination, page_size, max_page_size)
+    outcome = night.outcome
 
     assert outcome.exit_code == 0, outcome.message
     want = {p: _pages(len(data.sessions[p]), pagination, granted) for p in listed}
-    assert asked == want, (pagination, granted)
+    assert night.asked == want, (pagination, granted)
     assert outcome.report.stats.requests == 1 + sum(want.values())
-    assert _loaded(tmp_path) == _want(data)
+    assert night.loaded == _want(data)
 
 
 # the bare array's two nights with deletions are test_paged_listings.py's [bare-array]
 @pytest.mark.parametrize("pagination", PAGINATIONS)
-def test_a_night_with_deletions_ends_exact(tmp_path, data, pagination):
-    with FakeCekuraApi(data, api_key=API_KEY, page_size=SERVER_PAGE, pagination=pagination, max_page_size=50) as api:
-        assert _night(tmp_path, api).exit_code == 0
-        tomorrow = copy.deepcopy(data)
-        busiest = max(expected.listed_project_ids(data), key=lambda p: len(data.sessions[p]))
-        del tomorrow.sessions[busiest][3:60:4]  # deleted upstream, across the granted pages
-        tomorrow.sessions[busiest][-1]["status"] = "cancelled"
-        api.dataset = tomorrow
-
+def test_a_night_with_deletions_ends_exact(tmp_path, paged_first_nights, data, pagination):
+    first = paged_first_nights(pagination, None, 50)  # the server grants up to 50 rows a page, the default asked
+    assert first.outcome.exit_code == 0, first.outcome.message
+    copy_night(first.folder, tmp_path / FILE, tmp_path / "pipelines")
+    api = first.api
+    tomorrow = copy.deepcopy(data)
+    busiest = max(expected.listed_project_ids(data), key=lambda p: len(data.sessions[p]))
+    del tomorrow.sessions[busiest][3:60:4]  # deleted upstream, across the granted pages
+    tomorrow.sessions[busiest][-1]["status"] = "cancelled"
+    api.dataset = tomorrow
+    try:
         outcome = _night(tmp_path, api)
+    finally:
+        api.dataset = data  # the first night's server serves its data again
 
     assert outcome.exit_code == 0, outcome.message
     assert outcome.report.rows_rejected == 0

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pytest
 from cekura_sessions.extract.contract import RAW_SCHEMA, SCENARIO_IDS_TABLE, SESSIONS_TABLE
-from cekura_sessions.fake.data import DataSpec, generate
+from cekura_sessions.fake.data import DataSpec, FakeDataset, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
-from support import expected, warm
+from support import expected, nights, warm
 from support.ports import refused_port
-from support.settings import API_KEY, TEST_RETRY
+from support.settings import API_KEY, DATASET_SPEC, TEST_RETRY
+
+if TYPE_CHECKING:
+    from cekura_sessions.fake.server import RequestRecord
+    from cekura_sessions.run.night import RunOutcome
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt) against the fake API
 
@@ -34,18 +42,67 @@ def _assert_raw_equals(db_path: Path, dataset, project_ids=None) -> None:
         assert expected.loaded_projects(con) == expected.projects(dataset)
 
 
-def test_run_loads_every_listed_project_exactly(load, dataset, db_path):
-    outcome = load()
+# --- nights that several tests share ------------------------------------------------------------
+# A night costs about a second of CPU. Tests that only read what one night of the suite's data
+# leaves, each about its own part of it (a project's fault, the tables' columns), share it: a
+# module-scoped fixture runs it once, as conftest.py's `load` would (which, function-scoped, cannot).
+
+
+@dataclass(frozen=True)
+class SharedNight:
+    """A night run once for several tests, and what they read of it."""
+
+    dataset: FakeDataset
+    outcome: RunOutcome
+    db_path: Path
+    log: list[RequestRecord]  # the server's requests, every answer of the night logged
+    victims: dict[str, int] = field(default_factory=dict)  # a test case -> the project its fault is on
+    scripts: dict[int, list[str]] = field(default_factory=dict)  # a project -> its scripted faults, in turn
+
+
+def _shared_night(folder: Path, faults: Faults | None = None, victims: dict[str, int] | None = None) -> SharedNight:
+    """A night of the suite's data with `faults`, in `folder`, as conftest.py's `load` runs one
+    (support/nights.py's settings, build_models=False)."""
+    dataset = generate(DATASET_SPEC)
+    faults = faults or Faults()
+    scripts = {project: list(script) for (_, project), script in faults.script.items()}
+    with FakeCekuraApi(dataset, api_key=API_KEY, faults=faults) as api:
+        outcome = nights.run(db=folder / "cekura.duckdb", base_url=api.url, pipelines_dir=str(folder / "pipelines"),
+                             build_models=False)
+        # the server logs a slow answer only once it has slept, past the client's read timeout
+        # and maybe past the night's end: wait until every scripted fault is in the log
+        scripted = sum(len(script) for script in scripts.values())
+        deadline = time.monotonic() + 10
+        while sum(1 for r in api.requests_log if r.fault) < scripted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = list(api.requests_log)
+    return SharedNight(dataset, outcome, folder / "cekura.duckdb", log, victims or {}, scripts)
+
+
+def _served(night: SharedNight, project_id: int) -> list[str | None]:
+    """The fault each sessions request of `project_id` was answered with (None: a normal answer)."""
+    return [r.fault for r in night.log if r.endpoint == "sessions" and r.project_id == project_id]
+
+
+@pytest.fixture(scope="module")
+def plain_night(tmp_path_factory: pytest.TempPathFactory) -> SharedNight:
+    """A plain first night of the suite's data, no faults: what it loads and what it keeps out."""
+    return _shared_night(tmp_path_factory.mktemp("plain-night"))
+
+
+def test_run_loads_every_listed_project_exactly(plain_night):
+    outcome, dataset = plain_night.outcome, plain_night.dataset
 
     assert outcome.exit_code == 0, outcome.message
-    _assert_raw_equals(db_path, dataset)
+    _assert_raw_equals(plain_night.db_path, dataset)
     listed = expected.listed_project_ids(dataset)
     assert sorted(outcome.report.projects_ok) == sorted(listed)
     assert outcome.report.sessions_written == sum(len(dataset.sessions[p]) for p in listed)
 
 
-def test_run_keeps_only_allowed_project_columns(load, db_path):
-    load()
+def test_run_keeps_only_allowed_project_columns(plain_night):
+    db_path = plain_night.db_path
+    assert plain_night.outcome.exit_code == 0, plain_night.outcome.message
 
     with _read(db_path) as con:
         columns = [c for (c,) in con.execute(
@@ -115,32 +172,76 @@ def test_configured_project_ids_load_only_those(load, dataset, db_path):
     _assert_raw_equals(db_path, dataset, chosen)
 
 
-TRANSIENT_FAULTS = [
-    pytest.param(["500", "502", "503"], id="5xx"),
-    pytest.param(["408"], id="408"),
-    pytest.param(["429:0", "429:1"], id="429-retry-after-seconds-and-zero"),
-    pytest.param(["429:http-date"], id="429-retry-after-http-date"),
-    pytest.param(["drop", "drop"], id="dropped-connection"),
-    pytest.param(["slow:3"], id="slow-past-read-timeout"),
-    pytest.param(["truncated"], id="truncated-json"),
-    pytest.param(["html"], id="html-with-200"),
-    pytest.param(["object"], id="object-instead-of-array"),
-]
+# a case's faults, served one per request to its project before a normal answer
+TRANSIENT_FAULTS = {
+    "5xx": ["500", "502", "503"],
+    "408": ["408"],
+    "429-retry-after-seconds-and-zero": ["429:0", "429:1"],
+    "429-retry-after-http-date": ["429:http-date"],
+    "dropped-connection": ["drop", "drop"],
+    "slow-past-read-timeout": ["slow:3"],
+    "truncated-json": ["truncated"],
+    "html-with-200": ["html"],
+    "object-instead-of-array": ["object"],
+}
+# The cases share two nights, each group of cases on a listed project of its own that has sessions
+# (a fault taken for an empty listing would show), its cases' faults served in turn: at most three
+# failed attempts a project (TEST_RETRY.max_attempts is 4), so every project loads. The 429s have a
+# night of their own: a 429 after the answers of four requests or more teaches the client a throttle
+# window (api/pacing.py), which paces the rest of the night; alone, each is a lone 429 early in the
+# night, waited out as its Retry-After says, as when each case had its own night.
+TRANSIENT_NIGHTS = {
+    "failures": [["5xx"], ["dropped-connection", "slow-past-read-timeout"], ["truncated-json", "html-with-200"],
+                 ["object-instead-of-array", "408"]],
+    "throttled": [["429-retry-after-seconds-and-zero"], ["429-retry-after-http-date"]],
+}
 
 
-@pytest.mark.parametrize("faults", TRANSIENT_FAULTS)
-def test_transient_faults_end_with_exact_data(load, api, dataset, db_path, faults):
-    victim = expected.listed_project_ids(dataset)[0]
-    api.faults = Faults(script={("sessions", victim): list(faults)})
+@pytest.fixture(scope="module")
+def transient_nights(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], SharedNight]:
+    """`night_of(case)`: the night of TRANSIENT_NIGHTS that holds the TRANSIENT_FAULTS case, run on first use."""
+    cases = [case for groups in TRANSIENT_NIGHTS.values() for group in groups for case in group]
+    assert sorted(cases) == sorted(TRANSIENT_FAULTS), "every case in exactly one night"
+    made: dict[str, SharedNight] = {}
 
-    outcome = load()
+    def night_of(case: str) -> SharedNight:
+        name = next(name for name, groups in TRANSIENT_NIGHTS.items() if any(case in group for group in groups))
+        if name not in made:
+            dataset = generate(DATASET_SPEC)
+            projects = [p for p in expected.listed_project_ids(dataset) if dataset.sessions[p]]
+            groups = TRANSIENT_NIGHTS[name]
+            assert len(projects) >= len(groups), "the suite's data has too few projects with sessions"
+            victims, script = {}, {}
+            for project, group in zip(projects, groups, strict=False):
+                faults = [fault for case in group for fault in TRANSIENT_FAULTS[case]]
+                assert sum(not f.startswith("429") for f in faults) < TEST_RETRY.max_attempts, group
+                victims.update(dict.fromkeys(group, project))
+                script[("sessions", project)] = faults
+            made[name] = _shared_night(tmp_path_factory.mktemp(f"transient-{name}"), Faults(script=script), victims)
+        return made[name]
+
+    return night_of
+
+
+@pytest.mark.parametrize("case", list(TRANSIENT_FAULTS))
+def test_transient_faults_end_with_exact_data(transient_nights, case):
+    night = transient_nights(case)
+    victim = night.victims[case]
+    outcome = night.outcome
 
     assert outcome.exit_code == 0, outcome.message
-    _assert_raw_equals(db_path, dataset)
-    assert outcome.report.stats.retries == len(faults)
-    if not faults[0].startswith("slow"):  # the server logs a slow answer only once it has slept
-        attempts = api.request_count(endpoint="sessions", project_id=victim)
-        assert attempts == len(faults) + 1, f"{attempts} attempts for {faults}"
+    with _read(night.db_path) as con:
+        assert expected.loaded_sessions(con, f"project_id = {victim}") == expected.sessions(night.dataset, [victim])
+        assert expected.loaded_scenario_ids(con, f"project_id = {victim}") == expected.scenario_ids(
+            night.dataset, [victim])
+    _assert_raw_equals(night.db_path, night.dataset)
+    # one retry per fault of the night: every case's that shares it
+    assert outcome.report.stats.retries == sum(len(TRANSIENT_FAULTS[c]) for c in night.victims)
+    # the project's requests: its group's faults (its case's among them), each served once, then a normal answer
+    served = _served(night, victim)
+    script = night.scripts[victim]
+    assert sorted(f for f in served if f) == sorted(script), f"{served} served for {script}"
+    assert len(served) == len(script) + 1, f"{len(served)} attempts for {script}"
 
 
 def test_transient_fault_on_projects_list_is_retried(load, api, dataset, db_path):
@@ -174,15 +275,28 @@ def test_project_that_keeps_failing_keeps_its_rows_and_others_move_on(load, firs
         assert expected.loaded_sessions(con, f"project_id <> {victim}") == expected.sessions(tomorrow, others)
 
 
-@pytest.mark.parametrize("status", ["403", "404"])
-def test_forbidden_or_missing_project_fails_without_retrying(load, api, dataset, status):
-    victim = expected.listed_project_ids(dataset)[1]
-    api.faults = Faults(always={victim: status})
+REFUSALS = ["403", "404"]
 
-    outcome = load()
+
+@pytest.fixture(scope="module")
+def refusing_night(tmp_path_factory: pytest.TempPathFactory) -> SharedNight:
+    """One night where each status of REFUSALS answers every request of a project of its own, the
+    others loading."""
+    listed = expected.listed_project_ids(generate(DATASET_SPEC))
+    victims = dict(zip(REFUSALS, listed[1:], strict=False))
+    faults = Faults(always={project: status for status, project in victims.items()})
+    return _shared_night(tmp_path_factory.mktemp("refusing-night"), faults, victims)
+
+
+@pytest.mark.parametrize("status", REFUSALS)
+def test_forbidden_or_missing_project_fails_without_retrying(refusing_night, status):
+    night = refusing_night
+    victim = night.victims[status]
+    outcome = night.outcome
 
     assert outcome.exit_code == 1
-    assert api.request_count(endpoint="sessions", project_id=victim) == 1
+    assert sorted(outcome.report.projects_failed) == sorted(night.victims.values())
+    assert len(_served(night, victim)) == 1
     assert f"HTTP {status}" in outcome.report.projects_failed[victim]
 
 

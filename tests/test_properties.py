@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -25,7 +24,7 @@ from cekura_sessions.extract.fetch import fetch_listing
 from cekura_sessions.fake.data import FakeDataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import expected
+from support import expected, nights
 from support.settings import API_KEY, TEST_RETRY
 
 if TYPE_CHECKING:
@@ -142,17 +141,13 @@ def test_valid_listings_convert_exactly_and_a_second_read_is_unchanged(api, data
 
 
 def _load(api_url: str, folder: Path) -> RunOutcome:
-    from cekura_sessions.run import night as pipeline
-
-    return pipeline.run(pipeline.RunConfig(
+    return nights.run(
         db=folder / "cekura.duckdb",
-        api_key=API_KEY,
         base_url=api_url,
         pipelines_dir=str(folder / "pipelines"),
-        db_wait_seconds=2.0,
-        retry=TEST_RETRY,
+        details=None,  # as configured: the details are read, as a night of the CLI reads them
         build_models=False,  # checks would judge the generated data; the property is about loading
-    ))
+    )
 
 
 def _assert_holds_exactly(con: duckdb.DuckDBPyConnection, dataset: FakeDataset) -> None:

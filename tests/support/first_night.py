@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -39,28 +40,45 @@ class FirstNights:
         """Put the first night's database at `db_path` and its dlt folder in `pipelines_dir`
         (None: beside the file, as the CLI keeps it). `run(**settings)` runs a night as the
         test's `run_night` does, with `overrides`."""
-        # what the settings and the configuration the night reads (dlt's and ours) were
-        configured = sorted((k, v) for k, v in os.environ.items() if k.startswith("CEKURA_") or "__" in k)
+        from cekura_sessions.run.dlt_pipeline import DLT_DEFAULTS  # imports dlt: here, not for every test
+
+        # what the settings and the configuration the night reads (dlt's and ours) were; not the
+        # defaults the first night in a process puts in the environment itself, or every later
+        # first night of the same settings would be made again
+        configured = sorted((k, v) for k, v in os.environ.items()
+                            if (k.startswith("CEKURA_") or "__" in k) and DLT_DEFAULTS.get(k) != v)
         beside = pipelines_dir is None
         key = json.dumps([sorted(overrides.items()), beside, configured], default=str)
         made = self.made.get(key) or self._make(key, run, overrides, beside)
-        shutil.copy(made / FILE, db_path)
-        target = db_path.with_name(f"{db_path.name}.dlt") if beside else pipelines_dir
-        shutil.copytree(made / (f"{FILE}.dlt" if beside else "pipelines"), target)
-        from cekura_sessions.run.dlt_pipeline import _FOLDER_MARKER  # imports dlt: here, not for every test
+        copy_night(made, db_path, pipelines_dir)
 
-        markers = list(target.glob(f"*/{_FOLDER_MARKER}"))
-        # a marker naming another file would make the next night drop the folder and restore it from the database
-        assert len(markers) == 1, f"dlt's folder holds {len(markers)} markers of the file it serves, not one"
-        served = json.loads(markers[0].read_text(encoding="utf-8"))
-        markers[0].write_text(json.dumps({**served, "path": str(db_path.resolve())}), encoding="utf-8")
+    def _server(self) -> AbstractContextManager[FakeCekuraApi]:
+        """The server the first night reads: one of its own, serving the suite's data whole."""
+        return FakeCekuraApi(generate(DATASET_SPEC), api_key=API_KEY, faults=Faults())
 
     def _make(self, key: str, run: Callable[..., Any], overrides: dict[str, Any], beside: bool) -> Path:
         folder = self.folder / str(len(self.made))
         folder.mkdir()
-        with FakeCekuraApi(generate(DATASET_SPEC), api_key=API_KEY, faults=Faults()) as server:
+        with self._server() as server:
             outcome = run(db=folder / FILE, base_url=server.url,
                           pipelines_dir=None if beside else str(folder / "pipelines"), **overrides)
         assert outcome.exit_code == 0, f"the first night failed: {outcome.message}"
         self.made[key] = folder
         return folder
+
+
+def copy_night(made: Path, db_path: Path, pipelines_dir: Path | None) -> None:
+    """Put the night that ran into folder `made` (its FILE, and dlt's folder: `made/pipelines`, or
+    beside the file when `pipelines_dir` is None, as the CLI keeps it) at `db_path`, its dlt folder
+    in `pipelines_dir`; the folder's marker (run/dlt_pipeline.py) then names the copy, so the next
+    night goes on from it as from its own."""
+    from cekura_sessions.run.dlt_pipeline import _FOLDER_MARKER  # imports dlt: here, not for every test
+
+    shutil.copy(made / FILE, db_path)
+    target = db_path.with_name(f"{db_path.name}.dlt") if pipelines_dir is None else pipelines_dir
+    shutil.copytree(made / (f"{FILE}.dlt" if pipelines_dir is None else "pipelines"), target)
+    markers = list(target.glob(f"*/{_FOLDER_MARKER}"))
+    # a marker naming another file would make the next night drop the folder and restore it from the database
+    assert len(markers) == 1, f"dlt's folder holds {len(markers)} markers of the file it serves, not one"
+    served = json.loads(markers[0].read_text(encoding="utf-8"))
+    markers[0].write_text(json.dumps({**served, "path": str(db_path.resolve())}), encoding="utf-8")

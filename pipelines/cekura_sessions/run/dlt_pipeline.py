@@ -27,12 +27,20 @@ _DATABASE_TABLE = f"{settings.META_SCHEMA}._database"  # one row: the file's dat
 _FOLDER_MARKER = "cekura_database"  # in dlt's working folder: the file it serves, {"path", "database_id"}
 
 
+# dlt settings every night loads with, unless the environment says otherwise; dlt reads its
+# configuration from the environment, so they are put there (make_pipeline)
+DLT_DEFAULTS = {
+    # without this, merge keeps a full copy of every load in cekura_raw_staging (docs/upstream-behaviour.md)
+    "LOAD__TRUNCATE_STAGING_DATASET": "true",
+    # a loaded job's file is never read again; dlt keeps it for ever otherwise (about 8 MB a full night)
+    "LOAD__DELETE_COMPLETED_JOBS": "true",
+}
+
+
 def make_pipeline(database: Database, pipelines_dir: str | None = None) -> dlt.Pipeline:
     """The pipeline loading `database`; `pipelines_dir` None: its own folder (Database.pipelines_dir)."""
-    # without this, merge keeps a full copy of every load in cekura_raw_staging (docs/upstream-behaviour.md)
-    os.environ.setdefault("LOAD__TRUNCATE_STAGING_DATASET", "true")
-    # a loaded job's file is never read again; dlt keeps it for ever otherwise (about 8 MB a full night)
-    os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
+    for name, value in DLT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     if not database.is_file:
         _say_how_postgres_loads()
     pipeline = dlt.pipeline(
