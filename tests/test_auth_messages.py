@@ -17,7 +17,7 @@ import pytest
 from cekura_sessions.api.client import CekuraClient
 from cekura_sessions.api.errors import Untrusted
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
-from support import expected
+from support import expected, nights
 from support.processes import run_cli
 from support.settings import API_KEY, TEST_RETRY
 from support.tls import self_signed_server
@@ -28,16 +28,15 @@ WRONG_KEY = "wrong-key-5c1d-never-printed"
 
 
 def _night(tmp_path, base_url: str, api_key: str = API_KEY, **overrides: object):
-    from cekura_sessions.run import night
-
-    config = night.RunConfig(db=tmp_path / "cekura.duckdb", api_key=api_key, api_key_origin="CEKURA_API_KEY",
-                             base_url=base_url, pipelines_dir=str(tmp_path / "pipelines"), db_wait_seconds=2.0,
-                             retry=TEST_RETRY, build_models=False, **overrides)  # as conftest.py's load
-    return night.run(config)
+    """A night as conftest.py's `load` runs one (support/nights.py's settings, no models), the
+    key's origin named CEKURA_API_KEY, as the command names it when that variable gives the key."""
+    return nights.run(db=tmp_path / "cekura.duckdb", api_key=api_key, api_key_origin="CEKURA_API_KEY",
+                      base_url=base_url, pipelines_dir=str(tmp_path / "pipelines"), build_models=False, **overrides)
 
 
 @contextmanager
-def _answering(status: int, body: bytes, content_type: str, headers: tuple[tuple[str, str], ...] = ()) -> Iterator[tuple[str, list[str]]]:
+def _answering(status: int, body: bytes, content_type: str,
+               headers: tuple[tuple[str, str], ...] = ()) -> Iterator[tuple[str, list[str]]]:
     """(`http://127.0.0.1:<port>`, the paths asked): a loopback server that gives every GET the
     same answer, as a firewall in front of an API does."""
     asked: list[str] = []

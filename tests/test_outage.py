@@ -15,7 +15,7 @@ import pytest
 from cekura_sessions.api.client import CekuraClient
 from cekura_sessions.api.errors import Unreachable
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
-from support import expected
+from support import expected, nights
 from support.ports import refused_port
 from support.settings import API_KEY, TEST_RETRY
 
@@ -28,12 +28,10 @@ DOWN_SECONDS = 3.0
 
 
 def _night(tmp_path, api: FakeCekuraApi, retry):
-    from cekura_sessions.run import night
-
-    config = night.RunConfig(db=tmp_path / "cekura.duckdb", api_key=API_KEY, base_url=api.url, concurrency=2,
-                             pipelines_dir=str(tmp_path / "pipelines"), db_wait_seconds=2.0, retry=retry,
-                             details=False)  # the listings' night
-    return night.run(config)
+    """A night as conftest.py's `run_night` runs one (support/nights.py's settings: the listings'
+    night), with `retry` and two requests at a time."""
+    return nights.run(db=tmp_path / "cekura.duckdb", base_url=api.url, concurrency=2,
+                      pipelines_dir=str(tmp_path / "pipelines"), retry=retry)
 
 
 def _down_for_a_while(api: FakeCekuraApi, after_sessions_requests: int) -> threading.Thread:

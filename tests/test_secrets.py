@@ -19,7 +19,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow.parquet as pq
@@ -27,13 +30,17 @@ import pytest
 from cekura_sessions import logs, settings
 from cekura_sessions.api import endpoints
 from cekura_sessions.cli import main as cli
+from cekura_sessions.fake.data import FakeDataset, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from dlt.common.versioned_state import decompress_state
-from support import expected, warm
+from support import expected, nights, warm
 from support.ports import refused_port
 from support.processes import CLI
 from support.secrets import files_holding
-from support.settings import API_KEY, TEST_RETRY
+from support.settings import API_KEY, DATASET_SPEC, TEST_RETRY
+
+if TYPE_CHECKING:
+    from cekura_sessions.run.night import RunOutcome
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt), the CLI in subprocesses and dlt's own CLI
 
@@ -194,7 +201,8 @@ IN_PROCESS_FAILURES = [
 
 
 @pytest.mark.parametrize(("failure", "exit_code"), IN_PROCESS_FAILURES)
-def test_key_is_absent_from_messages_ledger_and_log_records(run_night, api, dataset, db_path, caplog, failure, exit_code):
+def test_key_is_absent_from_messages_ledger_and_log_records(run_night, api, dataset, db_path, caplog, failure,
+                                                            exit_code):
     overrides: dict[str, object] = {}
     if failure == "faults":
         api.faults = Faults(always={expected.listed_project_ids(dataset)[0]: "500"})
@@ -238,9 +246,12 @@ def test_logs_mask_the_key_as_defence_in_depth(api, tmp_path, monkeypatch, capfd
     monkeypatch.setenv("CEKURA_API_KEY", API_KEY)
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt-data"))
     try:
+        # the line under test is logged after the run, through the handlers the command set up;
+        # the run only gets there, so it reads the listings alone (the night's own lines, the
+        # details' among them, are searched at DEBUG in test_key_never_leaves_the_header_in_cli_runs)
         code = cli.main([
             "--log-format", log_format, "run", "--base-url", api.url, "--db", str(tmp_path / "c.duckdb"),
-            "--no-models",
+            "--no-models", "--no-details",
         ])
         logging.getLogger("urllib3.connectionpool").warning("sent headers {'X-CEKURA-API-KEY': '%s'}", API_KEY)
     finally:
@@ -340,7 +351,8 @@ def test_a_redirect_is_not_followed_and_says_where_it_points(run_night, recorder
     pytest.param("http://localhost.example.com", id="name-starting-with-localhost"),
     pytest.param("http://127.0.0.1.nip.io", id="name-starting-with-127"),
 ])
-def test_plain_http_to_a_remote_host_is_refused_before_any_request(run_night, recorder_factory, monkeypatch, db_path, base_url):
+def test_plain_http_to_a_remote_host_is_refused_before_any_request(run_night, recorder_factory, monkeypatch, db_path,
+                                                                  base_url):
     proxy = recorder_factory(_PROXY_REFUSES)
     for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
         monkeypatch.setenv(name, proxy.url)
@@ -369,26 +381,72 @@ def test_plain_http_refusal_is_one_line_from_the_cli(tmp_path, recorder_factory)
     assert proxy.heads == []
 
 
-def test_loopback_plain_http_is_allowed(run_night, api, dataset):
-    outcome = run_night(base_url=api.url.replace("127.0.0.1", "localhost"))
+# --- nights on loopback, shared ---------------------------------------------------------------
+# A night of the suite's data costs about a second of CPU. The tests below each read their own
+# part of a whole night against the fake API on loopback: that plain http to loopback is allowed,
+# that no request went to the proxy the environment names, that no member's personal data
+# reached the database or dlt's folder. One night per loopback host serves them, run once for
+# the module as conftest.py's `run_night` runs one (the models built), with every proxy variable
+# naming a recording proxy; the tests that are not about the proxy check that it saw nothing,
+# so their night is one that read the fake API directly, as their own would.
 
-    assert outcome.exit_code == 0, outcome.message
-    assert outcome.report.stats.requests == 1 + len(expected.listed_project_ids(dataset))
+_PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+@dataclass(frozen=True)
+class _LoopbackNight:
+    dataset: FakeDataset  # what the fake API served
+    outcome: RunOutcome
+    folder: Path  # the night's database (cekura.duckdb) and dlt's folder (pipelines/), nothing else
+    requests: int  # the requests the fake API answered
+    proxy_heads: list[bytes]  # the requests that reached the proxy
+
+
+def _loopback_night(folder: Path, host: str) -> _LoopbackNight:
+    dataset = generate(DATASET_SPEC)
+    proxy = _Recorder(_PROXY_REFUSES)
+    try:
+        with FakeCekuraApi(dataset, api_key=API_KEY, faults=Faults()) as api, pytest.MonkeyPatch.context() as env:
+            for name in _PROXY_VARIABLES:
+                env.setenv(name, proxy.url)
+            env.delenv("NO_PROXY", raising=False)
+            env.delenv("no_proxy", raising=False)
+            outcome = nights.run(db=folder / "cekura.duckdb", base_url=api.url.replace("127.0.0.1", host),
+                                 pipelines_dir=str(folder / "pipelines"))
+            requests = api.request_count()
+    finally:
+        proxy.close()
+    return _LoopbackNight(dataset, outcome, folder, requests, list(proxy.heads))
+
+
+@pytest.fixture(scope="module")
+def loopback_nights(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], _LoopbackNight]:
+    """`night_of(host)`: the night whose base URL names the fake API by `host`, run on first use."""
+    made: dict[str, _LoopbackNight] = {}
+
+    def night_of(host: str) -> _LoopbackNight:
+        if host not in made:
+            made[host] = _loopback_night(tmp_path_factory.mktemp(f"loopback-{host}-"), host)
+        return made[host]
+
+    return night_of
+
+
+def test_loopback_plain_http_is_allowed(loopback_nights):
+    night = loopback_nights("localhost")
+
+    assert night.outcome.exit_code == 0, night.outcome.message
+    assert night.outcome.report.stats.requests == 1 + len(expected.listed_project_ids(night.dataset))
+    assert night.proxy_heads == [], "the night went through the proxy"
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
-def test_a_loopback_base_url_never_goes_through_a_proxy(run_night, api, dataset, recorder_factory, monkeypatch, host):
-    proxy = recorder_factory(_PROXY_REFUSES)
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.setenv(name, proxy.url)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+def test_a_loopback_base_url_never_goes_through_a_proxy(loopback_nights, host):
+    night = loopback_nights(host)
 
-    outcome = run_night(base_url=api.url.replace("127.0.0.1", host))
-
-    assert outcome.exit_code == 0, outcome.message
-    assert proxy.heads == [], "a request went to the proxy, with the key in clear"
-    assert api.request_count() == 1 + len(expected.listed_project_ids(dataset))
+    assert night.outcome.exit_code == 0, night.outcome.message
+    assert night.proxy_heads == [], "a request went to the proxy, with the key in clear"
+    assert night.requests == 1 + len(expected.listed_project_ids(night.dataset))
 
 
 def test_default_base_url_is_https_so_the_key_is_tunnelled(run_night, recorder_factory, monkeypatch):
@@ -406,7 +464,8 @@ def test_default_base_url_is_https_so_the_key_is_tunnelled(run_night, recorder_f
     assert API_KEY not in outcome.message
     assert proxy.heads, "the run never tried the default URL"
     first_lines = {head.split(b"\r\n")[0] for head in proxy.heads}
-    assert {re.sub(rb" HTTP/1\.[01]$", b"", line) for line in first_lines} == {b"CONNECT api.cekura.ai:443"}, first_lines
+    asked = {re.sub(rb" HTTP/1\.[01]$", b"", line) for line in first_lines}
+    assert asked == {b"CONNECT api.cekura.ai:443"}, first_lines
     assert all(CANARY not in head for head in proxy.heads), "the key went to the proxy in clear"
 
 
@@ -424,14 +483,14 @@ def _personal_values(dataset) -> set[str]:
     return values
 
 
-def test_member_emails_webhooks_and_keys_never_reach_the_database(run_night, dataset, db_path, tmp_path):
-    personal = _personal_values(dataset)
+def test_member_emails_webhooks_and_keys_never_reach_the_database(loopback_nights):
+    night = loopback_nights("127.0.0.1")  # the fake API at its own address: a plain night of the suite's data
+    personal = _personal_values(night.dataset)
     assert sum(v.endswith("@example.com") for v in personal) >= 2, personal
     assert any(v.startswith("https://hooks.example.com/") for v in personal), personal
 
-    outcome = run_night()
-
-    assert outcome.exit_code == 0, outcome.message
-    text = _database_text(db_path)
+    assert night.outcome.exit_code == 0, night.outcome.message
+    assert night.proxy_heads == [], "the night went through the proxy"
+    text = _database_text(night.folder / "cekura.duckdb")
     assert sorted(v for v in personal if v in text) == [], "personal data in database values"
-    assert files_holding(tmp_path, b"@example.com", *(v.encode() for v in personal)) == []
+    assert files_holding(night.folder, b"@example.com", *(v.encode() for v in personal)) == []
