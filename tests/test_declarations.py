@@ -35,11 +35,9 @@ GENERATED_VIEWS = {"stg_session_statuses"}
 SCENARIO_STATS_BLOCK = TOML_TEXT[TOML_TEXT.index("[scenario_stats]\n"):TOML_TEXT.index("[session_status_changes]\n")]
 
 
-def fresh_db(path: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(path))
-    raw_data.create_raw_tables(con)
-    raw_data.load(con, VARIED)
-    return con
+def copied_db(made: Path, path: Path) -> duckdb.DuckDBPyConnection:
+    """A connection to a copy of the closed database `made` at `path`."""
+    return duckdb.connect(str(shutil.copy(made, path)))
 
 
 def copied_sql(tmp_path: Path) -> Path:
@@ -64,9 +62,29 @@ def table_comments(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, str
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> duckdb.DuckDBPyConnection:
-    con = fresh_db(tmp_path_factory.mktemp("dictionary") / "cekura.duckdb")
-    build_models(con)
+def varied_file(tmp_path_factory) -> Path:
+    """A closed database with the raw tables and VARIED's rows, no models: a test copies it
+    (milliseconds) rather than load VARIED again (support/raw_data.py inserts row by row)."""
+    path = tmp_path_factory.mktemp("varied") / "cekura.duckdb"
+    with duckdb.connect(str(path)) as con:
+        raw_data.create_raw_tables(con)
+        raw_data.load(con, VARIED)
+    return path
+
+
+@pytest.fixture(scope="module")
+def built_file(varied_file, tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    """varied_file with the models built from the real sql/ in a closed database, and the build's
+    row counts: the data dictionary's tests read it, a test breaking a declaration copies it."""
+    path = tmp_path_factory.mktemp("dictionary") / "cekura.duckdb"
+    with copied_db(varied_file, path) as con:
+        counts = build_models(con)
+    return path, counts
+
+
+@pytest.fixture(scope="module")
+def built(built_file) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(built_file[0]), read_only=True)
     yield con
     con.close()
 
@@ -178,10 +196,11 @@ MISMATCHES = [
 
 
 @pytest.mark.parametrize("edit, message", MISMATCHES)
-def test_declaration_that_disagrees_with_its_model_fails_the_build(tmp_path, edit, message):
+def test_declaration_that_disagrees_with_its_model_fails_the_build(tmp_path, built_file, edit, message):
     sql_dir = copied_sql(tmp_path)
-    con = fresh_db(tmp_path / "cekura.duckdb")
-    before = build_models(con, sql_dir)
+    # the models as built from the unedited sql/ (built_file): the previous models a failed build keeps
+    made, before = built_file
+    con = copied_db(made, tmp_path / "cekura.duckdb")
     comments_before = comments(con, "analytics")
     _edit(sql_dir, *edit)
     raw_data.load(con, raw_data.RawData(sessions=[raw_data.session(9001, 101, "completed", None, None)]))
@@ -194,10 +213,10 @@ def test_declaration_that_disagrees_with_its_model_fails_the_build(tmp_path, edi
     assert comments(con, "analytics") == comments_before
 
 
-def test_declaration_without_a_mart_fails_the_build(tmp_path):
+def test_declaration_without_a_mart_fails_the_build(tmp_path, varied_file):
     sql_dir = copied_sql(tmp_path)
     (sql_dir / "marts" / "scenario_stats.sql").unlink()
-    con = fresh_db(tmp_path / "cekura.duckdb")
+    con = copied_db(varied_file, tmp_path / "cekura.duckdb")
     message = r"^models\.toml: declares model\(s\) scenario_stats, which marts/ has no file for$"
     with pytest.raises(ModelBuildError, match=message):
         build_models(con, sql_dir)
@@ -264,10 +283,10 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize("edit, message", MALFORMED)
-def test_malformed_declarations_fail_the_build_and_the_checks(tmp_path, edit, message):
+def test_malformed_declarations_fail_the_build_and_the_checks(tmp_path, built_file, edit, message):
     sql_dir = copied_sql(tmp_path)
-    con = fresh_db(tmp_path / "cekura.duckdb")
-    build_models(con)  # the real declarations: the checks have models to run on
+    # built from the real declarations (built_file): the checks have models to run on
+    con = copied_db(built_file[0], tmp_path / "cekura.duckdb")
     _edit(sql_dir, *edit)
     with pytest.raises(ModelBuildError, match=rf"^models\.toml: .*{message}") as caught:
         build_models(con, sql_dir)
@@ -279,9 +298,9 @@ def test_malformed_declarations_fail_the_build_and_the_checks(tmp_path, edit, me
 # --- a changed declaration rebuilds ------------------------------------------------------------
 
 
-def test_inputs_fingerprint_covers_models_toml_and_the_contract(tmp_path, monkeypatch):
+def test_inputs_fingerprint_covers_models_toml_and_the_contract(tmp_path, varied_file, monkeypatch):
     sql_dir = copied_sql(tmp_path)
-    con = fresh_db(tmp_path / "cekura.duckdb")
+    con = copied_db(varied_file, tmp_path / "cekura.duckdb")
     first = inputs_fingerprint(con, sql_dir)
     assert inputs_fingerprint(con, sql_dir) == first, "same inputs, same fingerprint"
     _edit(sql_dir, 'title = "the session\'s title"', 'title = "what the session is called"')

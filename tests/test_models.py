@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -64,6 +65,52 @@ def fresh_db(path: Path, data: RawData | None = None) -> duckdb.DuckDBPyConnecti
     return con
 
 
+def copied_db(made: Path, path: Path) -> duckdb.DuckDBPyConnection:
+    """A connection to a copy of the closed database `made` at `path`."""
+    return duckdb.connect(str(shutil.copy(made, path)))
+
+
+def loaded_file(folder: Path, data: RawData) -> Path:
+    """A closed database in `folder` holding the raw tables with `data`'s rows, no models."""
+    path = folder / "cekura.duckdb"
+    fresh_db(path, data).close()
+    return path
+
+
+# Loading VARIED takes about 0.15 s of CPU (support/raw_data.py inserts row by row), a build about
+# 0.25 s, a copy of the file milliseconds: a test starting from the same rows, or the same build,
+# copies a file made once per module.
+
+
+@pytest.fixture(scope="module")
+def varied_raw(tmp_path_factory) -> Path:
+    """VARIED's raw rows, no models."""
+    return loaded_file(tmp_path_factory.mktemp("varied-raw"), VARIED)
+
+
+@pytest.fixture(scope="module")
+def clean_raw(tmp_path_factory) -> Path:
+    """CLEAN's raw rows, no models."""
+    return loaded_file(tmp_path_factory.mktemp("clean-raw"), CLEAN)
+
+
+@pytest.fixture(scope="module")
+def varied_builds(varied_raw, tmp_path_factory) -> Callable[[str], tuple[Path, dict[str, int]]]:
+    """`varied_builds(zone)`: a closed database of VARIED with the models built from the real sql/
+    by a connection whose TimeZone is `zone`, and the build's row counts; made once per zone."""
+    made: dict[str, tuple[Path, dict[str, int]]] = {}
+
+    def build(zone: str) -> tuple[Path, dict[str, int]]:
+        if zone not in made:
+            path = tmp_path_factory.mktemp("varied") / "cekura.duckdb"
+            with copied_db(varied_raw, path) as con:
+                con.execute(f"set TimeZone = '{zone}'")
+                made[zone] = path, build_models(con)
+        return made[zone]
+
+    return build
+
+
 @dataclass
 class Built:
     con: duckdb.DuckDBPyConnection
@@ -82,10 +129,12 @@ def table_counts(con: duckdb.DuckDBPyConnection, names: tuple[str, ...] = MARTS)
         pytest.param("Asia/Tokyo", id="session-tz-tokyo"),
     ],
 )
-def varied(request, tmp_path_factory) -> Built:
-    con = fresh_db(tmp_path_factory.mktemp("varied") / "cekura.duckdb", VARIED)
+def varied(request, varied_builds) -> Built:
+    path, counts = varied_builds(request.param)
+    # read-only: the tests of `varied` only read; the staging views are read in the zone too
+    con = duckdb.connect(str(path), read_only=True)
     con.execute(f"set TimeZone = '{request.param}'")
-    yield Built(con, build_models(con))
+    yield Built(con, counts)
     con.close()
 
 
@@ -109,7 +158,7 @@ def test_model_files_staging_first_then_marts_after_their_references():
             assert ref in names[:i], f"{path.name} references {ref}, built later: {names}"
 
 
-def test_model_files_orders_staging_views_by_their_references(tmp_path):
+def test_model_files_orders_staging_views_by_their_references(tmp_path, varied_raw):
     sql_dir = tmp_path / "sql"
     shutil.copytree(SQL_DIR, sql_dir)
     # sorts before stg_sessions, but reads it, so it must come after
@@ -129,13 +178,13 @@ def test_model_files_orders_staging_views_by_their_references(tmp_path):
     names = [p.stem for p in model_files(sql_dir)]
     assert names.index("stg_a_titles") > names.index("stg_sessions"), names
     assert max(names.index(n) for n in names if n.startswith("stg_")) < names.index("sessions"), names
-    con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
+    con = copied_db(varied_raw, tmp_path / "cekura.duckdb")
     build_models(con, sql_dir)
     got = con.execute("select count(*) from staging.stg_a_titles").fetchone()
     assert got == (len(VARIED.sessions),)
 
 
-def test_model_files_picks_up_a_new_mart_by_its_references(tmp_path):
+def test_model_files_picks_up_a_new_mart_by_its_references(tmp_path, varied_raw):
     sql_dir = tmp_path / "sql"
     shutil.copytree(SQL_DIR, sql_dir)
     # sorts first alphabetically, but reads two marts, so it must come after both
@@ -156,7 +205,7 @@ def test_model_files_picks_up_a_new_mart_by_its_references(tmp_path):
     names = [p.stem for p in model_files(sql_dir)]
     assert names.index("a_status_counts") > names.index("sessions"), names
     assert names.index("a_status_counts") > names.index("scenario_stats"), names
-    con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
+    con = copied_db(varied_raw, tmp_path / "cekura.duckdb")
     counts = build_models(con, sql_dir)
     want = len({s["status"] for s in VARIED.sessions})
     assert counts["a_status_counts"] == want, counts
@@ -175,11 +224,18 @@ def test_model_files_cycle_raises(tmp_path):
 DUCKDB_TYPES = {"bigint": "BIGINT", "text": "VARCHAR", "boolean": "BOOLEAN", "timestamptz": "TIMESTAMP WITH TIME ZONE"}
 
 
+@pytest.fixture(scope="module")
+def raw_tables(tmp_path_factory) -> duckdb.DuckDBPyConnection:
+    """The raw tables raw_tables_ddl() creates, empty: each test below reads one table's columns."""
+    con = fresh_db(tmp_path_factory.mktemp("raw-tables") / "cekura.duckdb", RawData())
+    yield con
+    con.close()
+
+
 @pytest.mark.parametrize("table", [pytest.param(t, id=t.name) for t in MODEL_INPUTS])
-def test_raw_tables_ddl_creates_the_contracts_columns(tmp_path, table):
+def test_raw_tables_ddl_creates_the_contracts_columns(raw_tables, table):
     want = [(c.name, DUCKDB_TYPES[c.sql]) for c in table.columns]
-    con = fresh_db(tmp_path / "cekura.duckdb", RawData())
-    got = con.execute(
+    got = raw_tables.execute(
         "select column_name, data_type from information_schema.columns "
         "where table_schema = 'cekura_raw' and table_name = ? order by ordinal_position",
         [table.name],
@@ -280,7 +336,8 @@ def test_build_keeps_staging_and_bookkeeping_out_of_analytics(varied):
     marts = {p.stem for p in (SQL_DIR / "marts").glob("*.sql")}
     views = {p.stem for p in (SQL_DIR / "staging").glob("stg_*.sql")} | {v.split(".")[1] for v in GENERATED_VIEWS}
     assert schema_objects(varied.con, "analytics") == {"tables": marts, "views": set(), "macros": set()}
-    assert schema_objects(varied.con, "staging") == {"tables": set(), "views": views, "macros": {f.split(".")[1] for f in ENGINE_FUNCTIONS}}
+    assert schema_objects(varied.con, "staging") == {
+        "tables": set(), "views": views, "macros": {f.split(".")[1] for f in ENGINE_FUNCTIONS}}
     assert schema_objects(varied.con, "cekura_meta")["tables"] == {"_build"}
 
 
@@ -291,8 +348,8 @@ def test_build_keeps_staging_and_bookkeeping_out_of_analytics(varied):
         pytest.param("drop table analytics.scenario_stats", id="mart"),
     ],
 )
-def test_up_to_date_until_an_object_of_the_build_is_missing(tmp_path, removal):
-    con = fresh_db(tmp_path / "cekura.duckdb", CLEAN)
+def test_up_to_date_until_an_object_of_the_build_is_missing(tmp_path, clean_raw, removal):
+    con = copied_db(clean_raw, tmp_path / "cekura.duckdb")
     fingerprint = inputs_fingerprint(con)
     assert not up_to_date(con, fingerprint), "never built"
     build_models(con, fingerprint=fingerprint)
@@ -319,8 +376,8 @@ create table analytics.my_notes as select 'kept: not from the old layout' as not
 """
 
 
-def test_build_drops_what_the_old_layout_left_in_analytics(tmp_path):
-    con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
+def test_build_drops_what_the_old_layout_left_in_analytics(tmp_path, varied_raw):
+    con = copied_db(varied_raw, tmp_path / "cekura.duckdb")
     con.execute(OLD_LAYOUT)
     before = schema_objects(con, "analytics")
     assert before["views"] == {"stg_projects", "stg_sessions", "stg_session_scenario_ids"}, before
@@ -405,9 +462,6 @@ def test_scenario_stats_match_python(varied):
 
 # --- edge cases, spelled out ---------------------------------------------------------------
 
-UTC = timezone.utc
-
-
 @pytest.mark.parametrize(
     "session_id, column, want",
     [
@@ -453,7 +507,8 @@ def test_gone_project_leaves_every_model(varied, project_id):
         "select table_name from information_schema.tables where table_schema = 'analytics'"
     ).fetchall()]
     assert sorted(models) == sorted(load_declarations()), models  # every model models.toml declares
-    left = {m: varied.con.execute(f"select count(*) from analytics.{m} where project_id = ?", [project_id]).fetchone()[0]
+    left = {m: varied.con.execute(f"select count(*) from analytics.{m} where project_id = ?",
+                                  [project_id]).fetchone()[0]
             for m in models}
     assert left == dict.fromkeys(models, 0), f"project {project_id} still counts in {left}"
     (raw,) = varied.con.execute("select count(*) from cekura_raw.scenario_improvement_sessions where project_id = ?",
@@ -568,9 +623,10 @@ def test_projects_without_sessions_have_zero_counts_and_null_rates(tmp_path):
     }
 
 
-def test_all_scenario_lists_empty_and_nested_table_never_created(tmp_path):
-    con = fresh_db(tmp_path / "cekura.duckdb", RawData(VARIED.projects, VARIED.sessions))
-    # dlt creates no nested table for a list that is always empty (dlt #2390, #2964)
+def test_all_scenario_lists_empty_and_nested_table_never_created(tmp_path, varied_raw):
+    con = copied_db(varied_raw, tmp_path / "cekura.duckdb")
+    # dlt creates no nested table for a list that is always empty (dlt #2390, #2964): VARIED's
+    # projects and sessions without it (its rows go with it)
     con.execute("drop table cekura_raw.scenario_improvement_sessions__scenario_ids")
     counts = build_models(con)
     assert (counts["session_scenarios"], counts["scenario_stats"]) == (0, 0), counts
@@ -579,8 +635,8 @@ def test_all_scenario_lists_empty_and_nested_table_never_created(tmp_path):
     assert got == [(0,)]
 
 
-def test_build_models_twice_gives_the_same_tables(tmp_path):
-    con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
+def test_build_models_twice_gives_the_same_tables(tmp_path, varied_raw):
+    con = copied_db(varied_raw, tmp_path / "cekura.duckdb")
     first = build_models(con)
     snapshot = {m: sorted(map(repr, con.execute(f"from analytics.{m}").fetchall())) for m in MARTS}
     assert build_models(con) == first
@@ -604,11 +660,11 @@ EXTRA.scenario_ids = raw_data.explode(EXTRA.sessions, {9001: [1, 77]})
         pytest.param("staging/stg_sessions.sql", "Binder Error", id="staging-view-fails"),
     ],
 )
-def test_failed_build_keeps_previous_models(tmp_path, broken_file, error):
+def test_failed_build_keeps_previous_models(tmp_path, varied_builds, broken_file, error):
     sql_dir = tmp_path / "sql"
     shutil.copytree(SQL_DIR, sql_dir)
-    con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
-    before = build_models(con, sql_dir)
+    made, before = varied_builds("UTC")  # the models as built from the unbroken sql/
+    con = copied_db(made, tmp_path / "cekura.duckdb")
     view_before = con.execute("select count(*) from staging.stg_sessions").fetchone()
 
     path = sql_dir / broken_file
@@ -631,11 +687,11 @@ def test_failed_build_keeps_previous_models(tmp_path, broken_file, error):
     assert build_models(con, sql_dir)["sessions"] == before["sessions"] + 1
 
 
-def test_build_error_names_the_model_reading_a_missing_table(tmp_path):
+def test_build_error_names_the_model_reading_a_missing_table(tmp_path, varied_raw):
     sql_dir = tmp_path / "sql"
     shutil.copytree(SQL_DIR, sql_dir)
     (sql_dir / "marts" / "misnamed.sql").write_text("select * from analytics.other_name")
-    con = fresh_db(tmp_path / "cekura.duckdb", VARIED)
+    con = copied_db(varied_raw, tmp_path / "cekura.duckdb")
     with pytest.raises(ModelBuildError, match=r"^marts/misnamed\.sql: Catalog Error"):
         build_models(con, sql_dir)
     assert con.execute(
@@ -644,22 +700,36 @@ def test_build_error_names_the_model_reading_a_missing_table(tmp_path):
     ).fetchone() == (0,), "nothing of the failed first build is kept"
 
 
-def test_clean_data_builds_too(tmp_path):
-    con = fresh_db(tmp_path / "cekura.duckdb", CLEAN)
+def test_clean_data_builds_too(tmp_path, clean_raw):
+    con = copied_db(clean_raw, tmp_path / "cekura.duckdb")
     counts = build_models(con)
     assert counts["sessions"] == len(counted(CLEAN).sessions)
     assert counts["project_completion_rates"] == sum(1 for p in CLEAN.projects if counts_in_models(p))
 
 
-@pytest.mark.parametrize("zone", ["asia/kolkata", "Asia/Kolkata ", " ASIA/KOLKATA\t", "Asia/Kolkata"])
-def test_daily_day_matches_a_zone_name_as_the_database_does(tmp_path, zone):
-    """Case and surrounding spaces aside, the name is the zone: 23:50 UTC is the next day in Kolkata."""
-    data = RawData([raw_data.project(401, "Zoned", zone)],
-                   [raw_data.session(4001, 401, "completed", AT_2350, "2024-03-02T00:20:00Z")], [])
-    con = fresh_db(tmp_path / "cekura.duckdb", data)
-    build_models(con)
+KOLKATA_SPELLINGS = ["asia/kolkata", "Asia/Kolkata ", " ASIA/KOLKATA\t", "Asia/Kolkata"]
 
-    got = con.execute("select project_id, day from analytics.daily_completion_rates").fetchall()
+
+@pytest.fixture(scope="module")
+def zoned(tmp_path_factory) -> duckdb.DuckDBPyConnection:
+    """Project 401 + i in KOLKATA_SPELLINGS[i]'s zone, with one session at 23:50 UTC, built once for
+    all the spellings: daily_completion_rates takes each project's day from its own zone."""
+    projects = [raw_data.project(401 + i, "Zoned", zone) for i, zone in enumerate(KOLKATA_SPELLINGS)]
+    sessions = [raw_data.session(4001 + i, 401 + i, "completed", AT_2350, "2024-03-02T00:20:00Z")
+                for i in range(len(KOLKATA_SPELLINGS))]
+    con = fresh_db(tmp_path_factory.mktemp("zoned") / "cekura.duckdb", RawData(projects, sessions, []))
+    build_models(con)
+    yield con
+    con.close()
+
+
+@pytest.mark.parametrize("zone", KOLKATA_SPELLINGS)
+def test_daily_day_matches_a_zone_name_as_the_database_does(zoned, zone):
+    """Case and surrounding spaces aside, the name is the zone: 23:50 UTC is the next day in Kolkata."""
+    project_id = 401 + KOLKATA_SPELLINGS.index(zone)
+
+    got = zoned.execute("select project_id, day from analytics.daily_completion_rates where project_id = ?",
+                        [project_id]).fetchall()
 
     assert local_day(parse_timestamp(AT_2350), zone) == MAR_2, "the oracle reads the name alike"
-    assert got == [(401, MAR_2)]
+    assert got == [(project_id, MAR_2)]
