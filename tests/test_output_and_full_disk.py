@@ -12,9 +12,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from cekura_sessions.fake.data import DataSpec, generate
+from cekura_sessions.fake.data import DataSpec, FakeDataset, generate
 from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from support import warm
+from support.first_night import FILE, copy_night
 from support.processes import CLI, cli_env, run_cli
 from support.settings import API_KEY
 
@@ -23,11 +24,31 @@ pytestmark = pytest.mark.e2e
 GREEK = "Ωμέγα 客服"  # outside Latin-1
 
 
-def test_status_under_a_latin1_locale_replaces_what_it_cannot_encode(dataset, db_path, tmp_path):
-    dataset.projects[0]["name"] = GREEK
-    with FakeCekuraApi(dataset, api_key=API_KEY, faults=Faults()) as api:
-        night = run_cli(tmp_path, "run", "--db", str(db_path), "--base-url", api.url, "--no-models")
-    assert night.returncode == 0, night.stdout + night.stderr
+@pytest.fixture(scope="module")
+def data() -> FakeDataset:
+    """The data of the module's first night (and, moved on a night, of the full disks' nights)."""
+    return generate(DataSpec(projects=4, sessions_per_project=200, seed=1))
+
+
+@pytest.fixture(scope="module")
+def first_night_made(data: FakeDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a plain first night of `data` that `cekura-sessions run` loaded (its FILE
+    and the dlt folder beside it): each test starts from a copy (support/first_night.py's
+    copy_night), so the module runs that night once, not once a test. No test is about it."""
+    folder = tmp_path_factory.mktemp("first-night")
+    with FakeCekuraApi(data, api_key=API_KEY, faults=Faults()) as api:
+        first = run_cli(folder, "run", "--db", str(folder / FILE), "--base-url", api.url)
+    assert first.returncode == 0, first.stdout + first.stderr
+    return folder
+
+
+def test_status_under_a_latin1_locale_replaces_what_it_cannot_encode(first_night_made, db_path, tmp_path):
+    # the night is not the subject: a copy of the module's, every project's name then set where a
+    # night stores the name the API gives and status reads it (cekura_raw.projects: run/status.py's
+    # project_freshness)
+    copy_night(first_night_made, db_path, None)
+    with duckdb.connect(str(db_path)) as con:
+        con.execute("update cekura_raw.projects set name = ?", [GREEK])
 
     shown = run_cli(tmp_path, "status", "--db", str(db_path), PYTHONIOENCODING="latin-1")
 
@@ -36,7 +57,8 @@ def test_status_under_a_latin1_locale_replaces_what_it_cannot_encode(dataset, db
     assert GREEK.encode("latin-1", "replace").decode("latin-1") in shown.stdout, shown.stdout
 
 
-def _night_with_file_limit(api: FakeCekuraApi, db_path: Path, tmp_path: Path, limit: int) -> subprocess.CompletedProcess:
+def _night_with_file_limit(api: FakeCekuraApi, db_path: Path, tmp_path: Path,
+                           limit: int) -> subprocess.CompletedProcess:
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
@@ -55,13 +77,10 @@ def _ledger(db_path: Path) -> dict[str, tuple]:
     pytest.param(2 << 10, id="log-file-and-ledger-end-full"),
     pytest.param(64 << 10, id="load-full"),
 ])
-def test_a_full_disk_gives_one_exit_code_in_the_process_the_ledger_and_the_mailed_line(limit, db_path, tmp_path):
-    dataset = generate(DataSpec(projects=4, sessions_per_project=200, seed=1))
-    with FakeCekuraApi(dataset, api_key=API_KEY, faults=Faults()) as api:
-        first = run_cli(tmp_path, "run", "--db", str(db_path), "--base-url", api.url)
-        assert first.returncode == 0, first.stdout + first.stderr
-        api.dataset = dataset.next_night(seed=9)
-
+def test_a_full_disk_gives_one_exit_code_in_the_process_the_ledger_and_the_mailed_line(limit, data, first_night_made,
+                                                                                       db_path, tmp_path):
+    copy_night(first_night_made, db_path, None)  # the night before, which exited 0
+    with FakeCekuraApi(data.next_night(seed=9), api_key=API_KEY, faults=Faults()) as api:
         full = _night_with_file_limit(api, db_path, tmp_path, limit)
 
     mailed = full.stdout.strip().splitlines()
