@@ -3,7 +3,7 @@
 rows, recovery after kill -9, a second run refused while one holds the lock, and the API key and
 the database password never stored. The CLI runs in real subprocesses against the fake API where
 the process is what is tested (kills, the lock, what it prints); what lands in the destination
-over two nights is loaded in-process."""
+over two nights is loaded in-process, the first night made once per module and copied (below)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,20 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from cekura_sessions.fake.server import Faults
+from cekura_sessions.fake.data import generate
+from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from cekura_sessions.models.declarations import load_declarations
-from support import expected, warm
-from support.destinations import DB_PASSWORD, Target
+from support import expected, postgres, warm
+from support.destinations import DB_PASSWORD, Target, make_target
+from support.first_night import copy_dlt_folder, copy_night
 from support.processes import CLI, cli_env
 from support.secrets import files_holding
-from support.settings import API_KEY, TEST_RETRY
+from support.settings import API_KEY, DATASET_SPEC, TEST_RETRY
 
 if TYPE_CHECKING:
     from cekura_sessions.run.night import RunOutcome
@@ -66,18 +70,61 @@ def _wait_for(condition, what: str, seconds: float = 120) -> None:
         time.sleep(0.05)
 
 
-def _night(target: Target, api) -> RunOutcome:
+def _night(target: Target, api, **overrides: object) -> RunOutcome:
     """A night in this process, for the tests about what lands in the destination (the process
-    itself is the other tests')."""
+    itself is the other tests'); `overrides` over its RunConfig."""
     from cekura_sessions.run import night
 
-    return night.run(night.RunConfig(db=target.db, api_key=API_KEY, base_url=api.url, db_wait_seconds=5.0,
-                                     pipelines_dir=str(target.folder / "pipelines"), retry=TEST_RETRY))
+    settings = {"db": target.db, "api_key": API_KEY, "base_url": api.url, "db_wait_seconds": 5.0,
+                "pipelines_dir": str(target.folder / "pipelines"), "retry": TEST_RETRY}
+    return night.run(night.RunConfig(**{**settings, **overrides}))
 
 
-def test_two_nights_with_changes_and_deletions_end_exact(target, api, dataset):
-    first = _night(target, api)
-    assert first.exit_code == 0, first.message
+# --- a first night several tests start from -----------------------------------------------------
+# A night costs one to two seconds of CPU. Where a test's first night is the same plain night of the
+# suite's data, it is made once per module and destination kind and copied into the test's
+# destination: the DuckDB file (support/first_night.copy_night), or the PostgreSQL database, which
+# the server copies from it as from a template; with dlt's folder, whose marker
+# (run/dlt_pipeline.py) is pointed at the copy, so the next night goes on from it as from its own.
+# The night read a fake API of its own serving the suite's data whole, as `api` does
+# (support/first_night.py says why whole).
+
+
+@pytest.fixture(scope="module")
+def made_first_nights(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Target]:
+    """`made(kind, server)`: the plain first night into a destination of `kind`, made on first use."""
+    made: dict[str, Target] = {}
+
+    def made_for(kind: str, server: postgres.PostgresServer | None) -> Target:
+        if kind not in made:
+            first = make_target(kind, tmp_path_factory.mktemp(f"first-night-{kind}"), server)
+            with FakeCekuraApi(generate(DATASET_SPEC), api_key=API_KEY, faults=Faults()) as api:
+                outcome = _night(first, api)
+            assert outcome.exit_code == 0, f"the first night failed: {outcome.message}"
+            made[kind] = first
+        return made[kind]
+
+    return made_for
+
+
+@pytest.fixture
+def after_night_1(request: pytest.FixtureRequest, target: Target, dataset, made_first_nights) -> Target:
+    """`target`, holding what a plain first night of the suite's data leaves (the module's, copied)."""
+    assert dataset == generate(DATASET_SPEC), "the copied first night is of the suite's data, unchanged"
+    if target.kind == "duckdb":
+        copy_night(made_first_nights("duckdb", None).folder, Path(target.db), target.folder / "pipelines")
+    else:
+        from cekura_sessions.destination.address import parse_destination  # imports dlt: not while collecting
+
+        server = request.getfixturevalue("postgres_server")
+        made = made_first_nights("postgres", server)
+        target = make_target("postgres", target.folder, server, template=made.db)
+        copy_dlt_folder(made.folder / "pipelines", target.folder / "pipelines", str(parse_destination(target.db)))
+    return target
+
+
+def test_two_nights_with_changes_and_deletions_end_exact(after_night_1, api, dataset):
+    target = after_night_1  # night 1, made once for the module's tests, asserted here on the test's copy
     _assert_exact(target, dataset, "night 1")
 
     tomorrow = dataset.next_night(seed=5)  # statuses move, lists change, sessions and a project's listing emptied
@@ -89,15 +136,16 @@ def test_two_nights_with_changes_and_deletions_end_exact(target, api, dataset):
     _assert_exact(target, tomorrow, "night 2")
 
 
-def test_a_failed_project_keeps_its_rows_and_the_others_move_on(target, api, dataset):
-    assert _night(target, api).exit_code == 0
+def test_a_failed_project_keeps_its_rows_and_the_others_move_on(after_night_1, api, dataset):
+    target = after_night_1
     tomorrow = dataset.next_night(seed=6)
     listed = expected.listed_project_ids(tomorrow)
     victim = next(p for p in listed if dataset.sessions[p] and tomorrow.sessions[p] != dataset.sessions[p])
     api.dataset = tomorrow
     api.faults = Faults(always={victim: "500"})
 
-    result = _night(target, api)
+    # without the SQL models: what is asserted is the raw tables' (conftest.py's `load` says why)
+    result = _night(target, api, build_models=False)
 
     assert result.exit_code == 1, result.message
     sessions, scenario_ids, _ = _raw(target)
@@ -171,8 +219,9 @@ def test_the_key_and_the_database_password_are_never_stored_or_printed(target, a
         assert broken.returncode == 2 and "***" in broken.stderr, broken.stderr
 
 
-def test_models_check_and_status_read_either_destination(target, api):
-    assert _run(target, api).returncode == 0
+def test_models_check_and_status_read_either_destination(after_night_1):
+    target = after_night_1  # what they read: the module's first night, run in this process (the CLI's
+    # nights are the other tests')
     said = ""
     for command in (["models"], ["check", "--show", "3"], ["status"]):
         result = warm.run([*CLI, *command, "--db", target.db], env=_env(target), capture_output=True, text=True,

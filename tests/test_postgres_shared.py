@@ -10,17 +10,23 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from cekura_sessions.destination.postgres import lock_key
 from cekura_sessions.destination.warehouse import as_warehouse
+from cekura_sessions.fake.data import generate
+from cekura_sessions.fake.server import FakeCekuraApi, Faults
 from cekura_sessions.models.runner import DependentsError, build_models
 from cekura_sessions.settings import SQL_DIR
-from support import expected, postgres, raw_data, warm
+from support import expected, nights, postgres, raw_data, warm
+from support.first_night import copy_dlt_folder
 from support.processes import CLI, cli_env
 from support.raw_data import VARIED
+from support.settings import API_KEY, DATASET_SPEC
 
 pytestmark = pytest.mark.e2e
 
@@ -72,12 +78,56 @@ def _reader_role(url: str, name: str = "reader") -> None:
         admin.close()
 
 
+# --- databases several tests start from --------------------------------------------------------------
+# What a test only starts from (a first night; VARIED with its models built) is made once per module
+# in a database of its own, and each test gets a database of its own that is a copy of it: the
+# server copies a database from another as from a template (CREATE DATABASE ... TEMPLATE), in about
+# 0.2 s of CPU where a night costs one to two seconds. Roles belong to the server, not to a
+# database: `reader` exists once per server (_reader_role), and a copy keeps the grants made to it.
+
+
+@dataclass(frozen=True)
+class _Made:
+    """A first night made once: its database's URL and its dlt folder."""
+
+    url: str
+    pipelines: Path
+
+
+@pytest.fixture(scope="module")
+def made_first_night(postgres_server, tmp_path_factory: pytest.TempPathFactory) -> _Made:
+    """A plain first night of the suite's data, run in this process against a fake API of its own
+    that serves the data whole, as `api` does (support/first_night.py says why whole); details=None:
+    the sessions' details read, as the CLI's night reads them by default."""
+    url, folder = postgres_server.new_database(), tmp_path_factory.mktemp("first-night")
+    with FakeCekuraApi(generate(DATASET_SPEC), api_key=API_KEY, faults=Faults()) as server:
+        outcome = nights.run(db=url, base_url=server.url, pipelines_dir=str(folder / "pipelines"), details=None)
+    assert outcome.exit_code == 0, f"the first night failed: {outcome.message}"
+    return _Made(url, folder / "pipelines")
+
+
+@pytest.fixture
+def night_1_url(postgres_server, made_first_night: _Made, tmp_path: Path, dataset) -> str:
+    """The URL of a database of the test's own (as `pg_url`'s) holding a copy of the module's first
+    night, and the CLI's dlt folder for it (in cli_env's dlt data dir) a copy of the night's, its
+    marker (run/dlt_pipeline.py) naming the copy: the test's next night goes on from it as from its
+    own."""
+    from cekura_sessions.destination.address import parse_destination
+    from cekura_sessions.destination.database import Database  # imports dlt: here, not while collecting
+
+    assert dataset == generate(DATASET_SPEC), "the copied first night is of the suite's data, unchanged"
+    pg_url = postgres_server.new_database(template=made_first_night.url)
+    database = Database(parse_destination(pg_url))
+    folder = tmp_path / "dlt-data" / "cekura-sessions" / database.pipelines_dir().name  # as cli_env's CLI keeps it
+    copy_dlt_folder(made_first_night.pipelines, folder, str(database))
+    return pg_url
+
+
 # --- item 2: what others built survives ------------------------------------------------------------
 
 
-def test_a_team_view_grants_and_comments_survive_two_nights(pg_url, tmp_path, api, dataset):
-    first = _run(tmp_path, api, pg_url)
-    assert first.returncode == 0, first.stderr
+def test_a_team_view_grants_and_comments_survive_two_nights(night_1_url, tmp_path, api, dataset):
+    pg_url = night_1_url  # the first night, which only gives the team the models to build on, copied
     _reader_role(pg_url)
     admin = postgres.connect(pg_url)
     for statement in ("create schema bi", TEAM_VIEW, "grant usage on schema analytics, bi to reader",
@@ -97,18 +147,30 @@ def test_a_team_view_grants_and_comments_survive_two_nights(pg_url, tmp_path, ap
     assert comment == "the team's own"
 
 
+@pytest.fixture(scope="module")
+def made_built(postgres_server) -> str:
+    """VARIED loaded and its models built once per module, with a team's view and a reader's grant
+    on analytics.sessions: the database's URL."""
+    url = postgres_server.new_database()
+    warehouse = as_warehouse(postgres.connect(url))
+    try:
+        raw_data.create_raw_tables(warehouse)
+        raw_data.load(warehouse, VARIED)
+        build_models(warehouse)
+        _reader_role(url)
+        for statement in ("create schema bi", TEAM_VIEW, "grant usage on schema analytics, bi to reader",
+                          "grant select on analytics.sessions, bi.completed_sessions to reader"):
+            warehouse.execute(statement)
+    finally:
+        warehouse.close()
+    return url
+
+
 @pytest.fixture
-def built(pg_url):
-    """VARIED loaded and its models built once, with a team's view and a reader's grant on
-    analytics.sessions: (warehouse, url)."""
+def built(postgres_server, made_built: str) -> Iterator[tuple]:
+    """A copy of `made_built`, the test's own to change: (warehouse, url)."""
+    pg_url = postgres_server.new_database(template=made_built)
     warehouse = as_warehouse(postgres.connect(pg_url))
-    raw_data.create_raw_tables(warehouse)
-    raw_data.load(warehouse, VARIED)
-    build_models(warehouse)
-    _reader_role(pg_url)
-    for statement in ("create schema bi", TEAM_VIEW, "grant usage on schema analytics, bi to reader",
-                      "grant select on analytics.sessions, bi.completed_sessions to reader"):
-        warehouse.execute(statement)
     yield warehouse, pg_url
     warehouse.close()
 
@@ -172,8 +234,8 @@ def test_models_without_drop_dependents_exits_1_with_one_line(built, tmp_path):
 # --- item 2: a reader's open transaction ------------------------------------------------------------
 
 
-def test_a_readers_open_transaction_does_not_stop_the_night(pg_url, tmp_path, api, dataset):
-    assert _run(tmp_path, api, pg_url).returncode == 0
+def test_a_readers_open_transaction_does_not_stop_the_night(night_1_url, tmp_path, api, dataset):
+    pg_url = night_1_url  # the night the reader reads, copied
     reader = postgres.connect(pg_url)
     cursor = reader.cursor()
     cursor.execute("begin isolation level repeatable read")
@@ -193,8 +255,8 @@ def test_a_readers_open_transaction_does_not_stop_the_night(pg_url, tmp_path, ap
     assert _query(pg_url, "select count(*) from analytics.sessions") == [(len(expected.sessions(tomorrow)),)]
 
 
-def test_a_lock_held_past_db_wait_exits_3_naming_its_holder(pg_url, tmp_path, api, dataset):
-    assert _run(tmp_path, api, pg_url).returncode == 0
+def test_a_lock_held_past_db_wait_exits_3_naming_its_holder(night_1_url, tmp_path, api, dataset):
+    pg_url = night_1_url  # the first night, whose models the holder locks, copied
     api.dataset = dataset.next_night(seed=5)
     holder = postgres.connect(pg_url)
     cursor = holder.cursor()
@@ -357,10 +419,10 @@ def test_permission_denied_is_one_line_naming_the_statement_and_the_role(built):
     assert "the privileges of role outsider" in line, line
 
 
-def test_status_says_a_night_is_running_while_a_run_holds_the_lock(pg_url, tmp_path, api):
+def test_status_says_a_night_is_running_while_a_run_holds_the_lock(night_1_url, tmp_path):
     """item 8 on PostgreSQL: the advisory lock held means a night is running (asked of pg_locks,
     never taken); once it is free, a newest run that never finished is `unfinished`."""
-    assert _run(tmp_path, api, pg_url).returncode == 0
+    pg_url = night_1_url  # a night that succeeded, copied: what `status` reads once the lock is free
     other = postgres.connect(pg_url)
     try:
         cursor = other.cursor()
@@ -379,10 +441,11 @@ def test_status_says_a_night_is_running_while_a_run_holds_the_lock(pg_url, tmp_p
     assert free.returncode == 0, free.stdout + free.stderr
 
 
-def test_a_lock_on_a_raw_table_is_waited_for_and_the_load_goes_on_once_it_is_released(pg_url, tmp_path, api, dataset):
+def test_a_lock_on_a_raw_table_is_waited_for_and_the_load_goes_on_once_it_is_released(night_1_url, tmp_path, api,
+                                                                                        dataset):
     """dlt's load meets another session's lock on a raw table: the wait is said once, naming the
     holder, and the load is started again until the lock is released; the night then ends exact."""
-    assert _run(tmp_path, api, pg_url).returncode == 0
+    pg_url = night_1_url  # the first night, which made the raw table the holder locks, copied
     tomorrow = dataset.next_night(seed=5)
     api.dataset = tomorrow
     holder = postgres.connect(pg_url)

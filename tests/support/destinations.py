@@ -62,10 +62,12 @@ class Target:
         return "\n".join(texts)
 
 
-def make_target(kind: str, folder: Path, server: postgres.PostgresServer | None) -> Target:
+def make_target(kind: str, folder: Path, server: postgres.PostgresServer | None, template: str | None = None) -> Target:
+    """A destination of `kind` in `folder`; a PostgreSQL one is a new database of `server`, empty
+    or a copy of the one `template` names."""
     if kind == "duckdb":
         return Target(kind, str(folder / "cekura.duckdb"), folder)
     assert server is not None
-    url = server.new_database()
+    url = server.new_database(template=template)
     # the socket URL has an empty password (`postgres:@`): give it one to keep secret
     return Target(kind, url.replace("postgres:@", f"postgres:{DB_PASSWORD}@", 1), folder)

@@ -72,13 +72,20 @@ def copy_night(made: Path, db_path: Path, pipelines_dir: Path | None) -> None:
     beside the file when `pipelines_dir` is None, as the CLI keeps it) at `db_path`, its dlt folder
     in `pipelines_dir`; the folder's marker (run/dlt_pipeline.py) then names the copy, so the next
     night goes on from it as from its own."""
-    from cekura_sessions.run.dlt_pipeline import _FOLDER_MARKER  # imports dlt: here, not for every test
-
     shutil.copy(made / FILE, db_path)
     target = db_path.with_name(f"{db_path.name}.dlt") if pipelines_dir is None else pipelines_dir
-    shutil.copytree(made / (f"{FILE}.dlt" if pipelines_dir is None else "pipelines"), target)
+    copy_dlt_folder(made / (f"{FILE}.dlt" if pipelines_dir is None else "pipelines"), target, str(db_path.resolve()))
+
+
+def copy_dlt_folder(source: Path, target: Path, database: str) -> None:
+    """Copy dlt's working folder `source` to `target` for the copy of its database that `database`
+    names, as the night records it (run/dlt_pipeline.py's bind_to_database: a file's resolved
+    path, or str(Database) of a PostgreSQL URL): its marker then names the copy."""
+    from cekura_sessions.run.dlt_pipeline import _FOLDER_MARKER  # imports dlt: here, not for every test
+
+    shutil.copytree(source, target)
     markers = list(target.glob(f"*/{_FOLDER_MARKER}"))
-    # a marker naming another file would make the next night drop the folder and restore it from the database
-    assert len(markers) == 1, f"dlt's folder holds {len(markers)} markers of the file it serves, not one"
+    # a marker naming another database would make the next night drop the folder and restore it from the database
+    assert len(markers) == 1, f"dlt's folder holds {len(markers)} markers of the database it serves, not one"
     served = json.loads(markers[0].read_text(encoding="utf-8"))
-    markers[0].write_text(json.dumps({**served, "path": str(db_path.resolve())}), encoding="utf-8")
+    markers[0].write_text(json.dumps({**served, "path": database}), encoding="utf-8")

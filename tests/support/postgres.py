@@ -19,7 +19,7 @@ logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 class PostgresServer:
     """`start(folder)` runs a server whose files live in `folder`; `new_database()` returns the
-    URL of an empty database; `stop()` ends the server."""
+    URL of an empty database (or of a copy of another); `stop()` ends the server."""
 
     def __init__(self, folder: Path) -> None:
         import pgserver
@@ -27,14 +27,18 @@ class PostgresServer:
         self._server: Any = pgserver.get_server(str(folder), cleanup_mode="stop")
         self.url = self._server.get_uri()
 
-    def new_database(self) -> str:
+    def new_database(self, template: str | None = None) -> str:
+        """The URL of a new database: empty, or a copy of the database the URL `template` names
+        (CREATE DATABASE ... TEMPLATE, about 0.2 s of CPU where a night costs one to two seconds;
+        no session may be connected to the template)."""
         import psycopg2
 
         name = f"t_{uuid.uuid4().hex[:12]}"
+        copied = "" if template is None else f" template {urlsplit(template).path.lstrip('/')}"
         con = psycopg2.connect(self.url)
         try:
             con.autocommit = True  # CREATE DATABASE runs outside a transaction only
-            con.cursor().execute(f"create database {name}")
+            con.cursor().execute(f"create database {name}{copied}")
         finally:
             con.close()
         return database_url(self.url, name)
