@@ -54,28 +54,26 @@ def db_path(tmp_path: Path) -> Path:
 RunNight = Callable[..., "RunOutcome"]
 
 
+def _into_the_test(night: RunNight, api: FakeCekuraApi, db_path: Path, tmp_path: Path) -> RunNight:
+    """`night` (support/nights.py's run or load) against the test's fake API into its DuckDB file,
+    `overrides` over those."""
+
+    def _night(**overrides: object) -> RunOutcome:
+        return night(**{"db": db_path, "base_url": api.url, "pipelines_dir": str(tmp_path / "pipelines"), **overrides})
+
+    return _night
+
+
 @pytest.fixture
 def run_night(api: FakeCekuraApi, db_path: Path, tmp_path: Path) -> RunNight:
-    """Run the real pipeline against the fake API into the test's DuckDB file (support/nights.py's
-    settings, `overrides` over them)."""
-
-    def _run(**overrides: object) -> RunOutcome:
-        return nights.run(**{"db": db_path, "base_url": api.url, "pipelines_dir": str(tmp_path / "pipelines"),
-                             **overrides})
-
-    return _run
+    """Run the real pipeline against the fake API into the test's DuckDB file (support/nights.py's run)."""
+    return _into_the_test(nights.run, api, db_path, tmp_path)
 
 
 @pytest.fixture
-def load(run_night: RunNight) -> RunNight:
-    """`run_night` without the SQL models (build_models=False, the CLI's --no-models), for a test
-    of what reaches the raw tables: the models and their checks, about half a small night's CPU,
-    are other files' subject (test_models_end_to_end.py, test_checks.py)."""
-
-    def _load(**overrides: object) -> RunOutcome:
-        return run_night(**{"build_models": False, **overrides})
-
-    return _load
+def load(api: FakeCekuraApi, db_path: Path, tmp_path: Path) -> RunNight:
+    """`run_night` without the SQL models (support/nights.py's load says why)."""
+    return _into_the_test(nights.load, api, db_path, tmp_path)
 
 
 @pytest.fixture(scope="session")

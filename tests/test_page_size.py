@@ -42,8 +42,8 @@ def data():
 def _night(tmp_path, api: FakeCekuraApi, **overrides: object):
     # details=False (support/nights.py): the listings' requests are counted; no models: what
     # reaches the raw tables (conftest.py's load)
-    return nights.run(**{"db": tmp_path / FILE, "base_url": api.url, "pipelines_dir": str(tmp_path / "pipelines"),
-                         "build_models": False, **overrides})
+    return nights.load(**{"db": tmp_path / FILE, "base_url": api.url, "pipelines_dir": str(tmp_path / "pipelines"),
+                          **overrides})
 
 
 def _pages(rows: int, pagination: str, granted: int) -> int:

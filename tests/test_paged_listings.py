@@ -16,7 +16,7 @@ import copy
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import duckdb
 import pytest
@@ -36,12 +36,6 @@ PAGE_SIZE = 7
 
 def _pages(dataset, project_id: int) -> int:
     return max(1, -(-len(dataset.sessions[project_id]) // PAGE_SIZE))
-
-
-def _load(**settings: Any) -> RunOutcome:
-    """A night as conftest.py's `load` runs one, for the nights this module shares between tests,
-    which cannot use that function-scoped fixture; `db`, `base_url` and `pipelines_dir` are given."""
-    return nights.run(**{"build_models": False, **settings})
 
 
 def _serve_afresh(server: FakeCekuraApi, dataset: FakeDataset) -> None:
@@ -82,7 +76,7 @@ class _PagedServers(ExitStack):
             self.firsts[pagination] = _PagedFirstNights(self.folder / pagination, server)
         firsts = self.firsts[pagination]
         _serve_afresh(firsts.server, generate(DATASET_SPEC))  # a first night is of the suite's data
-        firsts.copy_to(db, pipelines_dir, _load, {})
+        firsts.copy_to(db, pipelines_dir, nights.load, {})
         _serve_afresh(firsts.server, dataset)
         return firsts.server
 
@@ -216,10 +210,10 @@ def moved_nights(paged_servers: _PagedServers, tmp_path_factory: pytest.TempPath
     The fake's moves are per project (Faults.moves, applied after that project's first page
     went out), so one night holds the four, each in a listing of its own: a case of the test
     below checks its own project, and the night's outcome."""
-    nights: dict[str, MovedNight] = {}
+    made: dict[str, MovedNight] = {}
 
     def night(pagination: str) -> MovedNight:
-        if pagination not in nights:
+        if pagination not in made:
             folder = tmp_path_factory.mktemp(f"moved-{pagination}")
             db, pipelines = folder / FILE, folder / "pipelines"
             before = generate(DATASET_SPEC)
@@ -229,12 +223,12 @@ def moved_nights(paged_servers: _PagedServers, tmp_path_factory: pytest.TempPath
             server = paged_servers.first_night(pagination, db, pipelines, before)
             server.faults = Faults(moves={project: [move] for move, project in movers.items()})
             try:
-                outcome = _load(db=db, base_url=server.url, pipelines_dir=str(pipelines))
+                outcome = nights.load(db=db, base_url=server.url, pipelines_dir=str(pipelines))
                 after = server.dataset  # the moves really happened: the served data changed for good
             finally:
                 _serve_afresh(server, generate(DATASET_SPEC))
-            nights[pagination] = MovedNight(movers, before, after, outcome, _raw(db))
-        return nights[pagination]
+            made[pagination] = MovedNight(movers, before, after, outcome, _raw(db))
+        return made[pagination]
 
     return night
 

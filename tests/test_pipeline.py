@@ -62,13 +62,12 @@ class SharedNight:
 
 def _shared_night(folder: Path, faults: Faults | None = None, victims: dict[str, int] | None = None) -> SharedNight:
     """A night of the suite's data with `faults`, in `folder`, as conftest.py's `load` runs one
-    (support/nights.py's settings, build_models=False)."""
+    (support/nights.py's load)."""
     dataset = generate(DATASET_SPEC)
     faults = faults or Faults()
     scripts = {project: list(script) for (_, project), script in faults.script.items()}
     with FakeCekuraApi(dataset, api_key=API_KEY, faults=faults) as api:
-        outcome = nights.run(db=folder / "cekura.duckdb", base_url=api.url, pipelines_dir=str(folder / "pipelines"),
-                             build_models=False)
+        outcome = nights.load(db=folder / "cekura.duckdb", base_url=api.url, pipelines_dir=str(folder / "pipelines"))
         # the server logs a slow answer only once it has slept, past the client's read timeout
         # and maybe past the night's end: wait until every scripted fault is in the log
         scripted = sum(len(script) for script in scripts.values())

@@ -1,5 +1,5 @@
-"""A night of the real pipeline as the suite runs one: conftest.py's `run_night`, and the nights a
-module shares between its tests (a fixture of any scope)."""
+"""A night of the real pipeline as the suite runs one: conftest.py's `run_night` and `load`, and the
+nights a module shares between its tests (a fixture of any scope)."""
 
 from __future__ import annotations
 
@@ -26,3 +26,9 @@ def run(**settings: Any) -> RunOutcome:
 
     return night.run(night.RunConfig(**{**SETTINGS, **settings}))
 
+
+def load(**settings: Any) -> RunOutcome:
+    """`run` without the SQL models (build_models=False, the CLI's --no-models), for a test of what
+    reaches the raw tables: the models and their checks, about half a small night's CPU, are other
+    files' subject (test_models_end_to_end.py, test_checks.py)."""
+    return run(**{"build_models": False, **settings})
