@@ -5,13 +5,12 @@ across nights. Real runs (the CLI in subprocesses, or in process) against the fa
 from __future__ import annotations
 
 import shlex
-import subprocess
 from pathlib import Path
 
 import duckdb
 import pytest
 from cekura_sessions.fake.server import Faults
-from support import expected
+from support import expected, warm
 from support.night_processes import (
     AS_THE_CLI_RUNS,
     DLT,
@@ -111,7 +110,7 @@ def test_readme_dlt_pipeline_commands_read_the_database_folder(tmp_path, first_n
     first_night(**AS_THE_CLI_RUNS)
     shown = {}
     for command in commands:
-        done = subprocess.run([DLT, *command[1:]], capture_output=True, text=True, timeout=120,
+        done = warm.run([*DLT, *command[1:]], capture_output=True, text=True, timeout=120,
                               env=cli_env(tmp_path), cwd=tmp_path)
         assert done.returncode == 0, f"{shlex.join(command)}: {done.stderr}"
         shown[command[-1]] = done.stdout

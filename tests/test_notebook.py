@@ -428,16 +428,11 @@ def test_notebook_reads_the_dataset_cekura_dataset_names(tmp_path: Path) -> None
     assert int(got) == want, (got, want)
 
 
-def test_notebook_on_a_dataset_the_database_does_not_hold_names_those_it_holds(tmp_path: Path) -> None:
+def test_notebook_on_a_dataset_the_database_does_not_hold_names_those_it_holds(demo_db: Path) -> None:
     """CEKURA_DATASET mistyped: the notebook says which datasets the database holds, not that
-    `analytics.sessions` (full, in the default dataset) holds no sessions."""
-    db = tmp_path / "one.duckdb"
-    made = warm.run(
-        [sys.executable, "-m", "cekura_sessions.cli", "demo", "--db", str(db), "--projects", "2",
-         "--sessions-per-project", "5", "--as-of", AS_OF.isoformat()],
-        cwd=tmp_path, env=_kernel_env(), capture_output=True, text=True, timeout=180,
-    )
-    assert made.returncode == 0, made.stderr
+    `analytics.sessions` (full, in the default dataset) holds no sessions. The module's demo
+    database (read only, as the notebook opens it)."""
+    db = demo_db
     setup = _code_cells(nbformat.read(NOTEBOOK, as_version=4))[:3]  # imports, query(), the data or NO_DATA
     client = _client(nbformat.v4.new_notebook(cells=setup), NOTEBOOK.parent)
     with client.setup_kernel(env=_kernel_env(CEKURA_DB=str(db), CEKURA_DATASET="team_z"), cleanup_kc=True):

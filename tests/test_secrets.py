@@ -16,7 +16,6 @@ import re
 import signal
 import socketserver
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +43,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e  # the real pipeline (dlt), the CLI in subprocesses and dlt's own CLI
 
-DLT = str(Path(sys.executable).with_name("dlt"))
 CANARY = API_KEY.encode()
 
 
@@ -71,11 +69,11 @@ def _dlt_cli_outputs(pipelines_dir: Path) -> dict[str, str]:
     plain forms: it adds the config and secret values dlt resolved)."""
     env = {**_clean_env(), "RUNTIME__DLTHUB_TELEMETRY": "false"}
     commands = {
-        "trace -v": [DLT, "pipeline", "-v", "--pipelines-dir", str(pipelines_dir), settings.PIPELINE_NAME, "trace"],
-        "info -vv": [DLT, "pipeline", "--pipelines-dir", str(pipelines_dir), settings.PIPELINE_NAME, "info", "-vv"],
+        "trace -v": [*warm.DLT, "pipeline", "-v", "--pipelines-dir", str(pipelines_dir), settings.PIPELINE_NAME, "trace"],
+        "info -vv": [*warm.DLT, "pipeline", "--pipelines-dir", str(pipelines_dir), settings.PIPELINE_NAME, "info", "-vv"],
     }
     running = {
-        name: subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        name: warm.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for name, cmd in commands.items()
     }
     outputs = {}

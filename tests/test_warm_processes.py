@@ -24,12 +24,28 @@ COMMANDS = [
 ]
 
 
+# dlt's own command line (test_secrets.py and test_dlt_folder.py read what it prints)
+DLT_COMMANDS = [
+    pytest.param(["--version"], id="version"),
+    pytest.param(["pipeline", "--pipelines-dir", "none", "cekura_sessions", "info"], id="info-of-a-missing-pipeline"),
+]
+
+
+def _same_answer(tmp_path: Path, command: list[str]) -> None:
+    env = cli_env(tmp_path, CEKURA_API_KEY="", CEKURA_BASE_URL="notaurl")
+    cold = subprocess.run(command, check=False, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    hot = warm.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert (hot.returncode, hot.stdout, hot.stderr) == (cold.returncode, cold.stdout, cold.stderr)
+
+
 @pytest.mark.parametrize("args", COMMANDS)
 def test_a_warm_process_answers_as_a_new_interpreter(tmp_path, args):
-    env = cli_env(tmp_path, CEKURA_API_KEY="", CEKURA_BASE_URL="notaurl")
-    cold = subprocess.run([*CLI, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    hot = warm.run([*CLI, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert (hot.returncode, hot.stdout, hot.stderr) == (cold.returncode, cold.stdout, cold.stderr)
+    _same_answer(tmp_path, [*CLI, *args])
+
+
+@pytest.mark.parametrize("args", DLT_COMMANDS)
+def test_a_warm_dlt_command_answers_as_a_new_interpreter(tmp_path, args):
+    _same_answer(tmp_path, [*warm.DLT, *args])
 
 
 def test_a_warm_process_has_its_own_pid_and_answers_a_signal(tmp_path):
@@ -48,6 +64,7 @@ def test_a_warm_process_has_its_own_pid_and_answers_a_signal(tmp_path):
 
 def test_what_changes_an_interpreters_start_gets_a_new_one(tmp_path):
     assert warm._warm([*CLI, "status"], {"env": cli_env(tmp_path)})
+    assert warm._warm([*warm.DLT, "--version"], {"env": cli_env(tmp_path)})
     assert not warm._warm([*CLI, "status"], {"env": cli_env(tmp_path, TZ="Asia/Kolkata")})
     assert not warm._warm([*CLI, "status"], {"env": cli_env(tmp_path, PYTHONIOENCODING="latin-1")})
     assert not warm._warm([*CLI, "status"], {"preexec_fn": print})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 from support import warm
 from support.processes import CLI, cli_env
 
-DLT = str(Path(sys.executable).with_name("dlt"))
+DLT = warm.DLT  # dlt's own command line, started warm too
 
 
 def run_cli(tmp_path: Path, base_url: str, db_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

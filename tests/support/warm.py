@@ -1,5 +1,5 @@
-"""`python -m cekura_sessions.cli ...` as a real process that starts warm: `run` and `Popen` take
-what subprocess's do.
+"""`python -m cekura_sessions.cli ...` and dlt's own `dlt ...` as real processes that start warm:
+`run` and `Popen` take what subprocess's do.
 
 Why by hand: a new interpreter spends about 1.5 s of CPU importing dlt, pyarrow and pandas
 before the CLI reads its arguments, and the suite starts about two hundred of them. Here the
@@ -7,7 +7,7 @@ process is forked from a server that imported those libraries once (support/warm
 per test worker): it is still a process of its own, with its own pid, signals, exit status, file
 descriptors, working folder and environment, and it imports the project afresh. What changes how
 an interpreter starts (PYTHON*, LD_*, TZ and locale variables that differ from this process's,
-a preexec_fn, a program other than the CLI) gets a new interpreter, through subprocess itself.
+a preexec_fn, a program other than these two) gets a new interpreter, through subprocess itself.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 CLI = [sys.executable, "-m", "cekura_sessions.cli"]  # the CLI as tests start it (support/processes.py)
+DLT = [str(Path(sys.executable).with_name("dlt"))]  # dlt's command line (`dlt pipeline ... info`), a script
 STARTUP_VARIABLES = ("PYTHON", "LD_", "TZ", "LANG", "LC_")  # read as an interpreter starts
 SERVER = Path(__file__).with_name("warm_server.py")
 ROOM = 8192  # bytes of the server's command line, which each process rewrites as its own
@@ -54,8 +55,15 @@ def _server_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("CEKURA_", "SOURCES__", "PYTEST_"))}
 
 
+def _program(args: Any) -> list[str] | None:
+    """CLI or DLT, whichever `args` starts with; None for any other program."""
+    if not isinstance(args, (list, tuple)):
+        return None
+    return next((program for program in (CLI, DLT) if [str(a) for a in args[:len(program)]] == program), None)
+
+
 def _warm(args: Any, kwargs: dict[str, Any]) -> bool:
-    if not isinstance(args, (list, tuple)) or [str(a) for a in args[:3]] != CLI:
+    if _program(args) is None:
         return False
     if kwargs.get("preexec_fn") is not None or any(kwargs.get(k) for k in ("pass_fds", "shell", "executable")):
         return False
@@ -85,8 +93,10 @@ class Popen(subprocess.Popen):
         start_new_session = rest[-2] if len(rest) >= 2 else False  # (..., start_new_session, process_group)
         # the child's stdin, stdout and stderr; -1: this process's own, as a new process inherits them
         fds = [given if given != -1 else own for given, own in ((p2cread, 0), (c2pwrite, 1), (errwrite, 2))]
+        program = _program(args)
         request = {
-            "argv": [str(a) for a in args[3:]],
+            "script": program[0] if program == DLT else None,  # None: `python -m cekura_sessions.cli`
+            "argv": [str(a) for a in args[len(program):]],
             "env": {str(k): str(v) for k, v in (env if env is not None else os.environ).items()},
             "cwd": str(cwd) if cwd is not None else os.getcwd(),
             "new_session": bool(start_new_session),

@@ -1,10 +1,11 @@
 """The server behind support/warm.py: a Python process that imported the CLI's heavy libraries once,
-and forks a CLI process for each request.
+and forks a CLI process (or one of dlt's own command line) for each request.
 
 Run as `python warm_server.py SOCKET ROOM` (ROOM: a long argument whose bytes become each
 process's command line); it prints `ready` once it listens, and exits when its standard input
 closes (the test worker that started it ended). A request on the Unix socket is
-one JSON object (argv after `python -m cekura_sessions.cli`, env, cwd, new_session) with the
+one JSON object (script: None for `python -m cekura_sessions.cli`, or the path of a Python script
+such as `.venv/bin/dlt`; argv after either; env, cwd, new_session) with the
 child's stdin, stdout and stderr passed as file descriptors (SCM_RIGHTS). The answer is two JSON
 lines on the same connection: {"pid": N} once forked, {"status": S} (the raw wait status) once
 the process ended.
@@ -12,8 +13,8 @@ the process ended.
 The libraries and the project's own modules are imported here, none run: no import reads the
 environment (dlt's configuration container is empty until a pipeline runs; the project's reads
 are all inside its functions, which test_warm_processes.py checks), so each process still
-configures itself from its own environment. The CLI's entry (`python -m cekura_sessions.cli`)
-runs afresh in each.
+configures itself from its own environment. The CLI's entry (`python -m cekura_sessions.cli`),
+or the script, runs afresh in each.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def _exit_code(code: object) -> int:
 
 
 def _child(request: dict, fds: list[int], keep_closed: list[int]) -> None:
-    """In the forked process: become `python -m cekura_sessions.cli ARGS`, and never return."""
+    """In the forked process: become `python -m cekura_sessions.cli ARGS` (or `python SCRIPT ARGS`),
+    and never return."""
     code = 1
     try:
         for fd in keep_closed:
@@ -101,11 +103,18 @@ def _child(request: dict, fds: list[int], keep_closed: list[int]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        sys.path.insert(0, os.getcwd())  # as `python -m` puts it
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        sys.argv = [MODULE, *request["argv"]]
-        _set_command_line([sys.executable, "-m", MODULE, *request["argv"]])
-        runpy.run_module(MODULE, run_name="__main__", alter_sys=True)
+        script = request["script"]
+        if script is None:
+            sys.path.insert(0, os.getcwd())  # as `python -m` puts it
+            sys.argv = [MODULE, *request["argv"]]
+            _set_command_line([sys.executable, "-m", MODULE, *request["argv"]])
+            runpy.run_module(MODULE, run_name="__main__", alter_sys=True)
+        else:
+            sys.path.insert(0, os.path.dirname(script))  # as `python SCRIPT` puts it
+            sys.argv = [script, *request["argv"]]
+            _set_command_line([sys.executable, script, *request["argv"]])  # as its #! line starts it
+            runpy.run_path(script, run_name="__main__")
         code = 0
     except SystemExit as stop:
         code = _exit_code(stop.code)
