@@ -993,7 +993,7 @@ def test_fake_api_serves_the_scripted_faults_and_drift_it_was_given():
                    for _ in range(3)]
         empty = requests.get(f"{url}{SESSIONS_PATH}?project_id={emptied}", headers=headers, timeout=TIMEOUT).json()
     finally:
-        _interrupted(proc, 30)
+        _interrupted(proc, 120)
 
     assert [p["id"] for p in projects] == [str(p["id"]) for p in data.projects if p["id"] != hidden]
     assert [r.status_code for r in answers] == [503, 404, 200]

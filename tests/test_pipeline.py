@@ -71,8 +71,9 @@ def _shared_night(folder: Path, faults: Faults | None = None, victims: dict[str,
         # the server logs a slow answer only once it has slept, past the client's read timeout
         # and maybe past the night's end: wait until every scripted fault is in the log
         scripted = sum(len(script) for script in scripts.values())
-        deadline = time.monotonic() + 10
-        while sum(1 for r in api.requests_log if r.fault) < scripted and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120  # a hang guard: the slowest scripted fault sleeps 3 s
+        while sum(1 for r in api.requests_log if r.fault) < scripted:
+            assert time.monotonic() < deadline, f"the server logged fewer than the {scripted} scripted faults"
             time.sleep(0.05)
         log = list(api.requests_log)
     return SharedNight(dataset, outcome, folder / "cekura.duckdb", log, victims or {}, scripts)

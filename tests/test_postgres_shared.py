@@ -393,8 +393,16 @@ def test_a_roles_statement_timeout_is_one_line_naming_it(pg_url, tmp_path, api):
     admin.cursor().execute(f"grant all on database {urlsplit(pg_url).path.lstrip('/')} to slowpoke")
     admin.cursor().execute("grant all on schema public to slowpoke")
     admin.cursor().execute("alter role slowpoke set statement_timeout = '1ms'")
-    admin.close()
-    night = _run(tmp_path, api, _as(pg_url, "slowpoke"))
+    # the run's first statements could end within 1 ms on a fast machine: a schema another
+    # session is creating (not yet committed) makes its `create schema if not exists` wait, past
+    # 1 ms on any machine
+    admin.autocommit = False
+    admin.cursor().execute("create schema cekura_raw")
+    try:
+        night = _run(tmp_path, api, _as(pg_url, "slowpoke"))
+    finally:
+        admin.rollback()
+        admin.close()
     assert night.returncode == 2, night.stderr
     line = night.stderr.strip().splitlines()[-1]
     assert "(statement_timeout" in line and "alter role slowpoke set statement_timeout" in line, line

@@ -93,10 +93,15 @@ def test_a_reader_holding_the_file_through_the_load_is_waited_for(tmp_path, api,
     run, marker = _paused_at_normalize(tmp_path, api, db_path, wait="60")
     with database_held(db_path, read_only=True) as holder:
         marker.unlink()  # the run goes on to normalize and load, while the reader holds the file
-        time.sleep(2)
+        said = []
+        for line in run.stderr:  # the run says it waits, while the reader holds the file
+            said.append(line)
+            if "is held by" in line:
+                break
         assert run.poll() is None, "the run did not wait for the reader"
         release(holder)
-        _, stderr = run.communicate(timeout=120)
+        _, rest = run.communicate(timeout=120)
+    stderr = "".join(said) + rest
 
     assert run.returncode == 0, stderr
     assert "is held by" in stderr and "waiting up to 60 s" in stderr, stderr
