@@ -30,8 +30,8 @@ demo: $(DEMO_STAMP)
 # go to one worker, so a module-scoped fixture (the config-error CLI runs, the notebook's demo
 # and kernel) is built once, not once per worker. Two workers a core, at most 8: much of a test's
 # time is spent waiting (on a server, a signal's grace, another session's lock), which another
-# worker's test fills (on 2 cores, the whole suite: 506 s with 4 workers, 603 s with 2). The
-# modules start longest first, in the order tests/support/schedule.py gives
+# worker's test fills (on 2 cores, the whole suite back to back: 188 s with 4 workers, 221 s
+# with 2). The modules start longest first, in the order tests/support/schedule.py gives
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(8, 2 * len(os.sched_getaffinity(0))))")
 # Bytecode is written (into the checkout's __pycache__, which git ignores) even where the
 # environment says PYTHONDONTWRITEBYTECODE: without it every worker rewrites the asserts of every
