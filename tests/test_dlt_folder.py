@@ -13,7 +13,6 @@ from cekura_sessions.fake.server import Faults
 from support import expected, warm
 from support.night_processes import (
     AS_THE_CLI_RUNS,
-    DLT,
     cli_env,
     folder_bytes,
     pause_marker,
@@ -110,8 +109,8 @@ def test_readme_dlt_pipeline_commands_read_the_database_folder(tmp_path, first_n
     first_night(**AS_THE_CLI_RUNS)
     shown = {}
     for command in commands:
-        done = warm.run([*DLT, *command[1:]], capture_output=True, text=True, timeout=120,
-                              env=cli_env(tmp_path), cwd=tmp_path)
+        done = warm.run([*warm.DLT, *command[1:]], capture_output=True, text=True, timeout=120,
+                        env=cli_env(tmp_path), cwd=tmp_path)
         assert done.returncode == 0, f"{shlex.join(command)}: {done.stderr}"
         shown[command[-1]] = done.stdout
     assert "Found pipeline cekura_sessions in cekura.duckdb.dlt" in shown["info"], shown["info"]

@@ -51,11 +51,9 @@ def test_second_run_exits_3_while_the_lock_is_held(run_night, first_night, db_pa
 
 
 def test_database_held_by_another_process_gives_one_clear_line(tmp_path, api, db_path):
-    holder = subprocess.Popen(
-        # it holds the file until the test kills it (reading its standard input, which stays open)
-        [sys.executable, "-c", f"import duckdb,sys; c=duckdb.connect({str(db_path)!r}); print('ok', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
+    # it holds the file until the test kills it (it reads its standard input, which stays open)
+    hold = f"import duckdb, sys; c = duckdb.connect({str(db_path)!r}); print('ok', flush=True); sys.stdin.read()"
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ok"
         result = _run_cli(tmp_path, api, db_path)

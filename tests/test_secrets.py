@@ -68,9 +68,10 @@ def _dlt_cli_outputs(pipelines_dir: Path) -> dict[str, str]:
     """What `dlt pipeline` prints about our pipeline: trace and info, verbose (a superset of the
     plain forms: it adds the config and secret values dlt resolved)."""
     env = {**_clean_env(), "RUNTIME__DLTHUB_TELEMETRY": "false"}
+    pipeline = [*warm.DLT, "pipeline", "--pipelines-dir", str(pipelines_dir)]
     commands = {
-        "trace -v": [*warm.DLT, "pipeline", "-v", "--pipelines-dir", str(pipelines_dir), settings.PIPELINE_NAME, "trace"],
-        "info -vv": [*warm.DLT, "pipeline", "--pipelines-dir", str(pipelines_dir), settings.PIPELINE_NAME, "info", "-vv"],
+        "trace -v": [*pipeline, "-v", settings.PIPELINE_NAME, "trace"],
+        "info -vv": [*pipeline, settings.PIPELINE_NAME, "info", "-vv"],
     }
     running = {
         name: warm.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

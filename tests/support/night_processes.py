@@ -12,8 +12,6 @@ from pathlib import Path
 from support import warm
 from support.processes import CLI, cli_env
 
-DLT = warm.DLT  # dlt's own command line, started warm too
-
 
 def run_cli(tmp_path: Path, base_url: str, db_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return warm.run(
